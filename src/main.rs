@@ -1,0 +1,16 @@
+//! The `statescope` binary: parse the command line, run, map errors to exit codes.
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = <statescope::cli::Cli as clap::Parser>::parse();
+    match statescope::cli::run(cli) {
+        Ok(code) => code,
+        Err(err) => {
+            if statescope::output::is_broken_pipe(&err) {
+                return ExitCode::SUCCESS;
+            }
+            eprintln!("statescope: error: {err:#}");
+            ExitCode::from(1)
+        }
+    }
+}

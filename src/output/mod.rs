@@ -1,0 +1,38 @@
+//! Printers behind one trait, [`Sink`]. Choosing a format is one `match` in [`make_sink`].
+//!
+//! Standard output carries records and nothing else; diagnostics go to standard error.
+
+pub mod jsonl;
+pub mod table;
+
+use crate::cli::{Format, OutputArgs};
+use crate::record::Record;
+use std::io::{self, Write};
+
+/// Something that prints records.
+pub trait Sink {
+    /// One record, in the order the packets produced them.
+    fn record(&mut self, rec: &Record) -> io::Result<()>;
+    /// End of input: print whatever was held back (tables), flush.
+    fn finish(&mut self) -> io::Result<()>;
+    /// Does this printer look at `packet` records? The engine skips building them otherwise.
+    fn wants_packets(&self) -> bool {
+        true
+    }
+}
+
+/// Build the printer for `args`, writing to `out`.
+pub fn make_sink(args: &OutputArgs, out: Box<dyn Write>) -> Box<dyn Sink> {
+    match args.format {
+        Format::Jsonl => Box::new(jsonl::JsonlSink::new(out)),
+        Format::Table => Box::new(table::TableSink::new(out, args)),
+    }
+}
+
+/// Was this error a closed pipe (`statescope ... | head`)? That counts as success.
+pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|e| {
+        e.downcast_ref::<io::Error>()
+            .is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
+    })
+}

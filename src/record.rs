@@ -1,0 +1,201 @@
+//! The records of `shared/CONTRACT.md`, one Rust type per JSON-lines `"type"`.
+//!
+//! Field names are the contract's, so serde needs no renames. Optional fields are omitted from
+//! the JSON when absent (`skip_serializing_if`). Bytes that are not UTF-8 (URIs, reasons) are
+//! converted lossily: invalid sequences become U+FFFD.
+//!
+//! Records are produced by [`crate::engine`] and [`crate::lab`], printed by [`crate::output`],
+//! and read back (they derive `Deserialize`) by tests and by [`crate::report`].
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Direction of a segment or message relative to the connection's client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Dir {
+    #[default]
+    /// From the client (the sender of the first SYN) to the server.
+    C2s,
+    /// From the server to the client.
+    S2c,
+}
+
+impl Dir {
+    pub fn reverse(self) -> Dir {
+        match self {
+            Dir::C2s => Dir::S2c,
+            Dir::S2c => Dir::C2s,
+        }
+    }
+    /// 0 for c2s, 1 for s2c: an index into per-direction arrays.
+    pub fn idx(self) -> usize {
+        self as usize
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Dir::C2s => "c2s",
+            Dir::S2c => "s2c",
+        }
+    }
+}
+
+/// One record of the contract.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum Record {
+    Packet(PacketRec),
+    Conn(ConnRec),
+    Http(HttpRec),
+    Ws(WsRec),
+    Lab(LabRec),
+}
+
+/// `"type": "packet"`: one per TCP segment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct PacketRec {
+    pub frame: u64,
+    pub ts: f64,
+    pub conn: u64,
+    pub dir: Dir,
+    pub src: String,
+    pub dst: String,
+    pub flags: Vec<String>,
+    pub seq: u32,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub ack: Option<u32>,
+    pub seq_raw: u32,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub ack_raw: Option<u32>,
+    pub len: u32,
+    pub win: u64,
+    pub analysis: Vec<String>,
+    /// Event name → one sentence saying why Wireshark's rule fired, with the values compared.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty", default)]
+    pub why: BTreeMap<String, String>,
+    /// Beyond Wireshark: what most likely happened where the capture point misleads its label.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub likely: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub dup_ack_num: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub dup_ack_frame: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub bytes_in_flight: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub ack_rtt: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub acks_frame: Option<u64>,
+    pub client_state: String,
+    pub server_state: String,
+}
+
+/// `"type": "conn"`: one per connection, when it finishes or at the end of input.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct ConnRec {
+    pub conn: u64,
+    pub client: String,
+    pub server: String,
+    pub first_ts: f64,
+    pub last_ts: f64,
+    pub packets_c2s: u64,
+    pub packets_s2c: u64,
+    pub bytes_c2s: u64,
+    pub bytes_s2c: u64,
+    pub client_state: String,
+    pub server_state: String,
+    pub conn_state: String,
+    pub history: String,
+    pub http_requests: u64,
+    pub http_responses: u64,
+    /// Handshake round-trip time at the capture point (Wireshark's `tcp.analysis.initial_rtt`).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub initial_rtt: Option<f64>,
+    /// How many packets carried each analysis event.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty", default)]
+    pub analysis_counts: BTreeMap<String, u64>,
+    /// Every state change of each endpoint: (frame, endpoint, new state).
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub transitions: Vec<Transition>,
+    /// Bytes reassembly could not deliver (never captured, or over the buffer cap), each way.
+    #[serde(skip_serializing_if = "is_zero", default)]
+    pub gap_bytes: u64,
+    #[serde(skip_serializing_if = "is_zero", default)]
+    pub ws_frames: u64,
+    /// Counted problems on this connection (HTTP parse errors, WebSocket errors, caps hit).
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub diagnostics: Vec<String>,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
+}
+
+/// One endpoint's state change.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Transition {
+    pub frame: u64,
+    /// `"client"` or `"server"`.
+    pub endpoint: String,
+    pub state: String,
+}
+
+/// `"type": "http"`: one per HTTP/1.x message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct HttpRec {
+    pub conn: u64,
+    pub dir: Dir,
+    pub frame: u64,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub ts: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub method: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub uri: Option<String>,
+    pub version: String,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub status: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub content_length: Option<u64>,
+    pub body_len: u64,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub upgrade: Option<String>,
+    /// Transfer-Encoding: chunked was used.
+    #[serde(skip_serializing_if = "std::ops::Not::not", default)]
+    pub chunked: bool,
+    /// For responses: the frame of the request it answers.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub request_frame: Option<u64>,
+    /// The state this request carries itself: which of Host, Cookie, Authorization it has.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub carries: Vec<String>,
+    /// Frame in which the whole message (body included) was complete.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub end_frame: Option<u64>,
+}
+
+/// `"type": "ws"`: one per WebSocket frame after an upgrade.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct WsRec {
+    pub conn: u64,
+    pub dir: Dir,
+    pub frame: u64,
+    pub opcode: u8,
+    pub fin: bool,
+    pub masked: bool,
+    pub len: u64,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub close_code: Option<u16>,
+}
+
+/// `"type": "lab"`: one at the end of every lab run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct LabRec {
+    pub name: String,
+    pub question: String,
+    pub answer: String,
+    pub facts: serde_json::Map<String, serde_json::Value>,
+    pub ok: bool,
+}

@@ -1,0 +1,29 @@
+//! The passive observer: every TCP connection followed through both endpoints' state machines.
+//!
+//! | file | what |
+//! |------|------|
+//! | [`seq`] | wrapping sequence-number arithmetic |
+//! | [`state`] | the RFC 9293 `State` enum and the one `match` of transitions |
+//! | [`conn`] | one connection: both endpoints, relative numbers, window scaling |
+//! | [`table`] | 5-tuple → connection index, port reuse, idle eviction |
+//! | [`analysis`] | Wireshark's `tcp.analysis.*` rules, in Wireshark's check order |
+//! | [`history`] | Zeek's `conn_state` and `history` letters |
+//! | [`reassembly`] | in-order bytes per direction for the HTTP layer |
+
+pub mod reassembly;
+
+use crate::capture::Timestamp;
+use crate::record::{ConnRec, Dir, Record};
+use reassembly::Chunk;
+
+/// What the tracker hands upward as it works: records, and reassembled stream data.
+pub trait Events {
+    /// A record (packet) in packet order.
+    fn record(&mut self, rec: Record);
+    /// In-order stream bytes (or a gap) of connection `conn`, direction `dir`.
+    fn chunk(&mut self, conn: u64, dir: Dir, chunk: Chunk<'_>, frame: u64, ts: Timestamp);
+    /// Direction `dir` of `conn` ended (FIN, RST, eviction or end of input).
+    fn end(&mut self, conn: u64, dir: Dir, frame: u64, ts: Timestamp);
+    /// The connection is finished: its summary, which the receiver completes and emits.
+    fn conn_finished(&mut self, rec: ConnRec);
+}
