@@ -3,11 +3,17 @@
 //! Replay, live capture and the labs all drive an [`Engine`] one frame at a time and print what
 //! it produces through a [`Sink`]. Per-frame decode problems are counted, never fatal.
 
-use crate::capture::{pcap_file, Frame, FrameSource};
-use crate::cli::ReplayArgs;
+use crate::capture::{pcap_file, Frame, FrameSource, Timestamp};
+use crate::cli::{OutputArgs, ReplayArgs};
 use crate::decode::Decoder;
+use crate::http::HttpConn;
 use crate::output::{make_sink, Sink};
+use crate::record::{ConnRec, Dir, Record};
+use crate::tcp::reassembly::Chunk;
+use crate::tcp::{Events, Tracker, TrackerConfig};
+use rustc_hash::FxHashMap;
 use std::collections::BTreeMap;
+use std::io::{self, Write};
 use std::process::ExitCode;
 
 /// Counters reported on standard error at the end of a run.
@@ -20,38 +26,195 @@ pub struct Stats {
     pub decode_errors: BTreeMap<String, u64>,
 }
 
+impl Stats {
+    pub fn decode_failures(&self) -> u64 {
+        self.decode_errors.values().sum()
+    }
+}
+
+/// What the engine does besides tracking.
+#[derive(Debug, Clone, Default)]
+pub struct EngineOptions {
+    pub tracker: TrackerConfig,
+    /// Parse HTTP and WebSocket on the reassembled streams.
+    pub http: bool,
+    /// Print this connection's reassembled bytes (Follow TCP Stream) to the follow writer.
+    pub follow: Option<u64>,
+}
+
+impl EngineOptions {
+    /// Options from the shared command-line flags; `wants_packets` from the chosen printer.
+    pub fn from_args(args: &OutputArgs, wants_packets: bool) -> Self {
+        let http = !args.no_http;
+        EngineOptions {
+            tracker: TrackerConfig {
+                idle_timeout_ns: (args.idle_timeout * 1e9) as i64,
+                emit_packets: wants_packets || args.html.is_some() || args.svg.is_some(),
+                explain: args.explain,
+                reassemble: http || args.follow.is_some(),
+                reassembly_cap: args.reassembly_cap,
+                ..TrackerConfig::default()
+            },
+            http,
+            follow: args.follow,
+        }
+    }
+}
+
+/// The layers above the tracker, as the tracker sees them.
+struct Upper<'a> {
+    http: &'a mut FxHashMap<u64, HttpConn>,
+    http_on: bool,
+    follow: Option<u64>,
+    follow_out: &'a mut Option<Box<dyn Write>>,
+    pending: &'a mut Vec<Record>,
+}
+
+impl Events for Upper<'_> {
+    fn record(&mut self, rec: Record) {
+        self.pending.push(rec);
+    }
+    fn chunk(&mut self, conn: u64, dir: Dir, chunk: Chunk<'_>, frame: u64, ts: Timestamp) {
+        if self.follow == Some(conn) {
+            if let Some(w) = self.follow_out.as_mut() {
+                let _ = w.write_all(crate::http::follow::format_chunk(dir, &chunk).as_bytes());
+            }
+        }
+        if !self.http_on {
+            return;
+        }
+        let h = self.http.entry(conn).or_insert_with(|| HttpConn::new(conn));
+        match chunk {
+            Chunk::Data(d) => h.on_data(dir, d, frame, ts, self.pending),
+            Chunk::Gap(n) => h.on_gap(dir, n, frame, self.pending),
+        }
+    }
+    fn end(&mut self, conn: u64, dir: Dir, frame: u64, ts: Timestamp) {
+        if let Some(h) = self.http.get_mut(&conn) {
+            h.on_end(dir, frame, ts, self.pending);
+        }
+    }
+    fn conn_finished(&mut self, mut rec: ConnRec) {
+        if let Some(h) = self.http.remove(&rec.conn) {
+            rec.http_requests = h.requests();
+            rec.http_responses = h.responses();
+            rec.ws_frames = h.ws_frames();
+            rec.diagnostics.extend(h.diagnostics().iter().cloned());
+        }
+        self.pending.push(Record::Conn(rec));
+    }
+}
+
 pub struct Engine {
     decoder: Decoder,
+    tracker: Tracker,
+    http: FxHashMap<u64, HttpConn>,
+    opts: EngineOptions,
+    pending: Vec<Record>,
+    /// Where `--follow` output goes (standard output by default).
+    pub follow_out: Option<Box<dyn Write>>,
     pub stats: Stats,
 }
 
 impl Engine {
-    pub fn new() -> Self {
+    pub fn new(opts: EngineOptions) -> Self {
         Engine {
             decoder: Decoder::new(),
+            tracker: Tracker::new(opts.tracker.clone()),
+            http: FxHashMap::default(),
+            opts,
+            pending: Vec::new(),
+            follow_out: None,
             stats: Stats::default(),
         }
     }
 
-    pub fn on_frame(&mut self, frame: &Frame<'_>, sink: &mut dyn Sink) -> std::io::Result<()> {
+    fn upper(&mut self) -> (&mut Tracker, Upper<'_>) {
+        (
+            &mut self.tracker,
+            Upper {
+                http: &mut self.http,
+                http_on: self.opts.http,
+                follow: self.opts.follow,
+                follow_out: &mut self.follow_out,
+                pending: &mut self.pending,
+            },
+        )
+    }
+
+    /// One frame: decode, track, and print what it produced.
+    pub fn on_frame(&mut self, frame: &Frame<'_>, sink: &mut dyn Sink) -> io::Result<()> {
         self.stats.frames += 1;
-        let _ = sink;
+        let (number, ts) = (frame.number, frame.ts);
         match self.decoder.decode(frame) {
-            Ok(Some(_seg)) => self.stats.segments += 1,
+            Ok(Some(seg)) => {
+                self.stats.segments += 1;
+                let (tracker, mut upper) = {
+                    // The segment borrows the decoder; the tracker and upper layers are
+                    // disjoint fields.
+                    let t = &mut self.tracker;
+                    let u = Upper {
+                        http: &mut self.http,
+                        http_on: self.opts.http,
+                        follow: self.opts.follow,
+                        follow_out: &mut self.follow_out,
+                        pending: &mut self.pending,
+                    };
+                    (t, u)
+                };
+                tracker.on_segment(&seg, number, ts, &mut upper);
+            }
             Ok(None) => self.stats.not_tcp += 1,
             Err(e) => *self.stats.decode_errors.entry(e.kind()).or_default() += 1,
+        }
+        self.flush(sink)
+    }
+
+    fn flush(&mut self, sink: &mut dyn Sink) -> io::Result<()> {
+        for rec in self.pending.drain(..) {
+            sink.record(&rec)?;
         }
         Ok(())
     }
 
-    pub fn finish(&mut self, sink: &mut dyn Sink) -> std::io::Result<()> {
+    /// End of input: finish every connection and print the rest.
+    pub fn finish(&mut self, sink: &mut dyn Sink) -> io::Result<()> {
+        let (tracker, mut upper) = self.upper();
+        tracker.finish(&mut upper);
+        self.flush(sink)?;
+        if let Some(w) = self.follow_out.as_mut() {
+            w.flush()?;
+        }
         sink.finish()
     }
-}
 
-impl Default for Engine {
-    fn default() -> Self {
-        Self::new()
+    /// Connections seen and the most held at once.
+    pub fn conn_counts(&self) -> (u64, usize) {
+        (self.tracker.conns_seen(), self.tracker.peak_live)
+    }
+
+    /// One line of counts for standard error.
+    pub fn summary_line(&self) -> String {
+        let s = &self.stats;
+        let mut line = format!(
+            "{} frames, {} TCP segments, {} connections",
+            s.frames,
+            s.segments,
+            self.tracker.conns_seen()
+        );
+        if s.decode_failures() > 0 {
+            let kinds: Vec<String> = s
+                .decode_errors
+                .iter()
+                .map(|(k, n)| format!("{n} {k}"))
+                .collect();
+            line.push_str(&format!(
+                ", {} frames not decoded ({})",
+                s.decode_failures(),
+                kinds.join(", ")
+            ));
+        }
+        line
     }
 }
 
@@ -83,8 +246,15 @@ pub fn run_source(
 /// `statescope replay`.
 pub fn replay_command(args: &ReplayArgs) -> anyhow::Result<ExitCode> {
     let mut source = pcap_file::open(&args.file)?;
-    let mut sink = make_sink(&args.out, Box::new(std::io::stdout()));
-    let mut engine = Engine::new();
-    run_source(source.as_mut(), &mut engine, sink.as_mut())?;
+    let mut sink = make_sink(&args.out, Box::new(io::stdout()));
+    let mut engine = Engine::new(EngineOptions::from_args(&args.out, sink.wants_packets()));
+    if args.out.follow.is_some() {
+        engine.follow_out = Some(Box::new(io::stdout()));
+    }
+    let result = run_source(source.as_mut(), &mut engine, sink.as_mut());
+    if !args.out.quiet || engine.stats.decode_failures() > 0 {
+        eprintln!("statescope: {}", engine.summary_line());
+    }
+    result?;
     Ok(ExitCode::SUCCESS)
 }

@@ -5,6 +5,8 @@
 //! not port. Requests and responses pair in FIFO order; after `101 Switching Protocols` with
 //! `Upgrade: websocket` both directions switch to RFC 6455 framing.
 
+pub mod follow;
+
 use crate::capture::Timestamp;
 use crate::record::{Dir, Record};
 

@@ -10,7 +10,16 @@
 //! | [`history`] | Zeek's `conn_state` and `history` letters |
 //! | [`reassembly`] | in-order bytes per direction for the HTTP layer |
 
+pub mod analysis;
+pub mod conn;
+pub mod history;
 pub mod reassembly;
+pub mod seq;
+pub mod state;
+pub mod table;
+
+pub use conn::TrackerConfig;
+pub use table::Tracker;
 
 use crate::capture::Timestamp;
 use crate::record::{ConnRec, Dir, Record};
