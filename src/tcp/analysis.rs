@@ -252,7 +252,7 @@ pub fn analyze(fwd: &mut Flow, rev: &mut Flow, s: &SegView<'_>, cx: &ConnCtx) ->
         {
             a.set(ev::WINDOW_UPDATE, x, || {
                 format!(
-                    "no data, same seq {} and ack {}, window changed {} -> {}: window update",
+                    "no data, same seq {} and ack {}, raw window changed {} -> {}: window update",
                     rel(s.seq),
                     rrel(s.ack),
                     fwd.window,
