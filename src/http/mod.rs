@@ -37,7 +37,6 @@ pub mod follow;
 pub mod parser;
 pub mod ws;
 
-
 use crate::capture::Timestamp;
 use crate::record::{Dir, HttpRec, Record, WsRec};
 use body::{BodyKind, Chunked};

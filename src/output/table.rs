@@ -13,6 +13,7 @@
 use super::Sink;
 use crate::cli::OutputArgs;
 use crate::record::{ConnRec, Dir, HttpRec, PacketRec, Record, WsRec};
+use crate::tcp::PacketSel;
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::io::{self, BufWriter, Write};
@@ -224,8 +225,8 @@ impl TableSink {
         if !pc.rows.is_empty() {
             let _ = writeln!(
                 s,
-                "{:>7} {:>10} {} {:<11} {:>10} {:>10} {:>6} {:>8}  {:<12} {:<12} analysis",
-                "frame", "time", "dir", "flags", "seq", "ack", "len", "win", "client", "server"
+                "{:>7} {:>10} dir {:<11} {:>10} {:>10} {:>6} {:>8}  {:<12} {:<12} analysis",
+                "frame", "time", "flags", "seq", "ack", "len", "win", "client", "server"
             );
             for r in &pc.rows {
                 let _ = writeln!(s, "{r}");
@@ -306,9 +307,20 @@ impl Sink for TableSink {
         self.out.flush()
     }
 
-    /// Packet records feed the lifetimes and timelines; a capture too big for lifetimes and
-    /// no `--conn` asked for means none are needed.
-    fn wants_packets(&self) -> bool {
-        true
+    /// Packet records feed the lifetimes and timelines: only those connections need them.
+    fn wants_packets(&self) -> PacketSel {
+        if self.all_packets {
+            PacketSel::All
+        } else if self.selected.is_empty() {
+            PacketSel::Some {
+                below: LIFETIME_LIMIT,
+                list: Vec::new(),
+            }
+        } else {
+            PacketSel::Some {
+                below: 0,
+                list: self.selected.clone(),
+            }
+        }
     }
 }

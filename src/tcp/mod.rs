@@ -18,7 +18,7 @@ pub mod seq;
 pub mod state;
 pub mod table;
 
-pub use conn::TrackerConfig;
+pub use conn::{PacketSel, TrackerConfig};
 pub use table::Tracker;
 
 use crate::capture::Timestamp;
