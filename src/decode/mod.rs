@@ -5,8 +5,20 @@
 //! completes it, as Wireshark does), IPv6 with extension headers. Frames cut by the snaplen are
 //! decoded from what was captured; lengths come from the IP header.
 //!
+//! | file | what |
+//! |------|------|
+//! | `link` | link-layer headers → where the IP header starts and which version |
+//! | `ip` | IPv4/IPv6 (etherparse's lax slicing), extension headers, lengths from the header |
+//! | `frag` | bounded reassembly of fragmented datagrams that carry TCP |
+//! | `tcp` | the TCP header and its options → [`Segment`] |
+//!
 //! Nothing here rejects odd TCP: SYN+FIN is a finding for the tracker, not an error. Checksums
 //! are not verified (offload makes them wrong in local captures).
+
+mod frag;
+mod ip;
+mod link;
+mod tcp;
 
 use crate::capture::Frame;
 use std::net::IpAddr;
@@ -115,10 +127,10 @@ impl DecodeError {
     }
 }
 
-/// Decodes frames; owns the IPv4 fragment reassembly buffers (bounded).
+/// Decodes frames; owns the IPv4/IPv6 fragment reassembly buffers (bounded).
 #[derive(Default)]
 pub struct Decoder {
-    // filled in by the decode work
+    frags: frag::Reassembler,
 }
 
 impl Decoder {
@@ -126,10 +138,56 @@ impl Decoder {
         Self::default()
     }
 
-    /// Decode one frame. `Ok(None)` for frames that carry no TCP segment (ARP, UDP, a fragment
-    /// still waiting for the rest of its datagram).
+    /// Decode one frame. `Ok(None)` for frames that carry no TCP segment (ARP, UDP, ICMP, a
+    /// fragment still waiting for the rest of its datagram).
+    ///
+    /// Unfragmented frames are decoded without allocating; the segment borrows the frame.
     pub fn decode<'a>(&'a mut self, frame: &Frame<'a>) -> Result<Option<Segment<'a>>, DecodeError> {
-        let _ = frame;
-        Ok(None)
+        let data = frame.data;
+        let Some((at, net)) = link::locate(frame.linktype, data)? else {
+            return Ok(None);
+        };
+        let ip = ip::parse(data, at, net)?;
+        let Some(ip) = ip else {
+            return Ok(None);
+        };
+        match ip.fragment {
+            None => tcp::parse(ip.src, ip.dst, ip.payload, ip.declared, ip.payload_at).map(Some),
+            Some(f) => {
+                if ip.payload.len() < ip.declared {
+                    return Err(DecodeError::Malformed {
+                        layer: "IP fragment",
+                        offset: ip.payload_at,
+                        what: "fragment cut short by the snaplen; cannot reassemble",
+                    });
+                }
+                let key = frag::Key {
+                    src: ip.src,
+                    dst: ip.dst,
+                    id: f.id,
+                };
+                let done = self
+                    .frags
+                    .add(key, frame.ts, f.offset, f.more, ip.payload)
+                    .map_err(|what| DecodeError::Malformed {
+                        layer: "IP fragment",
+                        offset: ip.payload_at,
+                        what,
+                    })?;
+                let Some(datagram) = done else {
+                    return Ok(None);
+                };
+                let Some(tcp_bytes) = ip::after_fragment_header(f.next, datagram, ip.payload_at)?
+                else {
+                    return Ok(None);
+                };
+                tcp::parse(ip.src, ip.dst, tcp_bytes, tcp_bytes.len(), ip.payload_at).map(Some)
+            }
+        }
+    }
+
+    /// Fragmented datagrams waiting for their missing pieces.
+    pub fn pending_fragments(&self) -> usize {
+        self.frags.pending()
     }
 }
