@@ -335,7 +335,7 @@ impl Conn {
         if rst {
             self.saw_rst = true;
         }
-        let keep = cfg.keep_transitions;
+        let keep = cfg.keep_transitions && cfg.emit_packets.wants(self.index);
         if let Some(e) = sent {
             let to = self.ep[f].state.next(e);
             self.set_state(f, to, frame, keep);
