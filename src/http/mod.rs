@@ -93,6 +93,8 @@ struct Side {
     messages: u64,
     /// The direction has ended.
     ended: bool,
+    /// Frame of a message that said `Connection: close` (nothing should follow it).
+    closed_at: Option<u64>,
     /// Frame and time of the last bytes seen (for bytes replayed after AwaitUpgrade).
     last_frame: u64,
     last_ts: Timestamp,
@@ -515,6 +517,16 @@ impl HttpConn {
         let i = dir.idx();
         self.sides[i].role = Some(head.kind());
         self.sides[i].messages += 1;
+        if let Some(at) = self.sides[i].closed_at {
+            self.diag(
+                dir,
+                frame,
+                format!("message after the Connection: close of frame {at}"),
+            );
+        }
+        if head.close {
+            self.sides[i].closed_at = Some(frame);
+        }
         let mut rec = HttpRec {
             conn: self.conn,
             dir,

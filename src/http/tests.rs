@@ -134,6 +134,10 @@ conv! {
         (C, b"POST / HTTP/1.1\r\nContent-Length: 10\r\n\r\nabc"),
     ] => ["POST / @1 body=3 end=-"], diags 1;
 
+    message_after_connection_close: [
+        (C, b"GET / HTTP/1.1\r\nConnection: close\r\n\r\nGET /2 HTTP/1.1\r\n\r\n"),
+    ] => ["GET / @1 body=0 end=1", "GET /2 @1 body=0 end=1"], diags 1;
+
     // ---- bad input ----
     not_http: [
         (C, b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03"),
