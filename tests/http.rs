@@ -18,6 +18,7 @@ use std::collections::BTreeMap;
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/http");
 
 /// One TCP segment of a fixture.
+#[derive(Clone)]
 struct Seg {
     frame: u64,
     stream: u64,
@@ -510,4 +511,95 @@ fn loopback_websocket_16_and_64_bit_lengths_fragments_close_codes() {
     );
     let Record::Http(up) = &recs[1] else { panic!() };
     assert_eq!(up.upgrade.as_deref(), Some("websocket"));
+}
+
+// ---- reordering, duplication and re-segmentation of real streams --------------------------------
+
+/// Messages without frame numbers (which legitimately move when segments are reordered).
+fn shape(recs: &[Record]) -> Vec<String> {
+    recs.iter()
+        .map(|r| match r {
+            Record::Http(h) => format!(
+                "{} {:?} {:?} {:?} body={} complete={}",
+                h.dir.as_str(),
+                h.method,
+                h.uri,
+                h.status,
+                h.body_len,
+                h.end_frame.is_some()
+            ),
+            Record::Ws(w) => format!("{} ws {} {} {}", w.dir.as_str(), w.opcode, w.fin, w.len),
+            _ => String::new(),
+        })
+        .collect()
+}
+
+mod shuffled {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Re-cut each data segment at random, repeat some pieces, and swap neighbours within a
+    /// small window, as a path with reordering and retransmission would. ACKs are left out: an
+    /// ACK overtaking its data would (rightly) declare a gap.
+    fn mangle(segs: Vec<Seg>, seed: u64) -> Vec<Seg> {
+        let mut x = seed | 1;
+        let mut rnd = move |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n.max(1)
+        };
+        let mut out = Vec::new();
+        for s in segs {
+            if s.len == 0 || s.flags.contains('S') || s.flags.contains('F') {
+                out.push(Seg { ack: None, ..s });
+                continue;
+            }
+            let mut at = 0usize;
+            while at < s.data.len() {
+                let n = 1 + rnd(900) as usize;
+                let end = (at + n).min(s.data.len());
+                let piece = Seg {
+                    frame: s.frame,
+                    stream: s.stream,
+                    dir: s.dir,
+                    seq: s.seq + at as u64,
+                    ack: None,
+                    len: (end - at) as u32,
+                    flags: s.flags.clone(),
+                    data: s.data[at..end].to_vec(),
+                };
+                if rnd(5) == 0 {
+                    out.push(piece.clone()); // a retransmission
+                }
+                out.push(piece);
+                at = end;
+            }
+        }
+        // Swap neighbouring data segments of the same direction, never across a FIN.
+        for i in 1..out.len() {
+            let ok = |s: &Seg| s.len > 0 && !s.flags.contains('F');
+            if rnd(3) == 0 && ok(&out[i]) && ok(&out[i - 1]) && out[i].dir == out[i - 1].dir {
+                out.swap(i, i - 1);
+            }
+        }
+        out
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn same_messages_whatever_the_path(seed in any::<u64>()) {
+            for name in ["http-pipelined", "lo-http", "lo-ws"] {
+                let want = shape(&replay(name));
+                let mut h = Harness::new();
+                for s in mangle(load(name), seed) {
+                    h.segment(&s);
+                }
+                let (got, diags) = h.finish();
+                prop_assert!(diags.is_empty(), "{}: {:?}", name, diags);
+                prop_assert_eq!(shape(&got), want, "{}", name);
+            }
+        }
+    }
 }
