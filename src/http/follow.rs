@@ -2,7 +2,8 @@
 //! (`tshark -qz follow,tcp,ascii,N`) prints them.
 //!
 //! Each chunk is a length line (indented by a tab for the server's side) and the bytes, with
-//! every byte that is not printable ASCII, CR, LF or TAB shown as `.`. A gap is shown as
+//! every byte that is not printable ASCII (space included), CR or LF shown as `.` (so a TAB is a
+//! dot too, as in tshark). A gap is shown as
 //! Wireshark shows it: `[N bytes missing in capture file].`, its length line counting that text.
 //! Pure functions: the engine decides where the text goes.
 
@@ -32,7 +33,7 @@ const RULE: &str = "============================================================
 ///
 /// ```
 /// use statescope::{http::follow::format_chunk, record::Dir, tcp::reassembly::Chunk};
-/// assert_eq!(format_chunk(Dir::C2s, &Chunk::Data(b"GET /\r\n\x00")), "8\nGET /\r\n.\n");
+/// assert_eq!(format_chunk(Dir::C2s, &Chunk::Data(b"GET /\r\n\x00\t")), "9\nGET /\r\n..\n");
 /// assert_eq!(
 ///     format_chunk(Dir::S2c, &Chunk::Gap(1130)),
 ///     "\t37\n[1130 bytes missing in capture file].\n"
@@ -45,7 +46,7 @@ pub fn format_chunk(dir: Dir, chunk: &Chunk<'_>) -> String {
             let mut s = String::with_capacity(d.len() + 16);
             s.push_str(&format!("{indent}{}\n", d.len()));
             s.extend(d.iter().map(|&b| {
-                if b.is_ascii_graphic() || matches!(b, b' ' | b'\r' | b'\n' | b'\t') {
+                if b.is_ascii_graphic() || matches!(b, b' ' | b'\r' | b'\n') {
                     b as char
                 } else {
                     '.'

@@ -20,7 +20,13 @@
 //! complete at [`HttpConn::on_end`]. A message cut short (by the end of the stream or by a gap
 //! that loses its framing) is pushed when that is known, without `end_frame`, with a diagnostic.
 //! An interim `1xx` response is its own record; the final response then answers the same
-//! request. A `ws` record is pushed when the frame's last payload byte arrives.
+//! request. A `ws` record is pushed when the frame's last payload byte arrives (tshark reports
+//! WebSocket frames and reassembled messages at the completing frame too, so `ws.frame` and
+//! `http.end_frame` line up with tshark's frame numbers).
+//!
+//! `body_len` counts payload bytes actually captured: for chunked bodies the decoded chunk data
+//! (not the size lines or trailers), and never bytes lost in a gap, so `body_len <
+//! content_length` on a complete message means the capture missed some of it.
 //!
 //! # Each direction's mode
 //!
@@ -87,6 +93,8 @@ struct Side {
     messages: u64,
     /// The direction has ended.
     ended: bool,
+    /// Frame of a message that said `Connection: close` (nothing should follow it).
+    closed_at: Option<u64>,
     /// Frame and time of the last bytes seen (for bytes replayed after AwaitUpgrade).
     last_frame: u64,
     last_ts: Timestamp,
@@ -250,6 +258,15 @@ impl HttpConn {
         }
     }
 
+    /// The capture started inside this connection (no SYN seen): its first bytes may sit in
+    /// the middle of a message, so both directions start by looking for a message start
+    /// instead of declaring the stream non-HTTP. Call before the first `on_data`.
+    pub fn start_midstream(&mut self) {
+        for dir in [Dir::C2s, Dir::S2c] {
+            self.resync(dir);
+        }
+    }
+
     pub fn requests(&self) -> u64 {
         self.requests
     }
@@ -356,17 +373,22 @@ impl HttpConn {
             0
         };
         let input: &[u8] = if old > 0 { &side.buf } else { data };
-        let kind = match side.role {
-            Some(k) => Ok(k),
-            None => match parser::sniff(input) {
-                None => Err(None),
-                Some(Ok(k)) => Ok(k),
-                Some(Err(e)) => Err(Some(e)),
-            },
+        // Sniffing looks at the first few bytes only: it catches non-HTTP at once, while the
+        // full parse waits for an empty line, so a head trickling in byte by byte costs O(n).
+        let kind = match (parser::sniff(input), side.role) {
+            (Some(Err(e)), _) => Err(Some(e)),
+            (Some(Ok(k)), Some(role)) if k != role => Err(Some(format!(
+                "a {} where {}s were flowing",
+                kind_name(k),
+                kind_name(role)
+            ))),
+            (Some(Ok(k)), _) => Ok(k),
+            (None, Some(role)) => Ok(role),
+            (None, None) => Err(None),
         };
         let parsed = match kind {
-            Ok(k) => parser::parse_head(input, k),
-            Err(None) => Parsed::Partial,
+            Ok(k) if parser::may_complete(input, old) => parser::parse_head(input, k),
+            Ok(_) | Err(None) => Parsed::Partial,
             Err(Some(e)) => Parsed::Invalid(e),
         };
         let consumed_all = if old > 0 { appended } else { data.len() };
@@ -495,6 +517,16 @@ impl HttpConn {
         let i = dir.idx();
         self.sides[i].role = Some(head.kind());
         self.sides[i].messages += 1;
+        if let Some(at) = self.sides[i].closed_at {
+            self.diag(
+                dir,
+                frame,
+                format!("message after the Connection: close of frame {at}"),
+            );
+        }
+        if head.close {
+            self.sides[i].closed_at = Some(frame);
+        }
         let mut rec = HttpRec {
             conn: self.conn,
             dir,
@@ -653,6 +685,13 @@ impl HttpConn {
                 .push("http: further diagnostics on this connection suppressed".into()),
             _ => {}
         }
+    }
+}
+
+fn kind_name(k: Kind) -> &'static str {
+    match k {
+        Kind::Request => "request",
+        Kind::Response => "response",
     }
 }
 

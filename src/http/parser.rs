@@ -107,6 +107,13 @@ pub enum Parsed {
     Invalid(String),
 }
 
+/// Can a head end in `buf`, given that `buf[..from]` was already found incomplete? A head
+/// ends with an empty line, so only a new LF-(CR)-LF can complete it.
+pub fn may_complete(buf: &[u8], from: usize) -> bool {
+    let tail = &buf[from.saturating_sub(3).min(buf.len())..];
+    tail.windows(2).any(|w| w == b"\n\n") || tail.windows(3).any(|w| w == b"\n\r\n")
+}
+
 /// Guess the kind of message `buf` starts with: `None` while too few bytes decide.
 pub fn sniff(buf: &[u8]) -> Option<Result<Kind, String>> {
     const HTTP: &[u8] = b"HTTP/";
@@ -377,6 +384,18 @@ mod tests {
             parse_head(b"GET / HTTX/1.1\r\n\r\n", Kind::Request),
             Parsed::Invalid(_)
         ));
+    }
+
+    #[test]
+    fn completion_needs_an_empty_line() {
+        assert!(!parser_may(b"GET / HTTP/1.1\r\nHost: x\r\n", 0));
+        assert!(parser_may(b"GET / HTTP/1.1\r\n\r\n", 0));
+        assert!(parser_may(b"GET / HTTP/1.1\n\n", 14));
+        assert!(!parser_may(b"GET / HTTP/1.1\r\n\r\nxyz", 21));
+    }
+
+    fn parser_may(b: &[u8], from: usize) -> bool {
+        may_complete(b, from)
     }
 
     #[test]

@@ -134,6 +134,10 @@ conv! {
         (C, b"POST / HTTP/1.1\r\nContent-Length: 10\r\n\r\nabc"),
     ] => ["POST / @1 body=3 end=-"], diags 1;
 
+    message_after_connection_close: [
+        (C, b"GET / HTTP/1.1\r\nConnection: close\r\n\r\nGET /2 HTTP/1.1\r\n\r\n"),
+    ] => ["GET / @1 body=0 end=1", "GET /2 @1 body=0 end=1"], diags 1;
+
     // ---- bad input ----
     not_http: [
         (C, b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03"),
@@ -430,4 +434,49 @@ proptest! {
         c.on_end(S, 0, Timestamp(0), &mut out);
         prop_assert!(c.diagnostics().len() <= MAX_DIAGNOSTICS + 1);
     }
+}
+
+#[test]
+fn midstream_start_finds_the_next_message() {
+    let mut c = HttpConn::new(0);
+    c.start_midstream();
+    let mut out = Vec::new();
+    let t = Timestamp(0);
+    c.on_data(
+        S,
+        b"tail of a body\r\nHTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nx",
+        1,
+        t,
+        &mut out,
+    );
+    c.on_data(C, b"ost: x\r\n\r\nGET /n HTTP/1.1\r\n\r\n", 2, t, &mut out);
+    assert_eq!(
+        summary(&out),
+        ["200 @1 body=1 end=1 req=-", "GET /n @2 body=0 end=2"]
+    );
+    assert!(c.diagnostics().is_empty(), "{:?}", c.diagnostics());
+}
+
+#[test]
+fn a_response_on_the_request_side_is_a_diagnostic() {
+    let (recs, c) = run(&[(C, b"GET / HTTP/1.1\r\n\r\nHTTP/1.1 200 OK\r\n\r\n")]);
+    assert_eq!(summary(&recs), ["GET / @1 body=0 end=1"]);
+    assert!(c.diagnostics()[0].contains("a response where requests were flowing"));
+}
+
+#[test]
+fn a_head_trickling_in_one_byte_at_a_time_is_parsed_once_complete() {
+    let mut head = b"GET /slow HTTP/1.1\r\n".to_vec();
+    for i in 0..2000 {
+        head.extend_from_slice(format!("X-H{i}: v\r\n").as_bytes());
+    }
+    head.extend_from_slice(b"\r\n");
+    let mut c = HttpConn::new(0);
+    let mut out = Vec::new();
+    for (n, b) in head.iter().enumerate() {
+        c.on_data(C, std::slice::from_ref(b), n as u64, Timestamp(0), &mut out);
+    }
+    // More fields than httparse's table holds: a diagnostic, not a hang or a panic.
+    assert!(out.is_empty());
+    assert_eq!(c.diagnostics().len(), 1, "{:?}", c.diagnostics());
 }
