@@ -203,7 +203,9 @@ mod tests {
     #[test]
     fn output_defaults_match_the_command_line() {
         let cli = Cli::try_parse_from(["statescope", "replay", "x.pcap"]).unwrap();
-        let Command::Replay(r) = cli.command else { panic!("not replay") };
+        let Command::Replay(r) = cli.command else {
+            panic!("not replay")
+        };
         let d = OutputArgs::default();
         assert_eq!(r.out.idle_timeout, d.idle_timeout);
         assert_eq!(r.out.reassembly_cap, d.reassembly_cap);

@@ -78,6 +78,13 @@ impl Events for Upper<'_> {
     fn record(&mut self, rec: Record) {
         self.pending.push(rec);
     }
+    fn midstream(&mut self, conn: u64) {
+        if self.http_on {
+            let mut h = HttpConn::new(conn);
+            h.start_midstream();
+            self.http.insert(conn, h);
+        }
+    }
     fn chunk(&mut self, conn: u64, dir: Dir, chunk: Chunk<'_>, frame: u64, ts: Timestamp) {
         if self.follow == Some(conn) {
             if let Some(w) = self.follow_out.as_mut() {

@@ -40,7 +40,12 @@ fn captures() -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(fixtures())
         .unwrap()
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("pcap" | "pcapng")))
+        .filter(|p| {
+            matches!(
+                p.extension().and_then(|e| e.to_str()),
+                Some("pcap" | "pcapng")
+            )
+        })
         .collect();
     v.sort();
     v
@@ -76,12 +81,18 @@ fn tsv(path: &Path) -> Option<Vec<HashMap<String, String>>> {
 const FLAGS: [(&str, &str); 14] = [
     ("tcp.analysis.retransmission", "retransmission"),
     ("tcp.analysis.fast_retransmission", "fast_retransmission"),
-    ("tcp.analysis.spurious_retransmission", "spurious_retransmission"),
+    (
+        "tcp.analysis.spurious_retransmission",
+        "spurious_retransmission",
+    ),
     ("tcp.analysis.out_of_order", "out_of_order"),
     ("tcp.analysis.duplicate_ack", "dup_ack"),
     ("tcp.analysis.zero_window", "zero_window"),
     ("tcp.analysis.zero_window_probe", "zero_window_probe"),
-    ("tcp.analysis.zero_window_probe_ack", "zero_window_probe_ack"),
+    (
+        "tcp.analysis.zero_window_probe_ack",
+        "zero_window_probe_ack",
+    ),
     ("tcp.analysis.window_update", "window_update"),
     ("tcp.analysis.window_full", "window_full"),
     ("tcp.analysis.keep_alive", "keep_alive"),
@@ -106,11 +117,23 @@ fn check(path: &Path) -> (usize, Vec<String>) {
     let mut bad = Vec::new();
     let pk: HashMap<u64, _> = recs
         .iter()
-        .filter_map(|r| if let Record::Packet(p) = r { Some((p.frame, p)) } else { None })
+        .filter_map(|r| {
+            if let Record::Packet(p) = r {
+                Some((p.frame, p))
+            } else {
+                None
+            }
+        })
         .collect();
     let conns: Vec<_> = recs
         .iter()
-        .filter_map(|r| if let Record::Conn(c) = r { Some(c) } else { None })
+        .filter_map(|r| {
+            if let Record::Conn(c) = r {
+                Some(c)
+            } else {
+                None
+            }
+        })
         .collect();
     let (mut fwd, mut back) = (HashMap::new(), HashMap::new());
     let mut compared = 0;
@@ -127,18 +150,41 @@ fn check(path: &Path) -> (usize, Vec<String>) {
             continue;
         };
         compared += 1;
-        if *fwd.entry(stream).or_insert(p.conn) != p.conn || *back.entry(p.conn).or_insert(stream) != stream {
-            bad.push(format!("frame {frame}: conn {} vs tcp.stream {stream}", p.conn));
+        if *fwd.entry(stream).or_insert(p.conn) != p.conn
+            || *back.entry(p.conn).or_insert(stream) != stream
+        {
+            bad.push(format!(
+                "frame {frame}: conn {} vs tcp.stream {stream}",
+                p.conn
+            ));
         }
-        let num = |k: &str| o.get(k).and_then(|v| v.split(',').next()).and_then(|v| v.parse::<u64>().ok());
+        let num = |k: &str| {
+            o.get(k)
+                .and_then(|v| v.split(',').next())
+                .and_then(|v| v.parse::<u64>().ok())
+        };
         if num("tcp.seq") != Some(p.seq as u64) {
-            bad.push(format!("frame {frame}: seq {} vs {:?}", p.seq, num("tcp.seq")));
+            bad.push(format!(
+                "frame {frame}: seq {} vs {:?}",
+                p.seq,
+                num("tcp.seq")
+            ));
         }
-        if o.get("tcp.flags.str").is_some_and(|f| f.contains('A')) && num("tcp.ack") != p.ack.map(u64::from) {
-            bad.push(format!("frame {frame}: ack {:?} vs {:?}", p.ack, num("tcp.ack")));
+        if o.get("tcp.flags.str").is_some_and(|f| f.contains('A'))
+            && num("tcp.ack") != p.ack.map(u64::from)
+        {
+            bad.push(format!(
+                "frame {frame}: ack {:?} vs {:?}",
+                p.ack,
+                num("tcp.ack")
+            ));
         }
         if num("tcp.len") != Some(p.len as u64) {
-            bad.push(format!("frame {frame}: len {} vs {:?}", p.len, num("tcp.len")));
+            bad.push(format!(
+                "frame {frame}: len {} vs {:?}",
+                p.len,
+                num("tcp.len")
+            ));
         }
         if let Some(w) = num("tcp.window_size") {
             if w != p.win {
@@ -155,28 +201,48 @@ fn check(path: &Path) -> (usize, Vec<String>) {
         }
     }
     if streams.len() != conns.len() {
-        bad.push(format!("{} conn records vs {} tcp.streams", conns.len(), streams.len()));
+        bad.push(format!(
+            "{} conn records vs {} tcp.streams",
+            conns.len(),
+            streams.len()
+        ));
     }
 
     // HTTP and WebSocket, per connection, in order.
     if let Some(http) = tsv(&base.with_extension("http.tsv")) {
-        let mut want: BTreeMap<u64, (Vec<(String, String)>, Vec<String>, Vec<String>)> = BTreeMap::new();
+        let mut want: BTreeMap<u64, (Vec<(String, String)>, Vec<String>, Vec<String>)> =
+            BTreeMap::new();
         for h in &http {
-            let Some(s) = h.get("tcp.stream").and_then(|s| s.parse::<u64>().ok()) else { continue };
+            let Some(s) = h.get("tcp.stream").and_then(|s| s.parse::<u64>().ok()) else {
+                continue;
+            };
             let w = want.entry(s).or_default();
             let methods: Vec<&str> = h["http.request.method"].split(',').collect();
             let uris: Vec<&str> = h["http.request.uri"].split(',').collect();
             for (i, m) in methods.iter().enumerate().filter(|(_, m)| !m.is_empty()) {
                 w.0.push((m.to_string(), uris.get(i).unwrap_or(&"").to_string()));
             }
-            w.1.extend(h["http.response.code"].split(',').filter(|c| !c.is_empty()).map(String::from));
-            w.2.extend(h["websocket.opcode"].split(',').filter(|c| !c.is_empty()).map(String::from));
+            w.1.extend(
+                h["http.response.code"]
+                    .split(',')
+                    .filter(|c| !c.is_empty())
+                    .map(String::from),
+            );
+            w.2.extend(
+                h["websocket.opcode"]
+                    .split(',')
+                    .filter(|c| !c.is_empty())
+                    .map(String::from),
+            );
         }
-        let mut got: BTreeMap<u64, (Vec<(String, String)>, Vec<String>, Vec<String>)> = BTreeMap::new();
+        let mut got: BTreeMap<u64, (Vec<(String, String)>, Vec<String>, Vec<String>)> =
+            BTreeMap::new();
         for r in &recs {
             match r {
                 Record::Http(h) => {
-                    let Some(&s) = back.get(&h.conn) else { continue };
+                    let Some(&s) = back.get(&h.conn) else {
+                        continue;
+                    };
                     let g = got.entry(s).or_default();
                     if let Some(m) = &h.method {
                         g.0.push((m.clone(), h.uri.clone().unwrap_or_default()));
@@ -194,7 +260,10 @@ fn check(path: &Path) -> (usize, Vec<String>) {
             }
         }
         for s in want.keys().chain(got.keys()) {
-            let (w, g) = (want.get(s).cloned().unwrap_or_default(), got.get(s).cloned().unwrap_or_default());
+            let (w, g) = (
+                want.get(s).cloned().unwrap_or_default(),
+                got.get(s).cloned().unwrap_or_default(),
+            );
             if w != g {
                 bad.push(format!("stream {s} http: tool {:?} tshark {:?}", g, w));
             }
@@ -215,7 +284,10 @@ fn check(path: &Path) -> (usize, Vec<String>) {
                 }
             });
             if hit != Some(&k["state"]) {
-                bad.push(format!("socket {l} -> {r}: tool {hit:?} kernel {}", k["state"]));
+                bad.push(format!(
+                    "socket {l} -> {r}: tool {hit:?} kernel {}",
+                    k["state"]
+                ));
             }
         }
     }
@@ -231,7 +303,11 @@ fn oracle_agreement() {
         total += n;
         if !bad.is_empty() {
             let name = cap.file_name().unwrap().to_string_lossy().to_string();
-            failures.push(format!("{name}: {} disagreements, first: {:?}", bad.len(), &bad[..bad.len().min(5)]));
+            failures.push(format!(
+                "{name}: {} disagreements, first: {:?}",
+                bad.len(),
+                &bad[..bad.len().min(5)]
+            ));
         }
     }
     assert!(total > 10_000, "too few packets compared: {total}");
@@ -288,10 +364,22 @@ fn golden_outputs() {
             }
             let want = std::fs::read_to_string(&file).unwrap_or_default();
             if got != want {
-                let line = got.lines().zip(want.lines()).position(|(a, b)| a != b).unwrap_or(0);
-                diffs.push(format!("{}: first difference at line {}", file.display(), line + 1));
+                let line = got
+                    .lines()
+                    .zip(want.lines())
+                    .position(|(a, b)| a != b)
+                    .unwrap_or(0);
+                diffs.push(format!(
+                    "{}: first difference at line {}",
+                    file.display(),
+                    line + 1
+                ));
             }
         }
     }
-    assert!(diffs.is_empty(), "golden files differ (UPDATE_GOLDEN=1 to regenerate):\n{}", diffs.join("\n"));
+    assert!(
+        diffs.is_empty(),
+        "golden files differ (UPDATE_GOLDEN=1 to regenerate):\n{}",
+        diffs.join("\n")
+    );
 }

@@ -100,12 +100,12 @@ impl Tracker {
                     .1;
                 if self.starts_new(conn, seg, src) {
                     self.evict(slot, events);
-                    self.insert(key, seg, src, dst, ts)
+                    self.insert(key, seg, src, dst, ts, events)
                 } else {
                     slot
                 }
             }
-            None => self.insert(key, seg, src, dst, ts),
+            None => self.insert(key, seg, src, dst, ts, events),
         };
         let conn = &mut self.slots[slot as usize].as_mut().expect("live slot").1;
         let dir = conn.dir_of(src);
@@ -134,6 +134,7 @@ impl Tracker {
         src: SocketAddr,
         dst: SocketAddr,
         ts: Timestamp,
+        events: &mut dyn Events,
     ) -> u32 {
         // The client sent the first SYN; a SYN-ACK's receiver is the client; otherwise the
         // sender of the first segment seen.
@@ -143,6 +144,9 @@ impl Tracker {
             (src, dst)
         };
         let conn = Conn::new(self.next_conn, client, server, ts, &self.cfg);
+        if !pure_syn(seg.flags) {
+            events.midstream(self.next_conn);
+        }
         self.next_conn += 1;
         let slot = match self.free.pop() {
             Some(s) => {
