@@ -20,6 +20,9 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+/// Per connection: requests (method, uri), response codes, WebSocket opcodes.
+type Messages = (Vec<(String, String)>, Vec<String>, Vec<String>);
+
 struct Collect(Vec<Record>);
 
 impl Sink for Collect {
@@ -210,7 +213,7 @@ fn check(path: &Path) -> (usize, Vec<String>) {
 
     // HTTP and WebSocket, per connection, in order.
     if let Some(http) = tsv(&base.with_extension("http.tsv")) {
-        let mut want: BTreeMap<u64, (Vec<(String, String)>, Vec<String>, Vec<String>)> =
+        let mut want: BTreeMap<u64, Messages> =
             BTreeMap::new();
         for h in &http {
             let Some(s) = h.get("tcp.stream").and_then(|s| s.parse::<u64>().ok()) else {
@@ -235,7 +238,7 @@ fn check(path: &Path) -> (usize, Vec<String>) {
                     .map(String::from),
             );
         }
-        let mut got: BTreeMap<u64, (Vec<(String, String)>, Vec<String>, Vec<String>)> =
+        let mut got: BTreeMap<u64, Messages> =
             BTreeMap::new();
         for r in &recs {
             match r {
