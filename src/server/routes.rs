@@ -138,10 +138,12 @@ async fn echo(
     rec: &RequestRecord,
 ) -> Response<Body> {
     let (parts, body) = req.into_parts();
-    let headers: Vec<[String; 2]> = parts
+    // "name: value" strings, in arrival order (repeats kept); bytes that are not UTF-8 show as
+    // U+FFFD.
+    let headers: Vec<String> = parts
         .headers
         .iter()
-        .map(|(k, v)| [k.as_str().to_owned(), lossy(v.as_bytes())])
+        .map(|(k, v)| format!("{k}: {}", lossy(v.as_bytes())))
         .collect();
     let body = match read_body(body, app).await {
         Ok(b) => b,
