@@ -276,6 +276,8 @@ fn user_of(req: &Request) -> Option<String> {
 
 async fn serve_client(node: Arc<Node>, stream: TcpStream) {
     let mut user = None;
+    // The signature is tungstenite's handshake callback; the large error type is its own.
+    #[allow(clippy::result_large_err)]
     let callback = |req: &Request, resp: Response| {
         user = user_of(req);
         Ok(resp)
