@@ -317,9 +317,7 @@ impl Broker for RedisBroker {
             match self.run::<()>("XGROUP CREATE", None, &cmd).await {
                 Ok(()) => Ok(()),
                 // The group exists: keep its offset, which is the whole point.
-                Err(BrokerError::Command { reason, .. }) if reason.starts_with("BUSYGROUP") => {
-                    Ok(())
-                }
+                Err(BrokerError::Command { reason, .. }) if reason.contains("BUSYGROUP") => Ok(()),
                 Err(e) => Err(e),
             }
         })
