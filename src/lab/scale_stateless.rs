@@ -13,8 +13,8 @@
 //! not be reached, and also after a send for idempotent methods). For a real deployment the lab
 //! prints, and writes to `OUT_DIR/nginx-upstream.conf`, the equivalent nginx configuration.
 //!
-//! Backends are child processes of this program (`serve --listen 127.0.0.1:PORT --quiet`) so
-//! that one can really be killed by PID. Where `serve` cannot start, the lab says why and uses
+//! Backends are child processes of this program (`serve --listen 127.0.0.1:PORT --quiet`, their
+//! standard error in `OUT_DIR/serve-N.log`) so that one can really be killed by PID. Where `serve` cannot start, the lab says why and uses
 //! in-process stateless backends instead (a hyper server each, stopped by aborting its task,
 //! which closes its listener and connections as a kill would); `facts.backends` says which ran.
 
@@ -219,30 +219,25 @@ fn free_port() -> std::io::Result<u16> {
 }
 
 /// Start `exe serve --listen 127.0.0.1:PORT --quiet` and wait until it accepts connections.
-async fn start_process_backend(exe: &Path) -> anyhow::Result<Backend> {
+/// Its standard error goes to `log`, read back to explain an early exit.
+async fn start_process_backend(exe: &Path, log: &Path) -> anyhow::Result<Backend> {
     let port = free_port()?;
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
     let mut child = Command::new(exe)
         .args(["serve", "--listen", &addr.to_string(), "--quiet"])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
+        .stderr(std::fs::File::create(log)?)
         .spawn()
         .map_err(|e| anyhow::anyhow!("cannot run {}: {e}", exe.display()))?;
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         if let Some(status) = child.try_wait()? {
-            let mut err = String::new();
-            if let Some(mut s) = child.stderr.take() {
-                use std::io::Read;
-                let _ = s.read_to_string(&mut err);
-            }
+            let err = std::fs::read_to_string(log).unwrap_or_default();
             let why = err.lines().last().unwrap_or("").trim().to_string();
             anyhow::bail!("`{} serve` exited ({status}): {why}", exe.display());
         }
         if TcpStream::connect(addr).await.is_ok() {
-            // Its stderr is not read from here on: stop piping it so it can never block.
-            drop(child.stderr.take());
             return Ok(Backend::Process { child, addr });
         }
         if Instant::now() > deadline {
@@ -301,16 +296,21 @@ impl Balancer {
         }
     }
 
-    /// The next backend in turn that is not being skipped; if all are, the next in turn anyway.
+    /// The next backend in turn among those not being skipped (so the live ones share the load
+    /// evenly); if all are being skipped, the next in turn anyway.
     fn pick(&self) -> usize {
         let n = self.backends.len();
         let down = self.down_until.lock().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
-        let start = self.next.fetch_add(1, Ordering::Relaxed);
-        (0..n)
-            .map(|k| (start + k) % n)
-            .find(|&i| down[i].is_none_or(|t| t <= now))
-            .unwrap_or(start % n)
+        let turn = self.next.fetch_add(1, Ordering::Relaxed);
+        let live: Vec<usize> = (0..n)
+            .filter(|&i| down[i].is_none_or(|t| t <= now))
+            .collect();
+        if live.is_empty() {
+            turn % n
+        } else {
+            live[turn % live.len()]
+        }
     }
 
     fn mark_down(&self, i: usize) {
@@ -395,8 +395,9 @@ pub async fn run_with(ctx: &LabCtx, out: &mut LabOut, requests: u64) -> anyhow::
     let mut backends = Vec::new();
     let mut kind = "statescope serve processes";
     let mut fallback_reason = None;
-    for _ in 0..INSTANCES {
-        match start_process_backend(&ctx.exe).await {
+    for n in 1..=INSTANCES {
+        let log = ctx.out_dir.join(format!("serve-{n}.log"));
+        match start_process_backend(&ctx.exe, &log).await {
             Ok(b) => backends.push(b),
             Err(e) => {
                 fallback_reason = Some(e.to_string());
@@ -475,11 +476,11 @@ pub async fn run_with(ctx: &LabCtx, out: &mut LabOut, requests: u64) -> anyhow::
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     let pid = backends[victim].kill();
+    let at = done.load(Ordering::Relaxed);
     // Answers already on their way when it died are counted within microseconds; after this
     // pause, any further answer from it would mean the kill did not take.
     tokio::time::sleep(Duration::from_millis(50)).await;
     let served_before_kill = lb.served[victim].load(Ordering::Relaxed);
-    let at = done.load(Ordering::Relaxed);
     out.say(&format!(
         "after {at} requests: killed instance {}{}",
         victim + 1,
