@@ -80,7 +80,12 @@ async fn broker_level(b: &Arc<dyn Broker>, topic: &str, per: u64) -> anyhow::Res
             }
         }));
     }
-    let least = || got.iter().map(|g| g.load(Ordering::Relaxed)).min().unwrap_or(0);
+    let least = || {
+        got.iter()
+            .map(|g| g.load(Ordering::Relaxed))
+            .min()
+            .unwrap_or(0)
+    };
     let start = Instant::now();
     let mut sent = 0;
     let step = BATCH / SERVERS as u64;
@@ -124,7 +129,14 @@ async fn chat_level(b: &Arc<dyn Broker>, topic: &str, per: u64) -> anyhow::Resul
     let mut clients = Vec::new();
     let mut inboxes = Vec::new();
     for i in 1..=SERVERS {
-        let n = ChatNode::start(&format!("server{i}"), "127.0.0.1:0", b.clone(), Relay::PubSub, topic).await?;
+        let n = ChatNode::start(
+            &format!("server{i}"),
+            "127.0.0.1:0",
+            b.clone(),
+            Relay::PubSub,
+            topic,
+        )
+        .await?;
         let inbox = SharedInbox::default();
         clients.push(ChatClient::connect(n.addr, &format!("user{i}"), inbox.clone()).await?);
         inboxes.push(inbox);

@@ -358,3 +358,65 @@ fn lab_record_is_the_last_jsonl_line() {
     assert_eq!(v["facts"]["lost"], 0);
     assert_eq!(v["ok"], true);
 }
+
+#[test]
+fn chat_counts_what_a_redis_outage_cost() {
+    use statescope::broker::chat::{wait_for, ChatClient, ChatNode, Relay, SharedInbox};
+    use std::sync::atomic::Ordering;
+    let Some(first) = RedisServer::start(None) else {
+        return skip("chat through a Redis outage");
+    };
+    let port = first.port;
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let b = broker::connect(Some(&first.url())).await.unwrap();
+        let n1 = ChatNode::start("s1", "127.0.0.1:0", b.clone(), Relay::PubSub, "room")
+            .await
+            .unwrap();
+        let n2 = ChatNode::start("s2", "127.0.0.1:0", b.clone(), Relay::PubSub, "room")
+            .await
+            .unwrap();
+        let (i1, i2) = (SharedInbox::default(), SharedInbox::default());
+        let mut u1 = ChatClient::connect(n1.addr, "u1", i1.clone())
+            .await
+            .unwrap();
+        let _u2 = ChatClient::connect(n2.addr, "u2", i2.clone())
+            .await
+            .unwrap();
+        u1.send(1, "before").await.unwrap();
+        assert!(wait_for(&[(i1.clone(), 1), (i2.clone(), 1)], Duration::from_secs(5)).await);
+
+        // Redis goes away: the server cannot pass these on; it must count them.
+        drop(first);
+        u1.send(2, "during").await.unwrap();
+        u1.send(3, "during").await.unwrap();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while n1.stats.publish_failed.load(Ordering::Relaxed) < 2 {
+            assert!(
+                Instant::now() < deadline,
+                "failed publishes were not counted"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+
+        // Redis comes back: the nodes' subscriptions return by themselves; chat goes on.
+        let _second = RedisServer::start(Some(port)).expect("restart redis-server");
+        let mut seq = 100;
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            assert!(
+                Instant::now() < deadline,
+                "chat did not recover after Redis came back"
+            );
+            seq += 1;
+            u1.send(seq, "after").await.unwrap();
+            if wait_for(&[(i2.clone(), 2)], Duration::from_millis(200)).await {
+                break;
+            }
+        }
+        let got = i2.lock().unwrap().got.clone();
+        assert!(!got.contains(&("u1".to_string(), 2)) && !got.contains(&("u1".to_string(), 3)));
+        assert_eq!(n1.stats.publish_failed.load(Ordering::Relaxed), 2);
+        assert!(b.stats().reconnects >= 1);
+    });
+}

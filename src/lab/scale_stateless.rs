@@ -395,13 +395,21 @@ pub async fn run_with(ctx: &LabCtx, out: &mut LabOut, requests: u64) -> anyhow::
     let mut backends = Vec::new();
     let mut kind = "statescope serve processes";
     let mut fallback_reason = None;
-    for n in 1..=INSTANCES {
+    'instances: for n in 1..=INSTANCES {
         let log = ctx.out_dir.join(format!("serve-{n}.log"));
-        match start_process_backend(&ctx.exe, &log).await {
-            Ok(b) => backends.push(b),
-            Err(e) => {
-                fallback_reason = Some(e.to_string());
-                break;
+        // The free port picked can be taken by someone else before serve binds it: try again
+        // with another before concluding that serve itself cannot run.
+        for attempt in 1..=3 {
+            match start_process_backend(&ctx.exe, &log).await {
+                Ok(b) => {
+                    backends.push(b);
+                    continue 'instances;
+                }
+                Err(e) if attempt == 3 => {
+                    fallback_reason = Some(e.to_string());
+                    break 'instances;
+                }
+                Err(_) => {}
             }
         }
     }
