@@ -73,6 +73,14 @@ pub enum BrokerError {
         attempts: u32,
         reason: String,
     },
+    #[error(
+        "Redis at {url} is still unreachable ({reason}); {op} not done, next try in under a second"
+    )]
+    Down {
+        url: String,
+        op: &'static str,
+        reason: String,
+    },
     #[error("Redis at {url} refused {op}: {reason}")]
     Command {
         url: String,

@@ -15,7 +15,10 @@
 //!
 //! When Redis goes away, a command drops its connection, reconnects with backoff
 //! ([`super::backoff`]) and retries, up to [`ATTEMPTS`] times; then it returns
-//! [`BrokerError::Lost`] and counts a failed operation. A retried `PUBLISH` or `XADD` may have
+//! [`BrokerError::Lost`] and counts a failed operation. From then on a circuit breaker makes
+//! other commands fail at once ([`BrokerError::Down`], also counted) and lets one try again
+//! every half second, until one succeeds; so an outage costs a busy server counted failures,
+//! not a pile of callers each waiting out its own retries. A retried `PUBLISH` or `XADD` may have
 //! run once already (the reply, not the command, was lost): delivery is at least once, and
 //! consumers that care de-duplicate by message id, as the labs do. A subscription's task
 //! reconnects and subscribes again on its own; what was published while it was away is gone,
@@ -33,7 +36,7 @@ use futures_util::StreamExt;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, Mutex};
 
 /// Tries per command before giving up (about 2.5 s of backoff in all).
@@ -57,7 +60,12 @@ pub struct RedisBroker {
     /// One connection per blocking reader, by "stream/group/consumer".
     readers: Mutex<HashMap<String, MultiplexedConnection>>,
     stats: Arc<Stats>,
+    /// Set when an operation gave up: until when others fail at once, and why.
+    down: std::sync::Mutex<Option<(Instant, String)>>,
 }
+
+/// How long operations fail fast after one gave up, before one of them tries again.
+const BREAKER: Duration = Duration::from_millis(500);
 
 fn config() -> AsyncConnectionConfig {
     AsyncConnectionConfig::new()
@@ -104,6 +112,7 @@ impl RedisBroker {
             conn: Mutex::new(Some(conn)),
             readers: Mutex::new(HashMap::new()),
             stats: Arc::new(Stats::default()),
+            down: std::sync::Mutex::new(None),
         })
     }
 
@@ -154,8 +163,29 @@ impl RedisBroker {
         slot: Option<&str>,
         cmd: &Cmd,
     ) -> Result<T, BrokerError> {
+        // Circuit breaker: once an operation has given up, the others do not each wait out
+        // their own retries; they fail at once (counted) until it is time for one more try.
+        let attempts = {
+            let mut down = self.down.lock().unwrap_or_else(|e| e.into_inner());
+            match down.as_mut() {
+                None => ATTEMPTS,
+                Some((until, reason)) if Instant::now() < *until => {
+                    self.stats.failed_ops.fetch_add(1, Ordering::Relaxed);
+                    return Err(BrokerError::Down {
+                        url: self.url.clone(),
+                        op,
+                        reason: reason.clone(),
+                    });
+                }
+                Some((until, _)) => {
+                    // This caller is the one that tries; the others keep failing fast meanwhile.
+                    *until = Instant::now() + BREAKER;
+                    1
+                }
+            }
+        };
         let mut last = String::new();
-        for attempt in 0..ATTEMPTS {
+        for attempt in 0..attempts {
             if attempt > 0 {
                 tokio::time::sleep(backoff(attempt - 1)).await;
             }
@@ -167,7 +197,10 @@ impl RedisBroker {
                 }
             };
             match cmd.query_async::<T>(&mut conn).await {
-                Ok(v) => return Ok(v),
+                Ok(v) => {
+                    *self.down.lock().unwrap_or_else(|e| e.into_inner()) = None;
+                    return Ok(v);
+                }
                 Err(e) if is_connection_error(&e) => {
                     last = one_line(&e);
                     self.forget(slot).await;
@@ -182,10 +215,12 @@ impl RedisBroker {
             }
         }
         self.stats.failed_ops.fetch_add(1, Ordering::Relaxed);
+        *self.down.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some((Instant::now() + BREAKER, last.clone()));
         Err(BrokerError::Lost {
             url: self.url.clone(),
             op,
-            attempts: ATTEMPTS,
+            attempts,
             reason: last,
         })
     }
