@@ -16,7 +16,8 @@
 //! Wire format: clients connect to `ws://ADDR/?user=NAME`; the node first sends
 //! `{"welcome":"NODE"}` once the user is registered (so a client knows from when on it will
 //! receive), then relays chat messages, JSON text frames `{"from","seq","text"}` ([`ChatMsg`]).
-//! A text frame that is not a `ChatMsg` is counted in [`NodeStats::bad_input`] and dropped.
+//! A text frame that is not a `ChatMsg` from the connected user is counted in
+//! [`NodeStats::bad_input`] and dropped.
 //!
 //! [`ChatClient`] is the matching client, recording what it received in an [`Inbox`].
 
@@ -67,7 +68,7 @@ pub struct NodeStats {
     pub subscription_lost: AtomicU64,
     /// Broker reads or acknowledgements that failed (retried later).
     pub broker_errors: AtomicU64,
-    /// Text frames that were not chat messages.
+    /// Text frames that were not chat messages from the connected user.
     pub bad_input: AtomicU64,
 }
 
@@ -211,11 +212,26 @@ impl Node {
 }
 
 async fn relay_pubsub(node: Arc<Node>, mut sub: Subscription) {
-    while let Some(msg) = sub.recv().await {
-        node.deliver(&msg);
-        node.stats
-            .subscription_lost
-            .store(sub.lost(), Ordering::Relaxed);
+    let mut lost_before = 0;
+    loop {
+        while let Some(msg) = sub.recv().await {
+            node.deliver(&msg);
+            node.stats
+                .subscription_lost
+                .store(lost_before + sub.lost(), Ordering::Relaxed);
+        }
+        // The subscription gave up (the broker was gone for long): count it and keep trying,
+        // for a server lives longer than any one outage.
+        lost_before += sub.lost();
+        let mut attempt = 0;
+        sub = loop {
+            node.stats.broker_errors.fetch_add(1, Ordering::Relaxed);
+            tokio::time::sleep(backoff(attempt)).await;
+            attempt += 1;
+            if let Ok(s) = node.broker.subscribe(&node.topic).await {
+                break s;
+            }
+        };
     }
 }
 
@@ -285,7 +301,9 @@ async fn serve_client(node: Arc<Node>, stream: TcpStream) {
     let Ok(ws) = tokio_tungstenite::accept_hdr_async(stream, callback).await else {
         return;
     };
-    let _user = user.unwrap_or_else(|| "anonymous".to_string());
+    // The connection is this server's state: it knows who is on it, so a message claiming to
+    // be from someone else is refused.
+    let user = user.unwrap_or_else(|| "anonymous".to_string());
     let (mut sink, mut source) = ws.split();
     let (tx, mut rx) = mpsc::channel::<Bytes>(CLIENT_BUFFER);
     let id = node.next_id.fetch_add(1, Ordering::Relaxed);
@@ -300,7 +318,8 @@ async fn serve_client(node: Arc<Node>, stream: TcpStream) {
             tokio::select! {
                 incoming = source.next() => match incoming {
                     Some(Ok(Message::Text(t))) => {
-                        if serde_json::from_str::<ChatMsg>(t.as_str()).is_ok() {
+                        let valid = serde_json::from_str::<ChatMsg>(t.as_str()).is_ok_and(|m| m.from == user);
+                        if valid {
                             node.send_on(Bytes::copy_from_slice(t.as_bytes())).await;
                         } else {
                             node.stats.bad_input.fetch_add(1, Ordering::Relaxed);
@@ -475,9 +494,12 @@ mod tests {
             .await
             .unwrap();
         c.sink.send(Message::text("not json")).await.unwrap();
+        let spoof = r#"{"from":"someone else","seq":1,"text":"x"}"#;
+        c.sink.send(Message::text(spoof)).await.unwrap();
         c.send(7, "ok").await.unwrap();
         assert!(wait_for(&[(inbox.clone(), 1)], Duration::from_secs(5)).await);
-        assert_eq!(n.stats.bad_input.load(Ordering::Relaxed), 1);
+        assert_eq!(n.stats.bad_input.load(Ordering::Relaxed), 2);
+        assert_eq!(inbox.lock().unwrap().got.len(), 1);
         assert!(inbox.lock().unwrap().got.contains(&("u".to_string(), 7)));
     }
 }
