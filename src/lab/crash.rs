@@ -196,7 +196,7 @@ async fn trial(
     server.abort();
     let at_kill = acked.lock().unwrap_or_else(|e| e.into_inner()).len();
     out.say(&format!(
-        "[{label}] server killed after {at_kill} records were acknowledged"
+        "[{label}] server killed mid-load ({at_kill} records acknowledged so far)"
     ))?;
     let _ = tokio::time::timeout(Duration::from_secs(15), async {
         while clients.join_next().await.is_some() {}
