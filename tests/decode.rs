@@ -851,3 +851,29 @@ fn reading_frames_does_not_allocate_per_frame() {
         "allocations while reading a pcap"
     );
 }
+
+#[test]
+fn packet_block_overrunning_itself_is_damage() {
+    let mut ng = Ng {
+        be: true,
+        out: Vec::new(),
+    };
+    ng.shb();
+    ng.idb(1, None, None);
+    ng.epb(0, 1, b"good");
+    let at = ng.out.len();
+    ng.epb(0, 2, b"bad!");
+    // caplen (block offset 20) larger than the block
+    ng.out[at + 20..at + 24].copy_from_slice(&1000u32.to_be_bytes());
+    ng.epb(0, 3, b"never reached");
+    let mut src =
+        open_reader("built".into(), Box::new(std::io::Cursor::new(ng.out)), None).unwrap();
+    assert_eq!(src.next_frame().unwrap().unwrap().data, b"good");
+    match src.next_frame() {
+        Err(CaptureError::Damaged { offset, what, .. }) => {
+            assert_eq!(offset, at as u64);
+            assert!(what.contains("claims 1000"), "{what}");
+        }
+        other => panic!("{:?}", other.map(|_| ())),
+    }
+}
