@@ -767,3 +767,113 @@ fn decode_errors_name_layer_and_offset() {
         .unwrap_err();
     assert_eq!(e, DecodeError::LinkType(147));
 }
+
+// ---------------------------------------------------------------------------------------------
+// The hot path does not allocate
+
+mod counting {
+    use std::alloc::{GlobalAlloc, Layout, System};
+    use std::cell::Cell;
+
+    thread_local! {
+        /// Allocations made by this thread (tests run on several threads at once).
+        pub static ALLOCS: Cell<u64> = const { Cell::new(0) };
+    }
+
+    pub struct Counting;
+
+    unsafe impl GlobalAlloc for Counting {
+        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+            let _ = ALLOCS.try_with(|c| c.set(c.get() + 1));
+            System.alloc(layout)
+        }
+        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+            System.dealloc(ptr, layout)
+        }
+        unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+            let _ = ALLOCS.try_with(|c| c.set(c.get() + 1));
+            System.realloc(ptr, layout, new_size)
+        }
+    }
+
+    pub fn count() -> u64 {
+        ALLOCS.with(|c| c.get())
+    }
+}
+
+#[global_allocator]
+static ALLOC: counting::Counting = counting::Counting;
+
+#[test]
+fn decoding_unfragmented_frames_does_not_allocate() {
+    let mut frames = Vec::new();
+    for name in [
+        "linktype-eth.pcap",
+        "linktype-sll2.pcap",
+        "linktype-lo.pcap",
+        "ipv6-lo.pcap",
+    ] {
+        let mut src = open(&fixtures().join(name)).unwrap();
+        while let Some(f) = src.next_frame().unwrap() {
+            frames.push((f.linktype, f.data.to_vec()));
+        }
+    }
+    let mut dec = Decoder::new();
+    let before = counting::count();
+    let mut segments = 0;
+    for (lt, data) in &frames {
+        let f = statescope::capture::Frame {
+            number: 1,
+            ts: Timestamp(0),
+            linktype: *lt,
+            data,
+            orig_len: data.len() as u32,
+        };
+        segments += matches!(dec.decode(&f), Ok(Some(_))) as u32;
+    }
+    assert_eq!(counting::count() - before, 0, "allocations while decoding");
+    assert!(segments > 50);
+}
+
+#[test]
+fn reading_frames_does_not_allocate_per_frame() {
+    let mut src = open(&fixtures().join("linktype-lo.pcap")).unwrap();
+    src.next_frame().unwrap();
+    let before = counting::count();
+    let mut n = 0;
+    while src.next_frame().unwrap().is_some() {
+        n += 1;
+    }
+    assert!(n > 10);
+    assert_eq!(
+        counting::count() - before,
+        0,
+        "allocations while reading a pcap"
+    );
+}
+
+#[test]
+fn packet_block_overrunning_itself_is_damage() {
+    let mut ng = Ng {
+        be: true,
+        out: Vec::new(),
+    };
+    ng.shb();
+    ng.idb(1, None, None);
+    ng.epb(0, 1, b"good");
+    let at = ng.out.len();
+    ng.epb(0, 2, b"bad!");
+    // caplen (block offset 20) larger than the block
+    ng.out[at + 20..at + 24].copy_from_slice(&1000u32.to_be_bytes());
+    ng.epb(0, 3, b"never reached");
+    let mut src =
+        open_reader("built".into(), Box::new(std::io::Cursor::new(ng.out)), None).unwrap();
+    assert_eq!(src.next_frame().unwrap().unwrap().data, b"good");
+    match src.next_frame() {
+        Err(CaptureError::Damaged { offset, what, .. }) => {
+            assert_eq!(offset, at as u64);
+            assert!(what.contains("claims 1000"), "{what}");
+        }
+        other => panic!("{:?}", other.map(|_| ())),
+    }
+}

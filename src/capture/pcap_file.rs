@@ -36,6 +36,7 @@ const MAX_BLOCK: u32 = 16 << 20;
 
 const SHB_TYPE: u32 = 0x0A0D_0D0A;
 const BYTE_ORDER_MAGIC: u32 = 0x1A2B_3C4D;
+const EPB_TYPE: u32 = 6;
 /// The obsolete Packet Block (pcapng type 2), which pcap-parser hands over as an unknown block.
 const OBSOLETE_PB_TYPE: u32 = 2;
 
@@ -437,6 +438,18 @@ impl PcapFile {
                         "invalid pcapng block length {len}: the file is damaged from here on"
                     );
                     return Err(self.fail(what));
+                }
+                // An enhanced packet block whose captured length overruns the block would
+                // otherwise look to pcap-parser like a block still arriving.
+                if u32_at(data, 0, be) == EPB_TYPE && data.len() >= 24 {
+                    let caplen = u32_at(data, 20, be);
+                    if caplen as u64 + 32 > len as u64 {
+                        let what = format!(
+                            "packet block claims {caplen} captured bytes but is only {len} bytes \
+                             long: the file is damaged from here on"
+                        );
+                        return Err(self.fail(what));
+                    }
                 }
                 len as usize
             }
