@@ -1,18 +1,18 @@
 #!/usr/bin/env bash
 # Benchmark `statescope serve` against a bare hyper hello-world (examples/hello.rs), side by side.
 #
-# 1. Throughput: ROUNDS alternating wrk runs (wrk -t2 -c50 -dDURs) on `GET /` of each server;
+# 1. Throughput: ROUNDS (default 5) alternating wrk runs (wrk -t2 -c50 -dDURs) on `GET /` of each server;
 #    prints each round's req/s and the median ratio serve/hello (target: >= 0.9).
 # 2. Memory: a fresh `serve`; VmRSS (from /proc/PID/status) after 10 000 requests and after
 #    1 000 000 requests, each phase stopped at its count by a wrk Lua script (with -d as a time
 #    bound); prints both, the difference (target: within 1 MiB), and the counts /state reports.
 #
-# Usage: bench/serve.sh            (env: ROUNDS=3 DUR=10 THREADS=2 CONNS=50)
+# Usage: bench/serve.sh            (env: ROUNDS=5 DUR=10 THREADS=2 CONNS=50)
 # Needs: wrk, curl. Everything runs on 127.0.0.1; only processes started here are stopped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-ROUNDS=${ROUNDS:-3}
+ROUNDS=${ROUNDS:-5}
 DUR=${DUR:-10}
 THREADS=${THREADS:-2}
 CONNS=${CONNS:-50}
@@ -71,8 +71,12 @@ rps "http://$ADDR_hello/" 2 >/dev/null
 ratios=()
 printf '%-6s %14s %14s %8s\n' round serve_req_s hello_req_s ratio
 for r in $(seq "$ROUNDS"); do
-    s=$(rps "http://$ADDR_serve/" "$DUR")
-    h=$(rps "http://$ADDR_hello/" "$DUR")
+    # Alternate which goes first, so drift in the machine's load favours neither.
+    if [ $((r % 2)) = 1 ]; then
+        s=$(rps "http://$ADDR_serve/" "$DUR"); h=$(rps "http://$ADDR_hello/" "$DUR")
+    else
+        h=$(rps "http://$ADDR_hello/" "$DUR"); s=$(rps "http://$ADDR_serve/" "$DUR")
+    fi
     ratio=$(awk -v s="$s" -v h="$h" 'BEGIN {printf "%.3f", s / h}')
     ratios+=("$ratio")
     printf '%-6s %14s %14s %8s\n' "$r" "$s" "$h" "$ratio"

@@ -466,6 +466,39 @@ async fn websocket_state_grows_per_connection_and_is_gone_after() {
         .unwrap();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_messages_reach_other_connections_through_a_broker() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let cfg = ServerConfig {
+        broker: Some(std::sync::Arc::new(server::ws::LocalBroker::new(16))),
+        ..quiet()
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let srv = tokio::spawn(server::run(listener, cfg, async {
+        let _ = stopped.await;
+    }));
+    let url = format!("ws://{addr}/ws");
+    let (mut a, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+    let (mut b, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+    a.send(Message::text("hi from a")).await.unwrap();
+    let own: Value =
+        serde_json::from_str(a.next().await.unwrap().unwrap().to_text().unwrap()).unwrap();
+    assert_eq!(own["kind"], "stateful");
+    let relayed = tokio::time::timeout(Duration::from_secs(5), b.next())
+        .await
+        .unwrap();
+    let relayed: Value =
+        serde_json::from_str(relayed.unwrap().unwrap().to_text().unwrap()).unwrap();
+    assert_eq!(relayed["kind"], "relay");
+    assert_eq!(relayed["text"], "hi from a");
+    // The sender does not get its own message back as a relay.
+    let more = tokio::time::timeout(Duration::from_millis(200), a.next()).await;
+    assert!(more.is_err(), "{more:?}");
+    stop.send(()).unwrap();
+    srv.await.unwrap().unwrap();
+}
+
 #[test]
 fn oversized_and_malformed_requests_get_the_right_status() {
     let srv = start(ServerConfig {
@@ -511,6 +544,11 @@ fn slow_clients_are_cut_off() {
     let t = Instant::now();
     assert!(c.closed_within(Duration::from_secs(3)));
     assert!(t.elapsed() < Duration::from_secs(2));
+    // An idle keep-alive connection is closed too (the head timer runs while waiting for the
+    // next request).
+    let mut c = Client::connect(srv.addr());
+    assert_eq!(c.get("/", "").status, 200);
+    assert!(c.closed_within(Duration::from_secs(3)));
     // A body that never ends: 408.
     let mut c = Client::connect(srv.addr());
     let r = c.req("POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nabc");

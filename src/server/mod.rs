@@ -174,6 +174,8 @@ impl App {
 /// One TCP connection, as its requests see it. Dropped when the connection (or the WebSocket
 /// it was upgraded to) closes, which releases its slot under `--max-connections`.
 pub struct ConnCtx {
+    /// The server this connection belongs to.
+    pub app: Arc<App>,
     /// 1-based accept order, for the log only.
     pub serial: u64,
     /// The client's address and port.
@@ -244,6 +246,7 @@ async fn serve(
             continue; // already reset by the client
         };
         let conn = Arc::new(ConnCtx {
+            app: app.clone(),
             serial,
             peer,
             local,
@@ -252,7 +255,7 @@ async fn serve(
             _permit: permit,
             _alive: alive_tx.clone(),
         });
-        tokio::spawn(connection(stream, app.clone(), conn, http.clone()));
+        tokio::spawn(connection(stream, conn, http.clone()));
     }
     drop(listener);
     let _ = app.stop.send(true);
@@ -276,15 +279,12 @@ async fn serve(
 }
 
 /// Serve HTTP/1.1 on one connection until the client leaves or shutdown is asked.
-async fn connection(
-    stream: TcpStream,
-    app: Arc<App>,
-    conn: Arc<ConnCtx>,
-    http: Arc<http1::Builder>,
-) {
+async fn connection(stream: TcpStream, conn: Arc<ConnCtx>, http: Arc<http1::Builder>) {
+    let app = conn.app.clone();
     let svc = {
-        let (app, conn) = (app.clone(), conn.clone());
-        service_fn(move |req| routes::handle(req, app.clone(), conn.clone()))
+        let conn = conn.clone();
+        // One Arc clone per request: the future hyper polls must own what it uses.
+        service_fn(move |req| routes::handle(req, conn.clone()))
     };
     // `with_upgrades` lets `/ws` take the connection over after its 101 response.
     let served = http

@@ -37,9 +37,9 @@ const GREETING: &str = "Hello from statescope: this answer was computed from you
 /// hyper's service: route one request.
 pub async fn handle(
     req: Request<Incoming>,
-    app: Arc<App>,
     conn: Arc<ConnCtx>,
 ) -> Result<Response<Body>, Infallible> {
+    let app = &conn.app;
     // If the client vanishes mid-request, hyper drops this future; both guards still drop.
     let _in_flight = InFlight::new(&app.stats);
     let nth = conn.requests.fetch_add(1, Relaxed) + 1;
@@ -53,7 +53,7 @@ pub async fn handle(
             req.version()
         )
     });
-    let resp = route(req, &app, &conn, &rec).await;
+    let resp = route(req, app, &conn, &rec).await;
     app.stats.requests_total.fetch_add(1, Relaxed);
     if let Some(line) = log {
         use hyper::body::Body as _;
@@ -73,7 +73,7 @@ async fn route(
     req: Request<Incoming>,
     app: &Arc<App>,
     conn: &Arc<ConnCtx>,
-    rec: &RequestRecord,
+    rec: &RequestRecord<'_>,
 ) -> Response<Body> {
     match pick(req.uri().path(), req.method()) {
         Route::Root => text(StatusCode::OK, GREETING),
@@ -135,7 +135,7 @@ async fn echo(
     req: Request<Incoming>,
     app: &App,
     conn: &ConnCtx,
-    rec: &RequestRecord,
+    rec: &RequestRecord<'_>,
 ) -> Response<Body> {
     let (parts, body) = req.into_parts();
     // "name: value" strings, in arrival order (repeats kept); bytes that are not UTF-8 show as
@@ -357,7 +357,8 @@ fn websocket(mut req: Request<Incoming>, app: &Arc<App>, conn: &Arc<ConnCtx>) ->
         }
     };
     let upgrade = hyper::upgrade::on(&mut req);
-    tokio::spawn(ws::session(upgrade, app.clone(), conn.clone()));
+    let relay = app.config.broker.as_ref().map(|b| b.subscribe());
+    tokio::spawn(ws::session(upgrade, app.clone(), conn.clone(), relay));
     let mut resp = Response::new(Body::default());
     *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     ws::switching_headers(&accept, resp.headers_mut());

@@ -43,26 +43,26 @@ impl Stats {
 /// Everything the server knows about one request while answering it, and nothing after: it
 /// is dropped as soon as the response is handed to hyper.
 #[derive(Debug)]
-pub struct RequestRecord {
-    stats: Arc<Stats>,
+pub struct RequestRecord<'a> {
+    stats: &'a Stats,
     /// When the request's head arrived (for the log line's latency).
     pub started: Instant,
     /// 1-based: this request's position on its TCP connection.
     pub nth_on_connection: u64,
 }
 
-impl RequestRecord {
-    pub fn new(stats: &Arc<Stats>, nth_on_connection: u64) -> Self {
+impl<'a> RequestRecord<'a> {
+    pub fn new(stats: &'a Stats, nth_on_connection: u64) -> Self {
         stats.request_records_live.fetch_add(1, Relaxed);
         RequestRecord {
-            stats: stats.clone(),
+            stats,
             started: Instant::now(),
             nth_on_connection,
         }
     }
 }
 
-impl Drop for RequestRecord {
+impl Drop for RequestRecord<'_> {
     fn drop(&mut self) {
         self.stats.request_records_live.fetch_sub(1, Relaxed);
     }
@@ -70,16 +70,16 @@ impl Drop for RequestRecord {
 
 /// Counts a request as in flight from the handler's start until this guard drops, including
 /// when the client vanishes and hyper drops the handler's future half-way.
-pub struct InFlight(Arc<Stats>);
+pub struct InFlight<'a>(&'a Stats);
 
-impl InFlight {
-    pub fn new(stats: &Arc<Stats>) -> Self {
+impl<'a> InFlight<'a> {
+    pub fn new(stats: &'a Stats) -> Self {
         stats.requests_in_flight.fetch_add(1, Relaxed);
-        InFlight(stats.clone())
+        InFlight(stats)
     }
 }
 
-impl Drop for InFlight {
+impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         self.0.requests_in_flight.fetch_sub(1, Relaxed);
     }

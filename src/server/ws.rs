@@ -161,7 +161,15 @@ pub fn switching_headers(accept: &str, headers: &mut HeaderMap) {
 
 /// Speak WebSocket on an upgraded connection until the client closes, goes idle, breaks the
 /// protocol, or the server shuts down.
-pub async fn session(upgrade: hyper::upgrade::OnUpgrade, app: Arc<App>, conn: Arc<ConnCtx>) {
+///
+/// `relay` is subscribed before the 101 goes out, so a client that has seen its handshake
+/// complete misses nothing published after that.
+pub async fn session(
+    upgrade: hyper::upgrade::OnUpgrade,
+    app: Arc<App>,
+    conn: Arc<ConnCtx>,
+    mut relay: Option<broadcast::Receiver<WsEvent>>,
+) {
     let Ok(upgraded) = upgrade.await else {
         return; // the client left between 101 and the first frame
     };
@@ -174,7 +182,6 @@ pub async fn session(upgrade: hyper::upgrade::OnUpgrade, app: Arc<App>, conn: Ar
     let mut ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(cfg)).await;
     let mut state = WsState::new(&app.stats);
     let me = format!("{}/{}", conn.local, conn.peer);
-    let mut relay = app.config.broker.as_ref().map(|b| b.subscribe());
     let mut stop = app.stop.subscribe();
     let idle = app.config.ws_idle_timeout;
     let why = loop {
