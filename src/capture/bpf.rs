@@ -285,7 +285,11 @@ impl Asm {
         };
         for (i, off) in offsets.iter().enumerate() {
             self.op(load, base + off);
-            let miss = if i + 1 == offsets.len() { Some(f) } else { None };
+            let miss = if i + 1 == offsets.len() {
+                Some(f)
+            } else {
+                None
+            };
             self.jump(JMP | JEQ | K, port.into(), Some(t), miss);
         }
     }

@@ -54,7 +54,10 @@ pub enum Prim {
     Ip4,
     /// `ip6`: any IPv6 packet.
     Ip6,
-    Host { side: Side, addr: IpAddr },
+    Host {
+        side: Side,
+        addr: IpAddr,
+    },
     /// `proto: None` means TCP or UDP, as tcpdump's bare `port` does (for the protocols we know).
     Port {
         proto: Option<Proto>,
@@ -361,9 +364,7 @@ mod tests {
     #[test]
     fn and_binds_tighter_than_or() {
         let e = parse("tcp port 1 or tcp port 2 and host 10.0.0.1").unwrap();
-        let Expr::Or(a, b) = e else {
-            panic!("{e:?}")
-        };
+        let Expr::Or(a, b) = e else { panic!("{e:?}") };
         assert_eq!(*a, port(Some(Proto::Tcp), Side::Any, 1));
         assert!(matches!(*b, Expr::And(..)));
     }
@@ -371,9 +372,7 @@ mod tests {
     #[test]
     fn parentheses_not_and_symbols() {
         let e = parse("!(port 1||port 2)&&tcp").unwrap();
-        let Expr::And(a, b) = e else {
-            panic!("{e:?}")
-        };
+        let Expr::And(a, b) = e else { panic!("{e:?}") };
         assert!(matches!(*a, Expr::Not(_)));
         assert_eq!(*b, Expr::Prim(Prim::Proto(Proto::Tcp)));
         assert_eq!(
