@@ -211,10 +211,11 @@ pub struct LiveSource {
     skip_outgoing: bool,
     /// `BATCH` slots of `SNAPLEN` bytes.
     buf: Vec<u8>,
-    /// Per slot: the sender address (packet type), control data (timestamp), lengths.
+    /// Per slot: the sender address (packet type) and control data (timestamp).
     addrs: Vec<libc::sockaddr_ll>,
     cmsgs: Vec<[u64; 8]>,
-    lens: Vec<(usize, libc::c_int, Timestamp)>,
+    /// Per slot: the frame's real length and its kernel timestamp.
+    lens: Vec<(usize, Timestamp)>,
     /// Slots filled by the last `recvmmsg`, and the next one to hand out.
     filled: usize,
     next: usize,
@@ -336,7 +337,7 @@ impl LiveSource {
             // SAFETY: all-zero is a valid sockaddr_ll.
             addrs: vec![unsafe { mem::zeroed() }; BATCH],
             cmsgs: vec![[0; 8]; BATCH],
-            lens: vec![(0, 0, Timestamp(0)); BATCH],
+            lens: vec![(0, Timestamp(0)); BATCH],
             filled: 0,
             next: 0,
             stats: LiveStats::default(),
@@ -444,7 +445,7 @@ impl LiveSource {
         let n = n as usize;
         for (i, m) in msgs.iter().enumerate().take(n) {
             let ts = timestamp(&m.msg_hdr).unwrap_or_else(now);
-            self.lens[i] = (m.msg_len as usize, m.msg_hdr.msg_flags, ts);
+            self.lens[i] = (m.msg_len as usize, ts);
         }
         Ok(n)
     }
@@ -525,7 +526,7 @@ impl FrameSource for LiveSource {
                 if self.skip_outgoing && self.addrs[i].sll_pkttype == PACKET_OUTGOING {
                     continue;
                 }
-                let (len, _flags, ts) = self.lens[i];
+                let (len, ts) = self.lens[i];
                 self.stats.frames += 1;
                 let slot = SNAPLEN as usize;
                 let data = &self.buf[i * slot..i * slot + len.min(slot)];
