@@ -625,7 +625,10 @@ pub fn live_command(args: &LiveArgs) -> anyhow::Result<ExitCode> {
     ));
 
     let mut sink = make_sink(&out_args, Box::new(io::stdout()));
-    let mut engine = Engine::new();
+    let mut engine = Engine::new(crate::engine::EngineOptions::from_args(
+        &out_args,
+        sink.wants_packets(),
+    ));
     let result = match writer {
         Some(w) => run_source(
             &mut PcapTee::new(&mut source, w),
