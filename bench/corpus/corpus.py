@@ -398,6 +398,47 @@ def sc_half_close_srv_first(lab, cap):
     lab.wait(s, 5, "half-close server")
 
 
+def sc_tfo_ecn_urg(lab, cap):
+    srv = direct(lab)
+    lab.sysctl("c", "net.ipv4.tcp_fastopen", 1)
+    lab.sysctl("s", "net.ipv4.tcp_fastopen", 2)
+    lab.sysctl("c", "net.ipv4.tcp_ecn", 1)
+    s = lab.spawn("s", PEERS + ["srv-tfo", "--port", "8007", "--count", "3"], "srv")
+    wait_listen(lab, "s", 8007)
+    lab.cap = lab.tcpdump("c", "c0", cap)
+    c = lab.spawn("c", PEERS + ["cli-tfo", "--host", srv, "--port", "8007", "--count", "3"], "cli")
+    lab.wait(c, 20, "tfo client")
+    lab.wait(s, 5, "tfo server")
+
+
+def sc_bulk_loss_nosack(lab, cap):
+    srv = routed(lab, drop_s2c_permille=20, drop_c2s_permille=5)
+    for key in ("tcp_sack", "tcp_timestamps", "tcp_window_scaling"):
+        lab.sysctl("c", "net.ipv4." + key, 0)
+    nginx(lab, "s")
+    lab.cap = lab.tcpdump("c", "c0", cap)
+    curl(lab, ["http://%s/mid.bin" % srv])
+
+
+def sc_pipelined_head(lab, cap):
+    srv = direct(lab)
+    nginx(lab, "s")
+    lab.cap = lab.tcpdump("c", "c0", cap)
+    c = lab.spawn("c", PEERS + ["cli-pipelined", "--host", srv, "--port", "80", "--out",
+                                cap[:-len(".pcap")] + ".app.txt"], "cli")
+    lab.wait(c, 20, "pipelined client")
+
+
+def sc_rst_unread(lab, cap):
+    srv = direct(lab)
+    s = lab.spawn("s", PEERS + ["srv-unread", "--port", "8008"], "srv")
+    wait_listen(lab, "s", 8008)
+    lab.cap = lab.tcpdump("c", "c0", cap)
+    c = lab.spawn("c", PEERS + ["cli-bigpost", "--host", srv, "--port", "8008", "--size", "20000"], "cli")
+    lab.wait(c, 20, "bigpost client")
+    lab.wait(s, 5, "unread server")
+
+
 # With random loss tshark's HTTP body reassembly may never complete, and then it reports no
 # response at all; as in the public corpus's lossy capture, body desegmentation is off there.
 NOBODY = ["-o", "http.desegment_body:FALSE"]
@@ -416,6 +457,10 @@ SCENARIOS = [
     ("post-expect-chunked", sc_post_expect_chunked, "cs", "curl POST 6000 bytes with Expect: 100-continue to a python http.server (interim 100, chunked 200), then a GET on the same connection", ["-d", "tcp.port==8004,http"]),
     ("snaplen96-loss", sc_snaplen96_loss, "crs", "1 MiB download with 2% data / 0.5% ACK loss in a router ns, receiver side, snaplen 96 (payload cut)", NOBODY),
     ("half-close-srv-first", sc_half_close_srv_first, "cs", "server answers then SHUT_WR first (FIN_WAIT_2) while the client keeps sending 12 kB, then closes -> server TIME_WAIT", ["-d", "tcp.port==8005,http"]),
+    ("tfo-ecn-urg", sc_tfo_ecn_urg, "cs", "3 connections with TCP Fast Open (first gets the cookie, then data in the SYN), ECN negotiated (ECE/CWR in the handshake), one URG byte after each response", ["-d", "tcp.port==8007,http"]),
+    ("bulk-loss-nosack", sc_bulk_loss_nosack, "crs", "1 MiB download with 2% data / 0.5% ACK loss, client disables SACK, timestamps and window scaling; receiver side", NOBODY),
+    ("pipelined-head", sc_pipelined_head, "cs", "GET, GET, HEAD, GET, GET 404 (Connection: close) pipelined in one segment to nginx; client log in .app.txt", []),
+    ("rst-unread", sc_rst_unread, "cs", "server reads 200 bytes of a 20 kB POST, answers 413 and closes with data unread -> RST instead of FIN", ["-d", "tcp.port==8008,http"]),
 ]
 
 

@@ -4,7 +4,7 @@
 # format of the evaluation corpus, so that
 #   python3 score.py OUTDIR --bin target/release/statescope
 # scores the replay engine on traffic it was never tuned on.
-# Usage: sudo bench/corpus/make.sh OUTDIR [SCENARIO...]   (about 40 s; needs root)
+# Usage: sudo bench/corpus/make.sh OUTDIR [SCENARIO...]   (about a minute; needs root)
 set -euo pipefail
 if [ "$(id -u)" -ne 0 ]; then
   echo "bench/corpus/make.sh needs root (network namespaces, nftables, tcpdump): run it as root" >&2

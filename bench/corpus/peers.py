@@ -249,6 +249,32 @@ def srv_websocket(a):
     ls.close()
 
 
+def srv_tfo(a):
+    """TCP Fast Open server: answer a.count connections, then read each to EOF (URG bytes too)."""
+    ls = listener(a.host, a.port)
+    ls.setsockopt(socket.IPPROTO_TCP, socket.TCP_FASTOPEN, 16)
+    for _ in range(a.count):
+        c, _ = ls.accept()
+        c.settimeout(TIMEOUT)
+        read_request_head(c)
+        c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n")
+        drain_until_eof(c)
+        c.close()
+    ls.close()
+
+
+def srv_unread(a):
+    """Read only part of what the client sends, answer, close: unread data -> RST, not FIN."""
+    ls = listener(a.host, a.port)
+    c, _ = ls.accept()
+    c.settimeout(TIMEOUT)
+    c.recv(200)
+    c.sendall(b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+    time.sleep(0.2)  # let the whole body arrive so that it is unread at close
+    c.close()
+    ls.close()
+
+
 # ---- clients -------------------------------------------------------------------------------
 
 def cli_abort(a):
@@ -402,6 +428,36 @@ def cli_pipelined(a):
         f.write("\n".join(lines) + "\n")
 
 
+def cli_tfo(a):
+    """a.count connections with data in the SYN (MSG_FASTOPEN); the first only gets the cookie.
+    After each response one urgent byte (MSG_OOB -> URG flag), then close."""
+    for i in range(a.count):
+        s = socket.socket(family(a.host), socket.SOCK_STREAM)
+        # blocking for the implicit connect: with a timeout set Python's socket is
+        # non-blocking underneath and sendto(MSG_FASTOPEN) fails with EINPROGRESS
+        s.sendto(b"GET /tfo/%d HTTP/1.1\r\nHost: x\r\n\r\n" % i, socket.MSG_FASTOPEN, (a.host, a.port))
+        s.settimeout(TIMEOUT)
+        s.recv(4096)
+        s.send(b"!", socket.MSG_OOB)
+        time.sleep(0.05)
+        s.close()
+        time.sleep(0.1)
+
+
+def cli_bigpost(a):
+    """POST a body the server will not read; report how the connection ended."""
+    s = connect(a.host, a.port)
+    body = b"p" * a.size
+    try:
+        s.sendall(b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+        time.sleep(0.5)
+        while s.recv(4096):
+            pass
+    except OSError as e:
+        sys.stderr.write("bigpost: %s\n" % e)
+    s.close()
+
+
 def cli_connect(a):
     """Plain connect attempts (for refused ports): report errno, never raise."""
     for _ in range(a.count):
@@ -415,6 +471,7 @@ def cli_connect(a):
 ROLES = {
     "srv-blast": srv_blast, "srv-keepalive": srv_keepalive, "srv-reuse": srv_reuse,
     "srv-halfclose": srv_halfclose, "srv-chunked": srv_chunked, "srv-websocket": srv_websocket,
+    "srv-tfo": srv_tfo, "srv-unread": srv_unread, "cli-tfo": cli_tfo, "cli-bigpost": cli_bigpost,
     "cli-abort": cli_abort, "cli-stall": cli_stall, "cli-keepalive": cli_keepalive,
     "cli-reuse": cli_reuse, "cli-halfclose": cli_halfclose, "cli-websocket": cli_websocket,
     "cli-pipelined": cli_pipelined, "cli-connect": cli_connect,
