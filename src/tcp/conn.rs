@@ -248,6 +248,9 @@ impl Conn {
             }
         };
 
+        // What the sender had sent before this segment, for the unseen-FIN check below.
+        let prev_next = self.ep[f].flow.nextseq;
+
         // Wireshark's analysis.
         let cx = ConnCtx {
             irtt_ns: self.irtt_ns,
@@ -336,6 +339,25 @@ impl Conn {
             self.saw_rst = true;
         }
         let keep = cfg.keep_transitions && cfg.emit_packets.wants(self.index);
+        // A bare segment one past everything the sender was seen to send reveals a FIN that was
+        // lost before the capture point: the sender closed earlier than the capture shows. If
+        // it had received the peer's FIN first it would not have had a FIN in flight, so this
+        // is the crossing-FINs case (ESTABLISHED -> FIN-WAIT-1, CLOSE-WAIT -> CLOSING).
+        if !syn
+            && !fin
+            && !rst
+            && seg.len == 0
+            && prev_next != 0
+            && self.ep[f].fin_end.is_none()
+            && seg.seq == prev_next.wrapping_add(1)
+        {
+            self.ep[f].fin_end = Some(seg.seq);
+            self.saw_fin = true;
+            let to = self.ep[f].state.next(Event::SentFin {
+                acks_peer_fin: false,
+            });
+            self.set_state(f, to, frame, keep);
+        }
         if let Some(e) = sent {
             let to = self.ep[f].state.next(e);
             self.set_state(f, to, frame, keep);
