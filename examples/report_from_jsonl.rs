@@ -24,7 +24,12 @@ fn main() -> anyhow::Result<()> {
     }
     let t = std::time::Instant::now();
     statescope::report::write_html(&records, &args[1], Path::new(&args[2]))?;
-    eprintln!("{} records -> {} in {:?}", records.len(), args[2], t.elapsed());
+    eprintln!(
+        "{} records -> {} in {:?}",
+        records.len(),
+        args[2],
+        t.elapsed()
+    );
     if let Some(dir) = args.get(3) {
         let files = statescope::report::write_svgs(&records, Path::new(dir))?;
         eprintln!("{} SVG files in {dir}", files.len());

@@ -87,14 +87,17 @@ fn every_segment_is_an_arrow_or_folded_and_the_page_is_self_contained() {
         // The drawing, without the expand script (which spells the same markup).
         let page = &full[..full.find("<script>\nconst FOLDS").unwrap()];
         let arrows = page.matches("<g class=\"arrow").count();
-        let folded: usize = page
-            .split("<div class=\"fold\" data-fold=\"")
-            .skip(1)
-            .map(|s| {
-                let n = s.split("data-n=\"").nth(1).unwrap();
-                n[..n.find('"').unwrap()].parse::<usize>().unwrap()
-            })
-            .sum();
+        let folded: usize = [
+            "<div class=\"fold\" data-fold=\"",
+            "<div class=\"sect\" data-sect=\"",
+        ]
+        .iter()
+        .flat_map(|div| page.split(div).skip(1))
+        .map(|s| {
+            let n = s.split("data-n=\"").nth(1).unwrap();
+            n[..n.find('"').unwrap()].parse::<usize>().unwrap()
+        })
+        .sum();
         assert_eq!(arrows + folded, want.packets, "{name}");
         assert_eq!(page.matches("<section class=\"conn\"").count(), want.drawn);
         assert_eq!(
@@ -119,7 +122,10 @@ fn long_connections_are_condensed() {
     let packets = expect(&recs, 50).packets;
     assert!(packets > 5000);
     // Every analysis event stays visible, yet far fewer arrows are drawn than segments.
-    assert!(arrows < packets / 5, "{arrows} arrows for {packets} segments");
+    assert!(
+        arrows < packets / 5,
+        "{arrows} arrows for {packets} segments"
+    );
     assert!(page.contains("similar segments"));
 }
 
@@ -148,7 +154,11 @@ fn svg_files_one_ladder_per_connection_and_a_graph_per_direction_with_data() {
         .collect();
     assert_eq!(
         names,
-        ["conn-0-ladder.svg", "conn-0-tsg-c2s.svg", "conn-0-tsg-s2c.svg"]
+        [
+            "conn-0-ladder.svg",
+            "conn-0-tsg-c2s.svg",
+            "conn-0-tsg-s2c.svg"
+        ]
     );
     for f in &files {
         let s = std::fs::read_to_string(f).unwrap();
@@ -157,7 +167,14 @@ fn svg_files_one_ladder_per_connection_and_a_graph_per_direction_with_data() {
         assert!(s.contains("<style>"), "standalone files carry their style");
     }
     let ladder = std::fs::read_to_string(&files[0]).unwrap();
-    for st in ["SYN_SENT", "LISTEN", "ESTABLISHED", "FIN_WAIT_1", "TIME_WAIT", "CLOSED"] {
+    for st in [
+        "SYN_SENT",
+        "LISTEN",
+        "ESTABLISHED",
+        "FIN_WAIT_1",
+        "TIME_WAIT",
+        "CLOSED",
+    ] {
         assert!(ladder.contains(&format!(">{st}</text>")), "{st}");
     }
 }
@@ -270,9 +287,15 @@ fn run_chromium(bin: &Path, extra: &[&str], page: &Path) -> String {
 
 /// The `key=value` pairs of the page's self-check line.
 fn selfcheck(dom: &str) -> BTreeMap<String, String> {
-    let start = dom.find("<pre id=\"selfcheck\">").expect("selfcheck element in DOM") + 20;
+    let start = dom
+        .find("<pre id=\"selfcheck\">")
+        .expect("selfcheck element in DOM")
+        + 20;
     let line = &dom[start..start + dom[start..].find('<').unwrap()];
-    assert!(!line.contains("pending"), "the self-check script did not run: {line}");
+    assert!(
+        !line.contains("pending"),
+        "the self-check script did not run: {line}"
+    );
     line.split_whitespace()
         .filter_map(|kv| kv.split_once('='))
         .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -280,7 +303,10 @@ fn selfcheck(dom: &str) -> BTreeMap<String, String> {
 }
 
 fn num(m: &BTreeMap<String, String>, k: &str) -> usize {
-    m.get(k).unwrap_or_else(|| panic!("{k} missing in {m:?}")).parse().unwrap()
+    m.get(k)
+        .unwrap_or_else(|| panic!("{k} missing in {m:?}"))
+        .parse()
+        .unwrap()
 }
 
 fn check_in_browser(bin: &Path, name: &str, recs: &[Record]) -> BTreeMap<String, String> {
@@ -295,20 +321,27 @@ fn check_in_browser(bin: &Path, name: &str, recs: &[Record]) -> BTreeMap<String,
     assert_eq!(num(&sc, "conns"), want.conns, "{name}");
     assert_eq!(num(&sc, "ladders"), want.drawn, "{name}");
     assert_eq!(
-        num(&sc, "arrows") + num(&sc, "folded"),
+        num(&sc, "arrows") + num(&sc, "folded") + num(&sc, "sectioned"),
         want.packets,
-        "{name}: every segment is an arrow or inside a fold"
+        "{name}: every segment is an arrow or inside a fold or section"
     );
     assert_eq!(num(&sc, "tsgs"), want.points.len(), "{name}");
     // Below the thinning threshold every data segment is one I-bar.
     if want.points.iter().all(|n| *n <= 2000) {
-        assert_eq!(num(&sc, "points"), want.points.iter().sum::<usize>(), "{name}");
+        assert_eq!(
+            num(&sc, "points"),
+            want.points.iter().sum::<usize>(),
+            "{name}"
+        );
     } else {
         assert!(num(&sc, "points") > 500, "{name}: {sc:?}");
     }
     let expand = &sc["expand_ok"];
     let (ok, of) = expand.split_once('/').unwrap();
-    assert_eq!(ok, of, "{name}: expanding folds gives one arrow per segment");
+    assert_eq!(
+        ok, of,
+        "{name}: expanding folds gives one arrow per segment"
+    );
     assert!(num(&sc, "ladder_px") > 100, "{name}: ladders have height");
 
     let shot = dir.join(format!("report-{name}.png"));
@@ -322,21 +355,35 @@ fn check_in_browser(bin: &Path, name: &str, recs: &[Record]) -> BTreeMap<String,
         &html,
     );
     let size = std::fs::metadata(&shot).map(|m| m.len()).unwrap_or(0);
-    assert!(size > 10_000, "{name}: screenshot {} is {size} bytes", shot.display());
+    assert!(
+        size > 10_000,
+        "{name}: screenshot {} is {size} bytes",
+        shot.display()
+    );
     sc
 }
 
 #[test]
 fn reports_load_in_a_real_browser_with_every_diagram_drawn() {
     let Some(bin) = chromium() else {
-        eprintln!("skipped: chromium not found (apt-get install chromium, or set STATESCOPE_CHROMIUM)");
+        eprintln!(
+            "skipped: chromium not found (apt-get install chromium, or set STATESCOPE_CHROMIUM)"
+        );
         return;
     };
-    for name in ["refused", "http-keepalive", "zero-window", "bulk-loss-rx", "many-conns-120"] {
+    for name in [
+        "refused",
+        "http-keepalive",
+        "zero-window",
+        "bulk-loss-rx",
+        "many-conns-120",
+    ] {
         let recs = fixture(name);
         let sc = check_in_browser(&bin, name, &recs);
         if name == "bulk-loss-rx" {
+            // 5147 segments: folded, and still longer than one ladder's share, so sectioned.
             assert!(num(&sc, "folds") > 10, "{sc:?}");
+            assert!(num(&sc, "sections") >= 1, "{sc:?}");
         }
     }
 }
@@ -344,7 +391,9 @@ fn reports_load_in_a_real_browser_with_every_diagram_drawn() {
 #[test]
 fn http_and_websocket_messages_are_marked_on_the_ladder_in_the_browser() {
     let Some(bin) = chromium() else {
-        eprintln!("skipped: chromium not found (apt-get install chromium, or set STATESCOPE_CHROMIUM)");
+        eprintln!(
+            "skipped: chromium not found (apt-get install chromium, or set STATESCOPE_CHROMIUM)"
+        );
         return;
     };
     let recs = websocket_with_messages();

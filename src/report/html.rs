@@ -18,6 +18,13 @@ use std::fmt::Write;
 
 /// Timelines with more rows than this start closed.
 const OPEN_TIMELINE_ROWS: usize = 150;
+/// Ladder rows the whole page may draw up front, shared among the drawn connections...
+const PAGE_ROWS: usize = 4000;
+/// ...within these bounds per connection.
+const MIN_CONN_ROWS: usize = 80;
+const MAX_CONN_ROWS: usize = 400;
+/// Rows per collapsed section of a ladder longer than its share.
+const SECTION_ROWS: usize = 200;
 
 /// Build the page.
 pub fn render(records: &[Record], title: &str, opts: &HtmlOptions) -> String {
@@ -29,10 +36,7 @@ pub fn render(records: &[Record], title: &str, opts: &HtmlOptions) -> String {
         .filter(|(k, v)| *k < opts.detail_limit || selected.contains(&v.id))
         .map(|(_, v)| v.id)
         .collect();
-    let t_first = views
-        .iter()
-        .map(|v| v.t0())
-        .fold(f64::INFINITY, f64::min);
+    let t_first = views.iter().map(|v| v.t0()).fold(f64::INFINITY, f64::min);
     let t_first = if t_first.is_finite() { t_first } else { 0.0 };
 
     let mut page = String::with_capacity(1 << 20);
@@ -62,14 +66,20 @@ pub fn render(records: &[Record], title: &str, opts: &HtmlOptions) -> String {
             opts.detail_limit
         );
     }
+    let budget = (PAGE_ROWS / detailed.len().max(1)).clamp(MIN_CONN_ROWS, MAX_CONN_ROWS);
     let mut folds = Vec::new();
+    let mut sections = Vec::new();
     for v in views.iter().filter(|v| detailed.contains(&v.id)) {
-        section(&mut page, v, &mut folds);
+        section(&mut page, v, budget, &mut folds, &mut sections);
     }
     page.push_str("<pre id=\"selfcheck\">selfcheck pending</pre>\n<script>\n");
     page.push_str("const FOLDS=");
     page.push_str(&script_safe(
         &serde_json::to_string(&folds).unwrap_or_else(|_| "[]".into()),
+    ));
+    page.push_str(";\nconst SECTIONS=");
+    page.push_str(&script_safe(
+        &serde_json::to_string(&sections).unwrap_or_else(|_| "[]".into()),
     ));
     let _ = write!(
         page,
@@ -154,7 +164,11 @@ fn conn_table(page: &mut String, views: &[ConnView<'_>], detailed: &BTreeSet<u64
                     b[p.dir.idx()] += p.len as u64;
                 }
                 let d = v.packets.last().map(|p| p.ts - v.t0()).unwrap_or(0.0);
-                (format!("{}/{}", s[0], s[1]), format!("{}/{}", b[0], b[1]), d)
+                (
+                    format!("{}/{}", s[0], s[1]),
+                    format!("{}/{}", b[0], b[1]),
+                    d,
+                )
             }
         };
         let (cs, ss, zs, hist, req, ws, an) = match v.conn {
@@ -212,7 +226,13 @@ struct Fold {
     r: Vec<(u64, String, u8, String)>,
 }
 
-fn section(page: &mut String, v: &ConnView<'_>, folds: &mut Vec<Fold>) {
+fn section(
+    page: &mut String,
+    v: &ConnView<'_>,
+    budget: usize,
+    folds: &mut Vec<Fold>,
+    sections: &mut Vec<String>,
+) {
     let _ = write!(
         page,
         r#"<section class="conn" id="conn-{}"><h2>Connection {}: {} → {}</h2>"#,
@@ -268,45 +288,39 @@ fn section(page: &mut String, v: &ConnView<'_>, folds: &mut Vec<Fold>) {
         n(ladder::HEAD),
         ladder::head(v)
     );
-    // Cut the ladder at every fold: plain stretches become one SVG each, folds their own.
-    let mut k = 0;
-    let mut states = ladder::initial_states(v);
-    while k < rows.len() {
-        if let Row::Fold { from, to } = rows[k] {
-            let mut p = Painter::new(v, &marks, 0.0, states.clone());
-            p.row(rows[k], true);
+    if rows.len() <= budget {
+        page.push_str(&ladder_range(v, &rows, 0, rows.len(), &marks, folds));
+    } else {
+        // Too long even folded: the start and the end drawn, the middle in sections of rows
+        // whose markup waits in SECTIONS until clicked.
+        let (head, tail) = (budget * 3 / 4, budget / 4);
+        page.push_str(&ladder_range(v, &rows, 0, head, &marks, folds));
+        let mut a = head;
+        while a < rows.len() - tail {
+            let b = (a + SECTION_ROWS).min(rows.len() - tail);
+            let (from, to) = (first_packet(rows[a]), last_packet(rows[b - 1]) + 1);
+            let label = section_label(v, from, to, b - a);
+            let mut p = Painter::new(v, &marks, 0.0, ladder::states_after(v, rows[a]));
+            p.summary("sect-row", &label, from, to, true);
             let (body, h) = p.finish();
             let _ = write!(
                 page,
-                r#"<div class="fold" data-fold="{}" data-n="{}" title="click to expand">{}</div>"#,
-                folds.len(),
+                r#"<div class="sect" data-sect="{}" data-n="{}">{}</div>"#,
+                sections.len(),
                 to - from,
                 svg_chunk(&body, h)
             );
-            folds.push(fold_data(v, from, to));
-            states = ladder::states_after(v, rows[k]);
-            k += 1;
-            continue;
+            sections.push(ladder_range(v, &rows, a, b, &marks, folds));
+            a = b;
         }
-        let mut p = Painter::new(v, &marks, 0.0, states.clone());
-        while k < rows.len() && matches!(rows[k], Row::Seg(_)) {
-            p.row(rows[k], false);
-            states = ladder::states_after(v, rows[k]);
-            k += 1;
-        }
-        if k == rows.len() {
-            p.final_states();
-        }
-        let (body, h) = p.finish();
-        page.push_str(&svg_chunk(&body, h));
-    }
-    if matches!(rows.last(), Some(Row::Fold { .. })) {
-        let mut p = Painter::new(v, &marks, 0.0, states);
-        p.final_states();
-        let (body, h) = p.finish();
-        if h > 0.0 {
-            page.push_str(&svg_chunk(&body, h));
-        }
+        page.push_str(&ladder_range(
+            v,
+            &rows,
+            rows.len() - tail,
+            rows.len(),
+            &marks,
+            folds,
+        ));
     }
     page.push_str("</div>\n");
 
@@ -320,8 +334,104 @@ fn section(page: &mut String, v: &ConnView<'_>, folds: &mut Vec<Fold>) {
             page.push_str(&tsg::render(v, d, false).0);
         }
     }
-    timeline(page, v, &rows, &marks);
+    timeline(page, v, &rows, &marks, budget);
     page.push_str("</section>\n");
+}
+
+/// The ladder markup of `rows[a..b]`: plain stretches as one SVG each, every fold its own
+/// clickable SVG (its rows go to `folds` for the expand script). The final states are drawn
+/// when the range reaches the end.
+fn ladder_range(
+    v: &ConnView<'_>,
+    rows: &[Row],
+    a: usize,
+    b: usize,
+    marks: &BTreeMap<usize, Vec<Mark>>,
+    folds: &mut Vec<Fold>,
+) -> String {
+    let mut out = String::new();
+    let mut states = match a.checked_sub(1) {
+        Some(k) => ladder::states_after(v, rows[k]),
+        None => ladder::initial_states(v),
+    };
+    let mut k = a;
+    while k < b {
+        if let Row::Fold { from, to } = rows[k] {
+            let mut p = Painter::new(v, marks, 0.0, states.clone());
+            p.row(rows[k], true);
+            let (body, h) = p.finish();
+            let _ = write!(
+                out,
+                r#"<div class="fold" data-fold="{}" data-n="{}">{}</div>"#,
+                folds.len(),
+                to - from,
+                svg_chunk(&body, h)
+            );
+            folds.push(fold_data(v, from, to));
+            states = ladder::states_after(v, rows[k]);
+            k += 1;
+            continue;
+        }
+        let mut p = Painter::new(v, marks, 0.0, states.clone());
+        while k < b && matches!(rows[k], Row::Seg(_)) {
+            p.row(rows[k], false);
+            states = ladder::states_after(v, rows[k]);
+            k += 1;
+        }
+        if k == rows.len() {
+            p.final_states();
+        }
+        let (body, h) = p.finish();
+        out.push_str(&svg_chunk(&body, h));
+    }
+    if b == rows.len() && matches!(rows.last(), Some(Row::Fold { .. })) {
+        let mut p = Painter::new(v, marks, 0.0, states);
+        p.final_states();
+        let (body, h) = p.finish();
+        if h > 0.0 {
+            out.push_str(&svg_chunk(&body, h));
+        }
+    }
+    out
+}
+
+fn first_packet(r: Row) -> usize {
+    match r {
+        Row::Seg(i) => i,
+        Row::Fold { from, .. } => from,
+    }
+}
+
+fn last_packet(r: Row) -> usize {
+    match r {
+        Row::Seg(i) => i,
+        Row::Fold { to, .. } => to - 1,
+    }
+}
+
+/// `▸ 1893 segments in 200 rows: 40 dup_ack, 12 retransmission …`
+fn section_label(v: &ConnView<'_>, from: usize, to: usize, rows: usize) -> String {
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    for p in &v.packets[from..to] {
+        for a in &p.analysis {
+            *counts.entry(a.as_str()).or_default() += 1;
+        }
+    }
+    let mut counts: Vec<(&str, usize)> = counts.into_iter().collect();
+    counts.sort_by_key(|c| std::cmp::Reverse(c.1));
+    let events: Vec<String> = counts
+        .iter()
+        .take(3)
+        .map(|(k, n)| format!("{n} {k}"))
+        .collect();
+    let mut s = format!("▸ {} segments in {rows} rows", to - from);
+    if !events.is_empty() {
+        s.push_str(&format!(": {}", events.join(", ")));
+        if counts.len() > 3 {
+            s.push_str(", …");
+        }
+    }
+    s
 }
 
 fn svg_chunk(body: &str, h: f64) -> String {
@@ -354,15 +464,41 @@ fn fold_data(v: &ConnView<'_>, from: usize, to: usize) -> Fold {
     }
 }
 
-fn timeline(page: &mut String, v: &ConnView<'_>, rows: &[Row], marks: &BTreeMap<usize, Vec<Mark>>) {
-    let open = if rows.len() <= OPEN_TIMELINE_ROWS { " open" } else { "" };
+fn timeline(
+    page: &mut String,
+    v: &ConnView<'_>,
+    rows: &[Row],
+    marks: &BTreeMap<usize, Vec<Mark>>,
+    budget: usize,
+) {
+    let open = if rows.len() <= OPEN_TIMELINE_ROWS {
+        " open"
+    } else {
+        ""
+    };
     let _ = write!(
         page,
         "<details class=\"timeline\"{open}><summary>Timeline ({} rows)</summary><table><thead><tr><th>frame</th><th>time (s)</th><th>dir</th><th>flags</th><th>seq</th><th>ack</th><th>len</th><th>win</th><th>analysis</th><th>client</th><th>server</th><th>HTTP / WebSocket</th></tr></thead><tbody>",
         rows.len()
     );
     let t0 = v.t0();
-    for r in rows {
+    let (head, tail) = (budget * 3 / 4, budget / 4);
+    for (k, r) in rows.iter().enumerate() {
+        if rows.len() > budget && k >= head && k < rows.len() - tail {
+            if k == head {
+                let (from, to) = (first_packet(*r), last_packet(rows[rows.len() - tail - 1]));
+                let _ = write!(
+                    page,
+                    r#"<tr class="foldrow"><td>{}–{}</td><td>{}</td><td colspan="10">… {} rows ({} segments) not listed here; expand the sections in the ladder …</td></tr>"#,
+                    v.packets[from].frame,
+                    v.packets[to].frame,
+                    secs(v.packets[from].ts - t0),
+                    rows.len() - head - tail,
+                    to + 1 - from
+                );
+            }
+            continue;
+        }
         match *r {
             Row::Seg(i) => {
                 let p = v.packets[i];
@@ -422,7 +558,7 @@ table.conns{margin-bottom:8px}
 section.conn{border-top:2px solid #cfd8dc;margin-top:24px}
 .ladder{background:#fff;border:1px solid #e0e0e0;display:inline-block;line-height:0}
 .ladder svg{display:block}
-.fold{cursor:pointer}.fold:hover rect{fill:#e3f2fd}
+.fold,.sect{cursor:pointer}.fold:hover rect,.sect:hover rect{fill:#e3f2fd}
 svg.tsg{display:block;background:#fff;border:1px solid #e0e0e0;margin-bottom:8px}
 .sw{display:inline-block;padding:0 6px;border-radius:8px;border:1.5px solid;font:bold 11px ui-monospace,monospace;background:#fff}
 .sw.st-ESTABLISHED{color:#2e7d32}.sw.st-SYN_SENT,.sw.st-SYN_RECEIVED{color:#f9a825}.sw.st-LISTEN{color:#1565c0}
@@ -453,35 +589,37 @@ function foldSvg(f){
   return s+'</svg>';
 }
 function expand(div){
-  var f=FOLDS[+div.getAttribute('data-fold')];
   var w=document.createElement('div');
-  w.innerHTML=foldSvg(f);
-  div.replaceWith(w.firstChild);
+  if(div.classList.contains('sect'))w.innerHTML=SECTIONS[+div.getAttribute('data-sect')];
+  else w.innerHTML=foldSvg(FOLDS[+div.getAttribute('data-fold')]);
+  div.replaceWith.apply(div,Array.prototype.slice.call(w.childNodes));
 }
 document.addEventListener('click',function(e){
-  var d=e.target.closest&&e.target.closest('.fold');
+  var d=e.target.closest&&e.target.closest('.fold,.sect');
   if(d)expand(d);
 });
 (function selfcheck(){
   var t=performance.now();
   function all(q,root){return Array.prototype.slice.call((root||document).querySelectorAll(q))}
   var arrows=all('.ladder g.arrow').length, folds=all('.ladder .fold');
-  var folded=folds.reduce(function(a,f){return a+(+f.getAttribute('data-n'))},0);
+  function sum(l){return l.reduce(function(a,f){return a+(+f.getAttribute('data-n'))},0)}
+  var folded=sum(folds), sects=all('.ladder .sect'), sectioned=sum(sects);
   var points=all('svg.tsg path.pts').reduce(function(a,p){return a+((p.getAttribute('d')||'').match(/V/g)||[]).length},0);
-  // Expand every fold of up to three folded ladders in detached copies: each must give back
-  // one arrow per segment.
+  // Expand every section and fold of up to three condensed ladders (of moderate size) in
+  // detached copies: each must give back one arrow per segment.
   var checked=0, ok=0;
   all('.ladder').forEach(function(l){
-    if(checked>=3||!l.querySelector('.fold'))return;
+    if(checked>=3||!l.querySelector('.fold,.sect')||+l.getAttribute('data-packets')>20000)return;
     checked++;
     var w=document.createElement('div');w.appendChild(l.cloneNode(true));
+    all('.sect',w).forEach(expand);
     all('.fold',w).forEach(expand);
     if(all('g.arrow',w).length===+l.getAttribute('data-packets'))ok++;
   });
   var drawnH=all('.ladder').reduce(function(a,l){return a+l.getBoundingClientRect().height},0);
   document.getElementById('selfcheck').textContent=
     'conns='+all('table.conns tbody tr').length+' ladders='+all('.ladder').length
-    +' arrows='+arrows+' folds='+folds.length+' folded='+folded
+    +' arrows='+arrows+' folds='+folds.length+' folded='+folded+' sections='+sects.length+' sectioned='+sectioned
     +' tsgs='+all('svg.tsg').length+' points='+points
     +' expand_ok='+ok+'/'+checked+' ladder_px='+Math.round(drawnH)
     +' parse_ms='+Math.round(t)+' check_ms='+Math.round(performance.now()-t)

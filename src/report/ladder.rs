@@ -174,15 +174,21 @@ impl<'a, 'v> Painter<'a, 'v> {
     }
 
     fn fold(&mut self, from: usize, to: usize, clickable: bool) {
+        let label = fold_label(&self.v.packets[from..to]);
+        self.summary("fold-row", &label, from, to, clickable);
+    }
+
+    /// A row standing for packets `from..to`: a fold, or (HTML only) a section of rows.
+    pub fn summary(&mut self, class: &str, label: &str, from: usize, to: usize, clickable: bool) {
         let pk = &self.v.packets[from..to];
         let y = self.y;
-        let label = fold_label(pk);
+        let (first, last) = (pk[0], pk[pk.len() - 1]);
         let _ = write!(
             self.out,
-            r#"<g class="fold-row" data-n="{}"><title>frames {}–{}{}</title><rect x="{}" y="{}" width="{}" height="{}" rx="3"/><path d="M{} {}H{}M{} {}H{}"/><text x="{}" y="{}" text-anchor="middle">{}</text></g>"#,
+            r#"<g class="{class}" data-n="{}"><title>frames {}–{}{}</title><rect x="{}" y="{}" width="{}" height="{}" rx="3"/><path d="M{} {}H{}M{} {}H{}"/><text x="{}" y="{}" text-anchor="middle">{}</text></g>"#,
             to - from,
-            pk[0].frame,
-            pk[pk.len() - 1].frame,
+            first.frame,
+            last.frame,
             if clickable { ": click to expand" } else { "" },
             n(CX + 8.0),
             n(y + 3.0),
@@ -196,10 +202,8 @@ impl<'a, 'v> Painter<'a, 'v> {
             n(SX - 6.0),
             n((CX + SX) / 2.0),
             n(y + 17.0),
-            esc(&label)
+            esc(label)
         );
-        let first = pk[0];
-        let last = pk[pk.len() - 1];
         time_col(
             &mut self.out,
             y,
@@ -284,7 +288,11 @@ fn split_keep(s: &str) -> (Vec<&str>, Vec<&str>) {
             Some(k) => {
                 rest.push(&s[i..i + k]);
                 let start = i + k;
-                let end = start + s[start..].find("/>").map(|e| e + 2).unwrap_or(s.len() - start);
+                let end = start
+                    + s[start..]
+                        .find("/>")
+                        .map(|e| e + 2)
+                        .unwrap_or(s.len() - start);
                 lines.push(&s[start..end]);
                 i = end;
             }

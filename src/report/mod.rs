@@ -70,6 +70,57 @@ pub fn write_html_with(
     })
 }
 
+/// What `--html FILE` and `--svg DIR` asked for, written from the collected `records`; the
+/// HTML draws the connections of `--conn N` whatever their position. Says on standard error
+/// what it wrote unless `--quiet`.
+pub fn write_requested(
+    out: &crate::cli::OutputArgs,
+    records: &[Record],
+    title: &str,
+) -> anyhow::Result<()> {
+    if let Some(path) = &out.html {
+        let opts = HtmlOptions {
+            select: out.conns.clone(),
+            ..HtmlOptions::default()
+        };
+        write_html_with(records, title, path, &opts)?;
+        if !out.quiet {
+            eprintln!("statescope: wrote {}", path.display());
+        }
+    }
+    if let Some(dir) = &out.svg {
+        let files = write_svgs(records, dir)?;
+        if !out.quiet {
+            eprintln!(
+                "statescope: wrote {} SVG files into {}",
+                files.len(),
+                dir.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// A [`crate::output::Sink`] that passes records on and keeps a copy, for the report written
+/// at the end of a run.
+pub struct Collect<'a> {
+    pub inner: &'a mut dyn crate::output::Sink,
+    pub records: Vec<Record>,
+}
+
+impl crate::output::Sink for Collect<'_> {
+    fn record(&mut self, rec: &Record) -> std::io::Result<()> {
+        self.records.push(rec.clone());
+        self.inner.record(rec)
+    }
+    fn finish(&mut self) -> std::io::Result<()> {
+        self.inner.finish()
+    }
+    fn wants_packets(&self) -> bool {
+        true
+    }
+}
+
 /// Write, for every connection, `conn-N-ladder.svg` and one `conn-N-tsg-c2s.svg` /
 /// `conn-N-tsg-s2c.svg` per direction that carried data, into `dir` (created if missing).
 /// Returns the files written, in connection order.

@@ -116,10 +116,24 @@ impl<'a> ConnView<'a> {
             out.entry(i).or_default().push(m);
         };
         for h in &self.http {
-            put(h.frame, Mark { dir: h.dir, text: http_text(h), kind: "http" });
+            put(
+                h.frame,
+                Mark {
+                    dir: h.dir,
+                    text: http_text(h),
+                    kind: "http",
+                },
+            );
         }
         for w in &self.ws {
-            put(w.frame, Mark { dir: w.dir, text: ws_text(w), kind: "ws" });
+            put(
+                w.frame,
+                Mark {
+                    dir: w.dir,
+                    text: ws_text(w),
+                    kind: "ws",
+                },
+            );
         }
         out
     }
@@ -310,7 +324,13 @@ mod tests {
         let est = ("ESTABLISHED", "ESTABLISHED");
         let mut v = vec![
             pkt(1, Dir::C2s, &["SYN"], 0, ("SYN_SENT", "LISTEN")),
-            pkt(2, Dir::S2c, &["SYN", "ACK"], 0, ("ESTABLISHED", "SYN_RECEIVED")),
+            pkt(
+                2,
+                Dir::S2c,
+                &["SYN", "ACK"],
+                0,
+                ("ESTABLISHED", "SYN_RECEIVED"),
+            ),
             pkt(3, Dir::C2s, &["ACK"], 0, est),
         ];
         for f in 4..4 + n {

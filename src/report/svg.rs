@@ -116,6 +116,9 @@ svg text.ws{fill:#006064;font-weight:bold}
 svg .fold-row path{stroke:#90a4ae;stroke-dasharray:2 3;stroke-width:1.4;fill:none}
 svg .fold-row text{fill:#455a64;font-style:italic}
 svg .fold-row rect{fill:#f5f7f8;stroke:#cfd8dc}
+svg .sect-row path{stroke:#ffb74d;stroke-width:1.4;fill:none}
+svg .sect-row text{fill:#e65100;font-weight:bold}
+svg .sect-row rect{fill:#fff3e0;stroke:#ffb74d}
 svg line.life{stroke-width:5;stroke-linecap:butt}
 svg .state rect{stroke-width:1.2;fill:#fff}
 svg .state text{font-weight:bold;font-size:10.5px;stroke:none}
@@ -146,13 +149,16 @@ mod tests {
 
     #[test]
     fn escapes_markup() {
-        assert_eq!(esc(r#"<a href="x">&'"#), "&lt;a href=&quot;x&quot;&gt;&amp;&#39;");
+        assert_eq!(
+            esc(r#"<a href="x">&'"#),
+            "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
+        );
     }
 
     #[test]
     fn numbers_are_short() {
         assert_eq!(n(3.0), "3");
-        assert_eq!(n(3.14159), "3.1");
+        assert_eq!(n(12.345), "12.3");
         assert_eq!(n(-0.04), "0");
     }
 

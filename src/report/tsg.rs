@@ -96,7 +96,12 @@ pub fn render(v: &ConnView<'_>, dir: Dir, standalone: bool) -> (String, usize) {
             } else {
                 Kind::Normal
             };
-            segs.push(Seg { t: p.ts - t0, lo, hi: lo + span.max(1), kind });
+            segs.push(Seg {
+                t: p.ts - t0,
+                lo,
+                hi: lo + span.max(1),
+                kind,
+            });
         } else if p.dir != dir {
             if let Some(a) = p.ack {
                 let ack = uack.get(a);
@@ -208,7 +213,11 @@ pub fn render(v: &ConnView<'_>, dir: Dir, standalone: bool) -> (String, usize) {
     let _ = write!(out, r#"<path class="ackl" d="{}"/>"#, step(&|a| a.ack));
 
     let mut drawn = 0;
-    for (kind, class) in [(Kind::Normal, "pts"), (Kind::Retx, "pts retx"), (Kind::Ooo, "pts ooo")] {
+    for (kind, class) in [
+        (Kind::Normal, "pts"),
+        (Kind::Retx, "pts retx"),
+        (Kind::Ooo, "pts ooo"),
+    ] {
         let chosen = thin_segs(&segs, kind, &xs);
         drawn += chosen.len();
         let mut d = String::new();
