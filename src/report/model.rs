@@ -395,8 +395,10 @@ mod tests {
         let views = group(&recs);
         let syn_ack = views[0].packets[1];
         assert_eq!(seg_label(syn_ack), "[SYN, ACK] Seq=0 Ack=1 Win=0 Len=0");
-        let label = fold_label(&views[0].packets);
-        assert_eq!(label, "▸ 3 similar segments (→ 2 data, ← 1 ACK; 0 B) …");
+        let recs = long_conn(3);
+        let views = group(&recs);
+        let label = fold_label(&views[0].packets[3..6]);
+        assert_eq!(label, "▸ 3 similar segments (→ 1 ACK, ← 2 data; 2896 B) …");
         assert_eq!(human_bytes(87_489), "87.5 KB");
     }
 }
