@@ -6,7 +6,7 @@
 //! folded ladder runs (from the compact row data in `FOLDS`) and writes a self-check line
 //! (`#selfcheck`) counting what the browser actually drew, which the tests read back.
 
-use super::ladder::{self, Painter, CX, ROW, SX, WIDTH, Y1, Y2};
+use super::ladder::{self, Painter, CX, ROW, SX, TX, WIDTH, Y1, Y2};
 use super::model::{
     analysis_label, group, human_bytes, seg_label, ConnView, Mark, Row, CONDENSE_ABOVE,
 };
@@ -83,9 +83,10 @@ pub fn render(records: &[Record], title: &str, opts: &HtmlOptions) -> String {
     ));
     let _ = write!(
         page,
-        ";\nconst CX={},SX={},ROW={},Y1={},Y2={},W={};\n",
+        ";\nconst CX={},SX={},TX={},ROW={},Y1={},Y2={},W={};\n",
         n(CX),
         n(SX),
+        n(TX),
         n(ROW),
         n(Y1),
         n(Y2),
@@ -265,6 +266,10 @@ fn section(
     }
     let rows = v.rows();
     let marks = v.marks();
+    if v.packets.is_empty() {
+        page.push_str(r#"<p class="note">No packet records for this connection, so nothing to draw (were they filtered out before the report?).</p></section>"#);
+        return;
+    }
     if v.packets.len() > CONDENSE_ABOVE && rows.len() < v.packets.len() {
         let _ = write!(
             page,
@@ -413,7 +418,8 @@ fn last_packet(r: Row) -> usize {
 fn section_label(v: &ConnView<'_>, from: usize, to: usize, rows: usize) -> String {
     let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
     for p in &v.packets[from..to] {
-        for a in &p.analysis {
+        // Window updates are routine while a receiver drains; they would crowd out the rest.
+        for a in p.analysis.iter().filter(|a| *a != "window_update") {
             *counts.entry(a.as_str()).or_default() += 1;
         }
     }
@@ -584,7 +590,7 @@ function foldSvg(f){
       +'<path d="M'+x1+' '+(y+Y1)+'L'+x2+' '+(y+Y2)+'"/>'
       +'<path class="hd" d="M'+x2+' '+(y+Y2)+'l'+hd+' -4l0 8z"/>'
       +'<text class="lb" x="'+((CX+SX)/2)+'" y="'+(y+Y1-2)+'" text-anchor="middle">'+esc(r[3])+'</text></g>'
-      +'<text class="tm" x="8" y="'+(y+Y2)+'">'+r[0]+'</text><text class="tm" x="64" y="'+(y+Y2)+'">'+esc(r[1])+'</text>';
+      +'<text class="tm" x="8" y="'+(y+Y2)+'">'+r[0]+'</text><text class="tm" x="'+TX+'" y="'+(y+Y2)+'">'+esc(r[1])+'</text>';
   }
   return s+'</svg>';
 }

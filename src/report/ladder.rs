@@ -15,8 +15,10 @@ use std::fmt::Write;
 /// Drawing width.
 pub const WIDTH: f64 = 980.0;
 /// The client's and the server's lifeline.
-pub const CX: f64 = 250.0;
-pub const SX: f64 = 830.0;
+pub const CX: f64 = 270.0;
+pub const SX: f64 = 850.0;
+/// Where the time column starts (the frame column starts at 8).
+pub const TX: f64 = 100.0;
 /// Height of the header with the two endpoints' addresses.
 pub const HEAD: f64 = 44.0;
 /// Height of a row, and of one with a second line (analysis, HTTP, WebSocket).
@@ -61,7 +63,8 @@ pub fn head(v: &ConnView<'_>) -> String {
     }
     let _ = write!(
         s,
-        r#"<text class="tm" x="8" y="40">frame</text><text class="tm" x="64" y="40">time (s)</text></g>"#
+        r#"<text class="tm" x="8" y="40">frame</text><text class="tm" x="{}" y="40">time (s)</text></g>"#,
+        n(TX)
     );
     s
 }
@@ -148,7 +151,8 @@ impl<'a, 'v> Painter<'a, 'v> {
         self.out.push_str(&arrow_path(p.dir, y, &seg_label(p)));
         let mut line2 = Vec::new();
         if !an.is_empty() {
-            line2.push(("an", an));
+            // Routine window updates in grey, real events in red.
+            line2.push((if notable(p) { "an" } else { "tm" }, an));
         }
         for m in marks {
             let arrow = if m.dir == Dir::C2s { "→" } else { "←" };
@@ -323,9 +327,10 @@ fn lifeline(out: &mut String, x: f64, y0: f64, y1: f64, state: &str) {
 fn time_col(out: &mut String, y: f64, frame: String, t: f64) {
     let _ = write!(
         out,
-        r#"<text class="tm" x="8" y="{}">{}</text><text class="tm" x="64" y="{}">{}</text>"#,
+        r#"<text class="tm" x="8" y="{}">{}</text><text class="tm" x="{}" y="{}">{}</text>"#,
         n(y + Y2),
         esc(&frame),
+        n(TX),
         n(y + Y2),
         secs(t)
     );

@@ -364,6 +364,7 @@ fn axes(
         );
         s += dy;
     }
+    let _ = write!(out, r#"<text x="8" y="{}">rel. seq</text>"#, n(T - 4.0));
     let _ = write!(
         out,
         r#"<text x="{}" y="{}" text-anchor="end">time (s)</text></g>"#,
