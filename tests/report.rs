@@ -403,3 +403,91 @@ fn http_and_websocket_messages_are_marked_on_the_ladder_in_the_browser() {
     assert!(page.contains("← HTTP/1.1 101 Switching Protocols (upgrade: websocket)"));
     assert_eq!(page.matches("<text class=\"ws\"").count(), 2);
 }
+
+// ---- any records: never a panic, never a lost segment ----
+
+mod any_records {
+    use super::*;
+    use proptest::prelude::*;
+    use statescope::record::PacketRec;
+
+    const STATES: [&str; 5] = [
+        "SYN_SENT",
+        "ESTABLISHED",
+        "FIN_WAIT_1",
+        "CLOSE_WAIT",
+        "CLOSED",
+    ];
+    const FLAGS: [&[&str]; 5] = [
+        &["ACK"],
+        &["PSH", "ACK"],
+        &["SYN"],
+        &["FIN", "ACK"],
+        &["RST"],
+    ];
+    const EVENTS: [&str; 4] = ["", "window_update", "dup_ack", "retransmission"];
+
+    fn packet() -> impl Strategy<Value = (u64, bool, usize, usize, usize, u32, u32, u32)> {
+        (
+            0u64..2,
+            any::<bool>(),
+            prop::sample::select(vec![0usize, 0, 0, 0, 1, 1, 2, 3, 4]),
+            prop::sample::select(vec![0usize, 0, 0, 0, 0, 1, 2, 3]),
+            prop::sample::select(vec![1usize, 1, 1, 1, 1, 1, 0, 2, 3, 4]),
+            any::<u32>(),
+            0u32..3000,
+            any::<u32>(),
+        )
+    }
+
+    proptest! {
+        // Up to 3000 segments over two connections: most cases are long enough to be folded
+        // and cut into sections (36 of 48 when counted).
+        #![proptest_config(ProptestConfig {
+            cases: 48,
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        })]
+        #[test]
+        fn every_segment_is_drawn_or_folded(
+            pks in prop::collection::vec(packet(), 0..3000),
+            limit in 1usize..4,
+        ) {
+            let recs: Vec<Record> = pks
+                .iter()
+                .enumerate()
+                .map(|(k, &(conn, c2s, fl, ev, st, seq, len, win))| {
+                    Record::Packet(PacketRec {
+                        frame: k as u64 + 1,
+                        ts: k as f64 * 1e-3,
+                        conn,
+                        dir: if c2s { Dir::C2s } else { Dir::S2c },
+                        flags: FLAGS[fl].iter().map(|s| s.to_string()).collect(),
+                        seq,
+                        ack: Some(seq / 2),
+                        len,
+                        win: win as u64,
+                        analysis: if ev == 0 { vec![] } else { vec![EVENTS[ev].into()] },
+                        client_state: STATES[st].into(),
+                        server_state: STATES[(st + k / 700) % 5].into(),
+                        ..PacketRec::default()
+                    })
+                })
+                .collect();
+            let opts = HtmlOptions { detail_limit: limit, select: vec![] };
+            let full = report::render_html(&recs, "<any>", &opts);
+            let page = &full[..full.find("<script>\nconst FOLDS").unwrap()];
+            let arrows = page.matches("<g class=\"arrow").count();
+            let folded: usize = ["<div class=\"fold\" data-fold=\"", "<div class=\"sect\" data-sect=\""]
+                .iter()
+                .flat_map(|div| page.split(div).skip(1))
+                .map(|s| {
+                    let n = s.split("data-n=\"").nth(1).unwrap();
+                    n[..n.find('"').unwrap()].parse::<usize>().unwrap()
+                })
+                .sum();
+            prop_assert_eq!(arrows + folded, expect(&recs, limit).packets);
+            prop_assert!(!full.contains("<any>"), "the title is escaped");
+        }
+    }
+}
