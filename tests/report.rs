@@ -85,7 +85,9 @@ fn every_segment_is_an_arrow_or_folded_and_the_page_is_self_contained() {
         let want = expect(&recs, 50);
         let full = report::render_html(&recs, name, &HtmlOptions::default());
         // The drawing, without the expand script (which spells the same markup).
-        let page = &full[..full.find("<script>\nconst FOLDS").unwrap()];
+        let page = &full[..full
+            .find("<script type=\"application/json\" id=\"folds\">")
+            .unwrap()];
         let arrows = page.matches("<g class=\"arrow").count();
         let folded: usize = [
             "<div class=\"fold\" data-fold=\"",
@@ -117,7 +119,9 @@ fn every_segment_is_an_arrow_or_folded_and_the_page_is_self_contained() {
 fn long_connections_are_condensed() {
     let recs = fixture("bulk-loss-rx");
     let full = report::render_html(&recs, "bulk", &HtmlOptions::default());
-    let page = &full[..full.find("<script>\nconst FOLDS").unwrap()];
+    let page = &full[..full
+        .find("<script type=\"application/json\" id=\"folds\">")
+        .unwrap()];
     let arrows = page.matches("<g class=\"arrow").count();
     let packets = expect(&recs, 50).packets;
     assert!(packets > 5000);
@@ -476,7 +480,7 @@ mod any_records {
                 .collect();
             let opts = HtmlOptions { detail_limit: limit, select: vec![] };
             let full = report::render_html(&recs, "<any>", &opts);
-            let page = &full[..full.find("<script>\nconst FOLDS").unwrap()];
+            let page = &full[..full.find("<script type=\"application/json\" id=\"folds\">").unwrap()];
             let arrows = page.matches("<g class=\"arrow").count();
             let folded: usize = ["<div class=\"fold\" data-fold=\"", "<div class=\"sect\" data-sect=\""]
                 .iter()

@@ -3,7 +3,7 @@
 //!
 //! Nothing is fetched: styles and the small script are inline, and a Content-Security-Policy
 //! forbids every network load, so the file opens the same offline. The script only expands
-//! folded ladder runs (from the compact row data in `FOLDS`) and writes a self-check line
+//! folded ladder runs (from the compact row data in `#folds`) and sections (`#sections`) and writes a self-check line
 //! (`#selfcheck`) counting what the browser actually drew, which the tests read back.
 
 use super::ladder::{self, Painter, CX, ROW, SX, TX, WIDTH, Y1, Y2};
@@ -72,18 +72,21 @@ pub fn render(records: &[Record], title: &str, opts: &HtmlOptions) -> String {
     for v in views.iter().filter(|v| detailed.contains(&v.id)) {
         section(&mut page, v, budget, &mut folds, &mut sections);
     }
-    page.push_str("<pre id=\"selfcheck\">selfcheck pending</pre>\n<script>\n");
-    page.push_str("const FOLDS=");
+    page.push_str("<pre id=\"selfcheck\">selfcheck pending</pre>\n");
+    // The expand data stays inert text until the first click: the page opens without
+    // compiling megabytes of script.
+    page.push_str("<script type=\"application/json\" id=\"folds\">");
     page.push_str(&script_safe(
         &serde_json::to_string(&folds).unwrap_or_else(|_| "[]".into()),
     ));
-    page.push_str(";\nconst SECTIONS=");
+    page.push_str("</script>\n<script type=\"application/json\" id=\"sections\">");
     page.push_str(&script_safe(
         &serde_json::to_string(&sections).unwrap_or_else(|_| "[]".into()),
     ));
+    page.push_str("</script>\n<script>");
     let _ = write!(
         page,
-        ";\nconst CX={},SX={},TX={},ROW={},Y1={},Y2={},W={};\n",
+        "\nconst CX={},SX={},TX={},ROW={},Y1={},Y2={},W={};\n",
         n(CX),
         n(SX),
         n(TX),
@@ -297,7 +300,7 @@ fn section(
         page.push_str(&ladder_range(v, &rows, 0, rows.len(), &marks, folds));
     } else {
         // Too long even folded: the start and the end drawn, the middle in sections of rows
-        // whose markup waits in SECTIONS until clicked.
+        // whose markup waits in #sections until clicked.
         let (head, tail) = (budget * 3 / 4, budget / 4);
         page.push_str(&ladder_range(v, &rows, 0, head, &marks, folds));
         let mut a = head;
@@ -594,10 +597,12 @@ function foldSvg(f){
   }
   return s+'</svg>';
 }
+var cache={};
+function data(id){return cache[id]||(cache[id]=JSON.parse(document.getElementById(id).textContent))}
 function expand(div){
   var w=document.createElement('div');
-  if(div.classList.contains('sect'))w.innerHTML=SECTIONS[+div.getAttribute('data-sect')];
-  else w.innerHTML=foldSvg(FOLDS[+div.getAttribute('data-fold')]);
+  if(div.classList.contains('sect'))w.innerHTML=data('sections')[+div.getAttribute('data-sect')];
+  else w.innerHTML=foldSvg(data('folds')[+div.getAttribute('data-fold')]);
   div.replaceWith.apply(div,Array.prototype.slice.call(w.childNodes));
 }
 document.addEventListener('click',function(e){
