@@ -56,7 +56,6 @@ pub fn render(records: &[Record], title: &str, opts: &HtmlOptions) -> String {
     summary(&mut page, records, &views);
     legend(&mut page);
     page.push_str("<h2>Connections</h2>\n");
-    conn_table(&mut page, &views, &detailed, t_first);
     if detailed.len() < views.len() {
         let _ = write!(
             page,
@@ -66,6 +65,11 @@ pub fn render(records: &[Record], title: &str, opts: &HtmlOptions) -> String {
             opts.detail_limit
         );
     }
+    // A long table scrolls in its own box, so the diagrams stay a short scroll away.
+    let wrap = if views.len() > 25 { "conns-wrap" } else { "" };
+    let _ = write!(page, r#"<div class="{wrap}">"#);
+    conn_table(&mut page, &views, &detailed, t_first);
+    page.push_str("</div>\n");
     let budget = (PAGE_ROWS / detailed.len().max(1)).clamp(MIN_CONN_ROWS, MAX_CONN_ROWS);
     let mut folds = Vec::new();
     let mut sections = Vec::new();
@@ -562,6 +566,7 @@ table{border-collapse:collapse;font:12px ui-monospace,Menlo,Consolas,monospace;b
 th,td{border:1px solid #e0e0e0;padding:2px 6px;text-align:left;white-space:nowrap}
 th{background:#eceff1;position:sticky;top:0}
 table.conns{margin-bottom:8px}
+.conns-wrap{max-height:420px;overflow:auto;display:inline-block;border:1px solid #e0e0e0}
 .note{color:#555;font-style:italic}
 .sum,.facts{color:#333}
 section.conn{border-top:2px solid #cfd8dc;margin-top:24px}
