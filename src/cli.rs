@@ -39,8 +39,13 @@ pub enum Format {
     Jsonl,
 }
 
+/// Default idle timeout (seconds of capture time) after which a connection is finished.
+pub const DEFAULT_IDLE_TIMEOUT: f64 = 300.0;
+/// Default per-direction reassembly cap in bytes.
+pub const DEFAULT_REASSEMBLY_CAP: usize = 4 << 20;
+
 /// Options shared by `replay` and `live`: what to report and how.
-#[derive(Args, Debug, Clone, Default)]
+#[derive(Args, Debug, Clone)]
 pub struct OutputArgs {
     /// Output format
     #[arg(long, value_enum, default_value_t = Format::Table)]
@@ -64,17 +69,36 @@ pub struct OutputArgs {
     #[arg(long, value_name = "DIR")]
     pub svg: Option<PathBuf>,
     /// Finish and evict a connection idle for this many seconds of capture time
-    #[arg(long, value_name = "SECS", default_value_t = 300.0)]
+    #[arg(long, value_name = "SECS", default_value_t = DEFAULT_IDLE_TIMEOUT)]
     pub idle_timeout: f64,
     /// Skip HTTP and WebSocket parsing (TCP only)
     #[arg(long)]
     pub no_http: bool,
     /// Most bytes held out of order per direction for reassembly
-    #[arg(long, value_name = "BYTES", default_value_t = 4 << 20)]
+    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_REASSEMBLY_CAP)]
     pub reassembly_cap: usize,
     /// No progress bar on standard error
     #[arg(long, short = 'q')]
     pub quiet: bool,
+}
+
+impl Default for OutputArgs {
+    /// The same values the command line gives when no flag is passed.
+    fn default() -> Self {
+        OutputArgs {
+            format: Format::Table,
+            conns: Vec::new(),
+            packets: false,
+            explain: false,
+            follow: None,
+            html: None,
+            svg: None,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            no_http: false,
+            reassembly_cap: DEFAULT_REASSEMBLY_CAP,
+            quiet: false,
+        }
+    }
 }
 
 #[derive(Args, Debug)]
@@ -168,5 +192,29 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Live(args) => crate::capture::live::live_command(&args),
         Command::Serve(args) => crate::server::serve_command(&args),
         Command::Lab(args) => crate::lab::lab_command(&args),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `OutputArgs::default()` must equal what clap gives with no flags.
+    #[test]
+    fn output_defaults_match_the_command_line() {
+        let cli = Cli::try_parse_from(["statescope", "replay", "x.pcap"]).unwrap();
+        let Command::Replay(r) = cli.command else {
+            panic!("not replay")
+        };
+        let d = OutputArgs::default();
+        assert_eq!(r.out.idle_timeout, d.idle_timeout);
+        assert_eq!(r.out.reassembly_cap, d.reassembly_cap);
+        assert_eq!(r.out.format, d.format);
+    }
+
+    #[test]
+    fn bad_usage_is_an_error() {
+        assert!(Cli::try_parse_from(["statescope", "replay"]).is_err());
+        assert!(Cli::try_parse_from(["statescope", "replay", "x", "--format", "xml"]).is_err());
     }
 }

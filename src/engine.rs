@@ -10,7 +10,7 @@ use crate::http::HttpConn;
 use crate::output::{make_sink, Sink};
 use crate::record::{ConnRec, Dir, Record};
 use crate::tcp::reassembly::Chunk;
-use crate::tcp::{Events, Tracker, TrackerConfig};
+use crate::tcp::{Events, PacketSel, Tracker, TrackerConfig};
 use rustc_hash::FxHashMap;
 use std::collections::BTreeMap;
 use std::io::{self, Write};
@@ -44,12 +44,16 @@ pub struct EngineOptions {
 
 impl EngineOptions {
     /// Options from the shared command-line flags; `wants_packets` from the chosen printer.
-    pub fn from_args(args: &OutputArgs, wants_packets: bool) -> Self {
+    pub fn from_args(args: &OutputArgs, wants_packets: PacketSel) -> Self {
         let http = !args.no_http;
         EngineOptions {
             tracker: TrackerConfig {
                 idle_timeout_ns: (args.idle_timeout * 1e9) as i64,
-                emit_packets: wants_packets || args.html.is_some() || args.svg.is_some(),
+                emit_packets: if args.html.is_some() || args.svg.is_some() {
+                    PacketSel::All
+                } else {
+                    wants_packets
+                },
                 explain: args.explain,
                 reassemble: http || args.follow.is_some(),
                 reassembly_cap: args.reassembly_cap,
@@ -73,6 +77,13 @@ struct Upper<'a> {
 impl Events for Upper<'_> {
     fn record(&mut self, rec: Record) {
         self.pending.push(rec);
+    }
+    fn midstream(&mut self, conn: u64) {
+        if self.http_on {
+            let mut h = HttpConn::new(conn);
+            h.start_midstream();
+            self.http.insert(conn, h);
+        }
     }
     fn chunk(&mut self, conn: u64, dir: Dir, chunk: Chunk<'_>, frame: u64, ts: Timestamp) {
         if self.follow == Some(conn) {

@@ -15,11 +15,13 @@
 //! | [`output`]  | printers behind one trait: JSON lines, human tables |
 //! | [`report`]  | ladder diagrams, time-sequence graphs, the HTML report (reads records only) |
 //! | [`server`]  | `serve`: the minimal hyper server that keeps no per-request state, and its stateful contrasts |
+//! | [`broker`]  | pub-sub and a consumer-group queue, embedded or over Redis, behind one trait; a stateful WebSocket chat server relaying through it |
 //! | [`lab`]     | the lab exercises, each answering one of the lesson's questions from measurements |
 //!
 //! Analysis never reads the clock: capture time comes in with each frame, so replay and live
 //! share one code path and the same capture always gives the same records.
 
+pub mod broker;
 pub mod capture;
 pub mod cli;
 pub mod decode;

@@ -1,10 +1,649 @@
-//! Live capture from an interface (pnet datalink). Filled in by the live-capture work.
+//! Live capture from a network interface: [`LiveSource`], a [`FrameSource`] over a Linux
+//! `AF_PACKET` socket, and the `statescope live` command.
+//!
+//! # Which parts use pnet, and why
+//!
+//! Interfaces are listed and looked up with `pnet_datalink::interfaces()` (name, index, flags,
+//! addresses). The receive path is our own `AF_PACKET` socket through `libc`, because
+//! `pnet_datalink` 0.35's channel cannot give what a correct capture needs: it reads one frame
+//! per `recvfrom` into a buffer whose overflow it cuts silently (no `MSG_TRUNC`), it throws away
+//! the `sockaddr_ll` that says a frame was outgoing (so every `lo` frame arrives twice), and it
+//! has no kernel filter, no kernel timestamps and no drop counters. Owning the socket we set:
+//!
+//! - `SO_ATTACH_FILTER`: the `--port`/`--host`/`--filter` program from [`super::bpf`], attached
+//!   before the socket is bound so no unfiltered frame slips in first;
+//! - `SO_TIMESTAMPNS`: the kernel's receive time in nanoseconds, read from each message's
+//!   control data;
+//! - `PACKET_IGNORE_OUTGOING` on loopback, where every frame passes twice (out and back in);
+//!   `sll_pkttype == PACKET_OUTGOING` is checked as well for kernels without the option;
+//! - `PACKET_ADD_MEMBERSHIP`/`PACKET_MR_PROMISC` for `--promisc` (undone by the kernel when the
+//!   socket closes);
+//! - `SO_RCVBUFFORCE`: a 64 MiB queue so bursts wait instead of being dropped;
+//! - `PACKET_STATISTICS`: the frames the kernel dropped because our queue was full.
+//!
+//! Frames are read in batches with `recvmmsg` (up to [`BATCH`] per system call), each into a
+//! [`SNAPLEN`]-byte slot so 64 KiB `lo` frames arrive whole; `MSG_TRUNC` reports a frame's
+//! real length if one is ever longer. The socket is non-blocking and waits in `poll` with a
+//! short timeout, so Ctrl-C, `--duration` and `--count` are honoured on an idle interface.
 
-use crate::cli::LiveArgs;
+use super::filter::{self, Expr};
+use super::pcap_writer::{PcapTee, PcapWriter};
+use super::{bpf, CaptureError, Frame, FrameSource, LinkType, Timestamp};
+use crate::cli::{Format, LiveArgs};
+use crate::engine::{run_source, Engine};
+use crate::output::make_sink;
+use std::io::{self, IsTerminal, Write};
+use std::mem;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+/// Bytes kept of each frame (tcpdump's default): more than the largest `lo` frame (64 KiB).
+pub const SNAPLEN: u32 = 262_144;
+/// Frames read per `recvmmsg` call.
+pub const BATCH: usize = 64;
+/// The kernel queue we ask for.
+const RCVBUF: i32 = 64 << 20;
+/// Longest wait in `poll` before checking the stop conditions again.
+const POLL_MS: i32 = 100;
+
+// From linux/if_packet.h and linux/if_ether.h; spelled out so the code does not depend on which
+// of them the libc crate exports for this target.
+const ETH_P_ALL: u16 = 0x0003;
+const PACKET_ADD_MEMBERSHIP: i32 = 1;
+const PACKET_STATISTICS: i32 = 6;
+const PACKET_IGNORE_OUTGOING: i32 = 23;
+const PACKET_MR_PROMISC: u16 = 1;
+const PACKET_OUTGOING: u8 = 4;
+const ARPHRD_ETHER: u16 = 1;
+const ARPHRD_LOOPBACK: u16 = 772;
+const ARPHRD_RAWIP: u16 = 519;
+const ARPHRD_NONE: u16 = 65534;
+
+/// `struct tpacket_stats`.
+#[repr(C)]
+#[derive(Default)]
+struct TpacketStats {
+    tp_packets: u32,
+    tp_drops: u32,
+}
+
+/// `struct packet_mreq`.
+#[repr(C)]
+struct PacketMreq {
+    mr_ifindex: i32,
+    mr_type: u16,
+    mr_alen: u16,
+    mr_address: [u8; 8],
+}
+
+/// How to open a capture.
+#[derive(Debug, Clone, Default)]
+pub struct LiveOptions {
+    /// Only frames this expression accepts (compiled to a kernel filter).
+    pub filter: Option<Expr>,
+    /// Put the interface in promiscuous mode.
+    pub promisc: bool,
+    /// End after this many frames.
+    pub count: Option<u64>,
+    /// End this long after opening.
+    pub duration: Option<Duration>,
+    /// Print a one-line status on standard error about twice a second.
+    pub status: bool,
+}
+
+/// Counters of a capture.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LiveStats {
+    /// Frames handed on (after the filter and the loopback de-duplication).
+    pub frames: u64,
+    /// Frames the kernel dropped because our queue was full (`PACKET_STATISTICS`).
+    pub dropped: u64,
+}
+
+/// Set by SIGINT/SIGTERM; [`LiveSource`] ends at the next check (at most [`POLL_MS`] later).
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    // Only an atomic store: anything else is not async-signal-safe.
+    STOP.store(true, Ordering::SeqCst);
+}
+
+/// Make SIGINT and SIGTERM end the capture cleanly instead of killing the process. A second
+/// signal kills as usual (`SA_RESETHAND`), for when something hangs.
+pub fn install_stop_signals() {
+    STOP.store(false, Ordering::SeqCst);
+    for sig in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: a zeroed sigaction is valid; the handler only stores to an atomic.
+        unsafe {
+            let mut sa: libc::sigaction = mem::zeroed();
+            sa.sa_sigaction = on_signal as *const () as libc::sighandler_t;
+            sa.sa_flags = libc::SA_RESETHAND;
+            libc::sigemptyset(&mut sa.sa_mask);
+            libc::sigaction(sig, &sa, std::ptr::null_mut());
+        }
+    }
+}
+
+/// Was a stop signal received?
+pub fn stop_requested() -> bool {
+    STOP.load(Ordering::SeqCst)
+}
+
+/// The link type the interface's frames have on an `AF_PACKET` `SOCK_RAW` socket.
+fn link_type(name: &str) -> Result<LinkType, CaptureError> {
+    let path = format!("/sys/class/net/{name}/type");
+    let arphrd: u16 = std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .ok_or_else(|| CaptureError::Open {
+            path: name.into(),
+            what: format!("cannot read the interface's hardware type from {path}"),
+        })?;
+    match arphrd {
+        // Linux `lo` hands packet sockets a 14-byte Ethernet header of zeros.
+        ARPHRD_ETHER | ARPHRD_LOOPBACK => Ok(LinkType::ETHERNET),
+        ARPHRD_NONE | ARPHRD_RAWIP => Ok(LinkType::RAW),
+        other => Err(CaptureError::Open {
+            path: name.into(),
+            what: format!(
+                "hardware type {other} is not supported (Ethernet, loopback and raw-IP \
+                 interfaces are)"
+            ),
+        }),
+    }
+}
+
+/// One line per interface: name, up/down, addresses.
+pub fn describe_interfaces() -> Vec<String> {
+    let mut ifaces = pnet_datalink::interfaces();
+    ifaces.sort_by_key(|i| i.index);
+    ifaces
+        .iter()
+        .map(|i| {
+            let addrs: Vec<String> = i.ips.iter().map(|n| n.to_string()).collect();
+            let mac = i.mac.filter(|m| !m.is_zero()).map(|m| format!(" ({m})"));
+            format!(
+                "{:<16} {:<4}{}{}{}",
+                i.name,
+                if i.is_up() { "up" } else { "down" },
+                if addrs.is_empty() { "" } else { " " },
+                addrs.join(" "),
+                mac.unwrap_or_default()
+            )
+        })
+        .collect()
+}
+
+fn os_error(iface: &str, what: &str) -> CaptureError {
+    CaptureError::Open {
+        path: iface.into(),
+        what: format!("{what}: {}", io::Error::last_os_error()),
+    }
+}
+
+/// Set an integer-sized socket option; `Err` carries errno.
+fn setsockopt<T>(fd: i32, level: i32, name: i32, value: &T) -> io::Result<()> {
+    // SAFETY: `value` is a live `T` of the size we pass.
+    let r = unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            name,
+            value as *const T as *const libc::c_void,
+            mem::size_of::<T>() as libc::socklen_t,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Frames from a live interface. See the module doc for what the socket is set up to do.
+pub struct LiveSource {
+    fd: OwnedFd,
+    iface: String,
+    linktype: LinkType,
+    /// Drop `PACKET_OUTGOING` frames: on `lo` each one comes back as an incoming frame.
+    skip_outgoing: bool,
+    /// `BATCH` slots of `SNAPLEN` bytes.
+    buf: Vec<u8>,
+    /// Per slot: the sender address (packet type) and control data (timestamp).
+    addrs: Vec<libc::sockaddr_ll>,
+    cmsgs: Vec<[u64; 8]>,
+    /// Per slot: the frame's real length and its kernel timestamp.
+    lens: Vec<(usize, Timestamp)>,
+    /// Slots filled by the last `recvmmsg`, and the next one to hand out.
+    filled: usize,
+    next: usize,
+    stats: LiveStats,
+    opts: LiveOptions,
+    started: Instant,
+    last_status: Instant,
+}
+
+impl LiveSource {
+    /// Open interface `iface` for capture.
+    pub fn open(iface: &str, opts: LiveOptions) -> Result<LiveSource, CaptureError> {
+        let all = pnet_datalink::interfaces();
+        let Some(ni) = all.iter().find(|i| i.name == iface) else {
+            let mut names: Vec<&str> = all.iter().map(|i| i.name.as_str()).collect();
+            names.sort();
+            return Err(CaptureError::Open {
+                path: iface.into(),
+                what: format!("no such interface (there are: {})", names.join(", ")),
+            });
+        };
+        if !ni.is_up() {
+            return Err(CaptureError::Open {
+                path: iface.into(),
+                what: format!("the interface is down; bring it up with `ip link set {iface} up`"),
+            });
+        }
+        let linktype = link_type(iface)?;
+        let program = opts
+            .filter
+            .as_ref()
+            .map(|e| bpf::compile(e, linktype, SNAPLEN))
+            .transpose()
+            .map_err(|e| CaptureError::Open {
+                path: iface.into(),
+                what: e.to_string(),
+            })?;
+
+        // Protocol 0 receives nothing until bind: the filter is in place before any frame.
+        // SAFETY: plain system call; the fd is owned right after.
+        let raw = unsafe {
+            libc::socket(
+                libc::AF_PACKET,
+                libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+                0,
+            )
+        };
+        if raw < 0 {
+            let e = io::Error::last_os_error();
+            let what = if matches!(e.raw_os_error(), Some(libc::EPERM | libc::EACCES)) {
+                "capturing needs root or the CAP_NET_RAW capability: run with sudo, or once \
+                 `sudo setcap cap_net_raw,cap_net_admin+eip $(which statescope)`"
+                    .to_string()
+            } else {
+                format!("cannot open a packet socket: {e}")
+            };
+            return Err(CaptureError::Open {
+                path: iface.into(),
+                what,
+            });
+        }
+        // SAFETY: `raw` is a new descriptor nobody else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        let s = fd.as_raw_fd();
+
+        if let Some(prog) = &program {
+            let fprog = libc::sock_fprog {
+                len: prog.len() as u16,
+                filter: prog.as_ptr() as *mut libc::sock_filter,
+            };
+            setsockopt(s, libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &fprog)
+                .map_err(|_| os_error(iface, "the kernel refused the capture filter"))?;
+        }
+        setsockopt(s, libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, &1i32)
+            .map_err(|_| os_error(iface, "cannot turn on kernel timestamps"))?;
+        // FORCE lifts the rmem_max limit (needs CAP_NET_ADMIN); otherwise take what is allowed.
+        if setsockopt(s, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, &RCVBUF).is_err() {
+            let _ = setsockopt(s, libc::SOL_SOCKET, libc::SO_RCVBUF, &RCVBUF);
+        }
+        let loopback = ni.is_loopback();
+        if loopback {
+            // Kernels before 4.20 lack the option; the packet type check below still applies.
+            let _ = setsockopt(s, libc::SOL_PACKET, PACKET_IGNORE_OUTGOING, &1i32);
+        }
+
+        // SAFETY: a zeroed sockaddr_ll is valid; we fill the fields bind reads.
+        let mut sll: libc::sockaddr_ll = unsafe { mem::zeroed() };
+        sll.sll_family = libc::AF_PACKET as u16;
+        sll.sll_protocol = ETH_P_ALL.to_be();
+        sll.sll_ifindex = ni.index as i32;
+        // SAFETY: `sll` is a valid sockaddr_ll of the size given.
+        let r = unsafe {
+            libc::bind(
+                s,
+                &sll as *const libc::sockaddr_ll as *const libc::sockaddr,
+                mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+            )
+        };
+        if r < 0 {
+            return Err(os_error(iface, "cannot bind to the interface"));
+        }
+        if opts.promisc {
+            let mreq = PacketMreq {
+                mr_ifindex: ni.index as i32,
+                mr_type: PACKET_MR_PROMISC,
+                mr_alen: 0,
+                mr_address: [0; 8],
+            };
+            setsockopt(s, libc::SOL_PACKET, PACKET_ADD_MEMBERSHIP, &mreq)
+                .map_err(|_| os_error(iface, "cannot turn on promiscuous mode"))?;
+        }
+
+        let mut src = LiveSource {
+            fd,
+            iface: iface.into(),
+            linktype,
+            skip_outgoing: loopback,
+            buf: vec![0; BATCH * SNAPLEN as usize],
+            // SAFETY: all-zero is a valid sockaddr_ll.
+            addrs: vec![unsafe { mem::zeroed() }; BATCH],
+            cmsgs: vec![[0; 8]; BATCH],
+            lens: vec![(0, Timestamp(0)); BATCH],
+            filled: 0,
+            next: 0,
+            stats: LiveStats::default(),
+            opts,
+            started: Instant::now(),
+            last_status: Instant::now(),
+        };
+        // Reading the counters resets them: start from zero.
+        src.kernel_stats();
+        Ok(src)
+    }
+
+    /// The link type of the frames (what a pcap file of them says).
+    pub fn linktype(&self) -> LinkType {
+        self.linktype
+    }
+
+    pub fn interface(&self) -> &str {
+        &self.iface
+    }
+
+    /// Frames handed on and frames the kernel dropped, up to now.
+    pub fn stats(&mut self) -> LiveStats {
+        self.kernel_stats();
+        self.stats
+    }
+
+    /// Fold the kernel's counters (reset on every read) into ours.
+    fn kernel_stats(&mut self) {
+        let mut st = TpacketStats::default();
+        let mut len = mem::size_of::<TpacketStats>() as libc::socklen_t;
+        // SAFETY: `st` is a tpacket_stats of `len` bytes.
+        let r = unsafe {
+            libc::getsockopt(
+                self.fd.as_raw_fd(),
+                libc::SOL_PACKET,
+                PACKET_STATISTICS,
+                &mut st as *mut TpacketStats as *mut libc::c_void,
+                &mut len,
+            )
+        };
+        if r == 0 {
+            self.stats.dropped += u64::from(st.tp_drops);
+        }
+    }
+
+    /// Should the capture end now (signal, `--duration`, `--count`)?
+    fn done(&self) -> bool {
+        stop_requested()
+            || self.opts.count.is_some_and(|c| self.stats.frames >= c)
+            || self
+                .opts
+                .duration
+                .is_some_and(|d| self.started.elapsed() >= d)
+    }
+
+    /// Read up to `BATCH` frames without blocking; returns how many (0: none waiting).
+    fn receive(&mut self) -> Result<usize, CaptureError> {
+        let slot = SNAPLEN as usize;
+        let base = self.buf.as_mut_ptr();
+        let mut iovs: Vec<libc::iovec> = (0..BATCH)
+            .map(|i| libc::iovec {
+                // SAFETY: slot i lies inside `buf`.
+                iov_base: unsafe { base.add(i * slot) } as *mut libc::c_void,
+                iov_len: slot,
+            })
+            .collect();
+        let mut msgs: Vec<libc::mmsghdr> = (0..BATCH)
+            .map(|i| {
+                // SAFETY: a zeroed msghdr is valid; the pointers set below outlive the call.
+                let mut h: libc::msghdr = unsafe { mem::zeroed() };
+                h.msg_name = &mut self.addrs[i] as *mut libc::sockaddr_ll as *mut libc::c_void;
+                h.msg_namelen = mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
+                h.msg_iov = &mut iovs[i];
+                h.msg_iovlen = 1;
+                h.msg_control = self.cmsgs[i].as_mut_ptr() as *mut libc::c_void;
+                h.msg_controllen = mem::size_of::<[u64; 8]>() as _;
+                libc::mmsghdr {
+                    msg_hdr: h,
+                    msg_len: 0,
+                }
+            })
+            .collect();
+        // MSG_TRUNC: msg_len is the frame's real length even when it exceeds the slot.
+        // SAFETY: every msghdr points into buffers owned by self or by this frame.
+        let n = unsafe {
+            libc::recvmmsg(
+                self.fd.as_raw_fd(),
+                msgs.as_mut_ptr(),
+                BATCH as libc::c_uint,
+                libc::MSG_DONTWAIT | libc::MSG_TRUNC,
+                std::ptr::null_mut(),
+            )
+        };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            return match e.raw_os_error() {
+                Some(libc::EAGAIN | libc::EINTR) => Ok(0),
+                _ => Err(CaptureError::Other(format!(
+                    "{}: reading frames failed: {e}",
+                    self.iface
+                ))),
+            };
+        }
+        let n = n as usize;
+        for (i, m) in msgs.iter().enumerate().take(n) {
+            let ts = timestamp(&m.msg_hdr).unwrap_or_else(now);
+            self.lens[i] = (m.msg_len as usize, ts);
+        }
+        Ok(n)
+    }
+
+    /// Wait until a frame may be ready, at most `POLL_MS` (less when `--duration` ends sooner).
+    fn wait(&mut self) {
+        let mut ms = POLL_MS;
+        if let Some(d) = self.opts.duration {
+            let left = d.saturating_sub(self.started.elapsed());
+            ms = ms.min(left.as_millis() as i32 + 1);
+        }
+        let mut pfd = libc::pollfd {
+            fd: self.fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd. EINTR (a signal) simply returns early.
+        unsafe { libc::poll(&mut pfd, 1, ms) };
+    }
+
+    fn status(&mut self, force: bool) {
+        if !self.opts.status || (!force && self.last_status.elapsed() < Duration::from_millis(500))
+        {
+            return;
+        }
+        self.last_status = Instant::now();
+        let st = self.stats();
+        eprint!(
+            "\r\x1b[Kcapturing on {}: {} frames, {} dropped by kernel, {:.0} s (Ctrl-C to stop)",
+            self.iface,
+            st.frames,
+            st.dropped,
+            self.started.elapsed().as_secs_f64()
+        );
+    }
+
+    /// Erase the status line (before the final output).
+    pub fn clear_status(&self) {
+        if self.opts.status {
+            eprint!("\r\x1b[K");
+        }
+    }
+}
+
+/// The kernel's receive time from a message's `SCM_TIMESTAMPNS` control data.
+fn timestamp(h: &libc::msghdr) -> Option<Timestamp> {
+    // SAFETY: the CMSG_* macros walk the control buffer the kernel filled, within controllen.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(h);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_TIMESTAMPNS {
+                let ts = std::ptr::read_unaligned(libc::CMSG_DATA(c) as *const libc::timespec);
+                return Some(Timestamp::from_secs_nanos(ts.tv_sec, ts.tv_nsec));
+            }
+            c = libc::CMSG_NXTHDR(h, c);
+        }
+    }
+    None
+}
+
+fn now() -> Timestamp {
+    let d = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    Timestamp::from_secs_nanos(d.as_secs() as i64, d.subsec_nanos().into())
+}
+
+impl FrameSource for LiveSource {
+    fn next_frame(&mut self) -> Result<Option<Frame<'_>>, CaptureError> {
+        loop {
+            if self.done() {
+                self.status(true);
+                return Ok(None);
+            }
+            while self.next < self.filled {
+                let i = self.next;
+                self.next += 1;
+                if self.skip_outgoing && self.addrs[i].sll_pkttype == PACKET_OUTGOING {
+                    continue;
+                }
+                let (len, ts) = self.lens[i];
+                self.stats.frames += 1;
+                let slot = SNAPLEN as usize;
+                let data = &self.buf[i * slot..i * slot + len.min(slot)];
+                return Ok(Some(Frame {
+                    number: self.stats.frames,
+                    ts,
+                    linktype: self.linktype,
+                    data,
+                    orig_len: len as u32,
+                }));
+            }
+            self.status(false);
+            self.filled = self.receive()?;
+            self.next = 0;
+            if self.filled == 0 {
+                self.wait();
+            }
+        }
+    }
+}
+
+/// Print a diagnostic line on standard error.
+fn note(msg: &str) {
+    eprintln!("statescope: {msg}");
+}
+
+/// Did the user choose `--format` on the command line? (clap fills the default otherwise.)
+fn format_given() -> bool {
+    std::env::args_os().any(|a| {
+        a.to_str()
+            .is_some_and(|a| a == "--format" || a.starts_with("--format="))
+    })
+}
 
 /// `statescope live`.
 pub fn live_command(args: &LiveArgs) -> anyhow::Result<ExitCode> {
-    let _ = args;
-    anyhow::bail!("live capture is not built yet")
+    let Some(iface) = args.interface.as_deref() else {
+        let mut out = io::stdout().lock();
+        for line in describe_interfaces() {
+            writeln!(out, "{line}")?;
+        }
+        return Ok(ExitCode::SUCCESS);
+    };
+    let filter = match filter::from_options(&args.port, &args.host, args.filter.as_deref()) {
+        Ok(f) => f,
+        Err(e) => {
+            note(&format!("error: {e}"));
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let duration = match args.duration {
+        Some(s) if !(s.is_finite() && s >= 0.0) => {
+            note(&format!(
+                "error: --duration {s}: give a number of seconds ≥ 0"
+            ));
+            return Ok(ExitCode::from(2));
+        }
+        s => s.map(Duration::from_secs_f64),
+    };
+
+    // Piped output streams records as JSON lines unless a format was asked for; on a terminal
+    // the table is printed at the end, with a status line meanwhile.
+    let mut out_args = args.out.clone();
+    let stdout_tty = io::stdout().is_terminal();
+    if !stdout_tty && !format_given() {
+        out_args.format = Format::Jsonl;
+    }
+    let status = out_args.format == Format::Table && !args.out.quiet && io::stderr().is_terminal();
+
+    install_stop_signals();
+    let mut source = LiveSource::open(
+        iface,
+        LiveOptions {
+            filter,
+            promisc: args.promisc,
+            count: args.count,
+            duration,
+            status,
+        },
+    )?;
+    let writer = match &args.write {
+        Some(path) => Some(PcapWriter::create(path, source.linktype(), SNAPLEN)?),
+        None => None,
+    };
+    // Always said, like tcpdump's "listening on": scripts wait for it before making traffic.
+    note(&format!(
+        "capturing on {iface}{}{} (Ctrl-C to stop)",
+        args.filter
+            .as_deref()
+            .map(|f| format!(", filter {f:?}"))
+            .unwrap_or_default(),
+        args.write
+            .as_ref()
+            .map(|p| format!(", writing {}", p.display()))
+            .unwrap_or_default()
+    ));
+
+    let mut sink = make_sink(&out_args, Box::new(io::stdout()));
+    let mut engine = Engine::new(crate::engine::EngineOptions::from_args(
+        &out_args,
+        sink.wants_packets(),
+    ));
+    let result = match writer {
+        Some(w) => run_source(
+            &mut PcapTee::new(&mut source, w),
+            &mut engine,
+            sink.as_mut(),
+        ),
+        None => run_source(&mut source, &mut engine, sink.as_mut()),
+    };
+    source.clear_status();
+    let st = source.stats();
+    let failed: u64 = engine.stats.decode_errors.values().sum();
+    note(&format!(
+        "{} frames, {} dropped by kernel, {} failed to decode",
+        st.frames, st.dropped, failed
+    ));
+    result?;
+    Ok(ExitCode::SUCCESS)
 }

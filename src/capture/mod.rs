@@ -4,9 +4,12 @@
 //! through one trait, [`FrameSource`], so replay, live capture and tests share everything after
 //! this layer. A frame carries its capture time: nothing later reads the clock.
 
+pub mod bpf;
+pub mod filter;
 pub mod live;
 pub mod memory;
 pub mod pcap_file;
+pub mod pcap_writer;
 
 use std::fmt;
 

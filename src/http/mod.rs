@@ -4,11 +4,108 @@
 //! [`crate::tcp::reassembly`]) and emits `http` and `ws` [`Record`]s. Detection is by content,
 //! not port. Requests and responses pair in FIFO order; after `101 Switching Protocols` with
 //! `Upgrade: websocket` both directions switch to RFC 6455 framing.
+//!
+//! | file | what |
+//! |------|------|
+//! | [`parser`] | sniffing and head parsing with httparse; which framing a head implies |
+//! | [`body`] | [`body::BodyKind`] and the chunked decoder's step machine |
+//! | [`ws`] | RFC 6455 frame headers, payloads counted and never kept |
+//! | [`follow`] | Wireshark-style Follow TCP Stream text for `--follow` |
+//!
+//! # When records come out
+//!
+//! An `http` record is pushed when its message is complete, body included, so `body_len` is
+//! final; its `frame` is still the frame in which the head became complete (the contract's
+//! meaning) and `end_frame` the frame that completed the body. A body read until close is
+//! complete at [`HttpConn::on_end`]. A message cut short (by the end of the stream or by a gap
+//! that loses its framing) is pushed when that is known, without `end_frame`, with a diagnostic.
+//! An interim `1xx` response is its own record; the final response then answers the same
+//! request. A `ws` record is pushed when the frame's last payload byte arrives (tshark reports
+//! WebSocket frames and reassembled messages at the completing frame too, so `ws.frame` and
+//! `http.end_frame` line up with tshark's frame numbers).
+//!
+//! `body_len` counts payload bytes actually captured: for chunked bodies the decoded chunk data
+//! (not the size lines or trailers), and never bytes lost in a gap, so `body_len <
+//! content_length` on a complete message means the capture missed some of it.
+//!
+//! # Each direction's mode
+//!
+//! `Head` (gathering a start line and fields) → `Body` (counting a body by its framing) → `Head`…;
+//! a request asking for a WebSocket upgrade parks its side in `AwaitUpgrade` (bytes held) until
+//! the response decides between `Ws` and `Head`. Input that is not HTTP puts the side in `Lost`;
+//! a gap that breaks the framing puts it in `Resync`, which hunts for the next line that starts
+//! a message. `Opaque` ignores everything (tunnels, non-WebSocket upgrades, lost WS framing).
+//! Memory per direction is bounded by [`parser::MAX_HEAD`] (the head buffer) plus a WebSocket
+//! frame header; bodies and payloads are never stored.
 
+pub mod body;
 pub mod follow;
+pub mod parser;
+pub mod ws;
 
 use crate::capture::Timestamp;
-use crate::record::{Dir, Record};
+use crate::record::{Dir, HttpRec, Record, WsRec};
+use body::{BodyKind, Chunked};
+use parser::{Head, Kind, Parsed};
+use std::collections::VecDeque;
+use ws::{WsEvent, WsParser};
+
+/// Diagnostics kept per connection; one more line says the rest were dropped.
+const MAX_DIAGNOSTICS: usize = 64;
+/// Requests waiting for a response, per connection (pipelining depth).
+const MAX_PENDING: usize = 4096;
+
+/// How the current body ends, and how far it has got.
+#[derive(Debug)]
+enum Body {
+    /// Bytes still to come of a `Content-Length` body.
+    Length(u64),
+    Chunked(Chunked),
+    UntilClose,
+}
+
+/// What a direction is doing with its bytes.
+#[derive(Debug, Default)]
+enum Mode {
+    #[default]
+    Head,
+    Body(Body),
+    AwaitUpgrade,
+    Ws(WsParser),
+    Opaque,
+    Lost,
+    Resync,
+}
+
+/// One direction's parser state.
+#[derive(Debug, Default)]
+struct Side {
+    /// Requests or responses, once the first message decided it.
+    role: Option<Kind>,
+    mode: Mode,
+    /// Partial head (Head), held bytes (AwaitUpgrade) or the resync window (Resync).
+    buf: Vec<u8>,
+    /// Resync: `buf[0]` is at the start of a line.
+    line_start: bool,
+    /// The message whose body is being read.
+    msg: Option<HttpRec>,
+    /// Heads parsed on this side.
+    messages: u64,
+    /// The direction has ended.
+    ended: bool,
+    /// Frame of a message that said `Connection: close` (nothing should follow it).
+    closed_at: Option<u64>,
+    /// Frame and time of the last bytes seen (for bytes replayed after AwaitUpgrade).
+    last_frame: u64,
+    last_ts: Timestamp,
+}
+
+/// A request waiting for its response.
+#[derive(Debug, Clone)]
+struct Pending {
+    method: String,
+    frame: u64,
+}
 
 /// One connection's HTTP/WebSocket parser state, both directions.
 #[derive(Debug, Default)]
@@ -18,6 +115,10 @@ pub struct HttpConn {
     responses: u64,
     ws_frames: u64,
     diagnostics: Vec<String>,
+    /// Indexed by [`Dir::idx`].
+    sides: [Side; 2],
+    /// Requests not yet answered by a final response, oldest first.
+    pending: VecDeque<Pending>,
 }
 
 impl HttpConn {
@@ -37,17 +138,133 @@ impl HttpConn {
         ts: Timestamp,
         out: &mut Vec<Record>,
     ) {
-        let _ = (dir, data, frame, ts, out, self.conn);
+        let side = &mut self.sides[dir.idx()];
+        side.last_frame = frame;
+        side.last_ts = ts;
+        self.feed(dir, data, frame, ts, out);
     }
 
     /// `len` bytes of direction `dir` were never captured: resynchronise at the next message start.
     pub fn on_gap(&mut self, dir: Dir, len: u64, frame: u64, out: &mut Vec<Record>) {
-        let _ = (dir, len, frame, out);
+        if len == 0 {
+            return;
+        }
+        let i = dir.idx();
+        match &mut self.sides[i].mode {
+            Mode::Head => {
+                let held = self.sides[i].buf.len();
+                if held > 0 {
+                    self.diag(dir, frame, format!("header cut by a {len}-byte gap after {held} bytes; looking for the next message"));
+                }
+                self.resync(dir);
+            }
+            Mode::Body(Body::Length(rem)) => {
+                if len < *rem {
+                    *rem -= len;
+                } else {
+                    let past = len - *rem;
+                    self.finish_msg(dir, Some(frame), out);
+                    if past > 0 {
+                        self.resync(dir);
+                    } else {
+                        self.sides[i].mode = Mode::Head;
+                    }
+                }
+            }
+            Mode::Body(Body::Chunked(c)) => {
+                if !c.skip(len) {
+                    self.diag(
+                        dir,
+                        frame,
+                        format!("chunked body framing lost in a {len}-byte gap"),
+                    );
+                    self.finish_msg(dir, None, out);
+                    self.resync(dir);
+                }
+            }
+            Mode::Body(Body::UntilClose) | Mode::Opaque => {}
+            Mode::AwaitUpgrade => {
+                self.diag(
+                    dir,
+                    frame,
+                    format!("{len}-byte gap while waiting for the upgrade response"),
+                );
+                self.resync(dir);
+            }
+            Mode::Ws(p) => {
+                let mut warnings = Vec::new();
+                let mut frames = Vec::new();
+                let ok = p.skip(len, &mut |e| collect(e, &mut frames, &mut warnings));
+                self.push_ws(dir, frame, frames, warnings, out);
+                if !ok {
+                    self.diag(
+                        dir,
+                        frame,
+                        format!("WebSocket framing lost in a {len}-byte gap"),
+                    );
+                    self.sides[i].mode = Mode::Opaque;
+                }
+            }
+            Mode::Lost | Mode::Resync => self.resync(dir),
+        }
     }
 
     /// Direction `dir` ended (FIN, RST or end of capture): completes bodies read until close.
     pub fn on_end(&mut self, dir: Dir, frame: u64, ts: Timestamp, out: &mut Vec<Record>) {
-        let _ = (dir, frame, ts, out);
+        let i = dir.idx();
+        if self.sides[i].ended {
+            return;
+        }
+        self.sides[i].ended = true;
+        self.sides[i].last_frame = frame;
+        self.sides[i].last_ts = ts;
+        match &self.sides[i].mode {
+            Mode::Head if !self.sides[i].buf.is_empty() => {
+                let n = self.sides[i].buf.len();
+                self.diag(
+                    dir,
+                    frame,
+                    format!("stream ended inside a header ({n} bytes)"),
+                );
+            }
+            Mode::Body(Body::UntilClose) => self.finish_msg(dir, Some(frame), out),
+            Mode::Body(b) => {
+                let what = match b {
+                    Body::Length(rem) => format!("{rem} bytes before the end of the body"),
+                    _ => "inside a chunked body".to_string(),
+                };
+                self.diag(dir, frame, format!("stream ended {what}"));
+                self.finish_msg(dir, None, out);
+            }
+            Mode::Ws(p) if !p.at_boundary() => {
+                self.diag(dir, frame, "stream ended inside a WebSocket frame".into())
+            }
+            // Held bytes wait for the other side's response to decide what they are.
+            Mode::AwaitUpgrade => return,
+            _ => {}
+        }
+        self.sides[i].mode = Mode::Opaque;
+        self.sides[i].buf = Vec::new();
+        // No response will come to release a side waiting for an upgrade: parse what it holds.
+        let other = dir.reverse();
+        if self.sides[other.idx()].role == Some(Kind::Request)
+            && matches!(self.sides[other.idx()].mode, Mode::AwaitUpgrade)
+        {
+            self.switch_mode(other, Mode::Head, out);
+            if self.sides[other.idx()].ended {
+                self.sides[other.idx()].ended = false;
+                self.on_end(other, frame, ts, out);
+            }
+        }
+    }
+
+    /// The capture started inside this connection (no SYN seen): its first bytes may sit in
+    /// the middle of a message, so both directions start by looking for a message start
+    /// instead of declaring the stream non-HTTP. Call before the first `on_data`.
+    pub fn start_midstream(&mut self) {
+        for dir in [Dir::C2s, Dir::S2c] {
+            self.resync(dir);
+        }
     }
 
     pub fn requests(&self) -> u64 {
@@ -63,4 +280,427 @@ impl HttpConn {
     pub fn diagnostics(&self) -> &[String] {
         &self.diagnostics
     }
+
+    // ---- the per-mode steps ------------------------------------------------------------------
+
+    /// Run `data` through direction `dir`'s modes until all of it is used.
+    fn feed(
+        &mut self,
+        dir: Dir,
+        mut data: &[u8],
+        frame: u64,
+        ts: Timestamp,
+        out: &mut Vec<Record>,
+    ) {
+        while !data.is_empty() {
+            let i = dir.idx();
+            let used = match &mut self.sides[i].mode {
+                Mode::Head => self.step_head(dir, data, frame, ts, out),
+                Mode::Body(_) => self.step_body(dir, data, frame, out),
+                Mode::AwaitUpgrade => {
+                    let side = &mut self.sides[i];
+                    let room = parser::MAX_HEAD.saturating_sub(side.buf.len());
+                    if data.len() > room {
+                        self.diag(
+                            dir,
+                            frame,
+                            "more than 64 KiB sent before the upgrade response; stopped parsing"
+                                .into(),
+                        );
+                        self.sides[i].buf = Vec::new();
+                        self.sides[i].mode = Mode::Lost;
+                    } else {
+                        side.buf.extend_from_slice(data);
+                    }
+                    data.len()
+                }
+                Mode::Ws(p) => {
+                    let mut warnings = Vec::new();
+                    let mut frames = Vec::new();
+                    let r = p.feed(data, &mut |e| collect(e, &mut frames, &mut warnings));
+                    self.push_ws(dir, frame, frames, warnings, out);
+                    if let Err(e) = r {
+                        self.diag(dir, frame, format!("WebSocket: {e}; stopped parsing"));
+                        self.sides[i].mode = Mode::Opaque;
+                    }
+                    data.len()
+                }
+                Mode::Opaque | Mode::Lost => data.len(),
+                Mode::Resync => self.step_resync(dir, data, frame, ts, out),
+            };
+            if used == 0 {
+                // Every step consumes or changes mode; this guards against a loop regardless.
+                self.diag(
+                    dir,
+                    frame,
+                    "internal: parser made no progress; stopped".into(),
+                );
+                self.sides[i].mode = Mode::Lost;
+                return;
+            }
+            data = &data[used.min(data.len())..];
+        }
+    }
+
+    fn step_head(
+        &mut self,
+        dir: Dir,
+        data: &[u8],
+        frame: u64,
+        ts: Timestamp,
+        out: &mut Vec<Record>,
+    ) -> usize {
+        let i = dir.idx();
+        let side = &mut self.sides[i];
+        if side.buf.is_empty() {
+            // Empty lines between messages are ignored (RFC 9112 §2.2).
+            let blank = data
+                .iter()
+                .take_while(|&&b| b == b'\r' || b == b'\n')
+                .count();
+            if blank > 0 {
+                return blank;
+            }
+        }
+        let old = side.buf.len();
+        let appended = if old > 0 {
+            let n = data
+                .len()
+                .min(parser::MAX_HEAD + 1 - old.min(parser::MAX_HEAD));
+            side.buf.extend_from_slice(&data[..n]);
+            n
+        } else {
+            0
+        };
+        let input: &[u8] = if old > 0 { &side.buf } else { data };
+        // Sniffing looks at the first few bytes only: it catches non-HTTP at once, while the
+        // full parse waits for an empty line, so a head trickling in byte by byte costs O(n).
+        let kind = match (parser::sniff(input), side.role) {
+            (Some(Err(e)), _) => Err(Some(e)),
+            (Some(Ok(k)), Some(role)) if k != role => Err(Some(format!(
+                "a {} where {}s were flowing",
+                kind_name(k),
+                kind_name(role)
+            ))),
+            (Some(Ok(k)), _) => Ok(k),
+            (None, Some(role)) => Ok(role),
+            (None, None) => Err(None),
+        };
+        let parsed = match kind {
+            Ok(k) if parser::may_complete(input, old) => parser::parse_head(input, k),
+            Ok(_) | Err(None) => Parsed::Partial,
+            Err(Some(e)) => Parsed::Invalid(e),
+        };
+        let consumed_all = if old > 0 { appended } else { data.len() };
+        match parsed {
+            Parsed::Partial => {
+                if input.len() > parser::MAX_HEAD {
+                    self.sides[i].buf = Vec::new();
+                    self.sides[i].mode = Mode::Lost;
+                    self.diag(
+                        dir,
+                        frame,
+                        "header longer than 64 KiB without an end; stopped parsing until a gap"
+                            .into(),
+                    );
+                } else if old == 0 {
+                    self.sides[i].buf.extend_from_slice(data);
+                }
+                consumed_all
+            }
+            Parsed::Invalid(e) => {
+                let n = self.sides[i].messages;
+                self.sides[i].buf = Vec::new();
+                self.sides[i].mode = Mode::Lost;
+                let what = if n == 0 {
+                    format!("not HTTP ({e}); stopped parsing until a gap")
+                } else {
+                    format!("garbage after message {n} ({e}); stopped parsing until a gap")
+                };
+                self.diag(dir, frame, what);
+                consumed_all
+            }
+            Parsed::Complete(head) => {
+                let used = head.len - old;
+                self.sides[i].buf.clear();
+                self.on_head(dir, head, frame, ts, out);
+                used
+            }
+        }
+    }
+
+    fn step_body(&mut self, dir: Dir, data: &[u8], frame: u64, out: &mut Vec<Record>) -> usize {
+        let i = dir.idx();
+        let side = &mut self.sides[i];
+        let Mode::Body(body) = &mut side.mode else {
+            return 0;
+        };
+        let (used, payload, done) = match body {
+            Body::Length(rem) => {
+                let n = (data.len() as u64).min(*rem);
+                *rem -= n;
+                (n as usize, n, *rem == 0)
+            }
+            Body::UntilClose => (data.len(), data.len() as u64, false),
+            Body::Chunked(c) => match c.feed(data) {
+                Ok(f) => (f.consumed, f.payload, f.done),
+                Err(e) => {
+                    self.diag(
+                        dir,
+                        frame,
+                        format!("chunked body: {e}; stopped parsing until a gap"),
+                    );
+                    self.finish_msg(dir, None, out);
+                    self.sides[i].mode = Mode::Lost;
+                    return data.len();
+                }
+            },
+        };
+        if let Some(m) = &mut side.msg {
+            m.body_len += payload;
+        }
+        if done {
+            self.finish_msg(dir, Some(frame), out);
+            self.sides[i].mode = Mode::Head;
+        }
+        used
+    }
+
+    fn step_resync(
+        &mut self,
+        dir: Dir,
+        data: &[u8],
+        frame: u64,
+        ts: Timestamp,
+        out: &mut Vec<Record>,
+    ) -> usize {
+        let side = &mut self.sides[dir.idx()];
+        side.buf.extend_from_slice(data);
+        let role = side.role;
+        let mut candidates = Vec::new();
+        if side.line_start {
+            candidates.push(0);
+        }
+        candidates.extend(
+            side.buf
+                .iter()
+                .enumerate()
+                .filter(|(_, &b)| b == b'\n')
+                .map(|(i, _)| i + 1),
+        );
+        for c in candidates {
+            match parser::start_line_at(&side.buf[c..], role) {
+                Some(false) => continue,
+                None => {
+                    side.buf.drain(..c);
+                    side.line_start = true;
+                    return data.len();
+                }
+                Some(true) => {
+                    let rest = side.buf.split_off(c);
+                    side.buf = Vec::new();
+                    side.mode = Mode::Head;
+                    self.feed(dir, &rest, frame, ts, out);
+                    return data.len();
+                }
+            }
+        }
+        side.buf.clear();
+        side.line_start = false;
+        data.len()
+    }
+
+    // ---- messages ----------------------------------------------------------------------------
+
+    /// A complete head: record what it says and choose how its body ends.
+    fn on_head(&mut self, dir: Dir, head: Head, frame: u64, ts: Timestamp, out: &mut Vec<Record>) {
+        let i = dir.idx();
+        self.sides[i].role = Some(head.kind());
+        self.sides[i].messages += 1;
+        if let Some(at) = self.sides[i].closed_at {
+            self.diag(
+                dir,
+                frame,
+                format!("message after the Connection: close of frame {at}"),
+            );
+        }
+        if head.close {
+            self.sides[i].closed_at = Some(frame);
+        }
+        let mut rec = HttpRec {
+            conn: self.conn,
+            dir,
+            frame,
+            ts: Some(ts.as_secs_f64()),
+            version: head.version.clone(),
+            content_length: head.content_length,
+            chunked: head.chunked,
+            ..HttpRec::default()
+        };
+        // Mode after a message without a body.
+        let mut after = Mode::Head;
+        // What the other side switches to, once this record is out.
+        let mut other_mode = None;
+        let body = match head.kind() {
+            Kind::Request => {
+                let method = head.method.clone().unwrap_or_default();
+                rec.method = head.method.clone();
+                rec.uri = head.uri.clone();
+                rec.carries = head.carries.clone();
+                if head.upgrade_websocket || method == "CONNECT" {
+                    after = Mode::AwaitUpgrade;
+                }
+                if self.pending.len() >= MAX_PENDING {
+                    self.pending.pop_front();
+                    self.diag(
+                        dir,
+                        frame,
+                        format!("more than {MAX_PENDING} requests unanswered; pairing dropped the oldest"),
+                    );
+                }
+                self.pending.push_back(Pending { method, frame });
+                head.request_body()
+            }
+            Kind::Response => {
+                let status = head.status.unwrap_or(0);
+                rec.status = head.status;
+                rec.reason = head.reason.clone();
+                // 1xx other than 101 is interim: the request still awaits its final response.
+                let interim = (100..200).contains(&status) && status != 101;
+                let req = if interim {
+                    self.pending.front().cloned()
+                } else {
+                    self.pending.pop_front()
+                };
+                rec.request_frame = req.as_ref().map(|r| r.frame);
+                let method = req.as_ref().map(|r| r.method.as_str());
+                if status == 101 {
+                    // RFC 9110 §15.2.2: the protocol changes right after this response's head.
+                    if head.upgrade_websocket {
+                        rec.upgrade = Some("websocket".into());
+                        after = Mode::Ws(WsParser::new());
+                        other_mode = Some(Mode::Ws(WsParser::new()));
+                    } else {
+                        after = Mode::Opaque;
+                        other_mode = Some(Mode::Opaque);
+                    }
+                } else if method == Some("CONNECT") && (200..300).contains(&status) {
+                    after = Mode::Opaque;
+                    other_mode = Some(Mode::Opaque);
+                } else if !interim {
+                    other_mode = Some(Mode::Head);
+                }
+                head.response_body(method)
+            }
+        };
+        self.sides[i].msg = Some(rec);
+        match body {
+            BodyKind::Empty => {
+                self.finish_msg(dir, Some(frame), out);
+                self.sides[i].mode = after;
+            }
+            BodyKind::Length(n) => self.sides[i].mode = Mode::Body(Body::Length(n)),
+            BodyKind::Chunked => self.sides[i].mode = Mode::Body(Body::Chunked(Chunked::new())),
+            BodyKind::UntilClose => self.sides[i].mode = Mode::Body(Body::UntilClose),
+        }
+        if let Some(mode) = other_mode {
+            self.switch_mode(dir.reverse(), mode, out);
+        }
+    }
+
+    /// Push the message in progress on `dir`; `end_frame` is None when it was cut short.
+    fn finish_msg(&mut self, dir: Dir, end_frame: Option<u64>, out: &mut Vec<Record>) {
+        if let Some(mut rec) = self.sides[dir.idx()].msg.take() {
+            rec.end_frame = end_frame;
+            if rec.method.is_some() {
+                self.requests += 1;
+            } else {
+                self.responses += 1;
+            }
+            out.push(Record::Http(rec));
+        }
+    }
+
+    /// The other side's response decided what a side waiting for an upgrade carries: switch it
+    /// (if it is waiting, or idle between messages) and parse what it held.
+    fn switch_mode(&mut self, dir: Dir, mode: Mode, out: &mut Vec<Record>) {
+        let side = &mut self.sides[dir.idx()];
+        let switchable = match side.mode {
+            Mode::AwaitUpgrade => true,
+            // A side idle between messages switches too (an upgrade it did not ask for).
+            Mode::Head => !matches!(mode, Mode::Head),
+            _ => false,
+        };
+        if !switchable {
+            return;
+        }
+        let held = std::mem::take(&mut side.buf);
+        side.mode = mode;
+        let (frame, ts) = (side.last_frame, side.last_ts);
+        if !held.is_empty() {
+            self.feed(dir, &held, frame, ts, out);
+        }
+    }
+
+    fn resync(&mut self, dir: Dir) {
+        let side = &mut self.sides[dir.idx()];
+        side.buf = Vec::new();
+        side.line_start = true;
+        side.mode = Mode::Resync;
+    }
+
+    fn push_ws(
+        &mut self,
+        dir: Dir,
+        frame: u64,
+        frames: Vec<ws::WsFrame>,
+        warnings: Vec<String>,
+        out: &mut Vec<Record>,
+    ) {
+        for f in frames {
+            self.ws_frames += 1;
+            out.push(Record::Ws(WsRec {
+                conn: self.conn,
+                dir,
+                frame,
+                opcode: f.opcode,
+                fin: f.fin,
+                masked: f.masked,
+                len: f.len,
+                close_code: f.close_code,
+            }));
+        }
+        for w in warnings {
+            self.diag(dir, frame, format!("WebSocket: {w}"));
+        }
+    }
+
+    fn diag(&mut self, dir: Dir, frame: u64, what: String) {
+        match self.diagnostics.len() {
+            n if n < MAX_DIAGNOSTICS => self
+                .diagnostics
+                .push(format!("http {} frame {frame}: {what}", dir.as_str())),
+            MAX_DIAGNOSTICS => self
+                .diagnostics
+                .push("http: further diagnostics on this connection suppressed".into()),
+            _ => {}
+        }
+    }
 }
+
+fn kind_name(k: Kind) -> &'static str {
+    match k {
+        Kind::Request => "request",
+        Kind::Response => "response",
+    }
+}
+
+fn collect(e: WsEvent, frames: &mut Vec<ws::WsFrame>, warnings: &mut Vec<String>) {
+    match e {
+        WsEvent::Frame(f) => frames.push(f),
+        WsEvent::Warning(w) => warnings.push(w),
+    }
+}
+
+#[cfg(test)]
+mod tests;

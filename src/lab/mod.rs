@@ -5,6 +5,11 @@
 //! (`shared/CONTRACT.md`): the question, an answer built from the measurements, the measured
 //! facts, and `ok` when every check the lab makes on its own measurements held.
 
+pub mod crash;
+pub mod queue;
+pub mod scale_stateful;
+pub mod scale_stateless;
+
 use crate::cli::{Format, LabArgs};
 use crate::record::{LabRec, Record};
 use std::io::Write;
@@ -64,7 +69,12 @@ pub struct LabDef {
 }
 
 /// Every exercise, in the order the listing shows them.
-pub const LABS: &[LabDef] = &[];
+pub const LABS: &[LabDef] = &[
+    crash::LAB,
+    scale_stateless::LAB,
+    scale_stateful::LAB,
+    queue::LAB,
+];
 
 /// `statescope lab [NAME]`.
 pub fn lab_command(args: &LabArgs) -> anyhow::Result<ExitCode> {

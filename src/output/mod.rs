@@ -15,9 +15,9 @@ pub trait Sink {
     fn record(&mut self, rec: &Record) -> io::Result<()>;
     /// End of input: print whatever was held back (tables), flush.
     fn finish(&mut self) -> io::Result<()>;
-    /// Does this printer look at `packet` records? The engine skips building them otherwise.
-    fn wants_packets(&self) -> bool {
-        true
+    /// Which connections' `packet` records this printer looks at; the engine builds no others.
+    fn wants_packets(&self) -> crate::tcp::PacketSel {
+        crate::tcp::PacketSel::All
     }
 }
 

@@ -1,49 +1,326 @@
-//! The human tables: a connection summary, and per-packet timelines on request.
+//! The human tables.
+//!
+//! * The **connection summary**: one row per connection — client, server, packets and bytes
+//!   each way, duration, both endpoints' final states, Zeek's conn_state, HTTP counts. Rows are
+//!   printed as connections finish (so a long capture streams with flat memory).
+//! * The **lifetime** of each connection (small captures, or `--conn N`): handshake, every HTTP
+//!   request with the state it carries itself (Host, Cookie, Authorization), responses, the
+//!   upgrade to WebSocket, the close — each at its frame.
+//! * The **timeline** (`--conn N`, `--packets`): one row per segment with relative seq/ack,
+//!   length, window, analysis events, and each endpoint's state where it changes; `--explain`
+//!   adds why each event was given.
 
 use super::Sink;
 use crate::cli::OutputArgs;
-use crate::record::{ConnRec, PacketRec, Record};
+use crate::record::{ConnRec, Dir, HttpRec, PacketRec, Record, WsRec};
+use crate::tcp::PacketSel;
+use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::io::{self, BufWriter, Write};
+
+/// Above this many connections, lifetimes are only printed for `--conn N`.
+const LIFETIME_LIMIT: u64 = 20;
+
+#[derive(Default)]
+struct PerConn {
+    rows: Vec<String>,
+    events: Vec<(u64, String)>,
+    last_states: Option<(String, String)>,
+    first_ts: Option<f64>,
+    ws: [u64; 2],
+    requests: u64,
+}
 
 pub struct TableSink {
     out: BufWriter<Box<dyn Write>>,
-    conns: Vec<ConnRec>,
-    packets: Vec<PacketRec>,
-    want_packets: bool,
+    all_packets: bool,
+    selected: Vec<u64>,
+    explain: bool,
+    per: HashMap<u64, PerConn>,
+    summary: Vec<String>,
+    header_done: bool,
+    conns: u64,
+    blocks: bool,
 }
+
+const HEADER: &str = "conn  client                      server                       packets c>s/s>c    bytes c>s/s>c  duration  client_state  server_state  zeek  http";
 
 impl TableSink {
     pub fn new(out: Box<dyn Write>, args: &OutputArgs) -> Self {
         TableSink {
             out: BufWriter::new(out),
-            conns: Vec::new(),
-            packets: Vec::new(),
-            want_packets: args.packets || !args.conns.is_empty(),
+            all_packets: args.packets,
+            selected: args.conns.clone(),
+            explain: args.explain,
+            per: HashMap::new(),
+            summary: Vec::new(),
+            header_done: false,
+            conns: 0,
+            blocks: args.packets || !args.conns.is_empty(),
         }
     }
+
+    fn timeline_for(&self, conn: u64) -> bool {
+        self.all_packets || self.selected.contains(&conn)
+    }
+
+    /// Lifetimes are kept for selected connections, and for the first few of a small capture.
+    fn lifetime_for(&self, conn: u64) -> bool {
+        self.timeline_for(conn) || (self.selected.is_empty() && conn < LIFETIME_LIMIT)
+    }
+
+    fn packet(&mut self, p: &PacketRec) {
+        let timeline = self.timeline_for(p.conn);
+        if !self.lifetime_for(p.conn) {
+            return;
+        }
+        let explain = self.explain;
+        let pc = self.per.entry(p.conn).or_default();
+        let t0 = *pc.first_ts.get_or_insert(p.ts);
+        let states = (p.client_state.clone(), p.server_state.clone());
+        let changed = pc.last_states.as_ref() != Some(&states);
+        if changed {
+            let (c, s) = &states;
+            let what = match &pc.last_states {
+                None => format!("client {c}, server {s}"),
+                Some((pc_, ps)) => {
+                    let mut parts = Vec::new();
+                    if pc_ != c {
+                        parts.push(format!("client {pc_} -> {c}"));
+                    }
+                    if ps != s {
+                        parts.push(format!("server {ps} -> {s}"));
+                    }
+                    parts.join(", ")
+                }
+            };
+            pc.events.push((
+                p.frame,
+                format!("{} {}: {what}", p.flags.join("+"), p.dir.as_str()),
+            ));
+        }
+        if timeline {
+            let mut row = format!(
+                "{:>7} {:>10.6} {} {:<11} {:>10} {:>10} {:>6} {:>8}  {:<12} {:<12} {}",
+                p.frame,
+                p.ts - t0,
+                if p.dir == Dir::C2s { "c>s" } else { "s>c" },
+                p.flags.join(","),
+                p.seq,
+                p.ack.map(|a| a.to_string()).unwrap_or_else(|| "-".into()),
+                p.len,
+                p.win,
+                if changed {
+                    p.client_state.as_str()
+                } else {
+                    "."
+                },
+                if changed {
+                    p.server_state.as_str()
+                } else {
+                    "."
+                },
+                p.analysis.join(",")
+            );
+            if explain {
+                for (name, why) in &p.why {
+                    let _ = write!(row, "\n{:>20} {name}: {why}", "");
+                }
+                if let Some(l) = &p.likely {
+                    let _ = write!(row, "\n{:>20} most likely: {l}", "");
+                }
+            }
+            pc.rows.push(row);
+        }
+        pc.last_states = Some(states);
+    }
+
+    fn http(&mut self, h: &HttpRec) {
+        if !self.lifetime_for(h.conn) {
+            return;
+        }
+        let pc = self.per.entry(h.conn).or_default();
+        let text = if let Some(m) = &h.method {
+            pc.requests += 1;
+            let carries = ["Host", "Cookie", "Authorization"]
+                .iter()
+                .map(|k| {
+                    if h.carries.iter().any(|c| c.eq_ignore_ascii_case(k)) {
+                        format!("{k}: yes")
+                    } else {
+                        format!("{k}: no")
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join(", ");
+            format!(
+                "request {} {m} {} {}  — carries its own state: {carries}",
+                pc.requests,
+                h.uri.as_deref().unwrap_or(""),
+                h.version
+            )
+        } else {
+            let mut t = format!(
+                "response {} {} ({} body bytes)",
+                h.status.map(|s| s.to_string()).unwrap_or_default(),
+                h.reason.as_deref().unwrap_or(""),
+                h.body_len
+            );
+            if let Some(f) = h.request_frame {
+                let _ = write!(t, " to the request at frame {f}");
+            }
+            if let Some(u) = &h.upgrade {
+                let _ = write!(
+                    t,
+                    " — switched to {u}: from here the connection itself holds the session"
+                );
+            }
+            t
+        };
+        pc.events.push((h.frame, text));
+    }
+
+    fn ws(&mut self, w: &WsRec) {
+        if let Some(pc) = self.per.get_mut(&w.conn) {
+            pc.ws[w.dir.idx()] += 1;
+        }
+    }
+
+    fn conn(&mut self, c: &ConnRec) -> io::Result<()> {
+        self.conns += 1;
+        let row = summary_row(c);
+        if let Some(pc) = self.per.remove(&c.conn) {
+            if self.blocks || !pc.events.is_empty() {
+                self.print_block(c, pc)?;
+            }
+        }
+        if self.blocks {
+            self.summary.push(row);
+        } else {
+            if !self.header_done {
+                writeln!(self.out, "{HEADER}")?;
+                self.header_done = true;
+            }
+            writeln!(self.out, "{row}")?;
+        }
+        Ok(())
+    }
+
+    fn print_block(&mut self, c: &ConnRec, mut pc: PerConn) -> io::Result<()> {
+        if !self.blocks {
+            // Lifetimes of small captures go after the summary table: keep them for finish().
+            pc.rows.clear();
+        }
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "\nConnection {}: {} -> {}  ({}, {} packets, {:.6} s)",
+            c.conn,
+            c.client,
+            c.server,
+            c.conn_state,
+            c.packets_c2s + c.packets_s2c,
+            c.last_ts - c.first_ts
+        );
+        if !pc.rows.is_empty() {
+            let _ = writeln!(
+                s,
+                "{:>7} {:>10} dir {:<11} {:>10} {:>10} {:>6} {:>8}  {:<12} {:<12} analysis",
+                "frame", "time", "flags", "seq", "ack", "len", "win", "client", "server"
+            );
+            for r in &pc.rows {
+                let _ = writeln!(s, "{r}");
+            }
+            let _ = writeln!(s, "  lifetime:");
+        }
+        pc.events.sort_by_key(|(f, _)| *f);
+        for (f, e) in &pc.events {
+            let _ = writeln!(s, "  frame {f:>6}  {e}");
+        }
+        if pc.ws != [0, 0] {
+            let _ = writeln!(s, "  WebSocket frames: {} client->server, {} server->client, all on this one connection", pc.ws[0], pc.ws[1]);
+        }
+        if pc.requests > 1 {
+            let _ = writeln!(s, "  {} HTTP requests rode this one TCP connection; each named its own Host and carried whatever state it needed itself — HTTP is stateless, the TCP connection under it is not.", pc.requests);
+        }
+        let _ = writeln!(
+            s,
+            "  final: client {}, server {}",
+            c.client_state, c.server_state
+        );
+        if self.blocks {
+            self.out.write_all(s.as_bytes())?;
+        } else {
+            self.summary.push(s);
+        }
+        Ok(())
+    }
+}
+
+fn summary_row(c: &ConnRec) -> String {
+    format!(
+        "{:>4}  {:<27} {:<27} {:>9}/{:<9} {:>9}/{:<9} {:>8.3}s  {:<13} {:<13} {:<5} {}/{}",
+        c.conn,
+        c.client,
+        c.server,
+        c.packets_c2s,
+        c.packets_s2c,
+        c.bytes_c2s,
+        c.bytes_s2c,
+        c.last_ts - c.first_ts,
+        c.client_state,
+        c.server_state,
+        c.conn_state,
+        c.http_requests,
+        c.http_responses
+    )
 }
 
 impl Sink for TableSink {
     fn record(&mut self, rec: &Record) -> io::Result<()> {
         match rec {
-            Record::Conn(c) => self.conns.push(c.clone()),
-            Record::Packet(p) if self.want_packets => self.packets.push(p.clone()),
-            _ => {}
+            Record::Packet(p) => self.packet(p),
+            Record::Http(h) => self.http(h),
+            Record::Ws(w) => self.ws(w),
+            Record::Conn(c) => self.conn(c)?,
+            Record::Lab(_) => {}
         }
         Ok(())
     }
+
     fn finish(&mut self) -> io::Result<()> {
-        self.conns.sort_by_key(|c| c.conn);
-        for c in &self.conns {
-            writeln!(
-                self.out,
-                "{:>5} {:>22} {:>22} {} {}",
-                c.conn, c.client, c.server, c.client_state, c.server_state
-            )?;
+        if self.blocks {
+            writeln!(self.out, "\n{HEADER}")?;
+        } else if !self.header_done {
+            writeln!(self.out, "{HEADER}")?;
+        }
+        for r in std::mem::take(&mut self.summary) {
+            if self.blocks {
+                writeln!(self.out, "{r}")?;
+            } else {
+                write!(self.out, "{r}")?;
+            }
+        }
+        if self.conns == 0 {
+            writeln!(self.out, "(no TCP connections)")?;
         }
         self.out.flush()
     }
-    fn wants_packets(&self) -> bool {
-        self.want_packets
+
+    /// Packet records feed the lifetimes and timelines: only those connections need them.
+    fn wants_packets(&self) -> PacketSel {
+        if self.all_packets {
+            PacketSel::All
+        } else if self.selected.is_empty() {
+            PacketSel::Some {
+                below: LIFETIME_LIMIT,
+                list: Vec::new(),
+            }
+        } else {
+            PacketSel::Some {
+                below: 0,
+                list: self.selected.clone(),
+            }
+        }
     }
 }

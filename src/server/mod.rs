@@ -1,10 +1,533 @@
-//! `statescope serve`: the minimal hyper server that keeps no per-request state.
+//! `statescope serve`: the minimal hyper server that keeps no per-request state, and its
+//! stateful contrasts.
+//!
+//! # Map
+//!
+//! | file | what it holds |
+//! |------|---------------|
+//! | `mod.rs` | [`ServerConfig`], the accept loop ([`run`]), connection limits, graceful shutdown, [`spawn`] for in-process users, [`serve_command`] |
+//! | [`routes`] | the endpoints: `/`, `/echo`, `/state` (stateless) and `/session/*`, `/token/*`, `/me` (login two ways) |
+//! | [`auth`] | server-side sessions versus signed tokens, and the key file |
+//! | [`ws`] | `/ws`: WebSocket with per-connection state, and the [`ws::Broker`] seam |
+//! | [`stats`] | the gauges behind `/state`, each kept by a guard's `Drop` |
+//!
+//! # What is kept, and for how long
+//!
+//! - Per request: one [`stats::RequestRecord`], dropped as soon as the response is handed to
+//!   hyper. `/state` counts the live ones.
+//! - Per TCP connection: its addresses and a request counter ([`ConnCtx`]), dropped when the
+//!   connection closes — transport state, which HTTP/1.1 keep-alive rides on.
+//! - Per WebSocket connection: a message count and short history ([`ws::WsState`]).
+//! - Per login session: `id → user` in [`auth::Sessions`], until logout or expiry.
+//! - Aggregate counters (connections and requests served): a few integers, not records.
+//!
+//! # Limits
+//!
+//! Header size (`--max-header`, hyper's `max_buf_size`: a larger head gets `431`), header read
+//! time (`--header-timeout`, hyper's `header_read_timeout`: the connection is closed, which
+//! also ends idle keep-alive connections), body size (`--max-body`: `413`), body read time (the
+//! same timeout: `408`) and connection count (`--max-connections`: excess connections are
+//! accepted, answered `503` with `Connection: close`, and closed; past 64 such answers pending at
+//! once, further excess connections are closed without a reply).
+
+pub mod auth;
+pub mod routes;
+pub mod stats;
+pub mod ws;
 
 use crate::cli::ServeArgs;
+use anyhow::Context;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use stats::{OpenConnection, Stats};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
+
+/// Validated settings for one server instance. No clap types past this point.
+#[derive(Clone)]
+pub struct ServerConfig {
+    /// No request log on standard error.
+    pub quiet: bool,
+    /// Most simultaneous TCP connections (HTTP and WebSocket together).
+    pub max_connections: usize,
+    /// Largest request body, and largest WebSocket message, in bytes.
+    pub max_body: usize,
+    /// Largest request head in bytes (at least 8192, hyper's minimum buffer).
+    pub max_header: usize,
+    /// Time allowed to send a request head, and a request body.
+    pub header_timeout: Duration,
+    /// Where the token key lives; `None`: a per-process key (tokens die with the process).
+    pub token_key_file: Option<PathBuf>,
+    /// How long tokens and sessions last after login.
+    pub login_ttl: Duration,
+    /// Most login sessions held at once.
+    pub max_sessions: usize,
+    /// A WebSocket connection silent this long is closed.
+    pub ws_idle_timeout: Duration,
+    /// After a shutdown signal, how long in-flight requests get to finish.
+    pub shutdown_grace: Duration,
+    /// Where WebSocket messages are shared beyond their connection; `None`: nowhere.
+    pub broker: Option<Arc<dyn ws::Broker>>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            quiet: false,
+            max_connections: 1024,
+            max_body: 1 << 20,
+            max_header: 16 << 10,
+            header_timeout: Duration::from_secs(10),
+            token_key_file: None,
+            login_ttl: Duration::from_secs(3600),
+            max_sessions: 100_000,
+            ws_idle_timeout: Duration::from_secs(300),
+            shutdown_grace: Duration::from_secs(10),
+            broker: None,
+        }
+    }
+}
+
+impl ServerConfig {
+    /// Settings from the command line, checked.
+    pub fn from_args(args: &ServeArgs) -> anyhow::Result<Self> {
+        if let Some(url) = &args.broker {
+            anyhow::bail!(
+                "--broker {url}: sharing WebSocket events through a broker is not yet supported \
+                 by `serve`; run without --broker"
+            );
+        }
+        let t = args.header_timeout;
+        if !(t.is_finite() && t > 0.0 && t <= 86_400.0) {
+            anyhow::bail!("--header-timeout {t}: give a number of seconds between 0 and 86400");
+        }
+        let config = ServerConfig {
+            quiet: args.quiet,
+            max_connections: args.max_connections,
+            max_body: args.max_body,
+            max_header: args.max_header,
+            header_timeout: Duration::from_secs_f64(t),
+            token_key_file: args.token_key_file.clone(),
+            ..ServerConfig::default()
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        if self.max_connections == 0 || self.max_connections > Semaphore::MAX_PERMITS {
+            anyhow::bail!(
+                "--max-connections {}: give at least 1 (and a sane upper bound)",
+                self.max_connections
+            );
+        }
+        if self.max_header < 8192 {
+            anyhow::bail!(
+                "--max-header {}: hyper needs at least 8192 bytes of head buffer",
+                self.max_header
+            );
+        }
+        if self.header_timeout.is_zero() {
+            anyhow::bail!("--header-timeout must be more than 0 seconds");
+        }
+        Ok(())
+    }
+}
+
+/// One server instance: its settings and everything it holds.
+pub struct App {
+    pub config: ServerConfig,
+    pub stats: Arc<Stats>,
+    pub sessions: auth::Sessions,
+    pub token_key: auth::TokenKey,
+    /// Set to `true` once to tell every connection to wind down.
+    pub stop: watch::Sender<bool>,
+}
+
+impl App {
+    /// Check the settings and load (or create) the token key.
+    pub fn new(config: ServerConfig) -> anyhow::Result<Self> {
+        config.validate()?;
+        let token_key = match &config.token_key_file {
+            Some(path) => auth::TokenKey::load_or_create(path)?,
+            None => auth::TokenKey::ephemeral(),
+        };
+        Ok(App {
+            sessions: auth::Sessions::new(config.max_sessions, config.login_ttl),
+            stats: Arc::new(Stats::default()),
+            token_key,
+            stop: watch::channel(false).0,
+            config,
+        })
+    }
+}
+
+/// One TCP connection, as its requests see it. Dropped when the connection (or the WebSocket
+/// it was upgraded to) closes, which releases its slot under `--max-connections`.
+pub struct ConnCtx {
+    /// The server this connection belongs to.
+    pub app: Arc<App>,
+    /// 1-based accept order, for the log only.
+    pub serial: u64,
+    /// The client's address and port.
+    pub peer: SocketAddr,
+    /// Our address and port.
+    pub local: SocketAddr,
+    /// Requests seen on this connection so far.
+    pub requests: AtomicU64,
+    _open: OpenConnection,
+    _permit: OwnedSemaphorePermit,
+    /// Held so shutdown can wait for every connection to end.
+    _alive: mpsc::Sender<()>,
+}
+
+/// Serve on `listener` until `shutdown` completes, then let in-flight requests finish (up to
+/// [`ServerConfig::shutdown_grace`]).
+pub async fn run(
+    listener: TcpListener,
+    config: ServerConfig,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    serve(listener, Arc::new(App::new(config)?), shutdown).await
+}
+
+/// Replies to connections turned away, pending at once; past this, excess connections are
+/// closed without one.
+const MAX_PENDING_REFUSALS: usize = 64;
+
+async fn serve(
+    listener: TcpListener,
+    app: Arc<App>,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let mut http = http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(app.config.header_timeout)
+        .max_buf_size(app.config.max_header)
+        .keep_alive(true);
+    let http = Arc::new(http);
+    let slots = Arc::new(Semaphore::new(app.config.max_connections));
+    let refusals = Arc::new(Semaphore::new(MAX_PENDING_REFUSALS));
+    let (alive_tx, mut alive_rx) = mpsc::channel::<()>(1);
+    let mut serial = 0u64;
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait a little rather than spin.
+                    eprintln!("statescope serve: accept failed: {e}; retrying");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        serial += 1;
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            app.stats.connections_refused.fetch_add(1, Relaxed);
+            if let Ok(p) = refusals.clone().try_acquire_owned() {
+                tokio::spawn(refuse(stream, p));
+            }
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let Ok(local) = stream.local_addr() else {
+            continue; // already reset by the client
+        };
+        let conn = Arc::new(ConnCtx {
+            app: app.clone(),
+            serial,
+            peer,
+            local,
+            requests: AtomicU64::new(0),
+            _open: OpenConnection::new(&app.stats),
+            _permit: permit,
+            _alive: alive_tx.clone(),
+        });
+        tokio::spawn(connection(stream, conn, http.clone()));
+    }
+    drop(listener);
+    let _ = app.stop.send(true);
+    drop(alive_tx);
+    let open = app.stats.open_connections.load(Relaxed);
+    if open > 0 && !app.config.quiet {
+        eprintln!("statescope serve: shutting down; waiting for {open} open connection(s)");
+    }
+    // Every connection task holds a sender; recv() returns None once they are all gone.
+    if tokio::time::timeout(app.config.shutdown_grace, alive_rx.recv())
+        .await
+        .is_err()
+    {
+        eprintln!(
+            "statescope serve: {} connection(s) still open after {:?}; closing them",
+            app.stats.open_connections.load(Relaxed),
+            app.config.shutdown_grace
+        );
+    }
+    Ok(())
+}
+
+/// Serve HTTP/1.1 on one connection until the client leaves or shutdown is asked.
+async fn connection(stream: TcpStream, conn: Arc<ConnCtx>, http: Arc<http1::Builder>) {
+    let app = conn.app.clone();
+    let svc = {
+        let conn = conn.clone();
+        // One Arc clone per request: the future hyper polls must own what it uses.
+        service_fn(move |req| routes::handle(req, conn.clone()))
+    };
+    // `with_upgrades` lets `/ws` take the connection over after its 101 response.
+    let served = http
+        .serve_connection(TokioIo::new(stream), svc)
+        .with_upgrades();
+    tokio::pin!(served);
+    let mut stop = app.stop.subscribe();
+    let result = tokio::select! {
+        r = served.as_mut() => r,
+        _ = stopped(&mut stop) => {
+            // Finish the request in flight (if any), then close instead of keeping alive.
+            served.as_mut().graceful_shutdown();
+            served.await
+        }
+    };
+    if let Err(e) = result {
+        if !app.config.quiet {
+            eprintln!("{} conn#{} closed: {e}", conn.peer, conn.serial);
+        }
+    }
+}
+
+/// Completes once shutdown has been asked (at once if it already has been).
+pub(crate) async fn stopped(stop: &mut watch::Receiver<bool>) {
+    // The guard wait_for returns is not Send; drop it here rather than across an await.
+    let _ = stop.wait_for(|s| *s).await.map(|_| ());
+}
+
+/// Turn away a connection over the limit: a 503 and close, bounded in time.
+async fn refuse(mut stream: TcpStream, _pending: OwnedSemaphorePermit) {
+    const BODY: &str = "server busy: too many open connections; try again shortly\n";
+    let reply = format!(
+        "HTTP/1.1 503 Service Unavailable\r\nconnection: close\r\nretry-after: 1\r\n\
+         content-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\n\r\n{BODY}",
+        BODY.len()
+    );
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        stream.write_all(reply.as_bytes()).await?;
+        stream.shutdown().await?;
+        // Drain what the client sent so closing does not reset the connection and destroy
+        // the 503 before the client reads it.
+        let mut sink = [0u8; 1024];
+        while stream.read(&mut sink).await? > 0 {}
+        Ok::<_, std::io::Error>(())
+    })
+    .await;
+}
+
+/// A server running on its own thread and runtime, for labs and other in-process users.
+pub struct ServerHandle {
+    addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<anyhow::Result<()>>>,
+}
+
+impl ServerHandle {
+    /// Where it listens.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stop accepting, let in-flight requests finish, and wait for the thread.
+    pub fn shutdown(mut self) -> anyhow::Result<()> {
+        self.stop_and_join()
+    }
+
+    fn stop_and_join(&mut self) -> anyhow::Result<()> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        match self.thread.take() {
+            Some(t) => t
+                .join()
+                .map_err(|_| anyhow::anyhow!("the server thread panicked"))?,
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for ServerHandle {
+    fn drop(&mut self) {
+        let _ = self.stop_and_join();
+    }
+}
+
+/// Start a server on an ephemeral loopback port (`127.0.0.1:0`).
+pub fn spawn(config: ServerConfig) -> anyhow::Result<ServerHandle> {
+    spawn_on(SocketAddr::from(([127, 0, 0, 1], 0)), config)
+}
+
+/// Start a server on `addr`, on its own thread with a two-worker runtime.
+pub fn spawn_on(addr: SocketAddr, config: ServerConfig) -> anyhow::Result<ServerHandle> {
+    let app = Arc::new(App::new(config)?);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the server's runtime")?;
+    let listener = rt.block_on(bind(addr))?;
+    let addr = listener.local_addr()?;
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let thread = std::thread::Builder::new()
+        .name(format!("serve {addr}"))
+        .spawn(move || {
+            rt.block_on(serve(listener, app, async {
+                let _ = rx.await;
+            }))
+        })
+        .context("cannot start the server thread")?;
+    Ok(ServerHandle {
+        addr,
+        stop: Some(tx),
+        thread: Some(thread),
+    })
+}
+
+/// Bind, turning the common failures into advice.
+async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr).await.map_err(|e| match e.kind() {
+        std::io::ErrorKind::AddrInUse => anyhow::anyhow!(
+            "cannot listen on {addr}: the port is already in use; stop the other server or pick \
+             another port with --listen"
+        ),
+        std::io::ErrorKind::AddrNotAvailable => anyhow::anyhow!(
+            "cannot listen on {addr}: no interface here has that address; use 127.0.0.1 or an \
+             address this machine owns"
+        ),
+        std::io::ErrorKind::PermissionDenied => anyhow::anyhow!(
+            "cannot listen on {addr}: permission denied (ports below 1024 need privileges)"
+        ),
+        _ => anyhow::Error::new(e).context(format!("cannot listen on {addr}")),
+    })
+}
+
+/// Parse `--listen`: `IP:PORT`, or `localhost:PORT`.
+pub fn parse_listen(s: &str) -> anyhow::Result<SocketAddr> {
+    if let Ok(a) = s.parse() {
+        return Ok(a);
+    }
+    if let Some(port) = s.strip_prefix("localhost:") {
+        if let Ok(port) = port.parse::<u16>() {
+            return Ok(SocketAddr::from(([127, 0, 0, 1], port)));
+        }
+    }
+    anyhow::bail!(
+        "invalid --listen address {s:?}: give IP:PORT, such as 127.0.0.1:8080 or [::1]:8080"
+    )
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let term = async {
+        match signal(SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+    eprintln!("statescope serve: signal received; finishing in-flight requests");
+}
 
 /// `statescope serve`.
 pub fn serve_command(args: &ServeArgs) -> anyhow::Result<ExitCode> {
-    let _ = args;
-    anyhow::bail!("serve is not built yet")
+    let addr = parse_listen(&args.listen)?;
+    let app = Arc::new(App::new(ServerConfig::from_args(args)?)?);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    rt.block_on(async {
+        let listener = bind(addr).await?;
+        let addr = listener.local_addr()?;
+        if !addr.ip().is_loopback() {
+            eprintln!(
+                "statescope serve: note: {addr} is not a loopback address; other machines may reach this server"
+            );
+        }
+        match app.token_key.file() {
+            Some(f) => eprintln!("token key: {}", f.display()),
+            None => eprintln!(
+                "token key: per-process (tokens die with this process; share one with --token-key-file)"
+            ),
+        }
+        eprintln!("listening on {addr}");
+        serve(listener, app, shutdown_signal()).await
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn args(extra: &[&str]) -> ServeArgs {
+        let mut argv = vec!["statescope", "serve"];
+        argv.extend_from_slice(extra);
+        match crate::cli::Cli::parse_from(argv).command {
+            crate::cli::Command::Serve(a) => a,
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn listen_addresses() {
+        assert_eq!(parse_listen("127.0.0.1:80").unwrap().port(), 80);
+        assert!(parse_listen("[::1]:80").unwrap().ip().is_loopback());
+        assert_eq!(parse_listen("localhost:9").unwrap().port(), 9);
+        let err = parse_listen("nonsense").unwrap_err().to_string();
+        assert!(err.contains("invalid --listen"), "{err}");
+        assert!(parse_listen("127.0.0.1:99999").is_err());
+    }
+
+    #[test]
+    fn config_from_args() {
+        let c = ServerConfig::from_args(&args(&["--quiet", "--max-body", "10"])).unwrap();
+        assert!(c.quiet);
+        assert_eq!(c.max_body, 10);
+        assert_eq!(c.header_timeout, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn config_rejects_bad_values() {
+        for bad in [
+            &["--max-header", "100"][..],
+            &["--max-connections", "0"],
+            &["--header-timeout", "0"],
+            &["--header-timeout", "NaN"],
+            &["--broker", "redis://127.0.0.1:1"],
+        ] {
+            let err = ServerConfig::from_args(&args(bad)).err();
+            assert!(err.is_some(), "{bad:?} accepted");
+        }
+        let err = ServerConfig::from_args(&args(&["--broker", "redis://x"]))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("not yet supported"), "{err}");
+    }
 }

@@ -252,7 +252,7 @@ pub fn analyze(fwd: &mut Flow, rev: &mut Flow, s: &SegView<'_>, cx: &ConnCtx) ->
         {
             a.set(ev::WINDOW_UPDATE, x, || {
                 format!(
-                    "no data, same seq {} and ack {}, window changed {} -> {}: window update",
+                    "no data, same seq {} and ack {}, raw window changed {} -> {}: window update",
                     rel(s.seq),
                     rrel(s.ack),
                     fwd.window,
@@ -318,8 +318,9 @@ pub fn analyze(fwd: &mut Flow, rev: &mut Flow, s: &SegView<'_>, cx: &ConnCtx) ->
         }
     }
 
-    // 11. Anything but a duplicate ACK resets the duplicate count.
-    if !a.has(ev::DUP_ACK) {
+    // 11. A new ACK number resets the duplicate count (a data segment repeating the same ACK
+    //     does not: tshark 4.0 keeps counting across it).
+    if s.ack != fwd.lastack {
         fwd.lastnondupack = s.frame;
         fwd.dupacknum = 0;
     }

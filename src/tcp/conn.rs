@@ -13,6 +13,29 @@ use crate::record::{ConnRec, Dir, PacketRec, Record, Transition};
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 
+/// Which connections' segments become `packet` records.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum PacketSel {
+    #[default]
+    All,
+    None,
+    /// Connections with an index below `below`, and those listed.
+    Some {
+        below: u64,
+        list: Vec<u64>,
+    },
+}
+
+impl PacketSel {
+    pub fn wants(&self, conn: u64) -> bool {
+        match self {
+            PacketSel::All => true,
+            PacketSel::None => false,
+            PacketSel::Some { below, list } => conn < *below || list.contains(&conn),
+        }
+    }
+}
+
 /// Settings the tracker applies to every connection.
 #[derive(Debug, Clone)]
 pub struct TrackerConfig {
@@ -20,8 +43,8 @@ pub struct TrackerConfig {
     pub idle_timeout_ns: i64,
     /// Finish a connection whose both endpoints are closed after this long without packets (ns).
     pub closed_linger_ns: i64,
-    /// Build `packet` records (off for the plain connection summary, which is faster).
-    pub emit_packets: bool,
+    /// Which connections get `packet` records (none for the plain summary, which is faster).
+    pub emit_packets: PacketSel,
     /// Add the `why` sentences to packet records.
     pub explain: bool,
     /// Reassemble streams and hand them upward (for HTTP and --follow).
@@ -36,8 +59,8 @@ impl Default for TrackerConfig {
     fn default() -> Self {
         TrackerConfig {
             idle_timeout_ns: 300_000_000_000,
-            closed_linger_ns: 10_000_000_000,
-            emit_packets: true,
+            closed_linger_ns: 2_000_000_000,
+            emit_packets: PacketSel::All,
             explain: false,
             reassemble: true,
             reassembly_cap: 4 << 20,
@@ -81,7 +104,7 @@ pub struct Conn {
     pub saw_rst: bool,
     history: History,
     counts: [u64; 14],
-    transitions: Vec<Transition>,
+    transitions: Vec<(u64, u8, State)>,
     gap_bytes: u64,
 }
 
@@ -153,11 +176,7 @@ impl Conn {
         if self.ep[who].state != to {
             self.ep[who].state = to;
             if keep {
-                self.transitions.push(Transition {
-                    frame,
-                    endpoint: if who == 0 { "client" } else { "server" }.into(),
-                    state: to.as_str().into(),
-                });
+                self.transitions.push((frame, who as u8, to));
             }
         }
     }
@@ -316,7 +335,7 @@ impl Conn {
         if rst {
             self.saw_rst = true;
         }
-        let keep = cfg.keep_transitions;
+        let keep = cfg.keep_transitions && cfg.emit_packets.wants(self.index);
         if let Some(e) = sent {
             let to = self.ep[f].state.next(e);
             self.set_state(f, to, frame, keep);
@@ -329,7 +348,7 @@ impl Conn {
         self.ep[f].packets += 1;
         self.ep[f].bytes += seg.len as u64;
 
-        if cfg.emit_packets {
+        if cfg.emit_packets.wants(self.index) {
             events.record(Record::Packet(
                 self.packet_record(seg, dir, frame, ts, win, &a),
             ));
@@ -537,7 +556,15 @@ impl Conn {
             http_responses: 0,
             initial_rtt: (self.irtt_ns > 0).then(|| self.irtt_ns as f64 / 1e9),
             analysis_counts,
-            transitions: self.transitions.clone(),
+            transitions: self
+                .transitions
+                .iter()
+                .map(|&(frame, who, st)| Transition {
+                    frame,
+                    endpoint: if who == 0 { "client" } else { "server" }.into(),
+                    state: st.as_str().into(),
+                })
+                .collect(),
             gap_bytes: self.gap_bytes,
             ws_frames: 0,
             diagnostics: Vec::new(),

@@ -18,7 +18,7 @@ pub mod seq;
 pub mod state;
 pub mod table;
 
-pub use conn::TrackerConfig;
+pub use conn::{PacketSel, TrackerConfig};
 pub use table::Tracker;
 
 use crate::capture::Timestamp;
@@ -29,6 +29,8 @@ use reassembly::Chunk;
 pub trait Events {
     /// A record (packet) in packet order.
     fn record(&mut self, rec: Record);
+    /// Connection `conn` was picked up without its SYN: its streams start mid-message.
+    fn midstream(&mut self, conn: u64);
     /// In-order stream bytes (or a gap) of connection `conn`, direction `dir`.
     fn chunk(&mut self, conn: u64, dir: Dir, chunk: Chunk<'_>, frame: u64, ts: Timestamp);
     /// Direction `dir` of `conn` ended (FIN, RST, eviction or end of input).

@@ -46,7 +46,7 @@ impl Key {
 pub struct Tracker {
     cfg: TrackerConfig,
     index: FxHashMap<Key, u32>,
-    slots: Vec<Option<(Key, Conn)>>,
+    slots: Vec<Option<Box<(Key, Conn)>>>,
     free: Vec<u32>,
     next_conn: u64,
     next_sweep: Timestamp,
@@ -100,12 +100,12 @@ impl Tracker {
                     .1;
                 if self.starts_new(conn, seg, src) {
                     self.evict(slot, events);
-                    self.insert(key, seg, src, dst, ts)
+                    self.insert(key, seg, src, dst, ts, events)
                 } else {
                     slot
                 }
             }
-            None => self.insert(key, seg, src, dst, ts),
+            None => self.insert(key, seg, src, dst, ts, events),
         };
         let conn = &mut self.slots[slot as usize].as_mut().expect("live slot").1;
         let dir = conn.dir_of(src);
@@ -134,6 +134,7 @@ impl Tracker {
         src: SocketAddr,
         dst: SocketAddr,
         ts: Timestamp,
+        events: &mut dyn Events,
     ) -> u32 {
         // The client sent the first SYN; a SYN-ACK's receiver is the client; otherwise the
         // sender of the first segment seen.
@@ -143,14 +144,17 @@ impl Tracker {
             (src, dst)
         };
         let conn = Conn::new(self.next_conn, client, server, ts, &self.cfg);
+        if !pure_syn(seg.flags) {
+            events.midstream(self.next_conn);
+        }
         self.next_conn += 1;
         let slot = match self.free.pop() {
             Some(s) => {
-                self.slots[s as usize] = Some((key, conn));
+                self.slots[s as usize] = Some(Box::new((key, conn)));
                 s
             }
             None => {
-                self.slots.push(Some((key, conn)));
+                self.slots.push(Some(Box::new((key, conn))));
                 (self.slots.len() - 1) as u32
             }
         };
@@ -161,7 +165,8 @@ impl Tracker {
     }
 
     fn evict(&mut self, slot: u32, events: &mut dyn Events) {
-        if let Some((key, conn)) = self.slots[slot as usize].take() {
+        if let Some(entry) = self.slots[slot as usize].take() {
+            let (key, conn) = *entry;
             self.index.remove(&key);
             self.free.push(slot);
             self.live -= 1;
@@ -175,7 +180,8 @@ impl Tracker {
         let linger = self.cfg.closed_linger_ns.min(idle);
         let mut done: Vec<(u64, u32)> = Vec::new();
         for (i, s) in self.slots.iter().enumerate() {
-            if let Some((_, c)) = s {
+            if let Some(entry) = s {
+                let c = &entry.1;
                 let quiet = now.0.saturating_sub(c.last_ts.0);
                 if quiet > idle || (quiet > linger && c.both_closed()) {
                     done.push((c.index, i as u32));
@@ -196,7 +202,7 @@ impl Tracker {
             .slots
             .iter()
             .enumerate()
-            .filter_map(|(i, s)| s.as_ref().map(|(_, c)| (c.index, i as u32)))
+            .filter_map(|(i, s)| s.as_ref().map(|e| (e.1.index, i as u32)))
             .collect();
         rest.sort_unstable();
         for (_, slot) in rest {

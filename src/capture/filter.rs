@@ -1,0 +1,433 @@
+//! Capture filter expressions: the common cases of tcpdump's syntax, parsed into a tree that
+//! [`super::bpf`] compiles into a classic BPF program for the kernel.
+//!
+//! Supported, with tcpdump's meaning:
+//!
+//! ```text
+//! expr  := term { ("or" | "||") term }
+//! term  := unary { ("and" | "&&") unary }
+//! unary := ("not" | "!") unary | "(" expr ")" | prim
+//! prim  := "tcp" | "udp" | "ip" | "ip6"
+//!        | ["src" | "dst"] "host" ADDR                  (IPv4 or IPv6, numeric)
+//!        | ["tcp" | "udp"] ["src" | "dst"] "port" N     (no protocol: TCP or UDP)
+//! ```
+//!
+//! `and` binds tighter than `or`, as in tcpdump. Anything else (host names, `net`, `portrange`,
+//! byte offsets, `ether`, `vlan` ...) is a clear error listing what is supported: a filter that
+//! silently meant something else would hide traffic.
+
+use std::fmt;
+use std::net::IpAddr;
+
+/// Which end of a packet a `host` or `port` primitive looks at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Src,
+    Dst,
+    /// Either end (tcpdump's default).
+    Any,
+}
+
+/// A transport protocol a primitive names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Proto {
+    Tcp,
+    Udp,
+}
+
+impl Proto {
+    /// The IP protocol number (IPv4 `protocol`, IPv6 `next header`).
+    pub fn number(self) -> u8 {
+        match self {
+            Proto::Tcp => 6,
+            Proto::Udp => 17,
+        }
+    }
+}
+
+/// One test on a frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Prim {
+    /// `tcp`, `udp`: over IPv4 or IPv6.
+    Proto(Proto),
+    /// `ip`: any IPv4 packet.
+    Ip4,
+    /// `ip6`: any IPv6 packet.
+    Ip6,
+    Host {
+        side: Side,
+        addr: IpAddr,
+    },
+    /// `proto: None` means TCP or UDP, as tcpdump's bare `port` does (for the protocols we know).
+    Port {
+        proto: Option<Proto>,
+        side: Side,
+        port: u16,
+    },
+}
+
+/// A filter expression.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Expr {
+    Prim(Prim),
+    Not(Box<Expr>),
+    And(Box<Expr>, Box<Expr>),
+    Or(Box<Expr>, Box<Expr>),
+}
+
+impl Expr {
+    pub fn and(a: Expr, b: Expr) -> Expr {
+        Expr::And(Box::new(a), Box::new(b))
+    }
+    pub fn or(a: Expr, b: Expr) -> Expr {
+        Expr::Or(Box::new(a), Box::new(b))
+    }
+}
+
+/// What the filter language accepts, for error messages.
+pub const SUPPORTED: &str = "supported: tcp, udp, ip, ip6, [src|dst] host ADDR, \
+     [tcp|udp] [src|dst] port N, joined with and/or/not and parentheses";
+
+/// A filter expression that could not be parsed. Displayed as one line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("filter {expr:?}: {what} ({SUPPORTED})")]
+pub struct FilterError {
+    pub expr: String,
+    pub what: String,
+}
+
+impl fmt::Display for Expr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fn side(s: Side) -> &'static str {
+            match s {
+                Side::Src => "src ",
+                Side::Dst => "dst ",
+                Side::Any => "",
+            }
+        }
+        match self {
+            Expr::Prim(Prim::Proto(Proto::Tcp)) => write!(f, "tcp"),
+            Expr::Prim(Prim::Proto(Proto::Udp)) => write!(f, "udp"),
+            Expr::Prim(Prim::Ip4) => write!(f, "ip"),
+            Expr::Prim(Prim::Ip6) => write!(f, "ip6"),
+            Expr::Prim(Prim::Host { side: s, addr }) => write!(f, "{}host {addr}", side(*s)),
+            Expr::Prim(Prim::Port {
+                proto,
+                side: s,
+                port,
+            }) => {
+                match proto {
+                    Some(Proto::Tcp) => write!(f, "tcp ")?,
+                    Some(Proto::Udp) => write!(f, "udp ")?,
+                    None => {}
+                }
+                write!(f, "{}port {port}", side(*s))
+            }
+            Expr::Not(e) => write!(f, "not ({e})"),
+            Expr::And(a, b) => write!(f, "({a}) and ({b})"),
+            Expr::Or(a, b) => write!(f, "({a}) or ({b})"),
+        }
+    }
+}
+
+/// Parse a tcpdump-like expression (see the module doc).
+pub fn parse(text: &str) -> Result<Expr, FilterError> {
+    let tokens = tokenize(text);
+    let err = |what: String| FilterError {
+        expr: text.to_string(),
+        what,
+    };
+    if tokens.is_empty() {
+        return Err(err("empty expression".into()));
+    }
+    let mut p = Parser { tokens, pos: 0 };
+    let e = p.expr().map_err(err)?;
+    if let Some(t) = p.peek() {
+        return Err(err(format!("unexpected {t:?}")));
+    }
+    Ok(e)
+}
+
+/// The filter for `live`'s options: any of the `--port`s, and any of the `--host`s, and the
+/// `--filter` expression; `None` when nothing was asked (capture everything).
+pub fn from_options(
+    ports: &[u16],
+    hosts: &[IpAddr],
+    filter: Option<&str>,
+) -> Result<Option<Expr>, FilterError> {
+    let any_of = |prims: Vec<Prim>| {
+        prims
+            .into_iter()
+            .map(Expr::Prim)
+            .reduce(Expr::or)
+            .map(Some)
+            .unwrap_or(None)
+    };
+    let ports = any_of(
+        ports
+            .iter()
+            .map(|&port| Prim::Port {
+                proto: Some(Proto::Tcp),
+                side: Side::Any,
+                port,
+            })
+            .collect(),
+    );
+    let hosts = any_of(
+        hosts
+            .iter()
+            .map(|&addr| Prim::Host {
+                side: Side::Any,
+                addr,
+            })
+            .collect(),
+    );
+    let expr = filter.map(parse).transpose()?;
+    Ok([ports, hosts, expr].into_iter().flatten().reduce(Expr::and))
+}
+
+fn tokenize(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut word = String::new();
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        let single = match c {
+            '(' | ')' => Some(c.to_string()),
+            '!' => Some("!".to_string()),
+            '&' | '|' if chars.peek() == Some(&c) => {
+                chars.next();
+                Some(format!("{c}{c}"))
+            }
+            _ => None,
+        };
+        if c.is_whitespace() || single.is_some() {
+            if !word.is_empty() {
+                out.push(std::mem::take(&mut word));
+            }
+            out.extend(single);
+        } else {
+            word.push(c);
+        }
+    }
+    if !word.is_empty() {
+        out.push(word);
+    }
+    out
+}
+
+struct Parser {
+    tokens: Vec<String>,
+    pos: usize,
+}
+
+impl Parser {
+    fn peek(&self) -> Option<&str> {
+        self.tokens.get(self.pos).map(String::as_str)
+    }
+    fn next(&mut self) -> Option<String> {
+        let t = self.tokens.get(self.pos).cloned();
+        self.pos += 1;
+        t
+    }
+    fn eat(&mut self, words: &[&str]) -> bool {
+        let hit = self
+            .peek()
+            .is_some_and(|t| words.iter().any(|w| w.eq_ignore_ascii_case(t)));
+        if hit {
+            self.pos += 1;
+        }
+        hit
+    }
+
+    fn expr(&mut self) -> Result<Expr, String> {
+        let mut e = self.term()?;
+        while self.eat(&["or", "||"]) {
+            e = Expr::or(e, self.term()?);
+        }
+        Ok(e)
+    }
+
+    fn term(&mut self) -> Result<Expr, String> {
+        let mut e = self.unary()?;
+        while self.eat(&["and", "&&"]) {
+            e = Expr::and(e, self.unary()?);
+        }
+        Ok(e)
+    }
+
+    fn unary(&mut self) -> Result<Expr, String> {
+        if self.eat(&["not", "!"]) {
+            return Ok(Expr::Not(Box::new(self.unary()?)));
+        }
+        if self.eat(&["("]) {
+            let e = self.expr()?;
+            if !self.eat(&[")"]) {
+                return Err("missing ')'".into());
+            }
+            return Ok(e);
+        }
+        self.prim().map(Expr::Prim)
+    }
+
+    fn prim(&mut self) -> Result<Prim, String> {
+        let proto = if self.eat(&["tcp"]) {
+            Some(Proto::Tcp)
+        } else if self.eat(&["udp"]) {
+            Some(Proto::Udp)
+        } else {
+            None
+        };
+        let side = if self.eat(&["src"]) {
+            Some(Side::Src)
+        } else if self.eat(&["dst"]) {
+            Some(Side::Dst)
+        } else {
+            None
+        };
+        let Some(word) = self.next() else {
+            return match (proto, side) {
+                (Some(p), None) => Ok(Prim::Proto(p)),
+                _ => Err("unexpected end of expression".into()),
+            };
+        };
+        match word.to_ascii_lowercase().as_str() {
+            "port" => {
+                let n = self.next().ok_or("'port' needs a number")?;
+                let port = n
+                    .parse::<u16>()
+                    .map_err(|_| format!("{n:?} is not a port number (0-65535)"))?;
+                Ok(Prim::Port {
+                    proto,
+                    side: side.unwrap_or(Side::Any),
+                    port,
+                })
+            }
+            "host" if proto.is_none() => {
+                let a = self.next().ok_or("'host' needs an address")?;
+                let addr = a
+                    .parse::<IpAddr>()
+                    .map_err(|_| format!("{a:?} is not a numeric IPv4 or IPv6 address"))?;
+                Ok(Prim::Host {
+                    side: side.unwrap_or(Side::Any),
+                    addr,
+                })
+            }
+            "ip" if proto.is_none() && side.is_none() => Ok(Prim::Ip4),
+            "ip6" if proto.is_none() && side.is_none() => Ok(Prim::Ip6),
+            // A bare `tcp`/`udp` followed by a connective or a parenthesis: put the word back.
+            "and" | "&&" | "or" | "||" | ")" if proto.is_some() && side.is_none() => {
+                self.pos -= 1;
+                Ok(Prim::Proto(proto.expect("checked above")))
+            }
+            _ => Err(format!("unsupported {word:?}")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn port(proto: Option<Proto>, side: Side, port: u16) -> Expr {
+        Expr::Prim(Prim::Port { proto, side, port })
+    }
+
+    #[test]
+    fn common_cases_parse() {
+        assert_eq!(parse("tcp").unwrap(), Expr::Prim(Prim::Proto(Proto::Tcp)));
+        assert_eq!(
+            parse("tcp port 80").unwrap(),
+            port(Some(Proto::Tcp), Side::Any, 80)
+        );
+        assert_eq!(parse("port 8080").unwrap(), port(None, Side::Any, 8080));
+        assert_eq!(
+            parse("host 127.0.0.1").unwrap(),
+            Expr::Prim(Prim::Host {
+                side: Side::Any,
+                addr: "127.0.0.1".parse().unwrap()
+            })
+        );
+        assert_eq!(
+            parse("dst host ::1").unwrap(),
+            Expr::Prim(Prim::Host {
+                side: Side::Dst,
+                addr: "::1".parse().unwrap()
+            })
+        );
+        assert_eq!(
+            parse("udp src port 53").unwrap(),
+            port(Some(Proto::Udp), Side::Src, 53)
+        );
+    }
+
+    #[test]
+    fn and_binds_tighter_than_or() {
+        let e = parse("tcp port 1 or tcp port 2 and host 10.0.0.1").unwrap();
+        let Expr::Or(a, b) = e else { panic!("{e:?}") };
+        assert_eq!(*a, port(Some(Proto::Tcp), Side::Any, 1));
+        assert!(matches!(*b, Expr::And(..)));
+    }
+
+    #[test]
+    fn parentheses_not_and_symbols() {
+        let e = parse("!(port 1||port 2)&&tcp").unwrap();
+        let Expr::And(a, b) = e else { panic!("{e:?}") };
+        assert!(matches!(*a, Expr::Not(_)));
+        assert_eq!(*b, Expr::Prim(Prim::Proto(Proto::Tcp)));
+        assert_eq!(
+            parse("tcp and (port 1)").unwrap(),
+            Expr::and(
+                Expr::Prim(Prim::Proto(Proto::Tcp)),
+                port(None, Side::Any, 1)
+            )
+        );
+        assert_eq!(parse("TCP PORT 80").unwrap(), parse("tcp port 80").unwrap());
+    }
+
+    #[test]
+    fn unsupported_syntax_is_a_clear_error() {
+        for (text, what) in [
+            ("", "empty"),
+            ("host localhost", "not a numeric"),
+            ("port http", "not a port number"),
+            ("port 70000", "not a port number"),
+            ("net 10.0.0.0/8", "unsupported \"net\""),
+            ("tcp[13] & 2 != 0", "unsupported"),
+            ("portrange 1-2", "unsupported"),
+            ("tcp port 80 and", "end of expression"),
+            ("(tcp", "missing ')'"),
+            ("tcp port 80 )", "unexpected \")\""),
+            ("tcp host 1.2.3.4", "unsupported \"host\""),
+            ("src", "end of expression"),
+        ] {
+            let e = parse(text).unwrap_err();
+            let msg = e.to_string();
+            assert!(msg.contains(what), "{text:?}: {msg}");
+            assert!(msg.contains("supported: tcp"), "{msg}");
+            assert!(!msg.contains('\n'));
+        }
+    }
+
+    #[test]
+    fn options_combine_with_and_ports_with_or() {
+        let e = from_options(&[80, 443], &["::1".parse().unwrap()], Some("tcp")).unwrap();
+        assert_eq!(
+            e.unwrap().to_string(),
+            "(((tcp port 80) or (tcp port 443)) and (host ::1)) and (tcp)"
+        );
+        assert_eq!(from_options(&[], &[], None).unwrap(), None);
+        assert!(from_options(&[], &[], Some("bogus")).is_err());
+    }
+
+    proptest! {
+        /// Whatever the input, parsing returns (never panics), and what parses prints back to
+        /// an expression that parses to the same tree.
+        #[test]
+        fn parse_never_panics_and_round_trips(s in "[a-z0-9 ().:!&|]{0,40}") {
+            if let Ok(e) = parse(&s) {
+                prop_assert_eq!(parse(&e.to_string()).unwrap(), e);
+            }
+        }
+    }
+}

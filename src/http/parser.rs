@@ -1,0 +1,427 @@
+//! HTTP/1.x message heads: content sniffing and incremental parsing with httparse.
+//!
+//! [`parse_head`] is called on a growing buffer and answers [`Parsed::Partial`] (a status, not an
+//! error: more bytes are needed), [`Parsed::Complete`] with what the rest of the parser needs to
+//! know from the head, or [`Parsed::Invalid`] naming the problem. Detection is by content: a
+//! request line starts with a method token and a space, a status line with `HTTP/`.
+//! [`start_line_at`] is the stricter test used to find the next message after a gap.
+
+use super::body::BodyKind;
+
+/// Which kind of message a direction carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Request,
+    Response,
+}
+
+/// Longest head accepted; beyond it the direction is not HTTP (or an attack).
+pub const MAX_HEAD: usize = 64 * 1024;
+/// Most header fields in one head.
+const MAX_HEADERS: usize = 128;
+/// Longest method token considered when sniffing.
+const MAX_METHOD: usize = 32;
+
+/// What the parser keeps from a complete head.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Head {
+    /// Bytes the head took in the buffer (start line, fields, empty line).
+    pub len: usize,
+    pub method: Option<String>,
+    pub uri: Option<String>,
+    pub status: Option<u16>,
+    pub reason: Option<String>,
+    /// `"HTTP/1.0"` or `"HTTP/1.1"`.
+    pub version: String,
+    /// Declared `Content-Length`, when valid.
+    pub content_length: Option<u64>,
+    /// `Content-Length` present but unusable (not a number, or conflicting values).
+    pub bad_content_length: bool,
+    /// `Transfer-Encoding` present at all.
+    pub te_present: bool,
+    /// `chunked` is the final transfer coding.
+    pub chunked: bool,
+    /// `Connection: close` (or HTTP/1.0 without `keep-alive`).
+    pub close: bool,
+    /// `Upgrade:` lists `websocket`.
+    pub upgrade_websocket: bool,
+    /// `Upgrade:` present (any protocol).
+    pub upgrade: Option<String>,
+    /// `Expect: 100-continue`.
+    pub expect_continue: bool,
+    /// Which of Host, Cookie, Authorization a request carries, in that order.
+    pub carries: Vec<String>,
+}
+
+impl Head {
+    pub fn kind(&self) -> Kind {
+        if self.status.is_some() {
+            Kind::Response
+        } else {
+            Kind::Request
+        }
+    }
+
+    /// Body framing of a request (RFC 9112 §6.3 rules 3–6: no length means no body).
+    pub fn request_body(&self) -> BodyKind {
+        if self.chunked {
+            BodyKind::Chunked
+        } else if self.te_present {
+            // A request with a non-chunked coding has no determinable length (§6.3 rule 4).
+            BodyKind::UntilClose
+        } else {
+            match self.content_length {
+                Some(0) | None => BodyKind::Empty,
+                Some(n) => BodyKind::Length(n),
+            }
+        }
+    }
+
+    /// Body framing of a response to a request with `method` (RFC 9112 §6.3 rules 1–8).
+    pub fn response_body(&self, method: Option<&str>) -> BodyKind {
+        let status = self.status.unwrap_or(200);
+        if method == Some("HEAD") || (100..200).contains(&status) || status == 204 || status == 304
+        {
+            BodyKind::Empty
+        } else if self.chunked {
+            BodyKind::Chunked
+        } else if self.te_present || self.bad_content_length {
+            BodyKind::UntilClose
+        } else {
+            match self.content_length {
+                Some(0) => BodyKind::Empty,
+                Some(n) => BodyKind::Length(n),
+                None => BodyKind::UntilClose,
+            }
+        }
+    }
+}
+
+/// Result of parsing a head.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Parsed {
+    /// More bytes are needed (an expected condition, not an error).
+    Partial,
+    Complete(Head),
+    /// Not an HTTP/1.x head: why.
+    Invalid(String),
+}
+
+/// Can a head end in `buf`, given that `buf[..from]` was already found incomplete? A head
+/// ends with an empty line, so only a new LF-(CR)-LF can complete it.
+pub fn may_complete(buf: &[u8], from: usize) -> bool {
+    let tail = &buf[from.saturating_sub(3).min(buf.len())..];
+    tail.windows(2).any(|w| w == b"\n\n") || tail.windows(3).any(|w| w == b"\n\r\n")
+}
+
+/// Guess the kind of message `buf` starts with: `None` while too few bytes decide.
+pub fn sniff(buf: &[u8]) -> Option<Result<Kind, String>> {
+    const HTTP: &[u8] = b"HTTP/";
+    let n = buf.len().min(HTTP.len());
+    if buf[..n] == HTTP[..n] && n < HTTP.len() {
+        return None; // "HT" could be either
+    }
+    if buf.starts_with(HTTP) {
+        return Some(Ok(Kind::Response));
+    }
+    for (i, &b) in buf.iter().enumerate().take(MAX_METHOD + 1) {
+        if b == b' ' && i > 0 {
+            return Some(Ok(Kind::Request));
+        }
+        if !is_tchar(b) {
+            return Some(Err(format!(
+                "byte {b:#04x} at offset {i} where a method or HTTP/ was expected"
+            )));
+        }
+    }
+    if buf.len() > MAX_METHOD {
+        Some(Err(format!(
+            "no method token in the first {MAX_METHOD} bytes"
+        )))
+    } else {
+        None
+    }
+}
+
+/// RFC 9110 §5.6.2 token characters.
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// Parse a head of `kind` at the start of `buf`.
+pub fn parse_head(buf: &[u8], kind: Kind) -> Parsed {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    match kind {
+        Kind::Request => {
+            let mut req = httparse::Request::new(&mut headers);
+            match req.parse(buf) {
+                Ok(httparse::Status::Partial) => Parsed::Partial,
+                Ok(httparse::Status::Complete(len)) => {
+                    let mut head = fields(req.headers, req.version.unwrap_or(1), len);
+                    head.method = req.method.map(str::to_owned);
+                    head.uri = req.path.map(str::to_owned);
+                    Parsed::Complete(head)
+                }
+                Err(e) => Parsed::Invalid(format!("request head: {e}")),
+            }
+        }
+        Kind::Response => {
+            let mut res = httparse::Response::new(&mut headers);
+            match res.parse(buf) {
+                Ok(httparse::Status::Partial) => Parsed::Partial,
+                Ok(httparse::Status::Complete(len)) => {
+                    let mut head = fields(res.headers, res.version.unwrap_or(1), len);
+                    head.status = res.code;
+                    head.reason = res.reason.map(str::to_owned);
+                    Parsed::Complete(head)
+                }
+                Err(e) => Parsed::Invalid(format!("response head: {e}")),
+            }
+        }
+    }
+}
+
+/// The header fields the framing and the records need.
+fn fields(headers: &[httparse::Header<'_>], version: u8, len: usize) -> Head {
+    let mut head = Head {
+        len,
+        version: format!("HTTP/1.{version}"),
+        ..Head::default()
+    };
+    let mut keep_alive = false;
+    let mut carries = [false; 3];
+    for h in headers {
+        let value = String::from_utf8_lossy(h.value);
+        let tokens = || value.split(',').map(|t| t.trim().to_ascii_lowercase());
+        let name = h.name;
+        if name.eq_ignore_ascii_case("content-length") {
+            for t in tokens() {
+                match t.parse::<u64>() {
+                    Ok(n) if t.bytes().all(|b| b.is_ascii_digit()) => {
+                        if head.content_length.is_some_and(|c| c != n) {
+                            head.bad_content_length = true;
+                        }
+                        head.content_length = Some(n);
+                    }
+                    _ => head.bad_content_length = true,
+                }
+            }
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            head.te_present = true;
+            // Only the last coding decides (RFC 9112 §6.3 rule 4).
+            if let Some(last) = tokens().rfind(|t| !t.is_empty()) {
+                head.chunked = last == "chunked";
+            }
+        } else if name.eq_ignore_ascii_case("connection") {
+            for t in tokens() {
+                head.close |= t == "close";
+                keep_alive |= t == "keep-alive";
+            }
+        } else if name.eq_ignore_ascii_case("upgrade") {
+            head.upgrade_websocket |= tokens().any(|t| t == "websocket");
+            head.upgrade = Some(value.trim().to_owned());
+        } else if name.eq_ignore_ascii_case("expect") {
+            head.expect_continue |= value.trim().eq_ignore_ascii_case("100-continue");
+        } else {
+            for (i, want) in ["Host", "Cookie", "Authorization"].iter().enumerate() {
+                carries[i] |= name.eq_ignore_ascii_case(want);
+            }
+        }
+    }
+    if head.bad_content_length {
+        head.content_length = None;
+    }
+    // HTTP/1.0 closes after each message unless it asks otherwise (RFC 9112 §9.3).
+    head.close |= version == 0 && !keep_alive;
+    head.carries = ["Host", "Cookie", "Authorization"]
+        .iter()
+        .zip(carries)
+        .filter(|(_, c)| *c)
+        .map(|(n, _)| n.to_string())
+        .collect();
+    head
+}
+
+/// Methods accepted when hunting for a message start after a gap: a short known list keeps
+/// body bytes that happen to look like `WORD / HTTP/1.1` rare.
+const METHODS: &[&[u8]] = &[
+    b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"CONNECT", b"OPTIONS", b"TRACE", b"PATCH",
+];
+
+/// Does a start line of `kind` (any kind when `None`) begin at `buf[0]`? `None` while the line
+/// is incomplete, at most [`MAX_RESYNC_LINE`] bytes.
+pub fn start_line_at(buf: &[u8], kind: Option<Kind>) -> Option<bool> {
+    const V: &[u8] = b"HTTP/1.";
+    let line_end = buf.iter().position(|&b| b == b'\n');
+    let line = &buf[..line_end.unwrap_or(buf.len())];
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    if kind != Some(Kind::Request) {
+        // "HTTP/1.1 200"
+        let n = buf.len().min(12);
+        let pat_ok = buf[..n].iter().enumerate().all(|(i, &b)| match i {
+            0..=6 => b == V[i],
+            7 => b == b'0' || b == b'1',
+            8 => b == b' ',
+            _ => b.is_ascii_digit(),
+        });
+        if pat_ok && n == 12 {
+            return Some(true);
+        }
+        if pat_ok && line_end.is_none() {
+            return None;
+        }
+    }
+    if kind != Some(Kind::Response) {
+        let method_ok = METHODS.iter().any(|m| {
+            let n = buf.len().min(m.len() + 1);
+            let mut want = m.to_vec();
+            want.push(b' ');
+            buf[..n] == want[..n]
+        });
+        if method_ok {
+            if line_end.is_none() {
+                return if buf.len() > MAX_RESYNC_LINE {
+                    Some(false)
+                } else {
+                    None
+                };
+            }
+            // "... HTTP/1.x" at the line's end.
+            let l = line.len();
+            let ok = l >= 10
+                && line[l - 8..l - 1] == *V
+                && matches!(line[l - 1], b'0' | b'1')
+                && line[l - 9] == b' ';
+            return Some(ok);
+        }
+    }
+    Some(false)
+}
+
+/// Longest request line waited for when resynchronising.
+pub const MAX_RESYNC_LINE: usize = 8 * 1024;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head(input: &[u8], kind: Kind) -> Head {
+        match parse_head(input, kind) {
+            Parsed::Complete(h) => h,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// Table: request bytes → (body framing, selected fields).
+    macro_rules! req {
+        ($($name:ident: $input:expr => $body:expr, |$h:ident| $check:expr;)*) => {$(
+            #[test]
+            fn $name() {
+                let $h = head($input, Kind::Request);
+                assert_eq!($h.request_body(), $body);
+                assert!($check, "{:?}", $h);
+            }
+        )*};
+    }
+
+    /// Table: response bytes and the request method → body framing.
+    macro_rules! res {
+        ($($name:ident: $input:expr, $method:expr => $body:expr;)*) => {$(
+            #[test]
+            fn $name() {
+                let h = head($input, Kind::Response);
+                assert_eq!(h.response_body($method), $body);
+            }
+        )*};
+    }
+
+    req! {
+        req_get_no_body: b"GET /a?b=c HTTP/1.1\r\nHost: x\r\n\r\n" => BodyKind::Empty,
+            |h| h.method.as_deref() == Some("GET") && h.uri.as_deref() == Some("/a?b=c")
+                && h.version == "HTTP/1.1" && h.carries == ["Host"] && !h.close;
+        req_content_length: b"POST / HTTP/1.1\r\nContent-Length: 12\r\n\r\n" => BodyKind::Length(12),
+            |h| h.content_length == Some(12);
+        req_chunked: b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n" => BodyKind::Chunked,
+            |h| h.chunked;
+        req_chunked_wins_over_length: b"POST / HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n" => BodyKind::Chunked,
+            |h| h.chunked;
+        req_expect: b"POST / HTTP/1.1\r\nExpect: 100-Continue\r\nContent-Length: 3\r\n\r\n" => BodyKind::Length(3),
+            |h| h.expect_continue;
+        req_carries_all: b"GET / HTTP/1.1\r\nauthorization: Basic x\r\nCOOKIE: a=b\r\nhost: h\r\n\r\n" => BodyKind::Empty,
+            |h| h.carries == ["Host", "Cookie", "Authorization"];
+        req_http10_closes: b"GET / HTTP/1.0\r\n\r\n" => BodyKind::Empty,
+            |h| h.close && h.version == "HTTP/1.0";
+        req_http10_keepalive: b"GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n" => BodyKind::Empty,
+            |h| !h.close;
+        req_upgrade: b"GET /chat HTTP/1.1\r\nUpgrade: WebSocket\r\nConnection: Upgrade\r\n\r\n" => BodyKind::Empty,
+            |h| h.upgrade_websocket;
+        req_conflicting_lengths: b"POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n" => BodyKind::Empty,
+            |h| h.bad_content_length;
+        req_same_lengths: b"POST / HTTP/1.1\r\nContent-Length: 5, 5\r\n\r\n" => BodyKind::Length(5),
+            |h| !h.bad_content_length;
+    }
+
+    res! {
+        res_length: b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", Some("GET") => BodyKind::Length(5);
+        res_head_has_no_body: b"HTTP/1.1 200 OK\r\nContent-Length: 5000\r\n\r\n", Some("HEAD") => BodyKind::Empty;
+        res_204: b"HTTP/1.1 204 No Content\r\n\r\n", Some("GET") => BodyKind::Empty;
+        res_304: b"HTTP/1.1 304 Not Modified\r\nContent-Length: 9\r\n\r\n", Some("GET") => BodyKind::Empty;
+        res_100: b"HTTP/1.1 100 Continue\r\n\r\n", Some("POST") => BodyKind::Empty;
+        res_chunked: b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", Some("GET") => BodyKind::Chunked;
+        res_until_close: b"HTTP/1.0 200 OK\r\n\r\n", Some("GET") => BodyKind::UntilClose;
+        res_unknown_coding: b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n", None => BodyKind::UntilClose;
+        res_bad_length: b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n", None => BodyKind::UntilClose;
+        res_zero_length: b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n", None => BodyKind::Empty;
+    }
+
+    #[test]
+    fn partial_and_invalid() {
+        assert_eq!(
+            parse_head(b"GET / HTTP/1.1\r\nHost:", Kind::Request),
+            Parsed::Partial
+        );
+        assert!(matches!(
+            parse_head(b"GET / HTTX/1.1\r\n\r\n", Kind::Request),
+            Parsed::Invalid(_)
+        ));
+    }
+
+    #[test]
+    fn completion_needs_an_empty_line() {
+        assert!(!parser_may(b"GET / HTTP/1.1\r\nHost: x\r\n", 0));
+        assert!(parser_may(b"GET / HTTP/1.1\r\n\r\n", 0));
+        assert!(parser_may(b"GET / HTTP/1.1\n\n", 14));
+        assert!(!parser_may(b"GET / HTTP/1.1\r\n\r\nxyz", 21));
+    }
+
+    fn parser_may(b: &[u8], from: usize) -> bool {
+        may_complete(b, from)
+    }
+
+    #[test]
+    fn sniffing() {
+        assert_eq!(sniff(b"HT"), None);
+        assert_eq!(sniff(b"HTTP/1.1 200"), Some(Ok(Kind::Response)));
+        assert_eq!(sniff(b"GET "), Some(Ok(Kind::Request)));
+        assert_eq!(sniff(b"GE"), None);
+        assert!(matches!(sniff(b"\x16\x03\x01"), Some(Err(_))));
+        assert!(matches!(sniff(&[b'a'; 40]), Some(Err(_))));
+    }
+
+    #[test]
+    fn start_lines() {
+        assert_eq!(start_line_at(b"HTTP/1.1 200 OK\r\n", None), Some(true));
+        assert_eq!(start_line_at(b"HTTP/1.", None), None);
+        assert_eq!(
+            start_line_at(b"HTTP/1.1 200", Some(Kind::Request)),
+            Some(false)
+        );
+        assert_eq!(start_line_at(b"GET /x HTTP/1.1\r\n", None), Some(true));
+        assert_eq!(start_line_at(b"GET /x HTTP/1.1\n", None), Some(true));
+        assert_eq!(start_line_at(b"GET /x HT", None), None);
+        assert_eq!(start_line_at(b"GET /x\r\n", None), Some(false));
+        assert_eq!(start_line_at(b"GETX / HTTP/1.1\r\n", None), Some(false));
+        assert_eq!(start_line_at(b"", None), None);
+        assert_eq!(start_line_at(b"xyz", None), Some(false));
+    }
+}

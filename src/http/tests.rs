@@ -1,0 +1,482 @@
+//! HttpConn unit tests: one table row per framing rule, and split-anywhere properties.
+
+use super::*;
+use proptest::prelude::*;
+
+const C: Dir = Dir::C2s;
+const S: Dir = Dir::S2c;
+
+/// Feed a conversation: each step is one segment's bytes (frame = step number, from 1), then
+/// end both directions.
+fn run(steps: &[(Dir, &[u8])]) -> (Vec<Record>, HttpConn) {
+    let mut conn = HttpConn::new(7);
+    let mut out = Vec::new();
+    for (n, (dir, bytes)) in steps.iter().enumerate() {
+        conn.on_data(*dir, bytes, n as u64 + 1, Timestamp(n as i64), &mut out);
+    }
+    let end = steps.len() as u64 + 1;
+    conn.on_end(C, end, Timestamp(0), &mut out);
+    conn.on_end(S, end, Timestamp(0), &mut out);
+    (out, conn)
+}
+
+/// One line per record, enough to check framing and pairing at a glance.
+fn summary(recs: &[Record]) -> Vec<String> {
+    recs.iter()
+        .map(|r| match r {
+            Record::Http(h) if h.method.is_some() => format!(
+                "{} {} @{} body={} end={}",
+                h.method.as_deref().unwrap_or(""),
+                h.uri.as_deref().unwrap_or(""),
+                h.frame,
+                h.body_len,
+                h.end_frame.map_or("-".into(), |f| f.to_string())
+            ),
+            Record::Http(h) => format!(
+                "{} @{} body={} end={} req={}{}",
+                h.status.unwrap_or(0),
+                h.frame,
+                h.body_len,
+                h.end_frame.map_or("-".into(), |f| f.to_string()),
+                h.request_frame.map_or("-".into(), |f| f.to_string()),
+                h.upgrade
+                    .as_deref()
+                    .map_or(String::new(), |u| format!(" upgrade={u}"))
+            ),
+            Record::Ws(w) => format!(
+                "ws {} op={} fin={} masked={} len={} @{}{}",
+                w.dir.as_str(),
+                w.opcode,
+                w.fin,
+                w.masked,
+                w.len,
+                w.frame,
+                w.close_code.map_or(String::new(), |c| format!(" code={c}"))
+            ),
+            other => format!("{other:?}"),
+        })
+        .collect()
+}
+
+/// Table: a conversation → the records' summaries, and how many diagnostics.
+macro_rules! conv {
+    ($($name:ident: [$(($dir:expr, $bytes:expr)),* $(,)?] => [$($want:expr),* $(,)?], diags $nd:expr;)*) => {$(
+        #[test]
+        fn $name() {
+            let (recs, conn) = run(&[$(($dir, &$bytes[..])),*]);
+            let want: Vec<String> = vec![$($want.to_string()),*];
+            assert_eq!(summary(&recs), want, "diagnostics: {:?}", conn.diagnostics());
+            assert_eq!(conn.diagnostics().len(), $nd, "{:?}", conn.diagnostics());
+        }
+    )*};
+}
+
+conv! {
+    // ---- Content-Length and keep-alive ----
+    keepalive_two_gets: [
+        (C, b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n"),
+        (S, b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhel"),
+        (S, b"lo"),
+        (C, b"GET /b HTTP/1.1\r\nHost: x\r\n\r\n"),
+        (S, b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"),
+    ] => ["GET /a @1 body=0 end=1", "200 @2 body=5 end=3 req=1",
+          "GET /b @4 body=0 end=4", "404 @5 body=0 end=5 req=4"], diags 0;
+
+    head_split_across_segments: [
+        (C, b"GET /long HT"), (C, b"TP/1.1\r\nHo"), (C, b"st: x\r\n\r"), (C, b"\n"),
+    ] => ["GET /long @4 body=0 end=4"], diags 0;
+
+    post_body_in_pieces: [
+        (C, b"POST /p HTTP/1.1\r\nContent-Length: 6\r\n\r\nab"), (C, b"cd"), (C, b"ef"),
+        (S, b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n"),
+    ] => ["POST /p @1 body=6 end=3", "201 @4 body=0 end=4 req=1"], diags 0;
+
+    // ---- pipelining, HEAD, 1xx ----
+    pipelined_head_between_gets: [
+        (C, b"GET /1 HTTP/1.1\r\n\r\nHEAD /2 HTTP/1.1\r\n\r\nGET /3 HTTP/1.1\r\n\r\n"),
+        (S, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 200 OK\r\nContent-Length: 5000\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nx"),
+    ] => ["GET /1 @1 body=0 end=1", "HEAD /2 @1 body=0 end=1", "GET /3 @1 body=0 end=1",
+          "200 @2 body=2 end=2 req=1", "200 @2 body=0 end=2 req=1", "200 @2 body=1 end=2 req=1"], diags 0;
+
+    expect_100_continue: [
+        (C, b"POST /e HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n"),
+        (S, b"HTTP/1.1 100 Continue\r\n\r\n"),
+        (C, b"abc"),
+        (S, b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc"),
+    ] => ["100 @2 body=0 end=2 req=1", "POST /e @1 body=3 end=3", "200 @4 body=3 end=4 req=1"], diags 0;
+
+    status_204_and_304_have_no_body: [
+        (C, b"GET /n HTTP/1.1\r\n\r\nGET /m HTTP/1.1\r\n\r\n"),
+        (S, b"HTTP/1.1 204 No Content\r\n\r\nHTTP/1.1 304 Not Modified\r\nContent-Length: 99\r\n\r\n"),
+    ] => ["GET /n @1 body=0 end=1", "GET /m @1 body=0 end=1",
+          "204 @2 body=0 end=2 req=1", "304 @2 body=0 end=2 req=1"], diags 0;
+
+    // ---- chunked ----
+    chunked_with_trailers: [
+        (C, b"GET /c HTTP/1.1\r\n\r\n"),
+        (S, b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n"),
+        (S, b"6;ext=1\r\n world\r\n0\r\nX-Checksum: 1\r\n\r\n"),
+        (C, b"GET /next HTTP/1.1\r\n\r\n"),
+    ] => ["GET /c @1 body=0 end=1", "200 @2 body=11 end=3 req=1", "GET /next @4 body=0 end=4"], diags 0;
+
+    chunk_size_overflow: [
+        (C, b"GET / HTTP/1.1\r\n\r\n"),
+        (S, b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1ffffffffffffffff\r\n"),
+    ] => ["GET / @1 body=0 end=1", "200 @2 body=0 end=- req=1"], diags 1;
+
+    // ---- until close ----
+    until_close_completes_at_end: [
+        (C, b"GET / HTTP/1.0\r\n\r\n"),
+        (S, b"HTTP/1.0 200 OK\r\n\r\nsome "), (S, b"bytes"),
+    ] => ["GET / @1 body=0 end=1", "200 @2 body=10 end=4 req=1"], diags 0;
+
+    body_cut_short_at_end: [
+        (C, b"POST / HTTP/1.1\r\nContent-Length: 10\r\n\r\nabc"),
+    ] => ["POST / @1 body=3 end=-"], diags 1;
+
+    message_after_connection_close: [
+        (C, b"GET / HTTP/1.1\r\nConnection: close\r\n\r\nGET /2 HTTP/1.1\r\n\r\n"),
+    ] => ["GET / @1 body=0 end=1", "GET /2 @1 body=0 end=1"], diags 1;
+
+    // ---- bad input ----
+    not_http: [
+        (C, b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03"),
+        (S, b"\x16\x03\x03\x00\x7a\x02\x00\x00\x76"),
+    ] => [], diags 2;
+
+    garbage_after_message: [
+        (C, b"GET / HTTP/1.1\r\n\r\n\x00\x01garbage"),
+        (C, b"GET /ignored HTTP/1.1\r\n\r\n"),
+    ] => ["GET / @1 body=0 end=1"], diags 1;
+
+    header_never_ends: [
+        (C, b"GET / HTTP/1.1\r\n"),
+        (C, &[b'X'; 70 * 1024]),
+    ] => [], diags 1;
+
+    stream_ends_inside_header: [
+        (C, b"GET / HTTP/1.1\r\nHost"),
+    ] => [], diags 1;
+
+    // ---- WebSocket ----
+    websocket_upgrade_and_frames: [
+        (C, b"GET /chat HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"),
+        (S, b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"),
+        (C, ws::encode(true, 1, Some([1, 2, 3, 4]), b"hi")),
+        (S, ws::encode(true, 1, None, b"hi")),
+        (C, ws::encode(true, 8, Some([9, 9, 9, 9]), &[3, 232])),
+    ] => ["GET /chat @1 body=0 end=1", "101 @2 body=0 end=2 req=1 upgrade=websocket",
+          "ws c2s op=1 fin=true masked=true len=2 @3", "ws s2c op=1 fin=true masked=false len=2 @4",
+          "ws c2s op=8 fin=true masked=true len=2 @5 code=1000"], diags 0;
+
+    websocket_frames_right_after_101_in_one_segment: [
+        (C, b"GET /chat HTTP/1.1\r\nUpgrade: websocket\r\n\r\n"),
+        (S, [&b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n"[..], &ws::encode(true, 2, None, &[0; 300])].concat()),
+    ] => ["GET /chat @1 body=0 end=1", "101 @2 body=0 end=2 req=1 upgrade=websocket",
+          "ws s2c op=2 fin=true masked=false len=300 @2"], diags 0;
+
+    upgrade_declined_goes_on_as_http: [
+        (C, b"GET /chat HTTP/1.1\r\nUpgrade: websocket\r\n\r\n"),
+        (C, b"GET /x HTTP/1.1\r\n\r\n"),
+        (S, b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"),
+    ] => ["GET /chat @1 body=0 end=1", "400 @3 body=0 end=3 req=1", "GET /x @2 body=0 end=2",
+          "200 @3 body=0 end=3 req=2"], diags 0;
+}
+
+// ---- gaps --------------------------------------------------------------------------------------
+
+#[test]
+fn gap_inside_a_length_body_keeps_framing() {
+    let mut c = HttpConn::new(0);
+    let mut out = Vec::new();
+    let t = Timestamp(0);
+    c.on_data(C, b"GET / HTTP/1.1\r\n\r\n", 1, t, &mut out);
+    c.on_data(
+        S,
+        b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nab",
+        2,
+        t,
+        &mut out,
+    );
+    c.on_gap(S, 5, 3, &mut out);
+    c.on_data(S, b"cde", 4, t, &mut out);
+    c.on_data(C, b"GET /2 HTTP/1.1\r\n\r\n", 5, t, &mut out);
+    c.on_data(S, b"HTTP/1.1 204 No Content\r\n\r\n", 6, t, &mut out);
+    assert_eq!(
+        summary(&out),
+        [
+            "GET / @1 body=0 end=1",
+            "200 @2 body=5 end=4 req=1",
+            "GET /2 @5 body=0 end=5",
+            "204 @6 body=0 end=6 req=5"
+        ]
+    );
+    assert!(c.diagnostics().is_empty());
+}
+
+#[test]
+fn gap_in_a_header_resyncs_at_the_next_message() {
+    let mut c = HttpConn::new(0);
+    let mut out = Vec::new();
+    let t = Timestamp(0);
+    c.on_data(C, b"GET /1 HTTP/1.1\r\nHo", 1, t, &mut out);
+    c.on_gap(C, 100, 2, &mut out);
+    c.on_data(
+        C,
+        b"rest of a lost header\r\n\r\nGET /2 HTTP/1.1\r\n",
+        3,
+        t,
+        &mut out,
+    );
+    c.on_data(C, b"Host: x\r\n\r\n", 4, t, &mut out);
+    assert_eq!(summary(&out), ["GET /2 @4 body=0 end=4"]);
+    assert_eq!(c.diagnostics().len(), 1);
+}
+
+#[test]
+fn gap_after_not_http_allows_resync() {
+    let mut c = HttpConn::new(0);
+    let mut out = Vec::new();
+    let t = Timestamp(0);
+    c.on_data(
+        S,
+        b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nx\x00garbage",
+        1,
+        t,
+        &mut out,
+    );
+    c.on_data(S, b"HTTP/1.1 500 Lost\r\n\r\n", 2, t, &mut out); // still lost: ignored
+    c.on_gap(S, 10, 3, &mut out);
+    c.on_data(
+        S,
+        b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n",
+        4,
+        t,
+        &mut out,
+    );
+    assert_eq!(
+        summary(&out),
+        ["200 @1 body=1 end=1 req=-", "404 @4 body=0 end=4 req=-"]
+    );
+}
+
+#[test]
+fn websocket_gap_inside_payload_is_survived_and_in_header_is_not() {
+    let mut c = HttpConn::new(0);
+    let mut out = Vec::new();
+    let t = Timestamp(0);
+    c.on_data(
+        C,
+        b"GET / HTTP/1.1\r\nUpgrade: websocket\r\n\r\n",
+        1,
+        t,
+        &mut out,
+    );
+    c.on_data(
+        S,
+        b"HTTP/1.1 101 OK\r\nUpgrade: websocket\r\n\r\n",
+        2,
+        t,
+        &mut out,
+    );
+    let f = ws::encode(true, 2, None, &[1; 1000]);
+    c.on_data(S, &f[..100], 3, t, &mut out);
+    c.on_gap(S, 800, 4, &mut out);
+    c.on_data(S, &f[900..], 5, t, &mut out);
+    c.on_gap(S, 1, 6, &mut out);
+    c.on_data(S, &f, 7, t, &mut out);
+    let ws: Vec<_> = out.iter().filter(|r| matches!(r, Record::Ws(_))).collect();
+    assert_eq!(ws.len(), 1);
+    assert_eq!(c.diagnostics().len(), 1, "{:?}", c.diagnostics());
+}
+
+// ---- split anywhere ----------------------------------------------------------------------------
+
+/// A realistic conversation touching every framing rule.
+fn conversation() -> Vec<(Dir, Vec<u8>)> {
+    let mut ws_c = ws::encode(false, 1, Some([1, 2, 3, 4]), b"frag");
+    ws_c.extend(ws::encode(true, 0, Some([5, 6, 7, 8]), b"ment"));
+    ws_c.extend(ws::encode(true, 8, Some([0, 0, 0, 0]), &[3, 233]));
+    let mut ws_s = ws::encode(true, 2, None, &[7; 300]);
+    ws_s.extend(ws::encode(true, 2, None, &[7; 70000]));
+    vec![
+        (C, b"GET /a HTTP/1.1\r\nHost: h\r\nCookie: s=1\r\n\r\nHEAD /b HTTP/1.1\r\n\r\nPOST /c HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n".to_vec()),
+        (S, b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabcHTTP/1.1 200 OK\r\nContent-Length: 99\r\n\r\nHTTP/1.1 100 Continue\r\n\r\n".to_vec()),
+        (C, b"wxyzGET /d HTTP/1.1\r\n\r\nGET /ws HTTP/1.1\r\nUpgrade: websocket\r\n\r\n".to_vec()),
+        (S, b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nwxyz\r\n0\r\nT: 1\r\n\r\nHTTP/1.1 304 Not Modified\r\n\r\nHTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n".to_vec()),
+        (C, ws_c),
+        (S, ws_s),
+    ]
+}
+
+fn run_split(conv: &[(Dir, Vec<u8>)], cut: &mut dyn FnMut(usize) -> Vec<usize>) -> Vec<Record> {
+    let mut c = HttpConn::new(1);
+    let mut out = Vec::new();
+    for (n, (dir, bytes)) in conv.iter().enumerate() {
+        let mut at = 0;
+        let mut cuts = cut(bytes.len());
+        cuts.push(bytes.len());
+        for end in cuts {
+            let end = end.clamp(at, bytes.len());
+            c.on_data(*dir, &bytes[at..end], n as u64 + 1, Timestamp(0), &mut out);
+            at = end;
+        }
+    }
+    c.on_end(C, 99, Timestamp(0), &mut out);
+    c.on_end(S, 99, Timestamp(0), &mut out);
+    out
+}
+
+#[test]
+fn conversation_records() {
+    let recs = run_split(&conversation(), &mut |_| vec![]);
+    assert_eq!(
+        summary(&recs),
+        [
+            "GET /a @1 body=0 end=1",
+            "HEAD /b @1 body=0 end=1",
+            "200 @2 body=3 end=2 req=1",
+            "200 @2 body=0 end=2 req=1",
+            "100 @2 body=0 end=2 req=1",
+            "POST /c @1 body=4 end=3",
+            "GET /d @3 body=0 end=3",
+            "GET /ws @3 body=0 end=3",
+            "200 @4 body=4 end=4 req=1",
+            "304 @4 body=0 end=4 req=3",
+            "101 @4 body=0 end=4 req=3 upgrade=websocket",
+            "ws c2s op=1 fin=false masked=true len=4 @5",
+            "ws c2s op=0 fin=true masked=true len=4 @5",
+            "ws c2s op=8 fin=true masked=true len=2 @5 code=1001",
+            "ws s2c op=2 fin=true masked=false len=300 @6",
+            "ws s2c op=2 fin=true masked=false len=70000 @6",
+        ]
+    );
+    let Record::Http(a) = &recs[0] else { panic!() };
+    assert_eq!(a.carries, ["Host", "Cookie"]);
+}
+
+#[test]
+fn split_at_every_byte_gives_the_same_records() {
+    let conv = conversation();
+    let whole = run_split(&conv, &mut |_| vec![]);
+    // Every single split point of every segment, and every byte on its own.
+    for (seg, (_, bytes)) in conv.iter().enumerate() {
+        for at in 1..bytes.len().min(400) {
+            let got = run_split(&conv, &mut |len| {
+                if len == bytes.len() {
+                    vec![at]
+                } else {
+                    vec![]
+                }
+            });
+            assert_eq!(got, whole, "segment {seg} split at {at}");
+        }
+    }
+    let bytewise = run_split(&conv, &mut |len| (1..len).collect());
+    assert_eq!(bytewise, whole);
+}
+
+proptest! {
+    #[test]
+    fn random_splits_give_the_same_records(seed in any::<u64>()) {
+        let conv = conversation();
+        let whole = run_split(&conv, &mut |_| vec![]);
+        let mut x = seed | 1;
+        let got = run_split(&conv, &mut |len| {
+            let mut cuts = Vec::new();
+            let mut at = 0;
+            while at < len {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                at += 1 + (x % 97) as usize;
+                cuts.push(at.min(len));
+            }
+            cuts
+        });
+        prop_assert_eq!(got, whole);
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic(
+        steps in proptest::collection::vec((any::<bool>(), proptest::collection::vec(any::<u8>(), 0..80), 0u64..4), 0..20)
+    ) {
+        let mut c = HttpConn::new(0);
+        let mut out = Vec::new();
+        for (n, (d, bytes, gap)) in steps.iter().enumerate() {
+            let dir = if *d { C } else { S };
+            c.on_data(dir, bytes, n as u64, Timestamp(0), &mut out);
+            if *gap == 3 {
+                c.on_gap(dir, 17, n as u64, &mut out);
+            }
+        }
+        c.on_end(C, 0, Timestamp(0), &mut out);
+        c.on_end(S, 0, Timestamp(0), &mut out);
+    }
+
+    #[test]
+    fn http_like_bytes_never_panic(
+        parts in proptest::collection::vec(prop_oneof![
+            Just(b"GET / HTTP/1.1\r\n".to_vec()), Just(b"HTTP/1.1 200 OK\r\n".to_vec()),
+            Just(b"Content-Length: 3\r\n".to_vec()), Just(b"Transfer-Encoding: chunked\r\n".to_vec()),
+            Just(b"Upgrade: websocket\r\n".to_vec()), Just(b"\r\n".to_vec()), Just(b"3\r\nabc\r\n0\r\n".to_vec()),
+            Just(b"HTTP/1.1 101 S\r\n".to_vec()), Just(vec![0x81, 0x7f]), Just(vec![0xff; 9]),
+        ], 0..30),
+        dirs in proptest::collection::vec(any::<bool>(), 30),
+    ) {
+        let mut c = HttpConn::new(0);
+        let mut out = Vec::new();
+        for (n, p) in parts.iter().enumerate() {
+            let dir = if dirs[n] { C } else { S };
+            c.on_data(dir, p, n as u64, Timestamp(0), &mut out);
+        }
+        c.on_end(C, 0, Timestamp(0), &mut out);
+        c.on_end(S, 0, Timestamp(0), &mut out);
+        prop_assert!(c.diagnostics().len() <= MAX_DIAGNOSTICS + 1);
+    }
+}
+
+#[test]
+fn midstream_start_finds_the_next_message() {
+    let mut c = HttpConn::new(0);
+    c.start_midstream();
+    let mut out = Vec::new();
+    let t = Timestamp(0);
+    c.on_data(
+        S,
+        b"tail of a body\r\nHTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nx",
+        1,
+        t,
+        &mut out,
+    );
+    c.on_data(C, b"ost: x\r\n\r\nGET /n HTTP/1.1\r\n\r\n", 2, t, &mut out);
+    assert_eq!(
+        summary(&out),
+        ["200 @1 body=1 end=1 req=-", "GET /n @2 body=0 end=2"]
+    );
+    assert!(c.diagnostics().is_empty(), "{:?}", c.diagnostics());
+}
+
+#[test]
+fn a_response_on_the_request_side_is_a_diagnostic() {
+    let (recs, c) = run(&[(C, b"GET / HTTP/1.1\r\n\r\nHTTP/1.1 200 OK\r\n\r\n")]);
+    assert_eq!(summary(&recs), ["GET / @1 body=0 end=1"]);
+    assert!(c.diagnostics()[0].contains("a response where requests were flowing"));
+}
+
+#[test]
+fn a_head_trickling_in_one_byte_at_a_time_is_parsed_once_complete() {
+    let mut head = b"GET /slow HTTP/1.1\r\n".to_vec();
+    for i in 0..2000 {
+        head.extend_from_slice(format!("X-H{i}: v\r\n").as_bytes());
+    }
+    head.extend_from_slice(b"\r\n");
+    let mut c = HttpConn::new(0);
+    let mut out = Vec::new();
+    for (n, b) in head.iter().enumerate() {
+        c.on_data(C, std::slice::from_ref(b), n as u64, Timestamp(0), &mut out);
+    }
+    // More fields than httparse's table holds: a diagnostic, not a hang or a panic.
+    assert!(out.is_empty());
+    assert_eq!(c.diagnostics().len(), 1, "{:?}", c.diagnostics());
+}

@@ -1,0 +1,388 @@
+//! Replay against independent truth, and golden outputs.
+//!
+//! * `oracle_agreement`: every capture in `tests/fixtures/` that has tshark 4.0's per-packet
+//!   oracle (`NAME.packets.tsv`) must agree 100%: connection index (one-to-one with
+//!   `tcp.stream`), relative seq/ack, length, window and every analysis flag; HTTP requests,
+//!   responses and WebSocket opcodes per connection against `NAME.http.tsv`; each endpoint's
+//!   final state against the kernel's own socket table (`NAME.kernel.tsv`, from `ss`).
+//! * `golden_outputs`: the JSONL and table outputs of the small fixtures are byte-for-byte the
+//!   files in `tests/golden/`. Regenerate after an intended change with
+//!   `UPDATE_GOLDEN=1 cargo test --test replay` and review the diff.
+
+use statescope::capture::pcap_file;
+use statescope::cli::{Format, OutputArgs};
+use statescope::engine::{run_source, Engine, EngineOptions};
+use statescope::output::{make_sink, Sink};
+use statescope::record::Record;
+use statescope::tcp::PacketSel;
+use std::collections::{BTreeMap, HashMap};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+/// Per connection: requests (method, uri), response codes, WebSocket opcodes.
+type Messages = (Vec<(String, String)>, Vec<String>, Vec<String>);
+
+struct Collect(Vec<Record>);
+
+impl Sink for Collect {
+    fn record(&mut self, rec: &Record) -> io::Result<()> {
+        self.0.push(rec.clone());
+        Ok(())
+    }
+    fn finish(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+fn captures() -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(fixtures())
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            matches!(
+                p.extension().and_then(|e| e.to_str()),
+                Some("pcap" | "pcapng")
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+fn records(path: &Path) -> Vec<Record> {
+    let mut src = pcap_file::open(path).unwrap();
+    let mut opts = EngineOptions::from_args(&OutputArgs::default(), PacketSel::All);
+    opts.http = true;
+    opts.tracker.reassemble = true;
+    let mut engine = Engine::new(opts);
+    let mut sink = Collect(Vec::new());
+    run_source(src.as_mut(), &mut engine, &mut sink).unwrap();
+    sink.0
+}
+
+fn tsv(path: &Path) -> Option<Vec<HashMap<String, String>>> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let mut lines = text.lines();
+    let head: Vec<&str> = lines.next()?.split('\t').collect();
+    Some(
+        lines
+            .map(|l| {
+                head.iter()
+                    .zip(l.split('\t').chain(std::iter::repeat("")))
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect()
+            })
+            .collect(),
+    )
+}
+
+const FLAGS: [(&str, &str); 14] = [
+    ("tcp.analysis.retransmission", "retransmission"),
+    ("tcp.analysis.fast_retransmission", "fast_retransmission"),
+    (
+        "tcp.analysis.spurious_retransmission",
+        "spurious_retransmission",
+    ),
+    ("tcp.analysis.out_of_order", "out_of_order"),
+    ("tcp.analysis.duplicate_ack", "dup_ack"),
+    ("tcp.analysis.zero_window", "zero_window"),
+    ("tcp.analysis.zero_window_probe", "zero_window_probe"),
+    (
+        "tcp.analysis.zero_window_probe_ack",
+        "zero_window_probe_ack",
+    ),
+    ("tcp.analysis.window_update", "window_update"),
+    ("tcp.analysis.window_full", "window_full"),
+    ("tcp.analysis.keep_alive", "keep_alive"),
+    ("tcp.analysis.keep_alive_ack", "keep_alive_ack"),
+    ("tcp.analysis.lost_segment", "lost_segment"),
+    ("tcp.analysis.ack_lost_segment", "ack_lost_segment"),
+];
+
+/// Canonical "ip:port" for matching kernel sockets (brackets off IPv6).
+fn norm(s: &str) -> String {
+    let (h, p) = s.rsplit_once(':').unwrap_or((s, ""));
+    format!("{}:{p}", h.trim_matches(|c| c == '[' || c == ']'))
+}
+
+/// Compare one capture with its oracles; returns the disagreements.
+fn check(path: &Path) -> (usize, Vec<String>) {
+    let base = path.with_extension("");
+    let Some(oracle) = tsv(&base.with_extension("packets.tsv")) else {
+        return (0, vec![]);
+    };
+    let recs = records(path);
+    let mut bad = Vec::new();
+    let pk: HashMap<u64, _> = recs
+        .iter()
+        .filter_map(|r| {
+            if let Record::Packet(p) = r {
+                Some((p.frame, p))
+            } else {
+                None
+            }
+        })
+        .collect();
+    let conns: Vec<_> = recs
+        .iter()
+        .filter_map(|r| {
+            if let Record::Conn(c) = r {
+                Some(c)
+            } else {
+                None
+            }
+        })
+        .collect();
+    let (mut fwd, mut back) = (HashMap::new(), HashMap::new());
+    let mut compared = 0;
+    let mut streams = std::collections::BTreeSet::new();
+    for o in &oracle {
+        let Some(stream) = o.get("tcp.stream").filter(|s| !s.is_empty()) else {
+            continue;
+        };
+        let stream: u64 = stream.parse().unwrap();
+        streams.insert(stream);
+        let frame: u64 = o["frame.number"].parse().unwrap();
+        let Some(p) = pk.get(&frame) else {
+            bad.push(format!("frame {frame}: no packet record"));
+            continue;
+        };
+        compared += 1;
+        if *fwd.entry(stream).or_insert(p.conn) != p.conn
+            || *back.entry(p.conn).or_insert(stream) != stream
+        {
+            bad.push(format!(
+                "frame {frame}: conn {} vs tcp.stream {stream}",
+                p.conn
+            ));
+        }
+        let num = |k: &str| {
+            o.get(k)
+                .and_then(|v| v.split(',').next())
+                .and_then(|v| v.parse::<u64>().ok())
+        };
+        if num("tcp.seq") != Some(p.seq as u64) {
+            bad.push(format!(
+                "frame {frame}: seq {} vs {:?}",
+                p.seq,
+                num("tcp.seq")
+            ));
+        }
+        if o.get("tcp.flags.str").is_some_and(|f| f.contains('A'))
+            && num("tcp.ack") != p.ack.map(u64::from)
+        {
+            bad.push(format!(
+                "frame {frame}: ack {:?} vs {:?}",
+                p.ack,
+                num("tcp.ack")
+            ));
+        }
+        if num("tcp.len") != Some(p.len as u64) {
+            bad.push(format!(
+                "frame {frame}: len {} vs {:?}",
+                p.len,
+                num("tcp.len")
+            ));
+        }
+        if let Some(w) = num("tcp.window_size") {
+            if w != p.win {
+                bad.push(format!("frame {frame}: win {} vs {w}", p.win));
+            }
+        }
+        for (field, name) in FLAGS {
+            let Some(v) = o.get(field) else { continue };
+            let want = !v.is_empty();
+            let have = p.analysis.iter().any(|a| a == name);
+            if want != have {
+                bad.push(format!("frame {frame}: {name} tool {have} tshark {want}"));
+            }
+        }
+    }
+    if streams.len() != conns.len() {
+        bad.push(format!(
+            "{} conn records vs {} tcp.streams",
+            conns.len(),
+            streams.len()
+        ));
+    }
+
+    // HTTP and WebSocket, per connection, in order.
+    if let Some(http) = tsv(&base.with_extension("http.tsv")) {
+        let mut want: BTreeMap<u64, Messages> =
+            BTreeMap::new();
+        for h in &http {
+            let Some(s) = h.get("tcp.stream").and_then(|s| s.parse::<u64>().ok()) else {
+                continue;
+            };
+            let w = want.entry(s).or_default();
+            let methods: Vec<&str> = h["http.request.method"].split(',').collect();
+            let uris: Vec<&str> = h["http.request.uri"].split(',').collect();
+            for (i, m) in methods.iter().enumerate().filter(|(_, m)| !m.is_empty()) {
+                w.0.push((m.to_string(), uris.get(i).unwrap_or(&"").to_string()));
+            }
+            w.1.extend(
+                h["http.response.code"]
+                    .split(',')
+                    .filter(|c| !c.is_empty())
+                    .map(String::from),
+            );
+            w.2.extend(
+                h["websocket.opcode"]
+                    .split(',')
+                    .filter(|c| !c.is_empty())
+                    .map(String::from),
+            );
+        }
+        let mut got: BTreeMap<u64, Messages> =
+            BTreeMap::new();
+        for r in &recs {
+            match r {
+                Record::Http(h) => {
+                    let Some(&s) = back.get(&h.conn) else {
+                        continue;
+                    };
+                    let g = got.entry(s).or_default();
+                    if let Some(m) = &h.method {
+                        g.0.push((m.clone(), h.uri.clone().unwrap_or_default()));
+                    }
+                    if let Some(st) = h.status {
+                        g.1.push(st.to_string());
+                    }
+                }
+                Record::Ws(w) => {
+                    if let Some(&s) = back.get(&w.conn) {
+                        got.entry(s).or_default().2.push(w.opcode.to_string());
+                    }
+                }
+                _ => {}
+            }
+        }
+        for s in want.keys().chain(got.keys()) {
+            let (w, g) = (
+                want.get(s).cloned().unwrap_or_default(),
+                got.get(s).cloned().unwrap_or_default(),
+            );
+            if w != g {
+                bad.push(format!("stream {s} http: tool {:?} tshark {:?}", g, w));
+            }
+        }
+    }
+
+    // Final endpoint states against the kernel's socket table.
+    if let Some(kern) = tsv(&base.with_extension("kernel.tsv")) {
+        for k in kern.iter().filter(|k| k["state"] != "LISTEN") {
+            let (l, r) = (norm(&k["local"]), norm(&k["remote"]));
+            let hit = conns.iter().rev().find_map(|c| {
+                if norm(&c.client) == l && norm(&c.server) == r {
+                    Some(&c.client_state)
+                } else if norm(&c.server) == l && norm(&c.client) == r {
+                    Some(&c.server_state)
+                } else {
+                    None
+                }
+            });
+            if hit != Some(&k["state"]) {
+                bad.push(format!(
+                    "socket {l} -> {r}: tool {hit:?} kernel {}",
+                    k["state"]
+                ));
+            }
+        }
+    }
+    (compared, bad)
+}
+
+#[test]
+fn oracle_agreement() {
+    let mut failures = Vec::new();
+    let mut total = 0;
+    for cap in captures() {
+        let (n, bad) = check(&cap);
+        total += n;
+        if !bad.is_empty() {
+            let name = cap.file_name().unwrap().to_string_lossy().to_string();
+            failures.push(format!(
+                "{name}: {} disagreements, first: {:?}",
+                bad.len(),
+                &bad[..bad.len().min(5)]
+            ));
+        }
+    }
+    assert!(total > 10_000, "too few packets compared: {total}");
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// A writer the test can read back after the sink is dropped.
+#[derive(Clone, Default)]
+struct Shared(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Shared {
+    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+fn render(path: &Path, format: Format) -> String {
+    let args = OutputArgs {
+        format,
+        quiet: true,
+        ..OutputArgs::default()
+    };
+    let out = Shared::default();
+    let mut sink = make_sink(&args, Box::new(out.clone()));
+    let mut engine = Engine::new(EngineOptions::from_args(&args, sink.wants_packets()));
+    let mut src = pcap_file::open(path).unwrap();
+    run_source(src.as_mut(), &mut engine, sink.as_mut()).unwrap();
+    drop(sink);
+    let bytes = out.0.lock().unwrap().clone();
+    String::from_utf8(bytes).unwrap()
+}
+
+#[test]
+fn golden_outputs() {
+    let update = std::env::var_os("UPDATE_GOLDEN").is_some();
+    let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden");
+    let mut diffs = Vec::new();
+    for cap in captures() {
+        // The big captures are covered by the oracle test; goldens stay small.
+        if std::fs::metadata(&cap).unwrap().len() > 400_000 {
+            continue;
+        }
+        let name = cap.file_name().unwrap().to_string_lossy().to_string();
+        for (format, ext) in [(Format::Jsonl, "jsonl"), (Format::Table, "table.txt")] {
+            let got = render(&cap, format);
+            let file = golden.join(format!("{name}.{ext}"));
+            if update {
+                std::fs::write(&file, &got).unwrap();
+                continue;
+            }
+            let want = std::fs::read_to_string(&file).unwrap_or_default();
+            if got != want {
+                let line = got
+                    .lines()
+                    .zip(want.lines())
+                    .position(|(a, b)| a != b)
+                    .unwrap_or(0);
+                diffs.push(format!(
+                    "{}: first difference at line {}",
+                    file.display(),
+                    line + 1
+                ));
+            }
+        }
+    }
+    assert!(
+        diffs.is_empty(),
+        "golden files differ (UPDATE_GOLDEN=1 to regenerate):\n{}",
+        diffs.join("\n")
+    );
+}
