@@ -4,9 +4,12 @@
 # Builds two large record sets from the real bulk-loss-rx records (5147 segments, 216 analysis
 # events): "one" stitches 20 copies into a single 102 940-segment connection (sequence numbers,
 # times and frames shifted, so it reads as one long lossy transfer); "many" keeps the 20 copies
-# as 20 connections. Renders each to HTML, then times headless chromium loading it (to the end
-# of the page's own script, which runs after the DOM is parsed) against a small report as the
-# baseline, side by side with hyperfine. The page's self-check line gives the in-browser times.
+# as 20 connections. Renders each to HTML, then measures headless chromium opening it:
+#  - in the page: the self-check line's parse_ms is performance.now() when the page's last
+#    script runs (the DOM is parsed: DOM-ready), check_ms the layout and counting after it;
+#  - whole browser runs, side by side with hyperfine against a small report as the baseline:
+#    --screenshot (start, load, lay out, paint, exit) and --dump-dom (the same, plus
+#    serialising the whole DOM back out, which large pages pay for and users do not).
 #
 # Usage: bench/report.sh [OUT_DIR]   (needs chromium, hyperfine, python3)
 set -euo pipefail

@@ -193,8 +193,10 @@ fn unwritable_paths_are_clear_errors() {
     assert!(format!("{err:#}").contains("cannot create the SVG folder"));
 }
 
-/// HTTP and WebSocket records at real frames of the WebSocket capture (the HTTP parser is not
-/// in this branch yet): the ladder marks them on the segments that carried them.
+/// HTTP and WebSocket records at real frames of the WebSocket capture's records (which were
+/// made before the HTTP parser landed), independent of the parser's output: the ladder marks
+/// them on the segments that carried them. The parser's own records are checked end to end in
+/// `replay_writes_the_report_with_http_and_websocket_marked`.
 fn websocket_with_messages() -> Vec<Record> {
     let mut recs = fixture("websocket");
     recs.push(Record::Http(HttpRec {
@@ -494,4 +496,62 @@ mod any_records {
             prop_assert!(!full.contains("<any>"), "the title is escaped");
         }
     }
+}
+
+// ---- end to end: `statescope replay CAPTURE --html FILE --svg DIR` ----
+
+#[test]
+fn replay_writes_the_report_with_http_and_websocket_marked() {
+    let dir = artifacts();
+    let pcap = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/websocket.pcap");
+    let html = dir.join("replay-websocket.html");
+    let svg = dir.join("replay-websocket-svg");
+    let _ = std::fs::remove_dir_all(&svg);
+    let out = assert_cmd::Command::cargo_bin("statescope")
+        .unwrap()
+        .args(["replay", "--format", "jsonl", "-q"])
+        .arg(&pcap)
+        .arg("--html")
+        .arg(&html)
+        .arg("--svg")
+        .arg(&svg)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The same run's records, as printed: the report must agree with them.
+    let recs: Vec<Record> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let http = recs.iter().filter(|r| matches!(r, Record::Http(_))).count();
+    let ws = recs.iter().filter(|r| matches!(r, Record::Ws(_))).count();
+    assert!(http >= 2 && ws >= 2, "{http} http, {ws} ws records");
+    let page = std::fs::read_to_string(&html).unwrap();
+    let drawing = &page[..page.find("<script type=\"application/json\"").unwrap()];
+    // Each message is marked once, on the ladder (HTTP in purple, WebSocket in teal).
+    assert_eq!(drawing.matches("<text class=\"http\"").count(), http);
+    assert_eq!(drawing.matches("<text class=\"ws\"").count(), ws);
+    assert!(drawing.contains("(upgrade: websocket)"));
+    let svgs: BTreeSet<String> = std::fs::read_dir(&svg)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(svgs.contains("conn-0-ladder.svg"), "{svgs:?}");
+
+    let Some(bin) = chromium() else {
+        eprintln!("browser part skipped: chromium not found");
+        return;
+    };
+    let dom = run_chromium(&bin, &["--virtual-time-budget=5000", "--dump-dom"], &html);
+    let sc = selfcheck(&dom);
+    assert_eq!(num(&sc, "errors"), 0, "{sc:?}");
+    assert_eq!(
+        num(&sc, "arrows") + num(&sc, "folded") + num(&sc, "sectioned"),
+        expect(&recs, 50).packets
+    );
 }

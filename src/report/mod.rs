@@ -116,8 +116,9 @@ impl crate::output::Sink for Collect<'_> {
     fn finish(&mut self) -> std::io::Result<()> {
         self.inner.finish()
     }
-    fn wants_packets(&self) -> bool {
-        true
+    /// The report draws every segment, whatever the printer wants.
+    fn wants_packets(&self) -> crate::tcp::PacketSel {
+        crate::tcp::PacketSel::All
     }
 }
 
