@@ -79,4 +79,5 @@ hyperfine --warmup 1 --runs 5 -N \
     -n small "chromium $flags --dump-dom file://$PWD/$out/small.html" \
     -n one-100k "chromium $flags --dump-dom file://$PWD/$out/one.html" \
     -n many-100k "chromium $flags --dump-dom file://$PWD/$out/many.html" \
-    -n one-100k-screenshot "chromium $flags --screenshot=$PWD/$out/one.png --window-size=1400,2000 file://$PWD/$out/one.html"
+    -n one-100k-screenshot "chromium $flags --screenshot=$PWD/$out/one.png --window-size=1400,2000 file://$PWD/$out/one.html" \
+    -n many-100k-screenshot "chromium $flags --screenshot=$PWD/$out/many.png --window-size=1400,2000 file://$PWD/$out/many.html"
