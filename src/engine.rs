@@ -57,6 +57,7 @@ impl EngineOptions {
                 explain: args.explain,
                 reassemble: http || args.follow.is_some(),
                 reassembly_cap: args.reassembly_cap,
+                analysis: !args.no_analysis,
                 ..TrackerConfig::default()
             },
             http,

@@ -31,6 +31,7 @@
 //! once, further excess connections are closed without a reply).
 
 pub mod auth;
+pub mod bridge;
 pub mod routes;
 pub mod stats;
 pub mod ws;
@@ -100,12 +101,6 @@ impl Default for ServerConfig {
 impl ServerConfig {
     /// Settings from the command line, checked.
     pub fn from_args(args: &ServeArgs) -> anyhow::Result<Self> {
-        if let Some(url) = &args.broker {
-            anyhow::bail!(
-                "--broker {url}: sharing WebSocket events through a broker is not yet supported \
-                 by `serve`; run without --broker"
-            );
-        }
         let t = args.header_timeout;
         if !(t.is_finite() && t > 0.0 && t <= 86_400.0) {
             anyhow::bail!("--header-timeout {t}: give a number of seconds between 0 and 86400");
@@ -464,12 +459,17 @@ async fn shutdown_signal() {
 /// `statescope serve`.
 pub fn serve_command(args: &ServeArgs) -> anyhow::Result<ExitCode> {
     let addr = parse_listen(&args.listen)?;
-    let app = Arc::new(App::new(ServerConfig::from_args(args)?)?);
+    let mut config = ServerConfig::from_args(args)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
     rt.block_on(async {
+        if let Some(url) = &args.broker {
+            config.broker = Some(bridge::connect(url).await?);
+            eprintln!("sharing WebSocket messages through {url} (channel {})", bridge::CHANNEL);
+        }
+        let app = Arc::new(App::new(config)?);
         let listener = bind(addr).await?;
         let addr = listener.local_addr()?;
         if !addr.ip().is_loopback() {
@@ -528,15 +528,9 @@ mod tests {
             &["--max-connections", "0"],
             &["--header-timeout", "0"],
             &["--header-timeout", "NaN"],
-            &["--broker", "redis://127.0.0.1:1"],
         ] {
             let err = ServerConfig::from_args(&args(bad)).err();
             assert!(err.is_some(), "{bad:?} accepted");
         }
-        let err = ServerConfig::from_args(&args(&["--broker", "redis://x"]))
-            .err()
-            .unwrap()
-            .to_string();
-        assert!(err.contains("not yet supported"), "{err}");
     }
 }

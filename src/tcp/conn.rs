@@ -53,6 +53,8 @@ pub struct TrackerConfig {
     pub reassembly_cap: usize,
     /// Keep every endpoint state change on the connection record.
     pub keep_transitions: bool,
+    /// Run Wireshark's analysis (off only to measure its cost).
+    pub analysis: bool,
 }
 
 impl Default for TrackerConfig {
@@ -65,6 +67,7 @@ impl Default for TrackerConfig {
             reassemble: true,
             reassembly_cap: 4 << 20,
             keep_transitions: true,
+            analysis: true,
         }
     }
 }
@@ -268,7 +271,9 @@ impl Conn {
             window: seg.window,
             sack: seg.options.sack_blocks(),
         };
-        let a = {
+        let a = if !cfg.analysis {
+            Analysis::default()
+        } else {
             let [e0, e1] = &mut self.ep;
             let (fw, rv) = if f == 0 {
                 (&mut e0.flow, &mut e1.flow)
