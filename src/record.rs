@@ -8,7 +8,13 @@
 //! and read back (they derive `Deserialize`) by tests and by [`crate::report`].
 
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// A name from a fixed set (flags, analysis events, states): borrowed when the engine makes
+/// it, so building a packet record allocates almost nothing; owned when read back from JSON.
+pub type Name = Cow<'static, str>;
 
 /// Direction of a segment or message relative to the connection's client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
@@ -58,9 +64,9 @@ pub struct PacketRec {
     pub ts: f64,
     pub conn: u64,
     pub dir: Dir,
-    pub src: String,
-    pub dst: String,
-    pub flags: Vec<String>,
+    pub src: Arc<str>,
+    pub dst: Arc<str>,
+    pub flags: Vec<Name>,
     pub seq: u32,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub ack: Option<u32>,
@@ -69,7 +75,7 @@ pub struct PacketRec {
     pub ack_raw: Option<u32>,
     pub len: u32,
     pub win: u64,
-    pub analysis: Vec<String>,
+    pub analysis: Vec<Name>,
     /// Event name → one sentence saying why Wireshark's rule fired, with the values compared.
     #[serde(skip_serializing_if = "BTreeMap::is_empty", default)]
     pub why: BTreeMap<String, String>,
@@ -86,8 +92,8 @@ pub struct PacketRec {
     pub ack_rtt: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub acks_frame: Option<u64>,
-    pub client_state: String,
-    pub server_state: String,
+    pub client_state: Name,
+    pub server_state: Name,
 }
 
 /// `"type": "conn"`: one per connection, when it finishes or at the end of input.

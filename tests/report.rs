@@ -468,7 +468,7 @@ mod any_records {
                         ts: k as f64 * 1e-3,
                         conn,
                         dir: if c2s { Dir::C2s } else { Dir::S2c },
-                        flags: FLAGS[fl].iter().map(|s| s.to_string()).collect(),
+                        flags: FLAGS[fl].iter().map(|s| s.to_string().into()).collect(),
                         seq,
                         ack: Some(seq / 2),
                         len,

@@ -77,7 +77,7 @@ impl TableSink {
         let explain = self.explain;
         let pc = self.per.entry(p.conn).or_default();
         let t0 = *pc.first_ts.get_or_insert(p.ts);
-        let states = (p.client_state.clone(), p.server_state.clone());
+        let states = (p.client_state.to_string(), p.server_state.to_string());
         let changed = pc.last_states.as_ref() != Some(&states);
         if changed {
             let (c, s) = &states;
@@ -111,12 +111,12 @@ impl TableSink {
                 p.len,
                 p.win,
                 if changed {
-                    p.client_state.as_str()
+                    p.client_state.as_ref()
                 } else {
                     "."
                 },
                 if changed {
-                    p.server_state.as_str()
+                    p.server_state.as_ref()
                 } else {
                     "."
                 },

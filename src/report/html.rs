@@ -181,8 +181,8 @@ fn conn_table(page: &mut String, views: &[ConnView<'_>], detailed: &BTreeSet<u64
         };
         let (cs, ss, zs, hist, req, ws, an) = match v.conn {
             Some(c) => (
-                c.client_state.as_str(),
-                c.server_state.as_str(),
+                c.client_state.as_ref(),
+                c.server_state.as_ref(),
                 c.conn_state.as_str(),
                 c.history.as_str(),
                 format!("{}/{}", c.http_requests, c.http_responses),
@@ -196,8 +196,8 @@ fn conn_table(page: &mut String, views: &[ConnView<'_>], detailed: &BTreeSet<u64
             None => {
                 let last = v.packets.last();
                 (
-                    last.map(|p| p.client_state.as_str()).unwrap_or("?"),
-                    last.map(|p| p.server_state.as_str()).unwrap_or("?"),
+                    last.map(|p| p.client_state.as_ref()).unwrap_or("?"),
+                    last.map(|p| p.server_state.as_ref()).unwrap_or("?"),
                     "—",
                     "—",
                     format!("{}/—", v.http.iter().filter(|h| h.dir == Dir::C2s).count()),
@@ -427,7 +427,7 @@ fn section_label(v: &ConnView<'_>, from: usize, to: usize, rows: usize) -> Strin
     for p in &v.packets[from..to] {
         // Window updates are routine while a receiver drains; they would crowd out the rest.
         for a in p.analysis.iter().filter(|a| *a != "window_update") {
-            *counts.entry(a.as_str()).or_default() += 1;
+            *counts.entry(a.as_ref()).or_default() += 1;
         }
     }
     let mut counts: Vec<(&str, usize)> = counts.into_iter().collect();
@@ -461,8 +461,8 @@ fn fold_data(v: &ConnView<'_>, from: usize, to: usize) -> Fold {
     let first = v.packets[from];
     let t0 = v.t0();
     Fold {
-        c: first.client_state.clone(),
-        s: first.server_state.clone(),
+        c: first.client_state.to_string(),
+        s: first.server_state.to_string(),
         r: v.packets[from..to]
             .iter()
             .map(|p| {

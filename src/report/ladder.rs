@@ -73,9 +73,9 @@ pub fn head(v: &ConnView<'_>) -> String {
 /// change so both initial states are labelled.
 pub fn initial_states(v: &ConnView<'_>) -> [String; 2] {
     match v.packets.first() {
-        Some(p) => [p.client_state.clone(), p.server_state.clone()],
+        Some(p) => [p.client_state.to_string(), p.server_state.to_string()],
         None => match v.conn {
-            Some(c) => [c.client_state.clone(), c.server_state.clone()],
+            Some(c) => [c.client_state.to_string(), c.server_state.to_string()],
             None => ["UNKNOWN".into(), "UNKNOWN".into()],
         },
     }
@@ -88,7 +88,7 @@ pub fn states_after(v: &ConnView<'_>, row: Row) -> [String; 2] {
         Row::Fold { to, .. } => to - 1,
     };
     let p = v.packets[i];
-    [p.client_state.clone(), p.server_state.clone()]
+    [p.client_state.to_string(), p.server_state.to_string()]
 }
 
 /// Draws rows top to bottom into one SVG fragment.
@@ -419,9 +419,9 @@ mod tests {
                 frame,
                 ts: 1.0 + frame as f64 * 1e-4,
                 dir,
-                flags: flags.iter().map(|f| f.to_string()).collect(),
-                client_state: c.into(),
-                server_state: s.into(),
+                flags: flags.iter().map(|f| f.to_string().into()).collect(),
+                client_state: c.to_string().into(),
+                server_state: s.to_string().into(),
                 src: "10.0.0.1:5000".into(),
                 dst: "10.0.0.2:80".into(),
                 ..PacketRec::default()

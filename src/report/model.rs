@@ -91,8 +91,8 @@ impl<'a> ConnView<'a> {
     pub fn client(&self) -> String {
         match (self.conn, self.packets.first()) {
             (Some(c), _) => c.client.clone(),
-            (None, Some(p)) if p.dir == Dir::C2s => p.src.clone(),
-            (None, Some(p)) => p.dst.clone(),
+            (None, Some(p)) if p.dir == Dir::C2s => p.src.to_string(),
+            (None, Some(p)) => p.dst.to_string(),
             _ => "client".into(),
         }
     }
@@ -100,8 +100,8 @@ impl<'a> ConnView<'a> {
     pub fn server(&self) -> String {
         match (self.conn, self.packets.first()) {
             (Some(c), _) => c.server.clone(),
-            (None, Some(p)) if p.dir == Dir::C2s => p.dst.clone(),
-            (None, Some(p)) => p.src.clone(),
+            (None, Some(p)) if p.dir == Dir::C2s => p.dst.to_string(),
+            (None, Some(p)) => p.src.to_string(),
             _ => "server".into(),
         }
     }
@@ -214,9 +214,9 @@ pub fn seg_label(p: &PacketRec) -> String {
 pub fn analysis_label(p: &PacketRec) -> String {
     p.analysis
         .iter()
-        .map(|a| match (a.as_str(), p.dup_ack_num, p.dup_ack_frame) {
+        .map(|a| match (a.as_ref(), p.dup_ack_num, p.dup_ack_frame) {
             ("dup_ack", Some(n), Some(f)) => format!("dup_ack #{n} of {f}"),
-            _ => a.clone(),
+            _ => a.to_string(),
         })
         .collect::<Vec<_>>()
         .join(", ")
@@ -311,11 +311,11 @@ mod tests {
             ts: frame as f64 * 0.001,
             conn: 7,
             dir,
-            flags: flags.iter().map(|s| s.to_string()).collect(),
+            flags: flags.iter().map(|s| s.to_string().into()).collect(),
             len,
             ack: Some(1),
-            client_state: states.0.into(),
-            server_state: states.1.into(),
+            client_state: states.0.to_string().into(),
+            server_state: states.1.to_string().into(),
             ..PacketRec::default()
         })
     }

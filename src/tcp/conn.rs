@@ -10,6 +10,7 @@ use super::Events;
 use crate::capture::Timestamp;
 use crate::decode::{Flags, Segment};
 use crate::record::{ConnRec, Dir, PacketRec, Record, Transition};
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 
@@ -95,8 +96,8 @@ struct Endpoint {
 pub struct Conn {
     pub index: u64,
     ep: [Endpoint; 2],
-    client_str: String,
-    server_str: String,
+    client_str: std::sync::Arc<str>,
+    server_str: std::sync::Arc<str>,
     pub first_ts: Timestamp,
     pub last_ts: Timestamp,
     last_frame: u64,
@@ -136,8 +137,8 @@ impl Conn {
         Conn {
             index,
             ep: [mk(client), mk(server)],
-            client_str: fmt_addr(client),
-            server_str: fmt_addr(server),
+            client_str: fmt_addr(client).into(),
+            server_str: fmt_addr(server).into(),
             first_ts: ts,
             last_ts: ts,
             last_frame: 0,
@@ -442,14 +443,14 @@ impl Conn {
             dir,
             src: src.clone(),
             dst: dst.clone(),
-            flags: seg.flags.names().map(str::to_string).collect(),
+            flags: seg.flags.names().map(Cow::Borrowed).collect(),
             seq: seg.seq.wrapping_sub(self.ep[f].base.unwrap_or(0)),
             ack: ack.then(|| seg.ack.wrapping_sub(self.ep[r].base.unwrap_or(0))),
             seq_raw: seg.seq,
             ack_raw: ack.then_some(seg.ack),
             len: seg.len,
             win,
-            analysis: ev::names(a.bits).map(str::to_string).collect(),
+            analysis: ev::names(a.bits).map(Cow::Borrowed).collect(),
             why,
             likely,
             dup_ack_num: a.dup_ack_num,
@@ -457,8 +458,8 @@ impl Conn {
             bytes_in_flight: a.bytes_in_flight,
             ack_rtt: a.ack_rtt,
             acks_frame: a.acks_frame,
-            client_state: self.ep[0].state.as_str().into(),
-            server_state: self.ep[1].state.as_str().into(),
+            client_state: Cow::Borrowed(self.ep[0].state.as_str()),
+            server_state: Cow::Borrowed(self.ep[1].state.as_str()),
         }
     }
 
@@ -567,8 +568,8 @@ impl Conn {
         }
         ConnRec {
             conn: self.index,
-            client: self.client_str.clone(),
-            server: self.server_str.clone(),
+            client: self.client_str.to_string(),
+            server: self.server_str.to_string(),
             first_ts: self.first_ts.as_secs_f64(),
             last_ts: self.last_ts.as_secs_f64(),
             packets_c2s: self.ep[0].packets,
