@@ -508,3 +508,246 @@ pub fn describe(a: &Analysis) -> String {
     }
     s
 }
+
+#[cfg(test)]
+mod tests {
+    //! One test per Wireshark rule, each from a few synthetic segments. `A` is the data sender
+    //! (client), `B` the receiver; sequence numbers start at 1000 (A) and 5000 (B).
+    use super::*;
+
+    const A: usize = 0;
+    const B: usize = 1;
+    const ACK: u8 = Flags::ACK;
+
+    struct Sim {
+        flows: [Flow; 2],
+        now: i64,
+        frame: u64,
+        irtt_ns: i64,
+    }
+
+    impl Sim {
+        /// A connection after a handshake: both sides have sent and acknowledged the SYNs.
+        fn new() -> Sim {
+            let mut s = Sim {
+                flows: [Flow::default(), Flow::default()],
+                now: 1_000_000_000,
+                frame: 0,
+                irtt_ns: 0,
+            };
+            s.seg(A, 1000, 0, 0, Flags::SYN, 64240, 0);
+            s.seg(B, 5000, 1001, 0, Flags::SYN | ACK, 65160, 0);
+            s.seg(A, 1001, 5001, 0, ACK, 502, 0);
+            s
+        }
+        /// Direction `d` sends a segment `dt_us` microseconds after the previous one.
+        fn seg(
+            &mut self,
+            d: usize,
+            seq: u32,
+            ack: u32,
+            len: u32,
+            flags: u8,
+            win: u16,
+            dt_us: i64,
+        ) -> Analysis {
+            self.now += dt_us * 1000;
+            self.frame += 1;
+            let v = SegView {
+                frame: self.frame,
+                ts: Timestamp(self.now),
+                seq,
+                ack,
+                len,
+                flags: Flags(flags),
+                window: win,
+                sack: &[],
+            };
+            let cx = ConnCtx {
+                irtt_ns: self.irtt_ns,
+                fwd_base: 0,
+                rev_base: 0,
+                explain: true,
+            };
+            let [f0, f1] = &mut self.flows;
+            let (f, r) = if d == A { (f0, f1) } else { (f1, f0) };
+            analyze(f, r, &v, &cx)
+        }
+        fn data(&mut self, seq: u32, len: u32, dt_us: i64) -> Analysis {
+            self.seg(A, seq, 5001, len, ACK, 502, dt_us)
+        }
+        fn ack(&mut self, ack: u32, win: u16, dt_us: i64) -> Analysis {
+            self.seg(B, 5001, ack, 0, ACK, win, dt_us)
+        }
+    }
+
+    fn names(a: &Analysis) -> Vec<&'static str> {
+        ev::names(a.bits).collect()
+    }
+
+    #[test]
+    fn plain_data_and_acks_have_no_events() {
+        let mut s = Sim::new();
+        assert!(names(&s.data(1001, 100, 10)).is_empty());
+        assert!(names(&s.ack(1101, 500, 10)).is_empty());
+    }
+
+    #[test]
+    fn retransmission_after_the_out_of_order_threshold() {
+        let mut s = Sim::new();
+        s.data(1001, 100, 10);
+        let a = s.data(1001, 100, 200_000);
+        assert_eq!(names(&a), ["retransmission"]);
+        assert!(a.why[0].1.contains("< next expected"));
+    }
+
+    #[test]
+    fn out_of_order_within_the_threshold() {
+        let mut s = Sim::new();
+        s.data(1101, 100, 10); // 1001..1101 missing: lost_segment
+        let a = s.data(1001, 100, 500); // fills the hole 0.5 ms later (< 3 ms default)
+        assert_eq!(names(&a), ["out_of_order"]);
+    }
+
+    #[test]
+    fn handshake_rtt_sets_the_out_of_order_threshold() {
+        let mut s = Sim::new();
+        s.irtt_ns = 100_000; // 0.1 ms
+        s.data(1101, 100, 10);
+        assert_eq!(names(&s.data(1001, 100, 500)), ["retransmission"]);
+    }
+
+    #[test]
+    fn lost_segment_when_seq_jumps_ahead() {
+        let mut s = Sim::new();
+        s.data(1001, 100, 10);
+        assert_eq!(names(&s.data(1201, 100, 10)), ["lost_segment"]);
+    }
+
+    #[test]
+    fn duplicate_acks_count_and_reset_only_on_a_new_ack() {
+        let mut s = Sim::new();
+        s.data(1001, 100, 10);
+        s.ack(1101, 500, 10);
+        let d1 = s.ack(1101, 500, 10);
+        let d2 = s.ack(1101, 500, 10);
+        assert_eq!(names(&d1), ["dup_ack"]);
+        assert_eq!((d1.dup_ack_num, d2.dup_ack_num), (Some(1), Some(2)));
+        assert_eq!(d2.dup_ack_frame, d1.dup_ack_frame);
+        // B sends data with the same ACK: not a dup ACK, but the count survives (tshark 4.0).
+        s.seg(B, 5001, 1101, 10, ACK, 500, 10);
+        assert_eq!(s.flows[B].dupacknum, 2);
+        s.ack(1201, 500, 10);
+        assert_eq!(s.flows[B].dupacknum, 0);
+    }
+
+    #[test]
+    fn fast_retransmission_after_two_dup_acks_within_20_ms() {
+        let mut s = Sim::new();
+        s.data(1001, 100, 10);
+        s.data(1101, 100, 10);
+        s.ack(1001, 500, 10_000);
+        s.ack(1001, 500, 10);
+        s.ack(1001, 500, 10);
+        let a = s.data(1001, 100, 1000);
+        assert_eq!(names(&a), ["retransmission", "fast_retransmission"]);
+    }
+
+    #[test]
+    fn spurious_retransmission_of_acknowledged_data() {
+        let mut s = Sim::new();
+        s.data(1001, 100, 10);
+        s.ack(1101, 500, 10);
+        let a = s.data(1001, 100, 1000);
+        assert_eq!(names(&a), ["retransmission", "spurious_retransmission"]);
+    }
+
+    #[test]
+    fn spurious_wins_over_out_of_order() {
+        let mut s = Sim::new();
+        s.data(1001, 100, 10);
+        s.ack(1101, 500, 10);
+        s.data(1101, 100, 10);
+        // Within the 3 ms out-of-order threshold, but already acknowledged.
+        assert_eq!(
+            names(&s.data(1001, 100, 10)),
+            ["retransmission", "spurious_retransmission"]
+        );
+    }
+
+    #[test]
+    fn ack_of_a_segment_never_seen() {
+        let mut s = Sim::new();
+        s.data(1001, 100, 10);
+        assert_eq!(names(&s.ack(1201, 500, 10)), ["ack_lost_segment"]);
+    }
+
+    #[test]
+    fn window_update_when_only_the_window_changes() {
+        let mut s = Sim::new();
+        s.data(1001, 100, 10);
+        s.ack(1101, 500, 10);
+        assert_eq!(names(&s.ack(1101, 900, 10)), ["window_update"]);
+    }
+
+    #[test]
+    fn zero_window_and_window_full() {
+        let mut s = Sim::new();
+        s.ack(1001, 300, 10); // B: ack 1001, window 300 (unscaled: no wscale seen)
+        s.flows[B].win_scale = -2;
+        let full = s.data(1001, 300, 10);
+        assert_eq!(names(&full), ["window_full"]);
+        assert_eq!(names(&s.ack(1301, 0, 10)), ["zero_window"]);
+    }
+
+    #[test]
+    fn zero_window_probe_and_its_ack() {
+        let mut s = Sim::new();
+        s.data(1001, 100, 10);
+        s.ack(1101, 0, 10);
+        let probe = s.data(1101, 1, 200_000);
+        assert_eq!(names(&probe), ["zero_window_probe"]);
+        let pack = s.ack(1101, 0, 10);
+        assert_eq!(names(&pack), ["zero_window", "zero_window_probe_ack"]);
+    }
+
+    #[test]
+    fn keep_alive_and_its_ack() {
+        let mut s = Sim::new();
+        s.data(1001, 100, 10);
+        s.ack(1101, 500, 10);
+        let ka = s.seg(A, 1100, 5001, 0, ACK, 502, 1_000_000);
+        assert_eq!(names(&ka), ["keep_alive"]);
+        let kaa = s.ack(1101, 500, 10);
+        assert_eq!(names(&kaa), ["keep_alive_ack"]);
+        // A one-byte keep-alive (seq = next - 1) is a keep-alive, never a retransmission.
+        let ka1 = s.seg(A, 1100, 5001, 1, ACK, 502, 1_000_000);
+        assert_eq!(names(&ka1), ["keep_alive"]);
+    }
+
+    #[test]
+    fn syn_retransmission() {
+        let mut s = Sim {
+            flows: [Flow::default(), Flow::default()],
+            now: 0,
+            frame: 0,
+            irtt_ns: 0,
+        };
+        s.seg(A, 7, 0, 0, Flags::SYN, 64240, 0);
+        assert_eq!(
+            names(&s.seg(A, 7, 0, 0, Flags::SYN, 64240, 1_000_000)),
+            ["retransmission"]
+        );
+    }
+
+    #[test]
+    fn unacked_segments_are_bounded() {
+        let mut s = Sim::new();
+        for i in 0..(MAX_UNACKED as u32 + 50) {
+            s.data(1001 + i * 10, 10, 1);
+        }
+        assert_eq!(s.flows[A].unacked_len(), MAX_UNACKED);
+        s.ack(1001 + (MAX_UNACKED as u32 + 50) * 10, 500, 10);
+        assert_eq!(s.flows[A].unacked_len(), 0);
+    }
+}
