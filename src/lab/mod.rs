@@ -5,10 +5,12 @@
 //! (`shared/CONTRACT.md`): the question, an answer built from the measurements, the measured
 //! facts, and `ok` when every check the lab makes on its own measurements held.
 
+pub mod common;
 pub mod crash;
 pub mod queue;
 pub mod scale_stateful;
 pub mod scale_stateless;
+pub mod tcp_vs_http;
 
 use crate::cli::{Format, LabArgs};
 use crate::record::{LabRec, Record};
@@ -70,6 +72,7 @@ pub struct LabDef {
 
 /// Every exercise, in the order the listing shows them.
 pub const LABS: &[LabDef] = &[
+    tcp_vs_http::LAB,
     crash::LAB,
     scale_stateless::LAB,
     scale_stateful::LAB,
