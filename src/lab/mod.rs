@@ -7,6 +7,7 @@
 
 pub mod common;
 pub mod crash;
+pub mod handshake_close;
 pub mod queue;
 pub mod scale_stateful;
 pub mod scale_stateless;
@@ -73,6 +74,7 @@ pub struct LabDef {
 /// Every exercise, in the order the listing shows them.
 pub const LABS: &[LabDef] = &[
     tcp_vs_http::LAB,
+    handshake_close::LAB,
     crash::LAB,
     scale_stateless::LAB,
     scale_stateful::LAB,
