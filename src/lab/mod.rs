@@ -12,6 +12,7 @@ pub mod queue;
 pub mod scale_stateful;
 pub mod scale_stateless;
 pub mod tcp_vs_http;
+pub mod websocket;
 
 use crate::cli::{Format, LabArgs};
 use crate::record::{LabRec, Record};
@@ -75,6 +76,7 @@ pub struct LabDef {
 pub const LABS: &[LabDef] = &[
     tcp_vs_http::LAB,
     handshake_close::LAB,
+    websocket::LAB,
     crash::LAB,
     scale_stateless::LAB,
     scale_stateful::LAB,
