@@ -8,6 +8,7 @@
 pub mod common;
 pub mod crash;
 pub mod handshake_close;
+pub mod login;
 pub mod queue;
 pub mod scale_stateful;
 pub mod scale_stateless;
@@ -77,6 +78,7 @@ pub const LABS: &[LabDef] = &[
     tcp_vs_http::LAB,
     handshake_close::LAB,
     websocket::LAB,
+    login::LAB,
     crash::LAB,
     scale_stateless::LAB,
     scale_stateful::LAB,
