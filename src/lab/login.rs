@@ -109,7 +109,13 @@ fn run_with_key(ctx: &LabCtx, out: &mut LabOut, key: &std::path::Path) -> anyhow
     let s_before_logout = me(aa, &cookie2)?.status;
     let logout = fresh(
         aa,
-        &raw_request(aa, "POST", "/session/logout", &[cookie2.clone()], ""),
+        &raw_request(
+            aa,
+            "POST",
+            "/session/logout",
+            std::slice::from_ref(&cookie2),
+            "",
+        ),
     )?;
     let s_after_logout = me(aa, &cookie2)?.status;
     let t_after_logout = me(aa, &bearer)?.status;
