@@ -12,6 +12,7 @@ pub mod login;
 pub mod queue;
 pub mod scale_stateful;
 pub mod scale_stateless;
+pub mod stateless_vs_stateful;
 pub mod tcp_vs_http;
 pub mod websocket;
 
@@ -79,6 +80,7 @@ pub const LABS: &[LabDef] = &[
     handshake_close::LAB,
     websocket::LAB,
     login::LAB,
+    stateless_vs_stateful::LAB,
     crash::LAB,
     scale_stateless::LAB,
     scale_stateful::LAB,
