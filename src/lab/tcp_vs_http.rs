@@ -26,7 +26,7 @@ use serde_json::json;
 pub const LAB: LabDef = LabDef {
     name: "tcp-vs-http",
     question: "Why is TCP stateful and HTTP stateless?",
-    summary: "3 requests on one keep-alive connection and 3 on fresh ones: seq/ack carried, requests self-contained, nothing retained, same answer after a restart",
+    summary: "3 requests kept alive, 3 on fresh connections: TCP carries seq/ack and states, HTTP nothing",
     run,
 };
 
