@@ -4,6 +4,12 @@
 //! [`LABS`]. A lab drives real traffic on loopback, measures, and ends with one `lab` record
 //! (`shared/CONTRACT.md`): the question, an answer built from the measurements, the measured
 //! facts, and `ok` when every check the lab makes on its own measurements held.
+//!
+//! The loopback labs (`tcp-vs-http`, `handshake-and-close`, `websocket`, `login`,
+//! `stateless-vs-stateful`) capture `lo` live while they make traffic against an in-process
+//! `serve`, save the capture as `OUT_DIR/NAME.pcap`, and print its records (replayed through the
+//! engine) before the `lab` record; what they share is in [`common`]. They need root or
+//! `CAP_NET_RAW`. The scaling labs (`crash`, `scale-*`, `queue`) measure delivery instead.
 
 pub mod common;
 pub mod crash;
