@@ -668,6 +668,32 @@ mod tests {
     use super::*;
     use std::net::UdpSocket;
 
+    /// The kernel's verifier accepts every kind of program the compiler makes.
+    #[test]
+    fn kernel_accepts_compiled_filters() {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            println!("skipped: needs root (CAP_NET_RAW)");
+            return;
+        }
+        for e in [
+            "tcp",
+            "ip6 or ip",
+            "port 80",
+            "udp src port 53",
+            "host ::1 and not host 127.0.0.1",
+            "(tcp port 1 or tcp port 2) and dst host 10.0.0.1",
+        ] {
+            let opts = LiveOptions {
+                filter: Some(filter::parse(e).unwrap()),
+                ..LiveOptions::default()
+            };
+            if let Err(err) = LiveSource::open("lo", opts) {
+                panic!("{e:?}: {err}");
+            }
+        }
+    }
+
     /// In-process use, as a lab would: a capture in a thread, stopped by its flag, sees the
     /// datagrams this test sends on `lo` once each, with kernel timestamps.
     #[test]
