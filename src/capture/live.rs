@@ -694,6 +694,28 @@ mod tests {
         }
     }
 
+    /// `--promisc` sets IFF_PROMISC while the capture is open. (Not checked after close:
+    /// another capture, tcpdump's by default, may hold the flag too.)
+    #[test]
+    fn promisc_sets_the_interface_flag() {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            println!("skipped: needs root (CAP_NET_RAW)");
+            return;
+        }
+        let flags = || {
+            let s = std::fs::read_to_string("/sys/class/net/lo/flags").unwrap();
+            u32::from_str_radix(s.trim().trim_start_matches("0x"), 16).unwrap()
+        };
+        let opts = LiveOptions {
+            promisc: true,
+            ..LiveOptions::default()
+        };
+        let src = LiveSource::open("lo", opts).unwrap();
+        assert_ne!(flags() & libc::IFF_PROMISC as u32, 0);
+        drop(src);
+    }
+
     /// In-process use, as a lab would: a capture in a thread, stopped by its flag, sees the
     /// datagrams this test sends on `lo` once each, with kernel timestamps.
     #[test]
