@@ -1,19 +1,21 @@
 #!/usr/bin/env bash
 # Benchmark `statescope serve` against a bare hyper hello-world (examples/hello.rs), side by side.
 #
-# 1. Throughput: ROUNDS (default 5) alternating wrk runs (wrk -t2 -c50 -dDURs) on `GET /` of each server;
-#    prints each round's req/s and the median ratio serve/hello (target: >= 0.9).
+# 1. Throughput: ROUNDS (default 10) alternating wrk runs (wrk -t2 -c50 -dDURs, default 5 s) on
+#    `GET /` of each server; prints each round's req/s and the median ratio serve/hello (target:
+#    >= 0.9). Also the CPU time each server spent per request (from /proc/PID/stat), which
+#    other load on a shared machine disturbs less than req/s does.
 # 2. Memory: a fresh `serve`; VmRSS (from /proc/PID/status) after 10 000 requests and after
 #    1 000 000 requests, each phase stopped at its count by a wrk Lua script (with -d as a time
 #    bound); prints both, the difference (target: within 1 MiB), and the counts /state reports.
 #
-# Usage: bench/serve.sh            (env: ROUNDS=5 DUR=10 THREADS=2 CONNS=50)
+# Usage: bench/serve.sh            (env: ROUNDS=10 DUR=5 THREADS=2 CONNS=50)
 # Needs: wrk, curl. Everything runs on 127.0.0.1; only processes started here are stopped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-ROUNDS=${ROUNDS:-5}
-DUR=${DUR:-10}
+ROUNDS=${ROUNDS:-10}
+DUR=${DUR:-5}
 THREADS=${THREADS:-2}
 CONNS=${CONNS:-50}
 SMALL=10000
@@ -54,8 +56,12 @@ start() {
     printf -v "PID_$name" '%s' "$pid"
 }
 
-rps() { # rps URL SECONDS -> requests/second
-    wrk -t"$THREADS" -c"$CONNS" -d"$2"s "$1" | awk '/^Requests\/sec:/ {print $2}'
+cpu_ticks() { # utime + stime of PID, in clock ticks
+    awk '{print $14 + $15}' "/proc/$1/stat"
+}
+
+reqs() { # reqs URL SECONDS -> requests completed
+    wrk -t"$THREADS" -c"$CONNS" -d"$2"s "$1" | awk '/requests in/ {print $1}'
 }
 
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
@@ -65,24 +71,34 @@ start serve "$SERVE" serve --quiet --listen 127.0.0.1:0
 start hello "$HELLO" 127.0.0.1:0
 echo "serve at $ADDR_serve (pid $PID_serve), hello at $ADDR_hello (pid $PID_hello)"
 echo "warming up..." >&2
-rps "http://$ADDR_serve/" 2 >/dev/null
-rps "http://$ADDR_hello/" 2 >/dev/null
+reqs "http://$ADDR_serve/" 2 >/dev/null
+reqs "http://$ADDR_hello/" 2 >/dev/null
 
 ratios=()
+s_reqs=0; h_reqs=0
+s_cpu0=$(cpu_ticks "$PID_serve"); h_cpu0=$(cpu_ticks "$PID_hello")
 printf '%-6s %14s %14s %8s\n' round serve_req_s hello_req_s ratio
 for r in $(seq "$ROUNDS"); do
     # Alternate which goes first, so drift in the machine's load favours neither.
     if [ $((r % 2)) = 1 ]; then
-        s=$(rps "http://$ADDR_serve/" "$DUR"); h=$(rps "http://$ADDR_hello/" "$DUR")
+        s=$(reqs "http://$ADDR_serve/" "$DUR"); h=$(reqs "http://$ADDR_hello/" "$DUR")
     else
-        h=$(rps "http://$ADDR_hello/" "$DUR"); s=$(rps "http://$ADDR_serve/" "$DUR")
+        h=$(reqs "http://$ADDR_hello/" "$DUR"); s=$(reqs "http://$ADDR_serve/" "$DUR")
     fi
+    s_reqs=$((s_reqs + s)); h_reqs=$((h_reqs + h))
     ratio=$(awk -v s="$s" -v h="$h" 'BEGIN {printf "%.3f", s / h}')
     ratios+=("$ratio")
-    printf '%-6s %14s %14s %8s\n' "$r" "$s" "$h" "$ratio"
+    printf '%-6s %14.0f %14.0f %8s\n' "$r" "$(awk -v n="$s" -v d="$DUR" 'BEGIN {print n / d}')" \
+        "$(awk -v n="$h" -v d="$DUR" 'BEGIN {print n / d}')" "$ratio"
 done
+s_cpu=$(( $(cpu_ticks "$PID_serve") - s_cpu0 )); h_cpu=$(( $(cpu_ticks "$PID_hello") - h_cpu0 ))
+hz=$(getconf CLK_TCK)
 median=$(printf '%s\n' "${ratios[@]}" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
-echo "throughput ratio serve/hello (median of $ROUNDS, wrk -t$THREADS -c$CONNS -d${DUR}s): $median (target >= 0.9)"
+echo "throughput ratio serve/hello (median of $ROUNDS rounds, wrk -t$THREADS -c$CONNS -d${DUR}s): $median (target >= 0.9)"
+awk -v sc="$s_cpu" -v hc="$h_cpu" -v sr="$s_reqs" -v hr="$h_reqs" -v hz="$hz" 'BEGIN {
+    s = sc / hz / sr * 1e6; h = hc / hz / hr * 1e6
+    printf "CPU per request: serve %.2f us, hello %.2f us (hello/serve efficiency ratio %.3f)\n", s, h, h / s
+}'
 kill "$PID_serve" "$PID_hello"
 
 # --- 2. memory after 10k and 1M requests -------------------------------------------------------

@@ -80,6 +80,9 @@ pub struct OutputArgs {
     /// No progress bar on standard error
     #[arg(long, short = 'q')]
     pub quiet: bool,
+    /// Benchmarks only: skip Wireshark analysis (tracking and states only)
+    #[arg(long, hide = true)]
+    pub no_analysis: bool,
 }
 
 impl Default for OutputArgs {
@@ -97,6 +100,7 @@ impl Default for OutputArgs {
             no_http: false,
             reassembly_cap: DEFAULT_REASSEMBLY_CAP,
             quiet: false,
+            no_analysis: false,
         }
     }
 }

@@ -57,6 +57,7 @@ impl EngineOptions {
                 explain: args.explain,
                 reassemble: http || args.follow.is_some(),
                 reassembly_cap: args.reassembly_cap,
+                analysis: !args.no_analysis,
                 ..TrackerConfig::default()
             },
             http,
@@ -262,9 +263,23 @@ pub fn replay_command(args: &ReplayArgs) -> anyhow::Result<ExitCode> {
     if args.out.follow.is_some() {
         engine.follow_out = Some(Box::new(io::stdout()));
     }
-    let result = run_source(source.as_mut(), &mut engine, sink.as_mut());
+    let wants_report = args.out.html.is_some() || args.out.svg.is_some();
+    let mut collect = crate::report::Collect {
+        inner: sink.as_mut(),
+        records: Vec::new(),
+    };
+    let result = if wants_report {
+        run_source(source.as_mut(), &mut engine, &mut collect)
+    } else {
+        run_source(source.as_mut(), &mut engine, collect.inner)
+    };
     if !args.out.quiet || engine.stats.decode_failures() > 0 {
         eprintln!("statescope: {}", engine.summary_line());
+    }
+    // The report covers whatever was read, even when the capture ended in an error.
+    if wants_report {
+        let title = format!("statescope replay {}", args.file.display());
+        crate::report::write_requested(&args.out, &collect.records, &title)?;
     }
     result?;
     Ok(ExitCode::SUCCESS)

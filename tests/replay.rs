@@ -213,8 +213,7 @@ fn check(path: &Path) -> (usize, Vec<String>) {
 
     // HTTP and WebSocket, per connection, in order.
     if let Some(http) = tsv(&base.with_extension("http.tsv")) {
-        let mut want: BTreeMap<u64, Messages> =
-            BTreeMap::new();
+        let mut want: BTreeMap<u64, Messages> = BTreeMap::new();
         for h in &http {
             let Some(s) = h.get("tcp.stream").and_then(|s| s.parse::<u64>().ok()) else {
                 continue;
@@ -238,8 +237,7 @@ fn check(path: &Path) -> (usize, Vec<String>) {
                     .map(String::from),
             );
         }
-        let mut got: BTreeMap<u64, Messages> =
-            BTreeMap::new();
+        let mut got: BTreeMap<u64, Messages> = BTreeMap::new();
         for r in &recs {
             match r {
                 Record::Http(h) => {

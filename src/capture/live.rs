@@ -691,14 +691,25 @@ pub fn live_command(args: &LiveArgs) -> anyhow::Result<ExitCode> {
         &out_args,
         sink.wants_packets(),
     ));
-    let result = match writer {
-        Some(w) => run_source(
-            &mut PcapTee::new(&mut source, w),
-            &mut engine,
-            sink.as_mut(),
-        ),
-        None => run_source(&mut source, &mut engine, sink.as_mut()),
+    let wants_report = out_args.html.is_some() || out_args.svg.is_some();
+    let mut collect = crate::report::Collect {
+        inner: sink.as_mut(),
+        records: Vec::new(),
     };
+    let target: &mut dyn crate::output::Sink = if wants_report {
+        &mut collect
+    } else {
+        collect.inner
+    };
+    let result = match writer {
+        Some(w) => run_source(&mut PcapTee::new(&mut source, w), &mut engine, target),
+        None => run_source(&mut source, &mut engine, target),
+    };
+    // The report covers everything captured, even when the capture ended in an error.
+    if wants_report {
+        let title = format!("statescope live -i {iface}");
+        crate::report::write_requested(&out_args, &collect.records, &title)?;
+    }
     source.clear_status();
     let st = source.stats();
     let failed: u64 = engine.stats.decode_errors.values().sum();

@@ -155,6 +155,7 @@ impl HttpConn {
                 let held = self.sides[i].buf.len();
                 if held > 0 {
                     self.diag(dir, frame, format!("header cut by a {len}-byte gap after {held} bytes; looking for the next message"));
+                    self.salvage_first_line(dir, frame, out);
                 }
                 self.resync(dir);
             }
@@ -639,6 +640,34 @@ impl HttpConn {
         let (frame, ts) = (side.last_frame, side.last_ts);
         if !held.is_empty() {
             self.feed(dir, &held, frame, ts, out);
+        }
+    }
+
+    /// A head cut by a gap (typically a snaplen shorter than the head) still names its message
+    /// when its first line arrived whole: report that message with the fields of that line,
+    /// as Wireshark does, and count no body for it.
+    fn salvage_first_line(&mut self, dir: Dir, _gap_frame: u64, out: &mut Vec<Record>) {
+        let i = dir.idx();
+        let buf = std::mem::take(&mut self.sides[i].buf);
+        let Some(eol) = buf.iter().position(|&b| b == b'\n') else {
+            return;
+        };
+        let mut line = buf[..eol].to_vec();
+        if line.last() == Some(&b'\r') {
+            line.pop();
+        }
+        line.extend_from_slice(b"\r\n\r\n");
+        let kind = match parser::sniff(&line) {
+            Some(Ok(k)) => k,
+            _ => return,
+        };
+        if let Parsed::Complete(head) = parser::parse_head(&line, kind) {
+            let (at, ts) = (self.sides[i].last_frame, self.sides[i].last_ts);
+            self.on_head(dir, head, at, ts, out);
+            // The rest of the head (and any body length it declared) was never seen.
+            if matches!(self.sides[i].mode, Mode::Body(_)) || self.sides[i].msg.is_some() {
+                self.finish_msg(dir, None, out);
+            }
         }
     }
 

@@ -54,7 +54,7 @@ pub async fn handle(
         )
     });
     let resp = route(req, app, &conn, &rec).await;
-    app.stats.requests_total.fetch_add(1, Relaxed);
+    app.stats.requests_total.add(1);
     if let Some(line) = log {
         use hyper::body::Body as _;
         eprintln!(
@@ -186,10 +186,10 @@ fn state(app: &App) -> Response<Body> {
             "per_request": {
                 "note": "records are counted by their constructor and Drop; this /state request's own \
                          record is alive while this answer is built, so records_live includes it",
-                "records_live": s.request_records_live.load(Relaxed),
-                "requests_in_flight": s.requests_in_flight.load(Relaxed),
+                "records_live": s.request_records_live.get(),
+                "requests_in_flight": s.requests_in_flight.get(),
                 "records_retained": s.records_retained(),
-                "requests_total": s.requests_total.load(Relaxed),
+                "requests_total": s.requests_total.get(),
             },
             "stateful_contrasts": {
                 "sessions_held": app.sessions.len(),

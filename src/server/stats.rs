@@ -20,11 +20,11 @@ pub struct Stats {
     /// Connections turned away with 503 because `--max-connections` were open.
     pub connections_refused: AtomicU64,
     /// Requests answered since start (an aggregate counter).
-    pub requests_total: AtomicU64,
+    pub requests_total: Counter,
     /// Requests whose handler is running now.
-    pub requests_in_flight: AtomicUsize,
+    pub requests_in_flight: Counter,
     /// [`RequestRecord`]s alive now.
-    pub request_records_live: AtomicUsize,
+    pub request_records_live: Counter,
     /// WebSocket connections open now.
     pub ws_open: AtomicUsize,
     /// Messages held in WebSocket connections' histories, summed over connections.
@@ -35,8 +35,52 @@ impl Stats {
     /// Per-request records alive beyond those of requests still being answered: zero unless
     /// something kept them.
     pub fn records_retained(&self) -> usize {
-        let live = self.request_records_live.load(Relaxed);
-        live.saturating_sub(self.requests_in_flight.load(Relaxed))
+        // Two reads, not one snapshot: requests starting or finishing between them can skew
+        // the difference by their number; when nothing else is in flight it is exact.
+        let in_flight = self.requests_in_flight.get();
+        self.request_records_live.get().saturating_sub(in_flight)
+    }
+}
+
+/// Shards per [`Counter`]; threads beyond this share shards.
+const SHARDS: usize = 8;
+
+/// A counter bumped on every request, split over cache lines so that worker threads bumping
+/// it at once do not bounce one line between cores (a measurable cost at 100k requests/s).
+///
+/// Each thread adds to and subtracts from its own shard; a request that moves threads may add
+/// on one and subtract on another, so shards wrap freely and only their sum means anything.
+/// [`Counter::get`] sums them: exact when nothing is changing, a moment's snapshot otherwise.
+#[derive(Debug, Default)]
+pub struct Counter {
+    shards: [Shard; SHARDS],
+}
+
+#[derive(Debug, Default)]
+#[repr(align(128))] // two 64-byte lines: adjacent-line prefetch pairs them on x86
+struct Shard(AtomicUsize);
+
+impl Counter {
+    fn shard(&self) -> &AtomicUsize {
+        thread_local! {
+            static SHARD: usize = {
+                static NEXT: AtomicUsize = AtomicUsize::new(0);
+                NEXT.fetch_add(1, Relaxed) % SHARDS
+            };
+        }
+        &self.shards[SHARD.with(|s| *s)].0
+    }
+    pub fn add(&self, n: usize) {
+        self.shard().fetch_add(n, Relaxed);
+    }
+    pub fn sub(&self, n: usize) {
+        self.shard().fetch_sub(n, Relaxed);
+    }
+    /// The sum over shards.
+    pub fn get(&self) -> usize {
+        self.shards
+            .iter()
+            .fold(0usize, |sum, s| sum.wrapping_add(s.0.load(Relaxed)))
     }
 }
 
@@ -53,7 +97,7 @@ pub struct RequestRecord<'a> {
 
 impl<'a> RequestRecord<'a> {
     pub fn new(stats: &'a Stats, nth_on_connection: u64) -> Self {
-        stats.request_records_live.fetch_add(1, Relaxed);
+        stats.request_records_live.add(1);
         RequestRecord {
             stats,
             started: Instant::now(),
@@ -64,7 +108,7 @@ impl<'a> RequestRecord<'a> {
 
 impl Drop for RequestRecord<'_> {
     fn drop(&mut self) {
-        self.stats.request_records_live.fetch_sub(1, Relaxed);
+        self.stats.request_records_live.sub(1);
     }
 }
 
@@ -74,14 +118,14 @@ pub struct InFlight<'a>(&'a Stats);
 
 impl<'a> InFlight<'a> {
     pub fn new(stats: &'a Stats) -> Self {
-        stats.requests_in_flight.fetch_add(1, Relaxed);
+        stats.requests_in_flight.add(1);
         InFlight(stats)
     }
 }
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        self.0.requests_in_flight.fetch_sub(1, Relaxed);
+        self.0.requests_in_flight.sub(1);
     }
 }
 
@@ -113,11 +157,11 @@ mod tests {
         {
             let _f = InFlight::new(&stats);
             let _r = RequestRecord::new(&stats, 1);
-            assert_eq!(stats.request_records_live.load(Relaxed), 1);
+            assert_eq!(stats.request_records_live.get(), 1);
             assert_eq!(stats.records_retained(), 0);
         }
-        assert_eq!(stats.request_records_live.load(Relaxed), 0);
-        assert_eq!(stats.requests_in_flight.load(Relaxed), 0);
+        assert_eq!(stats.request_records_live.get(), 0);
+        assert_eq!(stats.requests_in_flight.get(), 0);
     }
 
     #[test]
@@ -132,6 +176,29 @@ mod tests {
         assert_eq!(stats.records_retained(), 3);
         drop(kept);
         assert_eq!(stats.records_retained(), 0);
+    }
+
+    #[test]
+    fn counter_sums_over_threads() {
+        let c = Arc::new(Counter::default());
+        let threads: Vec<_> = (0..4)
+            .map(|i| {
+                let c = c.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..1000 {
+                        c.add(2);
+                    }
+                    // Subtract more than this thread added: its shard wraps, the sum does not.
+                    if i == 0 {
+                        c.sub(3000);
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(c.get(), 8000 - 3000);
     }
 
     #[test]

@@ -31,7 +31,7 @@ use tokio_tungstenite::WebSocketStream;
 pub const HISTORY_LEN: usize = 8;
 
 /// One message shared beyond its own connection.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct WsEvent {
     /// Who sent it: `"<server addr>/<client addr>"`, unique across instances on one host.
     pub from: String,

@@ -53,6 +53,8 @@ pub struct TrackerConfig {
     pub reassembly_cap: usize,
     /// Keep every endpoint state change on the connection record.
     pub keep_transitions: bool,
+    /// Run Wireshark's analysis (off only to measure its cost).
+    pub analysis: bool,
 }
 
 impl Default for TrackerConfig {
@@ -65,6 +67,7 @@ impl Default for TrackerConfig {
             reassemble: true,
             reassembly_cap: 4 << 20,
             keep_transitions: true,
+            analysis: true,
         }
     }
 }
@@ -248,6 +251,9 @@ impl Conn {
             }
         };
 
+        // What the sender had sent before this segment, for the unseen-FIN check below.
+        let prev_next = self.ep[f].flow.nextseq;
+
         // Wireshark's analysis.
         let cx = ConnCtx {
             irtt_ns: self.irtt_ns,
@@ -265,7 +271,9 @@ impl Conn {
             window: seg.window,
             sack: seg.options.sack_blocks(),
         };
-        let a = {
+        let a = if !cfg.analysis {
+            Analysis::default()
+        } else {
             let [e0, e1] = &mut self.ep;
             let (fw, rv) = if f == 0 {
                 (&mut e0.flow, &mut e1.flow)
@@ -336,6 +344,25 @@ impl Conn {
             self.saw_rst = true;
         }
         let keep = cfg.keep_transitions && cfg.emit_packets.wants(self.index);
+        // A bare segment one past everything the sender was seen to send reveals a FIN that was
+        // lost before the capture point: the sender closed earlier than the capture shows. If
+        // it had received the peer's FIN first it would not have had a FIN in flight, so this
+        // is the crossing-FINs case (ESTABLISHED -> FIN-WAIT-1, CLOSE-WAIT -> CLOSING).
+        if !syn
+            && !fin
+            && !rst
+            && seg.len == 0
+            && prev_next != 0
+            && self.ep[f].fin_end.is_none()
+            && seg.seq == prev_next.wrapping_add(1)
+        {
+            self.ep[f].fin_end = Some(seg.seq);
+            self.saw_fin = true;
+            let to = self.ep[f].state.next(Event::SentFin {
+                acks_peer_fin: false,
+            });
+            self.set_state(f, to, frame, keep);
+        }
         if let Some(e) = sent {
             let to = self.ep[f].state.next(e);
             self.set_state(f, to, frame, keep);

@@ -87,9 +87,10 @@ impl State {
             (_, SentRst) => Closed,
 
             // ---- what the endpoint receives ----
-            // A SYN to an endpoint we knew nothing of: it is listening (or closed, its reply
-            // will tell).
-            (Unknown | Closed, RecvSyn) => Listen,
+            // A SYN reaches a listener: it answers SYN-ACK and enters SYN-RECEIVED
+            // (§3.10.7.2). Its reply may be lost before the capture point, so the observer
+            // infers it from the SYN; an RST reply (nobody listening) moves it to CLOSED.
+            (Unknown | Closed | Listen, RecvSyn) => SynReceived,
             // Simultaneous open: a SYN arrives in SYN-SENT (§3.10.7.3).
             (SynSent, RecvSyn) => SynReceived,
             // SYN-ACK acknowledging our SYN: ESTABLISHED (§3.10.7.3). From UNKNOWN the SYN was
@@ -192,7 +193,12 @@ mod tests {
     }
     #[test]
     fn closed_recv_syn() {
-        assert_eq!(Unknown.next(RecvSyn), Listen);
+        assert_eq!(Unknown.next(RecvSyn), SynReceived);
+        assert_eq!(Listen.next(RecvSyn), SynReceived);
+    }
+    #[test]
+    fn syn_received_sent_rst_refused() {
+        assert_eq!(SynReceived.next(SentRst), Closed);
     }
     #[test]
     fn unknown_sent_ack_midstream() {
@@ -472,7 +478,7 @@ mod tests {
         assert_eq!(
             server,
             vec![
-                Listen,
+                SynReceived,
                 SynReceived,
                 Established,
                 CloseWait,
