@@ -335,3 +335,29 @@ fn stateless_vs_stateful() {
     assert_eq!(run.fact_u64("logout_session_status"), 401);
     assert_eq!(run.fact_u64("logout_token_status"), 200);
 }
+
+/// `--html FILE` writes the report of the lab's capture (table format, as a person runs it).
+#[test]
+fn html_report_of_a_lab() {
+    if !is_root() {
+        eprintln!("skipped: needs root (live capture on lo)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let html = dir.path().join("lab.html");
+    let out = Command::cargo_bin("statescope")
+        .unwrap()
+        .args(["lab", "handshake-and-close", "--out-dir"])
+        .arg(dir.path())
+        .arg("--html")
+        .arg(&html)
+        .timeout(std::time::Duration::from_secs(60))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("Checks:   all held"), "{stdout}");
+    assert!(stdout.contains("TIME_WAIT"), "{stdout}");
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(page.contains("<html") && page.contains("statescope lab handshake-and-close"));
+}

@@ -147,12 +147,22 @@ pub fn replay_records(path: &Path) -> anyhow::Result<Vec<Record>> {
     Ok(sink.0)
 }
 
-/// Stop the capture, replay it, and print every record (jsonl) before the lab record.
-pub fn finish_capture(cap: CaptureHandle, out: &mut LabOut) -> anyhow::Result<(Captured, Records)> {
+/// Stop the capture, replay it, print every record (jsonl) before the lab record, and write
+/// the HTML report of the capture when `--html` asked for one.
+pub fn finish_capture(
+    cap: CaptureHandle,
+    ctx: &LabCtx,
+    name: &str,
+    out: &mut LabOut,
+) -> anyhow::Result<(Captured, Records)> {
     let captured = cap.stop()?;
     let records = replay_records(&captured.path)?;
     for r in &records {
         out.record(r)?;
+    }
+    if let Some(html) = &ctx.html {
+        crate::report::write_html(&records, &format!("statescope lab {name}"), html)?;
+        out.say(&format!("HTML report: {}", html.display()))?;
     }
     Ok((captured, Records(records)))
 }

@@ -152,7 +152,7 @@ fn run(ctx: &LabCtx, out: &mut LabOut) -> anyhow::Result<LabRec> {
     drop(refused);
     drop(server);
 
-    let (cap, recs) = common::finish_capture(cap, out)?;
+    let (cap, recs) = common::finish_capture(cap, ctx, LAB.name, out)?;
 
     // ---- compare ----
     let mut checks = Checks::default();

@@ -81,7 +81,7 @@ fn run(ctx: &LabCtx, out: &mut LabOut) -> anyhow::Result<LabRec> {
     let after = fresh(addr, &root)?;
     drop(server);
 
-    let (cap, recs) = common::finish_capture(cap, out)?;
+    let (cap, recs) = common::finish_capture(cap, ctx, LAB.name, out)?;
 
     // ---- what the capture shows ----
     let mut checks = Checks::default();

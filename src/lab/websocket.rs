@@ -82,7 +82,7 @@ fn run(ctx: &LabCtx, out: &mut LabOut) -> anyhow::Result<LabRec> {
     drop(ws3);
     drop(server);
 
-    let (cap, recs) = common::finish_capture(cap, out)?;
+    let (cap, recs) = common::finish_capture(cap, ctx, LAB.name, out)?;
 
     // ---- measure ----
     let mut checks = Checks::default();
