@@ -4,15 +4,15 @@
 //! Supported, with tcpdump's meaning:
 //!
 //! ```text
-//! expr  := term { ("or" | "||") term }
-//! term  := unary { ("and" | "&&") unary }
+//! expr  := unary { ("and" | "&&" | "or" | "||") unary }
 //! unary := ("not" | "!") unary | "(" expr ")" | prim
 //! prim  := "tcp" | "udp" | "ip" | "ip6"
 //!        | ["src" | "dst"] "host" ADDR                  (IPv4 or IPv6, numeric)
-//!        | ["tcp" | "udp"] ["src" | "dst"] "port" N     (no protocol: TCP or UDP)
+//!        | ["tcp" | "udp"] ["src" | "dst"] "port" N     (no protocol: TCP, UDP or SCTP)
 //! ```
 //!
-//! `and` binds tighter than `or`, as in tcpdump. Anything else (host names, `net`, `portrange`,
+//! `and` and `or` have equal precedence and group from the left, as in tcpdump (pcap-filter(7)):
+//! `tcp port 80 or tcp port 443 and host 10.0.0.1` means `(... or ...) and host 10.0.0.1`. Anything else (host names, `net`, `portrange`,
 //! byte offsets, `ether`, `vlan` ...) is a clear error listing what is supported: a filter that
 //! silently meant something else would hide traffic.
 
@@ -58,7 +58,7 @@ pub enum Prim {
         side: Side,
         addr: IpAddr,
     },
-    /// `proto: None` means TCP or UDP, as tcpdump's bare `port` does (for the protocols we know).
+    /// `proto: None` means TCP, UDP or SCTP, as tcpdump's bare `port` does.
     Port {
         proto: Option<Proto>,
         side: Side,
@@ -239,20 +239,19 @@ impl Parser {
         hit
     }
 
+    /// `and` and `or` have equal precedence and group from the left, as in pcap-filter(7):
+    /// `a and b or c and d` is `((a and b) or c) and d`.
     fn expr(&mut self) -> Result<Expr, String> {
-        let mut e = self.term()?;
-        while self.eat(&["or", "||"]) {
-            e = Expr::or(e, self.term()?);
-        }
-        Ok(e)
-    }
-
-    fn term(&mut self) -> Result<Expr, String> {
         let mut e = self.unary()?;
-        while self.eat(&["and", "&&"]) {
-            e = Expr::and(e, self.unary()?);
+        loop {
+            if self.eat(&["and", "&&"]) {
+                e = Expr::and(e, self.unary()?);
+            } else if self.eat(&["or", "||"]) {
+                e = Expr::or(e, self.unary()?);
+            } else {
+                return Ok(e);
+            }
         }
-        Ok(e)
     }
 
     fn unary(&mut self) -> Result<Expr, String> {
@@ -362,11 +361,13 @@ mod tests {
     }
 
     #[test]
-    fn and_binds_tighter_than_or() {
+    fn and_and_or_group_from_the_left_like_tcpdump() {
         let e = parse("tcp port 1 or tcp port 2 and host 10.0.0.1").unwrap();
-        let Expr::Or(a, b) = e else { panic!("{e:?}") };
-        assert_eq!(*a, port(Some(Proto::Tcp), Side::Any, 1));
-        assert!(matches!(*b, Expr::And(..)));
+        let Expr::And(a, b) = e else { panic!("{e:?}") };
+        assert!(matches!(*a, Expr::Or(..)));
+        assert!(matches!(*b, Expr::Prim(Prim::Host { .. })));
+        let e = parse("tcp and port 1 or port 2").unwrap();
+        assert!(matches!(e, Expr::Or(..)), "{e:?}");
     }
 
     #[test]

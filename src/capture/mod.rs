@@ -10,6 +10,7 @@ pub mod live;
 pub mod memory;
 pub mod pcap_file;
 pub mod pcap_writer;
+pub mod ring;
 
 use std::fmt;
 

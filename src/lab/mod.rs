@@ -4,11 +4,23 @@
 //! [`LABS`]. A lab drives real traffic on loopback, measures, and ends with one `lab` record
 //! (`shared/CONTRACT.md`): the question, an answer built from the measurements, the measured
 //! facts, and `ok` when every check the lab makes on its own measurements held.
+//!
+//! The loopback labs (`tcp-vs-http`, `handshake-and-close`, `websocket`, `login`,
+//! `stateless-vs-stateful`) capture `lo` live while they make traffic against an in-process
+//! `serve`, save the capture as `OUT_DIR/NAME.pcap`, and print its records (replayed through the
+//! engine) before the `lab` record; what they share is in [`common`]. They need root or
+//! `CAP_NET_RAW`. The scaling labs (`crash`, `scale-*`, `queue`) measure delivery instead.
 
+pub mod common;
 pub mod crash;
+pub mod handshake_close;
+pub mod login;
 pub mod queue;
 pub mod scale_stateful;
 pub mod scale_stateless;
+pub mod stateless_vs_stateful;
+pub mod tcp_vs_http;
+pub mod websocket;
 
 use crate::cli::{Format, LabArgs};
 use crate::record::{LabRec, Record};
@@ -70,6 +82,11 @@ pub struct LabDef {
 
 /// Every exercise, in the order the listing shows them.
 pub const LABS: &[LabDef] = &[
+    tcp_vs_http::LAB,
+    handshake_close::LAB,
+    websocket::LAB,
+    login::LAB,
+    stateless_vs_stateful::LAB,
     crash::LAB,
     scale_stateless::LAB,
     scale_stateful::LAB,

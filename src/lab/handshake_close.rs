@@ -1,0 +1,319 @@
+//! `lab handshake-and-close`: a TCP connection's whole life, with the kernel's own socket
+//! states read at the same moments, side by side with what statescope inferred from packets.
+//!
+//! What you will see: the three-way handshake (SYN, SYN-ACK, ACK), one request and response,
+//! the client closing first (its FIN, the server's FIN, the last ACK) and so waiting in
+//! `TIME_WAIT`, and a connection to a port nobody listens on, answered by a RST.
+//!
+//! At each moment the lab reads `/proc/net/tcp` (what `ss -tan` shows) for both ends of the
+//! connection, and compares with the states statescope inferred from the last packet captured
+//! before that moment. A socket the kernel no longer lists is `CLOSED`. They agree because the
+//! states are not a private detail of one side: each transition is caused by, and visible as,
+//! a segment on the wire, so an observer who sees the packets can follow both machines.
+//!
+//! `TIME_WAIT` is visible right after the close; the lab does not wait the 60 s for it to end.
+
+use super::common::{self, raw_request, Checks, Conn};
+use super::{LabCtx, LabDef, LabOut};
+use crate::record::LabRec;
+use crate::server::ServerConfig;
+use serde_json::json;
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+pub const LAB: LabDef = LabDef {
+    name: "handshake-and-close",
+    question: "What states does a TCP connection go through, and can an observer of the packets know them?",
+    summary: "three-way handshake, data, active close to TIME_WAIT, a refused connection: the kernel's socket states beside statescope's",
+    run,
+};
+
+/// After an operation, how long before reading the kernel: lets the packets it caused be
+/// captured, so both views describe the same moment.
+const PAUSE: Duration = Duration::from_millis(50);
+
+/// One TCP socket as `/proc/net/tcp` lists it.
+#[derive(Debug, Clone, PartialEq)]
+struct KernelSocket {
+    local: SocketAddr,
+    remote: SocketAddr,
+    state: &'static str,
+}
+
+/// The kernel's state code (`include/net/tcp_states.h`) in the contract's spelling.
+fn state_name(code: u8) -> &'static str {
+    match code {
+        0x01 => "ESTABLISHED",
+        0x02 => "SYN_SENT",
+        0x03 => "SYN_RECEIVED",
+        0x04 => "FIN_WAIT_1",
+        0x05 => "FIN_WAIT_2",
+        0x06 => "TIME_WAIT",
+        0x07 => "CLOSED",
+        0x08 => "CLOSE_WAIT",
+        0x09 => "LAST_ACK",
+        0x0A => "LISTEN",
+        0x0B => "CLOSING",
+        0x0C => "SYN_RECEIVED", // TCP_NEW_SYN_RECV: a request socket before the final ACK
+        _ => "UNKNOWN",
+    }
+}
+
+/// `0100007F:1F90` (little-endian IPv4 as hex, port as hex) → 127.0.0.1:8080.
+fn parse_addr(s: &str) -> Option<SocketAddr> {
+    let (ip, port) = s.split_once(':')?;
+    let ip = u32::from_str_radix(ip, 16).ok()?;
+    let port = u16::from_str_radix(port, 16).ok()?;
+    Some(SocketAddr::from((ip.to_le_bytes(), port)))
+}
+
+/// Every IPv4 TCP socket of this network namespace.
+fn parse_proc_net_tcp(text: &str) -> Vec<KernelSocket> {
+    text.lines()
+        .skip(1)
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            Some(KernelSocket {
+                local: parse_addr(f.get(1)?)?,
+                remote: parse_addr(f.get(2)?)?,
+                state: state_name(u8::from_str_radix(f.get(3)?, 16).ok()?),
+            })
+        })
+        .collect()
+}
+
+fn kernel_sockets() -> anyhow::Result<Vec<KernelSocket>> {
+    let text = std::fs::read_to_string("/proc/net/tcp")
+        .map_err(|e| anyhow::anyhow!("cannot read /proc/net/tcp for the kernel's view: {e}"))?;
+    Ok(parse_proc_net_tcp(&text))
+}
+
+/// The kernel's state of the socket bound to `local` talking to `remote`; `CLOSED` if none.
+fn kernel_state(socks: &[KernelSocket], local: SocketAddr, remote: SocketAddr) -> &'static str {
+    socks
+        .iter()
+        .find(|s| s.local == local && s.remote == remote)
+        .map_or("CLOSED", |s| s.state)
+}
+
+/// One moment: the kernel's states of both ends, and when they were read.
+struct Moment {
+    name: &'static str,
+    kernel_client: &'static str,
+    kernel_server: &'static str,
+    at: f64,
+}
+
+fn moment(name: &'static str, client: SocketAddr, server: SocketAddr) -> anyhow::Result<Moment> {
+    std::thread::sleep(PAUSE);
+    let socks = kernel_sockets()?;
+    Ok(Moment {
+        name,
+        kernel_client: kernel_state(&socks, client, server),
+        kernel_server: kernel_state(&socks, server, client),
+        at: common::now_secs(),
+    })
+}
+
+fn run(ctx: &LabCtx, out: &mut LabOut) -> anyhow::Result<LabRec> {
+    let server = common::start_server(ServerConfig::default())?;
+    let addr = server.addr();
+    let closed = common::closed_port()?;
+    let closed_addr = SocketAddr::from(([127, 0, 0, 1], closed));
+    let cap = common::start_capture(&[addr.port(), closed], &common::pcap_path(ctx, LAB.name))?;
+    out.say(&format!(
+        "serve listening on {addr}; port {closed} has no listener; capturing lo on both ports"
+    ))?;
+    let listening = kernel_sockets()?
+        .iter()
+        .find(|s| s.local == addr && s.state == "LISTEN")
+        .map_or("CLOSED", |s| s.state);
+
+    // The connection's life, the kernel read at each step.
+    let mut conn = Conn::open(addr)?;
+    let client = conn.local()?;
+    let mut moments = vec![moment("after connect", client, addr)?];
+    let resp = conn.request(&raw_request(addr, "GET", "/", &[], ""))?;
+    moments.push(moment("after the response", client, addr)?);
+    drop(conn); // the client closes first: the active close
+    moments.push(moment("after the client closed", client, addr)?);
+
+    // A port nobody listens on.
+    let refused = TcpStream::connect(closed_addr);
+    let refused_error = match &refused {
+        Ok(_) => "connected".to_string(),
+        Err(e) => e.kind().to_string(),
+    };
+    std::thread::sleep(PAUSE);
+    let refused_kernel = kernel_sockets()?
+        .iter()
+        .find(|s| s.remote == closed_addr)
+        .map_or("CLOSED", |s| s.state);
+    drop(refused);
+    drop(server);
+
+    let (cap, recs) = common::finish_capture(cap, ctx, LAB.name, out)?;
+
+    // ---- compare ----
+    let mut checks = Checks::default();
+    let conn_rec = recs.conn_of(client);
+    checks.check("the connection is in the capture", conn_rec.is_some());
+    checks.check(
+        "the kernel listed the server's socket as LISTEN",
+        listening == "LISTEN",
+    );
+    let conn_idx = conn_rec.map(|c| c.conn).unwrap_or(u64::MAX);
+    let pk = recs.packets_of(conn_idx);
+    let flags: Vec<String> = pk.iter().map(|p| p.flags.join("+")).collect();
+    let handshake_ok = flags.len() >= 3 && flags[..3] == ["SYN", "SYN+ACK", "ACK"];
+    checks.check("the handshake is SYN, SYN+ACK, ACK", handshake_ok);
+    let fins: Vec<_> = pk
+        .iter()
+        .filter(|p| p.flags.iter().any(|f| f == "FIN"))
+        .map(|p| p.dir.as_str())
+        .collect();
+    checks.check(
+        "the client's FIN came first, then the server's",
+        fins == ["c2s", "s2c"],
+    );
+    out.say(&format!(
+        "Connection {} -> {}: {} packets: {}",
+        client,
+        addr,
+        pk.len(),
+        flags.join(", ")
+    ))?;
+    out.say(&format!(
+        "  handshake RTT {:.1} µs; request {} bytes, response {} ({} bytes)",
+        conn_rec.and_then(|c| c.initial_rtt).unwrap_or(0.0) * 1e6,
+        conn_rec.map_or(0, |c| c.bytes_c2s),
+        resp.status,
+        conn_rec.map_or(0, |c| c.bytes_s2c)
+    ))?;
+    out.say(&format!(
+        "{:<26} {:>13} {:>13}   {:>13} {:>13}",
+        "moment", "kernel client", "inferred", "kernel server", "inferred"
+    ))?;
+    let mut facts = Vec::new();
+    let mut all_agree = true;
+    for m in &moments {
+        let (ic, is) = recs
+            .states_at(conn_idx, m.at)
+            .unwrap_or(("NONE".into(), "NONE".into()));
+        let agree = ic == m.kernel_client && is == m.kernel_server;
+        all_agree &= agree;
+        out.say(&format!(
+            "{:<26} {:>13} {:>13}   {:>13} {:>13}{}",
+            m.name,
+            m.kernel_client,
+            ic,
+            m.kernel_server,
+            is,
+            if agree { "" } else { "   <- differ" }
+        ))?;
+        let key = m.name.replace(' ', "_");
+        facts.push((format!("{key}_kernel_client"), json!(m.kernel_client)));
+        facts.push((format!("{key}_inferred_client"), json!(ic)));
+        facts.push((format!("{key}_kernel_server"), json!(m.kernel_server)));
+        facts.push((format!("{key}_inferred_server"), json!(is)));
+    }
+    checks.check("the kernel and statescope agree at every moment", all_agree);
+    let last = moments.last().map(|m| m.kernel_client).unwrap_or("");
+    checks.check("the active closer waits in TIME_WAIT", last == "TIME_WAIT");
+    let final_client = conn_rec.map(|c| c.client_state.clone()).unwrap_or_default();
+    checks.check(
+        "the conn record ends in TIME_WAIT for the client",
+        final_client == "TIME_WAIT",
+    );
+
+    let rej = recs.conns().find(|c| c.server == closed_addr.to_string());
+    let rej_flags: Vec<String> = rej
+        .map(|c| recs.packets_of(c.conn))
+        .unwrap_or_default()
+        .iter()
+        .map(|p| p.flags.join("+"))
+        .collect();
+    checks.check("the refused connect failed", refused_error != "connected");
+    checks.check(
+        "the refused connection is SYN answered by RST+ACK",
+        rej_flags == ["SYN", "RST+ACK"],
+    );
+    checks.check(
+        "no kernel socket remains for the refused connection",
+        refused_kernel == "CLOSED",
+    );
+    let rej_state = rej.map(|c| (c.client_state.clone(), c.conn_state.clone()));
+    out.say(&format!(
+        "Refused: connect to {closed_addr} -> {refused_error}; packets {}; kernel socket {refused_kernel}; inferred client {}, Zeek state {}",
+        rej_flags.join(", "),
+        rej_state.as_ref().map_or("?", |s| s.0.as_str()),
+        rej_state.as_ref().map_or("?", |s| s.1.as_str()),
+    ))?;
+    out.say(&format!(
+        "Capture: {} ({} frames).",
+        cap.path.display(),
+        cap.frames
+    ))?;
+
+    let answer = format!(
+        "Handshake (SYN, SYN+ACK, ACK) to ESTABLISHED, data, and the active close ({}) left the client in {} \
+         while the server's socket was gone; a SYN to a closed port got RST+ACK and left no socket. \
+         The kernel's states and those statescope inferred from the packets {} at all {} moments: every state change is caused by a segment an observer can see.",
+        fins.join(" FIN, then ") + " FIN",
+        last,
+        if all_agree { "agreed" } else { "did NOT agree" },
+        moments.len()
+    );
+    let mut f = vec![
+        ("conn", json!(conn_idx)),
+        ("packets", json!(pk.len())),
+        ("flags", json!(flags)),
+        ("handshake_rtt", json!(conn_rec.and_then(|c| c.initial_rtt))),
+        ("bytes_c2s", json!(conn_rec.map(|c| c.bytes_c2s))),
+        ("bytes_s2c", json!(conn_rec.map(|c| c.bytes_s2c))),
+        ("listen_kernel", json!(listening)),
+        ("final_inferred_client", json!(final_client)),
+        ("states_agree", json!(all_agree)),
+        ("refused_conn", json!(rej.map(|c| c.conn))),
+        ("refused_flags", json!(rej_flags)),
+        ("refused_error", json!(refused_error)),
+        ("refused_kernel_client", json!(refused_kernel)),
+        ("refused_conn_state", json!(rej_state.map(|s| s.1))),
+        ("frames", json!(cap.frames)),
+        ("pcap", json!(cap.path.display().to_string())),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect::<Vec<_>>();
+    f.extend(facts);
+    Ok(LabRec {
+        name: LAB.name.into(),
+        question: LAB.question.into(),
+        answer,
+        facts: f.into_iter().collect(),
+        ok: checks.ok(out)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proc_net_tcp_lines() {
+        let text = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n   \
+            0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1 1 0 100 0 0 10 0\n   \
+            1: 0100007F:D2A4 0100007F:1F90 06 00000000:00000000 03:00000F9F 00000000     0        0 0 3 0\n";
+        let s = parse_proc_net_tcp(text);
+        assert_eq!(s.len(), 2);
+        assert_eq!(s[0].local, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(s[0].state, "LISTEN");
+        assert_eq!(s[1].state, "TIME_WAIT");
+        let c: SocketAddr = "127.0.0.1:53924".parse().unwrap();
+        let srv: SocketAddr = "127.0.0.1:8080".parse().unwrap();
+        assert_eq!(kernel_state(&s, c, srv), "TIME_WAIT");
+        assert_eq!(kernel_state(&s, srv, c), "CLOSED");
+        // A damaged line is skipped, not a panic.
+        assert!(parse_proc_net_tcp("header\n 0: zz:1 00:0 01\n").is_empty());
+    }
+}
