@@ -209,7 +209,7 @@ impl Records {
         self.packets()
             .filter(|p| p.conn == conn && p.ts <= at)
             .last()
-            .map(|p| (p.client_state.clone(), p.server_state.clone()))
+            .map(|p| (p.client_state.to_string(), p.server_state.to_string()))
     }
 }
 
