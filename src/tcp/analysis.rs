@@ -541,6 +541,7 @@ mod tests {
             s
         }
         /// Direction `d` sends a segment `dt_us` microseconds after the previous one.
+        #[allow(clippy::too_many_arguments)] // a segment's fields, spelled out in each test
         fn seg(
             &mut self,
             d: usize,
