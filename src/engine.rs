@@ -237,7 +237,18 @@ pub fn run_source(
     engine: &mut Engine,
     sink: &mut dyn Sink,
 ) -> anyhow::Result<()> {
+    run_source_with(source, engine, sink, &mut |_, _| {})
+}
+
+/// [`run_source`], calling `progress(bytes_done, bytes_total)` every few thousand frames.
+pub fn run_source_with(
+    source: &mut dyn FrameSource,
+    engine: &mut Engine,
+    sink: &mut dyn Sink,
+    progress: &mut dyn FnMut(u64, Option<u64>),
+) -> anyhow::Result<()> {
     let mut failure = None;
+    let mut n = 0u32;
     loop {
         match source.next_frame() {
             Ok(Some(frame)) => engine.on_frame(&frame, sink)?,
@@ -247,12 +258,38 @@ pub fn run_source(
                 break;
             }
         }
+        n = n.wrapping_add(1);
+        if n % 16384 == 0 {
+            let (done, total) = source.progress();
+            progress(done, total);
+        }
     }
     engine.finish(sink)?;
     match failure {
         Some(e) => Err(e.into()),
         None => Ok(()),
     }
+}
+
+/// A progress bar on standard error for files big enough to wait for, on a terminal only.
+fn progress_bar(args: &ReplayArgs) -> Option<indicatif::ProgressBar> {
+    use std::io::IsTerminal;
+    if args.out.quiet || !io::stderr().is_terminal() {
+        return None;
+    }
+    let size = std::fs::metadata(&args.file).ok()?.len();
+    if size < 32 << 20 {
+        return None;
+    }
+    let bar = indicatif::ProgressBar::new(size);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} {bytes}/{total_bytes} [{bar:30}] {bytes_per_sec}, {eta} left",
+        )
+        .ok()?
+        .progress_chars("=> "),
+    );
+    Some(bar)
 }
 
 /// `statescope replay`.
@@ -268,11 +305,20 @@ pub fn replay_command(args: &ReplayArgs) -> anyhow::Result<ExitCode> {
         inner: sink.as_mut(),
         records: Vec::new(),
     };
-    let result = if wants_report {
-        run_source(source.as_mut(), &mut engine, &mut collect)
-    } else {
-        run_source(source.as_mut(), &mut engine, collect.inner)
+    let bar = progress_bar(args);
+    let mut tick = |done: u64, _total: Option<u64>| {
+        if let Some(b) = &bar {
+            b.set_position(done);
+        }
     };
+    let result = if wants_report {
+        run_source_with(source.as_mut(), &mut engine, &mut collect, &mut tick)
+    } else {
+        run_source_with(source.as_mut(), &mut engine, collect.inner, &mut tick)
+    };
+    if let Some(b) = &bar {
+        b.finish_and_clear();
+    }
     if !args.out.quiet || engine.stats.decode_failures() > 0 {
         eprintln!("statescope: {}", engine.summary_line());
     }
