@@ -259,7 +259,7 @@ pub fn run_source_with(
             }
         }
         n = n.wrapping_add(1);
-        if n % 16384 == 0 {
+        if n.is_multiple_of(16384) {
             let (done, total) = source.progress();
             progress(done, total);
         }
