@@ -83,6 +83,9 @@ pub struct OutputArgs {
     /// Benchmarks only: skip Wireshark analysis (tracking and states only)
     #[arg(long, hide = true)]
     pub no_analysis: bool,
+    /// Flush every JSON line as it is written (live capture: records as they happen)
+    #[arg(skip)]
+    pub line_buffered: bool,
 }
 
 impl Default for OutputArgs {
@@ -101,6 +104,7 @@ impl Default for OutputArgs {
             reassembly_cap: DEFAULT_REASSEMBLY_CAP,
             quiet: false,
             no_analysis: false,
+            line_buffered: false,
         }
     }
 }

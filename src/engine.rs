@@ -200,6 +200,12 @@ impl Engine {
         sink.finish()
     }
 
+    /// The open connections (most recently active first, at most `limit`) and how many there
+    /// are, for displays that refresh while capturing.
+    pub fn open_conns(&self, limit: usize) -> (usize, Vec<ConnRec>) {
+        self.tracker.open_summaries(limit)
+    }
+
     /// Connections seen and the most held at once.
     pub fn conn_counts(&self) -> (u64, usize) {
         (self.tracker.conns_seen(), self.tracker.peak_live)
@@ -237,15 +243,19 @@ pub fn run_source(
     engine: &mut Engine,
     sink: &mut dyn Sink,
 ) -> anyhow::Result<()> {
-    run_source_with(source, engine, sink, &mut |_, _| {})
+    run_source_with(source, engine, sink, u32::MAX, &mut |_, _| {})
 }
 
-/// [`run_source`], calling `progress(bytes_done, bytes_total)` every few thousand frames.
+/// Called while a run goes on: the engine, and (bytes read, total bytes when known).
+pub type Progress<'a> = dyn FnMut(&Engine, (u64, Option<u64>)) + 'a;
+
+/// [`run_source`], calling `progress(engine, (bytes_done, bytes_total))` every `every` frames.
 pub fn run_source_with(
     source: &mut dyn FrameSource,
     engine: &mut Engine,
     sink: &mut dyn Sink,
-    progress: &mut dyn FnMut(u64, Option<u64>),
+    every: u32,
+    progress: &mut Progress<'_>,
 ) -> anyhow::Result<()> {
     let mut failure = None;
     let mut n = 0u32;
@@ -259,9 +269,8 @@ pub fn run_source_with(
             }
         }
         n = n.wrapping_add(1);
-        if n.is_multiple_of(16384) {
-            let (done, total) = source.progress();
-            progress(done, total);
+        if n.is_multiple_of(every.max(1)) {
+            progress(engine, source.progress());
         }
     }
     engine.finish(sink)?;
@@ -306,15 +315,21 @@ pub fn replay_command(args: &ReplayArgs) -> anyhow::Result<ExitCode> {
         records: Vec::new(),
     };
     let bar = progress_bar(args);
-    let mut tick = |done: u64, _total: Option<u64>| {
+    let mut tick = |_: &Engine, (done, _total): (u64, Option<u64>)| {
         if let Some(b) = &bar {
             b.set_position(done);
         }
     };
     let result = if wants_report {
-        run_source_with(source.as_mut(), &mut engine, &mut collect, &mut tick)
+        run_source_with(source.as_mut(), &mut engine, &mut collect, 16384, &mut tick)
     } else {
-        run_source_with(source.as_mut(), &mut engine, collect.inner, &mut tick)
+        run_source_with(
+            source.as_mut(),
+            &mut engine,
+            collect.inner,
+            16384,
+            &mut tick,
+        )
     };
     if let Some(b) = &bar {
         b.finish_and_clear();

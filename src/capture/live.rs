@@ -34,7 +34,7 @@ use super::pcap_writer::{PcapTee, PcapWriter};
 use super::ring::Ring;
 use super::{bpf, CaptureError, Frame, FrameSource, LinkType, Timestamp};
 use crate::cli::{Format, LiveArgs};
-use crate::engine::{run_source, Engine};
+use crate::engine::{run_source_with, Engine};
 use crate::output::make_sink;
 use std::io::{self, IsTerminal, Write};
 use std::mem;
@@ -650,11 +650,15 @@ pub fn live_command(args: &LiveArgs) -> anyhow::Result<ExitCode> {
     // Piped output streams records as JSON lines unless a format was asked for; on a terminal
     // the table is printed at the end, with a status line meanwhile.
     let mut out_args = args.out.clone();
+    out_args.line_buffered = true;
     let stdout_tty = io::stdout().is_terminal();
     if !stdout_tty && !format_given() {
         out_args.format = Format::Jsonl;
     }
-    let status = out_args.format == Format::Table && !args.out.quiet && io::stderr().is_terminal();
+    // On a terminal the open connections refresh in place on standard error while capturing;
+    // the final table goes to standard output at the end.
+    let refresh = out_args.format == Format::Table && !args.out.quiet && io::stderr().is_terminal();
+    let status = false;
 
     install_stop_signals();
     let mut source = LiveSource::open(
@@ -701,10 +705,19 @@ pub fn live_command(args: &LiveArgs) -> anyhow::Result<ExitCode> {
     } else {
         collect.inner
     };
+    let mut table = LiveTable::new(refresh);
+    let mut tick = |e: &Engine, _: (u64, Option<u64>)| table.draw(e, false);
     let result = match writer {
-        Some(w) => run_source(&mut PcapTee::new(&mut source, w), &mut engine, target),
-        None => run_source(&mut source, &mut engine, target),
+        Some(w) => run_source_with(
+            &mut PcapTee::new(&mut source, w),
+            &mut engine,
+            target,
+            1,
+            &mut tick,
+        ),
+        None => run_source_with(&mut source, &mut engine, target, 1, &mut tick),
     };
+    table.clear();
     // The report covers everything captured, even when the capture ended in an error.
     if wants_report {
         let title = format!("statescope live -i {iface}");
@@ -830,5 +843,68 @@ mod tests {
                 dropped: 0
             }
         );
+    }
+}
+
+/// The open connections, redrawn in place on standard error about twice a second.
+struct LiveTable {
+    on: bool,
+    lines: usize,
+    last: Instant,
+}
+
+impl LiveTable {
+    /// Rows shown at most: a screenful.
+    const ROWS: usize = 20;
+
+    fn new(on: bool) -> Self {
+        LiveTable {
+            on,
+            lines: 0,
+            last: Instant::now(),
+        }
+    }
+
+    fn draw(&mut self, engine: &Engine, force: bool) {
+        if !self.on || (!force && self.last.elapsed() < Duration::from_millis(500)) {
+            return;
+        }
+        self.last = Instant::now();
+        let (open, rows) = engine.open_conns(Self::ROWS);
+        let (seen, _) = engine.conn_counts();
+        let mut s = String::new();
+        if self.lines > 0 {
+            s.push_str(&format!("\x1b[{}A\x1b[J", self.lines));
+        }
+        s.push_str(&format!(
+            "{} frames, {} connections ({} open, most recent first)\n",
+            engine.stats.frames, seen, open
+        ));
+        s.push_str(&format!(
+            "{:>5}  {:<27} {:<27} {:>8} {:>10}  {:<13} {:<13}\n",
+            "conn", "client", "server", "packets", "bytes", "client", "server"
+        ));
+        for c in &rows {
+            s.push_str(&format!(
+                "{:>5}  {:<27} {:<27} {:>8} {:>10}  {:<13} {:<13}\n",
+                c.conn,
+                c.client,
+                c.server,
+                c.packets_c2s + c.packets_s2c,
+                c.bytes_c2s + c.bytes_s2c,
+                c.client_state,
+                c.server_state
+            ));
+        }
+        self.lines = 2 + rows.len();
+        eprint!("{s}");
+    }
+
+    /// Erase the table before the final output.
+    fn clear(&mut self) {
+        if self.on && self.lines > 0 {
+            eprint!("\x1b[{}A\x1b[J", self.lines);
+            self.lines = 0;
+        }
     }
 }

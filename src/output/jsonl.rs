@@ -10,6 +10,7 @@ use std::io::{self, BufWriter, Write};
 pub struct JsonlSink {
     out: BufWriter<Box<dyn Write>>,
     line: Vec<u8>,
+    flush_each: bool,
 }
 
 impl JsonlSink {
@@ -17,7 +18,14 @@ impl JsonlSink {
         JsonlSink {
             out: BufWriter::with_capacity(1 << 16, out),
             line: Vec::with_capacity(512),
+            flush_each: false,
         }
+    }
+
+    /// Flush after every record (live capture), instead of in 64 KiB blocks.
+    pub fn line_buffered(mut self, on: bool) -> Self {
+        self.flush_each = on;
+        self
     }
 }
 
@@ -27,10 +35,15 @@ impl Sink for JsonlSink {
             // The hot path: one line per segment, built in a reused buffer.
             self.line.clear();
             write_packet(&mut self.line, p)?;
-            return self.out.write_all(&self.line);
+            self.out.write_all(&self.line)?;
+        } else {
+            serde_json::to_writer(&mut self.out, rec).map_err(io::Error::other)?;
+            self.out.write_all(b"\n")?;
         }
-        serde_json::to_writer(&mut self.out, rec).map_err(io::Error::other)?;
-        self.out.write_all(b"\n")
+        if self.flush_each {
+            self.out.flush()?;
+        }
+        Ok(())
     }
     fn finish(&mut self) -> io::Result<()> {
         self.out.flush()

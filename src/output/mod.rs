@@ -24,7 +24,7 @@ pub trait Sink {
 /// Build the printer for `args`, writing to `out`.
 pub fn make_sink(args: &OutputArgs, out: Box<dyn Write>) -> Box<dyn Sink> {
     match args.format {
-        Format::Jsonl => Box::new(jsonl::JsonlSink::new(out)),
+        Format::Jsonl => Box::new(jsonl::JsonlSink::new(out).line_buffered(args.line_buffered)),
         Format::Table => Box::new(table::TableSink::new(out, args)),
     }
 }

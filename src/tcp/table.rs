@@ -196,6 +196,18 @@ impl Tracker {
         self.next_sweep = Timestamp(now.0.saturating_add(step));
     }
 
+    /// Summaries of the open connections, most recently active first, at most `limit`; and how
+    /// many are open in all. For live displays: nothing is finished or changed.
+    pub fn open_summaries(&self, limit: usize) -> (usize, Vec<crate::record::ConnRec>) {
+        let mut open: Vec<&Conn> = self.slots.iter().flatten().map(|e| &e.1).collect();
+        let total = open.len();
+        open.sort_unstable_by_key(|c| std::cmp::Reverse((c.last_ts, c.index)));
+        (
+            total,
+            open.into_iter().take(limit).map(Conn::summary).collect(),
+        )
+    }
+
     /// End of input: finish every connection still open, in index order.
     pub fn finish(&mut self, events: &mut dyn Events) {
         let mut rest: Vec<(u64, u32)> = self
