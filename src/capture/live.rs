@@ -734,6 +734,69 @@ pub fn live_command(args: &LiveArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The open connections, redrawn in place on standard error about twice a second.
+struct LiveTable {
+    on: bool,
+    lines: usize,
+    last: Instant,
+}
+
+impl LiveTable {
+    /// Rows shown at most: a screenful.
+    const ROWS: usize = 20;
+
+    fn new(on: bool) -> Self {
+        LiveTable {
+            on,
+            lines: 0,
+            last: Instant::now(),
+        }
+    }
+
+    fn draw(&mut self, engine: &Engine, force: bool) {
+        if !self.on || (!force && self.last.elapsed() < Duration::from_millis(500)) {
+            return;
+        }
+        self.last = Instant::now();
+        let (open, rows) = engine.open_conns(Self::ROWS);
+        let (seen, _) = engine.conn_counts();
+        let mut s = String::new();
+        if self.lines > 0 {
+            s.push_str(&format!("\x1b[{}A\x1b[J", self.lines));
+        }
+        s.push_str(&format!(
+            "{} frames, {} connections ({} open, most recent first)\n",
+            engine.stats.frames, seen, open
+        ));
+        s.push_str(&format!(
+            "{:>5}  {:<27} {:<27} {:>8} {:>10}  {:<13} {:<13}\n",
+            "conn", "client", "server", "packets", "bytes", "client", "server"
+        ));
+        for c in &rows {
+            s.push_str(&format!(
+                "{:>5}  {:<27} {:<27} {:>8} {:>10}  {:<13} {:<13}\n",
+                c.conn,
+                c.client,
+                c.server,
+                c.packets_c2s + c.packets_s2c,
+                c.bytes_c2s + c.bytes_s2c,
+                c.client_state,
+                c.server_state
+            ));
+        }
+        self.lines = 2 + rows.len();
+        eprint!("{s}");
+    }
+
+    /// Erase the table before the final output.
+    fn clear(&mut self) {
+        if self.on && self.lines > 0 {
+            eprint!("\x1b[{}A\x1b[J", self.lines);
+            self.lines = 0;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -843,68 +906,5 @@ mod tests {
                 dropped: 0
             }
         );
-    }
-}
-
-/// The open connections, redrawn in place on standard error about twice a second.
-struct LiveTable {
-    on: bool,
-    lines: usize,
-    last: Instant,
-}
-
-impl LiveTable {
-    /// Rows shown at most: a screenful.
-    const ROWS: usize = 20;
-
-    fn new(on: bool) -> Self {
-        LiveTable {
-            on,
-            lines: 0,
-            last: Instant::now(),
-        }
-    }
-
-    fn draw(&mut self, engine: &Engine, force: bool) {
-        if !self.on || (!force && self.last.elapsed() < Duration::from_millis(500)) {
-            return;
-        }
-        self.last = Instant::now();
-        let (open, rows) = engine.open_conns(Self::ROWS);
-        let (seen, _) = engine.conn_counts();
-        let mut s = String::new();
-        if self.lines > 0 {
-            s.push_str(&format!("\x1b[{}A\x1b[J", self.lines));
-        }
-        s.push_str(&format!(
-            "{} frames, {} connections ({} open, most recent first)\n",
-            engine.stats.frames, seen, open
-        ));
-        s.push_str(&format!(
-            "{:>5}  {:<27} {:<27} {:>8} {:>10}  {:<13} {:<13}\n",
-            "conn", "client", "server", "packets", "bytes", "client", "server"
-        ));
-        for c in &rows {
-            s.push_str(&format!(
-                "{:>5}  {:<27} {:<27} {:>8} {:>10}  {:<13} {:<13}\n",
-                c.conn,
-                c.client,
-                c.server,
-                c.packets_c2s + c.packets_s2c,
-                c.bytes_c2s + c.bytes_s2c,
-                c.client_state,
-                c.server_state
-            ));
-        }
-        self.lines = 2 + rows.len();
-        eprint!("{s}");
-    }
-
-    /// Erase the table before the final output.
-    fn clear(&mut self) {
-        if self.on && self.lines > 0 {
-            eprint!("\x1b[{}A\x1b[J", self.lines);
-            self.lines = 0;
-        }
     }
 }
