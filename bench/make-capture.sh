@@ -2,11 +2,11 @@
 # Make the replay benchmark's input from real loopback traffic, then scale it up.
 #
 #   bench/make-capture.sh [OUTDIR] [COPIES]
-#   CLOSE_SECS=2 KEEP_SECS=3 bench/make-capture.sh ...   (how long each wrk phase runs)
+#   CLOSE_SECS=1 KEEP_SECS=4 bench/make-capture.sh ...   (how long each wrk phase runs)
 #
 # 1. nginx on 127.0.0.1 (a private config in a temp dir) serves a 2 KiB file.
-# 2. tcpdump -i lo records wrk's load: 2 s with "Connection: close" (many short connections,
-#    the ephemeral port range wraps: real port reuse) and 3 s of keep-alive requests.
+# 2. tcpdump -i lo records wrk's load: 1 s with "Connection: close" (many short connections,
+#    the ephemeral port range wraps: real port reuse) and 4 s of keep-alive requests.
 # 3. examples/replicate.rs writes COPIES back-to-back copies with remapped addresses
 #    (16 address areas, so copies 16 apart reuse the same 4-tuples).
 # Needs root (tcpdump on lo), nginx, wrk, tcpdump. Every process started here is stopped by PID.
@@ -46,8 +46,8 @@ for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break; 
 
 tcpdump -i lo -s 256 -B 65536 -w "$out/base.pcap" "tcp port $port" 2>"$work/tcpdump.err" & tcpd=$!
 sleep 1
-wrk -t2 -c32 -d"${CLOSE_SECS:-2}"s -H 'Connection: close' "http://127.0.0.1:$port/index.html" | sed 's/^/  /'
-wrk -t2 -c16 -d"${KEEP_SECS:-3}"s "http://127.0.0.1:$port/index.html" | sed 's/^/  /'
+wrk -t2 -c32 -d"${CLOSE_SECS:-1}"s -H 'Connection: close' "http://127.0.0.1:$port/index.html" | sed 's/^/  /'
+wrk -t2 -c16 -d"${KEEP_SECS:-4}"s "http://127.0.0.1:$port/index.html" | sed 's/^/  /'
 sleep 1
 kill -INT "$tcpd"; wait "$tcpd" || true
 tcpd=
