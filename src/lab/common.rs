@@ -16,7 +16,7 @@ use crate::capture::{pcap_file, FrameSource};
 use crate::cli::OutputArgs;
 use crate::engine::{run_source, Engine, EngineOptions};
 use crate::output::Sink;
-use crate::record::{ConnRec, HttpRec, PacketRec, Record};
+use crate::record::{ConnRec, HttpRec, LabRec, PacketRec, Record};
 use crate::server::{self, ServerConfig, ServerHandle};
 use crate::tcp::PacketSel;
 use anyhow::Context;
@@ -211,6 +211,71 @@ impl Records {
             .last()
             .map(|p| (p.client_state.to_string(), p.server_state.to_string()))
     }
+}
+
+/// `POST /{kind}/login` (`session` or `token`) with form field `user`, on a fresh connection.
+pub fn login(addr: SocketAddr, kind: &str, user: &str) -> anyhow::Result<Response> {
+    let path = format!("/{kind}/login");
+    fresh(
+        addr,
+        &raw_request(addr, "POST", &path, &[], &format!("user={user}")),
+    )
+}
+
+/// `GET /me` carrying one credential header (a `Cookie:` or `Authorization:` line).
+pub fn me(addr: SocketAddr, cred: &str) -> anyhow::Result<Response> {
+    fresh(
+        addr,
+        &raw_request(addr, "GET", "/me", &[cred.to_string()], ""),
+    )
+}
+
+/// How many sessions the server says it holds (`GET /state`).
+pub fn sessions_held(addr: SocketAddr) -> anyhow::Result<Option<u64>> {
+    let s = fresh(addr, &raw_request(addr, "GET", "/state", &[], ""))?.json();
+    Ok(s["stateful_contrasts"]["sessions_held"].as_u64())
+}
+
+/// The `Cookie:` header a browser would send back for a session login response.
+pub fn cookie_header(resp: &Response) -> anyhow::Result<String> {
+    let set = resp.header("set-cookie").ok_or_else(|| {
+        anyhow::anyhow!("the session login set no cookie (status {})", resp.status)
+    })?;
+    Ok(format!("Cookie: {}", set.split(';').next().unwrap_or("")))
+}
+
+/// Run `lab` with a token key file of its own in the lab's folder, removed afterwards.
+pub fn with_key_file(
+    ctx: &LabCtx,
+    tag: &str,
+    lab: impl FnOnce(&Path) -> anyhow::Result<LabRec>,
+) -> anyhow::Result<LabRec> {
+    let key = ctx
+        .out_dir
+        .join(format!("{tag}-{}.key", std::process::id()));
+    let result = lab(&key);
+    let _ = std::fs::remove_file(&key);
+    result
+}
+
+/// A `serve` configuration signing tokens with the key in `key` (shared by every instance).
+pub fn key_config(key: &Path) -> ServerConfig {
+    ServerConfig {
+        token_key_file: Some(key.to_path_buf()),
+        ..ServerConfig::default()
+    }
+}
+
+/// Two `serve` instances sharing the token key file `key`, and a capture of both their ports.
+pub fn start_pair(
+    ctx: &LabCtx,
+    name: &str,
+    key: &Path,
+) -> anyhow::Result<(ServerHandle, ServerHandle, CaptureHandle)> {
+    let a = start_server(key_config(key))?;
+    let b = start_server(key_config(key))?;
+    let cap = start_capture(&[a.addr().port(), b.addr().port()], &pcap_path(ctx, name))?;
+    Ok((a, b, cap))
 }
 
 /// Seconds since the epoch now, on the clock capture timestamps use.

@@ -15,12 +15,10 @@
 //!
 //! Every request here goes on its own connection, so no TCP state helps either method.
 
-use super::common::{self, fresh, raw_request, Checks, Response};
+use super::common::{self, cookie_header, fresh, login, me, raw_request, sessions_held, Checks};
 use super::{LabCtx, LabDef, LabOut};
 use crate::record::{Dir, LabRec};
-use crate::server::ServerConfig;
 use serde_json::json;
-use std::net::SocketAddr;
 
 pub const LAB: LabDef = LabDef {
     name: "login",
@@ -29,57 +27,13 @@ pub const LAB: LabDef = LabDef {
     run,
 };
 
-fn me(addr: SocketAddr, cred: &str) -> anyhow::Result<Response> {
-    fresh(
-        addr,
-        &raw_request(addr, "GET", "/me", &[cred.to_string()], ""),
-    )
-}
-
-fn login(addr: SocketAddr, kind: &str, user: &str) -> anyhow::Result<Response> {
-    fresh(
-        addr,
-        &raw_request(
-            addr,
-            "POST",
-            &format!("/{kind}/login"),
-            &[],
-            &format!("user={user}"),
-        ),
-    )
-}
-
-/// The `Cookie:` header a browser would send back for this login response.
-fn cookie_header(resp: &Response) -> anyhow::Result<String> {
-    let set = resp.header("set-cookie").ok_or_else(|| {
-        anyhow::anyhow!("the session login set no cookie (status {})", resp.status)
-    })?;
-    Ok(format!("Cookie: {}", set.split(';').next().unwrap_or("")))
-}
-
-fn sessions_held(addr: SocketAddr) -> anyhow::Result<Option<u64>> {
-    let s = fresh(addr, &raw_request(addr, "GET", "/state", &[], ""))?.json();
-    Ok(s["stateful_contrasts"]["sessions_held"].as_u64())
-}
-
 fn run(ctx: &LabCtx, out: &mut LabOut) -> anyhow::Result<LabRec> {
-    let key = ctx
-        .out_dir
-        .join(format!("login-{}.key", std::process::id()));
-    let result = run_with_key(ctx, out, &key);
-    let _ = std::fs::remove_file(&key);
-    result
+    common::with_key_file(ctx, "login", |key| run_with_key(ctx, out, key))
 }
 
 fn run_with_key(ctx: &LabCtx, out: &mut LabOut, key: &std::path::Path) -> anyhow::Result<LabRec> {
-    let config = || ServerConfig {
-        token_key_file: Some(key.to_path_buf()),
-        ..ServerConfig::default()
-    };
-    let a = common::start_server(config())?;
-    let b = common::start_server(config())?;
+    let (a, b, cap) = common::start_pair(ctx, LAB.name, key)?;
     let (aa, ba) = (a.addr(), b.addr());
-    let cap = common::start_capture(&[aa.port(), ba.port()], &common::pcap_path(ctx, LAB.name))?;
     out.say(&format!(
         "instance A on {aa}, instance B on {ba} (same token key file); capturing both ports"
     ))?;
@@ -99,7 +53,7 @@ fn run_with_key(ctx: &LabCtx, out: &mut LabOut, key: &std::path::Path) -> anyhow
     let held_b = sessions_held(ba)?;
 
     // A restarts.
-    let a = common::restart_server(a, config())?;
+    let a = common::restart_server(a, common::key_config(key))?;
     let s_restart = me(aa, &cookie)?.status;
     let t_restart = me(aa, &bearer)?.status;
     let held_a_restart = sessions_held(aa)?;

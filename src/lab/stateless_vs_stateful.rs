@@ -22,12 +22,10 @@
 //!   already knows who and what it is about; a message is a few bytes of framing plus the text,
 //!   against a full HTTP request head every time.
 
-use super::common::{self, fresh, raw_request, Checks, Conn, WsClient};
+use super::common::{self, fresh, login, me, raw_request, sessions_held, Checks, Conn, WsClient};
 use super::{LabCtx, LabDef, LabOut};
 use crate::record::{Dir, LabRec};
-use crate::server::ServerConfig;
 use serde_json::json;
-use std::net::SocketAddr;
 use std::time::Instant;
 
 pub const LAB: LabDef = LabDef {
@@ -43,49 +41,12 @@ const N: usize = 10;
 const USERS: usize = 20;
 
 fn run(ctx: &LabCtx, out: &mut LabOut) -> anyhow::Result<LabRec> {
-    let key = ctx.out_dir.join(format!("svs-{}.key", std::process::id()));
-    let result = run_with_key(ctx, out, &key);
-    let _ = std::fs::remove_file(&key);
-    result
-}
-
-fn me(addr: SocketAddr, cred: &str) -> anyhow::Result<u16> {
-    Ok(fresh(
-        addr,
-        &raw_request(addr, "GET", "/me", &[cred.to_string()], ""),
-    )?
-    .status)
-}
-
-fn login(addr: SocketAddr, kind: &str, user: &str) -> anyhow::Result<common::Response> {
-    fresh(
-        addr,
-        &raw_request(
-            addr,
-            "POST",
-            &format!("/{kind}/login"),
-            &[],
-            &format!("user={user}"),
-        ),
-    )
-}
-
-fn sessions_held(addr: SocketAddr) -> anyhow::Result<u64> {
-    let s = fresh(addr, &raw_request(addr, "GET", "/state", &[], ""))?.json();
-    Ok(s["stateful_contrasts"]["sessions_held"]
-        .as_u64()
-        .unwrap_or(u64::MAX))
+    common::with_key_file(ctx, "svs", |key| run_with_key(ctx, out, key))
 }
 
 fn run_with_key(ctx: &LabCtx, out: &mut LabOut, key: &std::path::Path) -> anyhow::Result<LabRec> {
-    let config = || ServerConfig {
-        token_key_file: Some(key.to_path_buf()),
-        ..ServerConfig::default()
-    };
-    let a = common::start_server(config())?;
-    let b = common::start_server(config())?;
+    let (a, b, cap) = common::start_pair(ctx, LAB.name, key)?;
     let (aa, ba) = (a.addr(), b.addr());
-    let cap = common::start_capture(&[aa.port(), ba.port()], &common::pcap_path(ctx, LAB.name))?;
     out.say(&format!(
         "instances A on {aa} and B on {ba}; capturing both ports"
     ))?;
@@ -118,24 +79,24 @@ fn run_with_key(ctx: &LabCtx, out: &mut LabOut, key: &std::path::Path) -> anyhow
         )?;
         session_clients.push(r.client);
         session_ok += usize::from(r.status == 200);
-        token_ok += usize::from(me(to, &bearer)? == 200);
+        token_ok += usize::from(me(to, &bearer)?.status == 200);
     }
 
     // 2. Memory: USERS logins of each kind on B.
-    let held_b0 = sessions_held(ba)?;
+    let held_b0 = sessions_held(ba)?.unwrap_or(u64::MAX);
     for u in 0..USERS {
         login(ba, "token", &format!("user{u}"))?;
     }
-    let held_b_tokens = sessions_held(ba)?;
+    let held_b_tokens = sessions_held(ba)?.unwrap_or(u64::MAX);
     for u in 0..USERS {
         login(ba, "session", &format!("user{u}"))?;
     }
-    let held_b_sessions = sessions_held(ba)?;
+    let held_b_sessions = sessions_held(ba)?.unwrap_or(u64::MAX);
 
     // 3. Restart A.
-    let a = common::restart_server(a, config())?;
-    let session_restart = me(aa, &cookie)?;
-    let token_restart = me(aa, &bearer)?;
+    let a = common::restart_server(a, common::key_config(key))?;
+    let session_restart = me(aa, &cookie)?.status;
+    let token_restart = me(aa, &bearer)?.status;
 
     // 4. Reuse: N requests kept alive vs N fresh.
     let req = raw_request(aa, "GET", "/", &[], "");
@@ -174,8 +135,8 @@ fn run_with_key(ctx: &LabCtx, out: &mut LabOut, key: &std::path::Path) -> anyhow
             "",
         ),
     )?;
-    let session_after_logout = me(aa, &cookie2)?;
-    let token_after_logout = me(aa, &bearer)?;
+    let session_after_logout = me(aa, &cookie2)?.status;
+    let token_after_logout = me(aa, &bearer)?.status;
 
     // 6. A conversation: N messages on one WebSocket.
     let (mut ws, _) = WsClient::connect(aa)?;
