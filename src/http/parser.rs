@@ -110,8 +110,19 @@ pub enum Parsed {
 /// Can a head end in `buf`, given that `buf[..from]` was already found incomplete? A head
 /// ends with an empty line, so only a new LF-(CR)-LF can complete it.
 pub fn may_complete(buf: &[u8], from: usize) -> bool {
-    let tail = &buf[from.saturating_sub(3).min(buf.len())..];
-    tail.windows(2).any(|w| w == b"\n\n") || tail.windows(3).any(|w| w == b"\n\r\n")
+    // One pass over the newlines from just before `from`, checking both endings at each, so
+    // the scan stops at the end of the head instead of running through the body after it.
+    let mut i = from.saturating_sub(3).min(buf.len());
+    while let Some(p) = buf[i..].iter().position(|&b| b == b'\n') {
+        let at = i + p;
+        match buf.get(at + 1) {
+            Some(b'\n') => return true,
+            Some(b'\r') if buf.get(at + 2) == Some(&b'\n') => return true,
+            _ => {}
+        }
+        i = at + 1;
+    }
+    false
 }
 
 /// Guess the kind of message `buf` starts with: `None` while too few bytes decide.
