@@ -877,3 +877,25 @@ fn packet_block_overrunning_itself_is_damage() {
         other => panic!("{:?}", other.map(|_| ())),
     }
 }
+
+#[test]
+fn unknown_link_type_is_a_decode_error_not_a_file_error() {
+    // LINKTYPE_USER0 (147) in the file header
+    let f = write_temp(&patched_header(20, 147));
+    let mut src = open(f.path()).unwrap();
+    let mut dec = Decoder::new();
+    let mut n = 0;
+    while let Some(frame) = src.next_frame().unwrap() {
+        assert_eq!(frame.linktype, LinkType(147));
+        assert_eq!(dec.decode(&frame).unwrap_err(), DecodeError::LinkType(147));
+        n += 1;
+    }
+    assert_eq!(n, 18);
+    // FCS bits above the 16-bit link type are not part of it
+    let f = write_temp(&patched_header(20, 0x1000_0001));
+    let mut src = open(f.path()).unwrap();
+    assert_eq!(
+        src.next_frame().unwrap().unwrap().linktype,
+        LinkType::ETHERNET
+    );
+}

@@ -650,3 +650,35 @@ impl FrameSource for PcapFile {
         (self.offset() + self.pending_consume as u64, self.size)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamp_resolutions() {
+        assert_eq!(
+            Resolution::from_tsresol(6).to_nanos(1_500_000),
+            1_500_000_000
+        );
+        assert_eq!(Resolution::from_tsresol(9).to_nanos(7), 7);
+        assert_eq!(Resolution::from_tsresol(12).to_nanos(7_000), 7);
+        assert_eq!(
+            Resolution::from_tsresol(0x80 | 10).to_nanos(1024),
+            1_000_000_000
+        );
+        // nonsense resolutions fall back to microseconds instead of overflowing
+        assert_eq!(Resolution::from_tsresol(40).to_nanos(1), 1_000);
+        let ifc = Interface {
+            linktype: LinkType::ETHERNET,
+            resolution: Resolution::Pow10(9),
+            offset_secs: -10,
+        };
+        assert_eq!(ifc.timestamp(0, 2_500_000_000), Timestamp(-7_500_000_000));
+        assert_eq!(
+            ifc.timestamp(1, 0),
+            Timestamp((1i64 << 32) - 10_000_000_000)
+        );
+        assert_eq!(ifc.timestamp(u32::MAX, u32::MAX).0, i64::MAX);
+    }
+}
