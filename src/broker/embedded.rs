@@ -393,10 +393,10 @@ mod tests {
                         }
                     }
                 }
-                for c in 0..3 {
+                for (c, given) in last.iter_mut().enumerate() {
                     // What was handed out but not acknowledged comes back to the same consumer.
-                    e.ack("s", "g", &last[c]).await.unwrap();
-                    acked.extend(std::mem::take(&mut last[c]));
+                    e.ack("s", "g", given).await.unwrap();
+                    acked.extend(std::mem::take(given));
                     loop {
                         let got = e.read_group("s", "g", &c.to_string(), 5, w).await.unwrap();
                         if got.is_empty() {
