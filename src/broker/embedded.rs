@@ -337,4 +337,81 @@ mod tests {
         assert_eq!(parse_id("0-0"), None);
         assert_eq!(parse_id("x"), None);
     }
+
+    // However appends, reads and acknowledgements interleave across consumers, once every
+    // consumer drains (read, acknowledge, until nothing comes) the entries acknowledged are
+    // exactly those appended after the group joined: none skipped, none from before, none
+    // invented. (An entry can be handed out again while unacknowledged: that is the point.)
+    #[derive(Debug, Clone)]
+    enum Op {
+        Append,
+        Read {
+            consumer: usize,
+            max: usize,
+        },
+        /// Acknowledge what `consumer` was last given.
+        Ack {
+            consumer: usize,
+        },
+    }
+
+    fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+        use proptest::prelude::*;
+        prop_oneof![
+            Just(Op::Append),
+            (0..3usize, 1..4usize).prop_map(|(consumer, max)| Op::Read { consumer, max }),
+            (0..3usize).prop_map(|consumer| Op::Ack { consumer }),
+        ]
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn drained_group_has_acknowledged_exactly_what_came_after_join(before in 0..3usize, ops in proptest::collection::vec(op(), 0..60)) {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async {
+                let e = Embedded::new();
+                let w = Duration::ZERO;
+                for _ in 0..before {
+                    e.append("s", b("old")).await.unwrap();
+                }
+                e.join_group("s", "g").await.unwrap();
+                let mut appended = Vec::new();
+                let mut last: [Vec<String>; 3] = Default::default();
+                let mut acked = Vec::new();
+                for op in ops {
+                    match op {
+                        Op::Append => appended.push(e.append("s", b("x")).await.unwrap()),
+                        Op::Read { consumer, max } => {
+                            let got = e.read_group("s", "g", &consumer.to_string(), max, w).await.unwrap();
+                            assert!(got.len() <= max);
+                            last[consumer] = got.into_iter().map(|x| x.id).collect();
+                        }
+                        Op::Ack { consumer } => {
+                            let ids = std::mem::take(&mut last[consumer]);
+                            e.ack("s", "g", &ids).await.unwrap();
+                            acked.extend(ids);
+                        }
+                    }
+                }
+                for (c, given) in last.iter_mut().enumerate() {
+                    // What was handed out but not acknowledged comes back to the same consumer.
+                    e.ack("s", "g", given).await.unwrap();
+                    acked.extend(std::mem::take(given));
+                    loop {
+                        let got = e.read_group("s", "g", &c.to_string(), 5, w).await.unwrap();
+                        if got.is_empty() {
+                            break;
+                        }
+                        let ids: Vec<String> = got.into_iter().map(|x| x.id).collect();
+                        e.ack("s", "g", &ids).await.unwrap();
+                        acked.extend(ids);
+                    }
+                }
+                let mut sorted = acked.clone();
+                sorted.sort_by_key(|id| parse_id(id));
+                sorted.dedup();
+                assert_eq!(sorted, appended);
+            });
+        }
+    }
 }

@@ -64,30 +64,31 @@ enum Store {
 }
 
 impl Store {
-    async fn put(&self, id: String) -> bool {
+    /// Keep a record; the error says why the store could not.
+    async fn put(&self, id: String) -> Result<(), String> {
         match self {
             Store::Memory(v) => {
                 v.lock().unwrap_or_else(|e| e.into_inner()).push(id);
-                true
+                Ok(())
             }
-            Store::External { broker, stream } => {
-                broker.append(stream, Bytes::from(id)).await.is_ok()
-            }
+            Store::External { broker, stream } => broker
+                .append(stream, Bytes::from(id))
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
         }
     }
 
-    async fn all(&self) -> Option<Vec<String>> {
+    async fn all(&self) -> Result<Vec<String>, String> {
         match self {
-            Store::Memory(v) => Some(v.lock().unwrap_or_else(|e| e.into_inner()).clone()),
-            Store::External { broker, stream } => Some(
-                broker
-                    .entries(stream)
-                    .await
-                    .ok()?
-                    .into_iter()
-                    .map(|e| String::from_utf8_lossy(&e.payload).into_owned())
-                    .collect(),
-            ),
+            Store::Memory(v) => Ok(v.lock().unwrap_or_else(|e| e.into_inner()).clone()),
+            Store::External { broker, stream } => Ok(broker
+                .entries(stream)
+                .await
+                .map_err(|e| e.to_string())?
+                .into_iter()
+                .map(|e| String::from_utf8_lossy(&e.payload).into_owned())
+                .collect()),
         }
     }
 }
@@ -114,15 +115,14 @@ async fn handle(
                     "record must be one non-empty line\n",
                 );
             }
-            if store.put(id).await {
-                text(StatusCode::CREATED, "stored\n")
-            } else {
-                text(StatusCode::SERVICE_UNAVAILABLE, "store unreachable\n")
+            match store.put(id).await {
+                Ok(()) => text(StatusCode::CREATED, "stored\n"),
+                Err(e) => text(StatusCode::SERVICE_UNAVAILABLE, e + "\n"),
             }
         }
         (Method::GET, "/records") => match store.all().await {
-            Some(ids) => text(StatusCode::OK, ids.join("\n")),
-            None => text(StatusCode::SERVICE_UNAVAILABLE, "store unreachable\n"),
+            Ok(ids) => text(StatusCode::OK, ids.join("\n")),
+            Err(e) => text(StatusCode::SERVICE_UNAVAILABLE, e + "\n"),
         },
         _ => text(StatusCode::NOT_FOUND, "POST or GET /records\n"),
     }
@@ -191,6 +191,11 @@ async fn trial(
     while (acked.lock().unwrap_or_else(|e| e.into_inner()).len() as u64) < kill_after
         && Instant::now() < deadline
     {
+        // Every client has stopped (the store failed them): nothing more will be acknowledged.
+        while clients.try_join_next().is_some() {}
+        if clients.is_empty() {
+            break;
+        }
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     server.abort();
@@ -218,7 +223,7 @@ async fn trial(
     let body = match listed {
         Ok((StatusCode::OK, _, body)) => body,
         Ok((status, _, body)) => anyhow::bail!(
-            "[{label}] the restarted server could not list its records: {status} {}",
+            "[{label}] the restarted server could not list its records: {status}: {}",
             String::from_utf8_lossy(&body).trim()
         ),
         Err(e) => anyhow::bail!("[{label}] the restarted server did not answer: {e}"),

@@ -151,6 +151,29 @@ pub async fn run_with(ctx: &LabCtx, out: &mut LabOut, messages: u64) -> anyhow::
                 + n.stats.subscription_lost.load(Ordering::Relaxed)
         })
         .sum();
+    // The seed's picture, checked on one message: user1's first.
+    let first = ("user1".to_string(), 1u64);
+    let reached: Vec<String> = inboxes
+        .iter()
+        .enumerate()
+        .map(|(i, inbox)| {
+            let has = inbox
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .got
+                .contains(&first);
+            format!(
+                "server{n} → user{n} {}",
+                if has { "✓" } else { "✗" },
+                n = i + 1
+            )
+        })
+        .collect();
+    out.say(&format!(
+        "user1's message 1: user1 → server1 → publish on {} → {}",
+        broker.describe(),
+        reached.join(", ")
+    ))?;
     for (i, got) in per_user.iter().enumerate() {
         out.say(&format!(
             "user{} received {got} of {sent} messages (via server{})",
