@@ -68,7 +68,7 @@ impl EngineOptions {
 
 /// The layers above the tracker, as the tracker sees them.
 struct Upper<'a> {
-    http: &'a mut FxHashMap<u64, HttpConn>,
+    http: &'a mut FxHashMap<u64, Box<HttpConn>>,
     http_on: bool,
     follow: Option<u64>,
     follow_out: &'a mut Option<Box<dyn Write>>,
@@ -81,7 +81,7 @@ impl Events for Upper<'_> {
     }
     fn midstream(&mut self, conn: u64) {
         if self.http_on {
-            let mut h = HttpConn::new(conn);
+            let mut h = Box::new(HttpConn::new(conn));
             h.start_midstream();
             self.http.insert(conn, h);
         }
@@ -95,7 +95,10 @@ impl Events for Upper<'_> {
         if !self.http_on {
             return;
         }
-        let h = self.http.entry(conn).or_insert_with(|| HttpConn::new(conn));
+        let h = self
+            .http
+            .entry(conn)
+            .or_insert_with(|| Box::new(HttpConn::new(conn)));
         match chunk {
             Chunk::Data(d) => h.on_data(dir, d, frame, ts, self.pending),
             Chunk::Gap(n) => h.on_gap(dir, n, frame, self.pending),
@@ -120,7 +123,9 @@ impl Events for Upper<'_> {
 pub struct Engine {
     decoder: Decoder,
     tracker: Tracker,
-    http: FxHashMap<u64, HttpConn>,
+    // Boxed: parser state is large, and insert/remove churn would otherwise copy it on
+    // every resize of the table.
+    http: FxHashMap<u64, Box<HttpConn>>,
     opts: EngineOptions,
     pending: Vec<Record>,
     /// Where `--follow` output goes (standard output by default).
