@@ -116,6 +116,16 @@ pub fn lab_command(args: &LabArgs) -> anyhow::Result<ExitCode> {
     std::fs::create_dir_all(&ctx.out_dir)?;
     let mut out = LabOut::new(args.format, Box::new(std::io::stdout()));
     let rec = (lab.run)(&ctx, &mut out)?;
+    if let Some(h) = &args.html {
+        if !h.exists() {
+            // The scaling labs measure messages between processes, not packets: say so rather
+            // than leave the user looking for a file.
+            eprintln!(
+                "statescope: lab {name} captures no packets, so there is no report to write to {}",
+                h.display()
+            );
+        }
+    }
     let ok = rec.ok;
     if args.format == Format::Table {
         out.say("")?;
