@@ -258,6 +258,23 @@ pub fn with_key_file(
     result
 }
 
+/// One `serve` instance on an ephemeral port, with `lo` captured on that port into the lab's
+/// pcap, said in the narrative.
+pub fn start_served(
+    ctx: &LabCtx,
+    name: &str,
+    out: &mut LabOut,
+) -> anyhow::Result<(ServerHandle, CaptureHandle)> {
+    let server = start_server(ServerConfig::default())?;
+    let addr = server.addr();
+    let cap = start_capture(&[addr.port()], &pcap_path(ctx, name))?;
+    out.say(&format!(
+        "serve listening on {addr}; capturing lo, tcp port {}",
+        addr.port()
+    ))?;
+    Ok((server, cap))
+}
+
 /// A `serve` configuration signing tokens with the key in `key` (shared by every instance).
 pub fn key_config(key: &Path) -> ServerConfig {
     ServerConfig {

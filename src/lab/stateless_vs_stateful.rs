@@ -22,7 +22,9 @@
 //!   already knows who and what it is about; a message is a few bytes of framing plus the text,
 //!   against a full HTTP request head every time.
 
-use super::common::{self, fresh, login, me, raw_request, sessions_held, Checks, Conn, WsClient};
+use super::common::{
+    self, cookie_header, fresh, login, me, raw_request, sessions_held, Checks, Conn, WsClient,
+};
 use super::{LabCtx, LabDef, LabOut};
 use crate::record::{Dir, LabRec};
 use serde_json::json;
@@ -53,14 +55,7 @@ fn run_with_key(ctx: &LabCtx, out: &mut LabOut, key: &std::path::Path) -> anyhow
 
     // Credentials, both issued by A.
     let set = login(aa, "session", "alice")?;
-    let cookie = format!(
-        "Cookie: {}",
-        set.header("set-cookie")
-            .unwrap_or("")
-            .split(';')
-            .next()
-            .unwrap_or("")
-    );
+    let cookie = cookie_header(&set)?;
     let token = login(aa, "token", "alice")?.json()["token"]
         .as_str()
         .unwrap_or("")

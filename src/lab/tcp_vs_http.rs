@@ -33,13 +33,8 @@ pub const LAB: LabDef = LabDef {
 const REQUESTS: usize = 3;
 
 fn run(ctx: &LabCtx, out: &mut LabOut) -> anyhow::Result<LabRec> {
-    let server = common::start_server(ServerConfig::default())?;
+    let (server, cap) = common::start_served(ctx, LAB.name, out)?;
     let addr = server.addr();
-    let cap = common::start_capture(&[addr.port()], &common::pcap_path(ctx, LAB.name))?;
-    out.say(&format!(
-        "serve listening on {addr}; capturing lo, tcp port {}",
-        addr.port()
-    ))?;
 
     // Part 1: three requests on one connection (HTTP/1.1 keep-alive).
     let echo = raw_request(addr, "GET", "/echo", &[], "");

@@ -39,13 +39,8 @@ fn count(v: &Value) -> u64 {
 }
 
 fn run(ctx: &LabCtx, out: &mut LabOut) -> anyhow::Result<LabRec> {
-    let server = common::start_server(ServerConfig::default())?;
+    let (server, cap) = common::start_served(ctx, LAB.name, out)?;
     let addr = server.addr();
-    let cap = common::start_capture(&[addr.port()], &common::pcap_path(ctx, LAB.name))?;
-    out.say(&format!(
-        "serve listening on {addr}; capturing lo, tcp port {}",
-        addr.port()
-    ))?;
 
     let (mut ws1, _) = WsClient::connect(addr)?;
     let c1 = ws1.local()?;
