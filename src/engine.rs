@@ -40,20 +40,24 @@ pub struct EngineOptions {
     pub http: bool,
     /// Print this connection's reassembled bytes (Follow TCP Stream) to the follow writer.
     pub follow: Option<u64>,
+    /// Which connections get `http` and `ws` records; the others' messages are only counted
+    /// (the printer's packet selection: the plain summary needs neither).
+    pub http_records: PacketSel,
 }
 
 impl EngineOptions {
     /// Options from the shared command-line flags; `wants_packets` from the chosen printer.
     pub fn from_args(args: &OutputArgs, wants_packets: PacketSel) -> Self {
         let http = !args.no_http;
+        let detail = if args.html.is_some() || args.svg.is_some() {
+            PacketSel::All
+        } else {
+            wants_packets
+        };
         EngineOptions {
             tracker: TrackerConfig {
                 idle_timeout_ns: (args.idle_timeout * 1e9) as i64,
-                emit_packets: if args.html.is_some() || args.svg.is_some() {
-                    PacketSel::All
-                } else {
-                    wants_packets
-                },
+                emit_packets: detail.clone(),
                 explain: args.explain,
                 reassemble: http || args.follow.is_some(),
                 reassembly_cap: args.reassembly_cap,
@@ -62,6 +66,7 @@ impl EngineOptions {
             },
             http,
             follow: args.follow,
+            http_records: detail,
         }
     }
 }
@@ -70,6 +75,7 @@ impl EngineOptions {
 struct Upper<'a> {
     http: &'a mut FxHashMap<u64, Box<HttpConn>>,
     http_on: bool,
+    http_records: &'a PacketSel,
     follow: Option<u64>,
     follow_out: &'a mut Option<Box<dyn Write>>,
     pending: &'a mut Vec<Record>,
@@ -81,7 +87,7 @@ impl Events for Upper<'_> {
     }
     fn midstream(&mut self, conn: u64) {
         if self.http_on {
-            let mut h = Box::new(HttpConn::new(conn));
+            let mut h = new_http(conn, self.http_records);
             h.start_midstream();
             self.http.insert(conn, h);
         }
@@ -98,7 +104,7 @@ impl Events for Upper<'_> {
         let h = self
             .http
             .entry(conn)
-            .or_insert_with(|| Box::new(HttpConn::new(conn)));
+            .or_insert_with(|| new_http(conn, self.http_records));
         match chunk {
             Chunk::Data(d) => h.on_data(dir, d, frame, ts, self.pending),
             Chunk::Gap(n) => h.on_gap(dir, n, frame, self.pending),
@@ -118,6 +124,14 @@ impl Events for Upper<'_> {
         }
         self.pending.push(Record::Conn(rec));
     }
+}
+
+fn new_http(conn: u64, records: &PacketSel) -> Box<HttpConn> {
+    Box::new(if records.wants(conn) {
+        HttpConn::new(conn)
+    } else {
+        HttpConn::counting(conn)
+    })
 }
 
 pub struct Engine {
@@ -152,6 +166,7 @@ impl Engine {
             Upper {
                 http: &mut self.http,
                 http_on: self.opts.http,
+                http_records: &self.opts.http_records,
                 follow: self.opts.follow,
                 follow_out: &mut self.follow_out,
                 pending: &mut self.pending,
@@ -173,6 +188,7 @@ impl Engine {
                     let u = Upper {
                         http: &mut self.http,
                         http_on: self.opts.http,
+                        http_records: &self.opts.http_records,
                         follow: self.opts.follow,
                         follow_out: &mut self.follow_out,
                         pending: &mut self.pending,

@@ -155,14 +155,14 @@ pub struct HttpRec {
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub ts: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub method: Option<String>,
+    pub method: Option<Cow<'static, str>>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub uri: Option<String>,
-    pub version: String,
+    pub version: Cow<'static, str>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub status: Option<u16>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub reason: Option<String>,
+    pub reason: Option<Cow<'static, str>>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub content_length: Option<u64>,
     pub body_len: u64,
@@ -176,7 +176,7 @@ pub struct HttpRec {
     pub request_frame: Option<u64>,
     /// The state this request carries itself: which of Host, Cookie, Authorization it has.
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
-    pub carries: Vec<String>,
+    pub carries: Vec<Cow<'static, str>>,
     /// Frame in which the whole message (body included) was complete.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub end_frame: Option<u64>,

@@ -230,7 +230,7 @@ fn ours(recs: &[Record]) -> BTreeMap<u64, Seen> {
                 // tshark reports a message at the frame completing it, body included.
                 let at = h.end_frame.unwrap_or(h.frame);
                 match (&h.method, h.status) {
-                    (Some(m), _) => s.requests.push((m.clone(), h.uri.clone().unwrap(), at)),
+                    (Some(m), _) => s.requests.push((m.to_string(), h.uri.clone().unwrap(), at)),
                     (None, Some(c)) => s.responses.push((c, at)),
                     _ => panic!("{h:?}"),
                 }
@@ -307,7 +307,7 @@ fn pipelined_matches_the_clients_own_log() {
     let method_of = |frame: Option<u64>| {
         h.iter()
             .find(|r| r.method.is_some() && Some(r.frame) == frame)
-            .and_then(|r| r.method.clone())
+            .and_then(|r| r.method.as_deref().map(str::to_owned))
             .unwrap()
     };
     let mut got: Vec<(String, u16, u64)> = h

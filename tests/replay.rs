@@ -246,7 +246,7 @@ fn check(path: &Path) -> (usize, Vec<String>) {
                     };
                     let g = got.entry(s).or_default();
                     if let Some(m) = &h.method {
-                        g.0.push((m.clone(), h.uri.clone().unwrap_or_default()));
+                        g.0.push((m.to_string(), h.uri.clone().unwrap_or_default()));
                     }
                     if let Some(st) = h.status {
                         g.1.push(st.to_string());

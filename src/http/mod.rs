@@ -47,6 +47,7 @@ use crate::capture::Timestamp;
 use crate::record::{Dir, HttpRec, Record, WsRec};
 use body::{BodyKind, Chunked};
 use parser::{Head, Kind, Parsed};
+use std::borrow::Cow;
 use std::collections::VecDeque;
 use ws::{WsEvent, WsParser};
 
@@ -103,7 +104,7 @@ struct Side {
 /// A request waiting for its response.
 #[derive(Debug, Clone)]
 struct Pending {
-    method: String,
+    method: Cow<'static, str>,
     frame: u64,
 }
 
@@ -111,6 +112,9 @@ struct Pending {
 #[derive(Debug, Default)]
 pub struct HttpConn {
     conn: u64,
+    /// Push `http` and `ws` records (otherwise only count them: the plain summary needs no
+    /// URIs).
+    records: bool,
     requests: u64,
     responses: u64,
     ws_frames: u64,
@@ -125,7 +129,16 @@ impl HttpConn {
     pub fn new(conn: u64) -> Self {
         HttpConn {
             conn,
+            records: true,
             ..Default::default()
+        }
+    }
+
+    /// A parser that only counts messages and frames, pushing no records.
+    pub fn counting(conn: u64) -> Self {
+        HttpConn {
+            records: false,
+            ..HttpConn::new(conn)
         }
     }
 
@@ -154,7 +167,7 @@ impl HttpConn {
             Mode::Head => {
                 let held = self.sides[i].buf.len();
                 if held > 0 {
-                    self.diag(dir, frame, format!("header cut by a {len}-byte gap after {held} bytes; looking for the next message"));
+                    self.diag(dir, frame, format_args!("header cut by a {len}-byte gap after {held} bytes; looking for the next message"));
                     self.salvage_first_line(dir, frame, out);
                 }
                 self.resync(dir);
@@ -177,7 +190,7 @@ impl HttpConn {
                     self.diag(
                         dir,
                         frame,
-                        format!("chunked body framing lost in a {len}-byte gap"),
+                        format_args!("chunked body framing lost in a {len}-byte gap"),
                     );
                     self.finish_msg(dir, None, out);
                     self.resync(dir);
@@ -188,7 +201,7 @@ impl HttpConn {
                 self.diag(
                     dir,
                     frame,
-                    format!("{len}-byte gap while waiting for the upgrade response"),
+                    format_args!("{len}-byte gap while waiting for the upgrade response"),
                 );
                 self.resync(dir);
             }
@@ -201,7 +214,7 @@ impl HttpConn {
                     self.diag(
                         dir,
                         frame,
-                        format!("WebSocket framing lost in a {len}-byte gap"),
+                        format_args!("WebSocket framing lost in a {len}-byte gap"),
                     );
                     self.sides[i].mode = Mode::Opaque;
                 }
@@ -225,7 +238,7 @@ impl HttpConn {
                 self.diag(
                     dir,
                     frame,
-                    format!("stream ended inside a header ({n} bytes)"),
+                    format_args!("stream ended inside a header ({n} bytes)"),
                 );
             }
             Mode::Body(Body::UntilClose) => self.finish_msg(dir, Some(frame), out),
@@ -234,11 +247,11 @@ impl HttpConn {
                     Body::Length(rem) => format!("{rem} bytes before the end of the body"),
                     _ => "inside a chunked body".to_string(),
                 };
-                self.diag(dir, frame, format!("stream ended {what}"));
+                self.diag(dir, frame, format_args!("stream ended {what}"));
                 self.finish_msg(dir, None, out);
             }
             Mode::Ws(p) if !p.at_boundary() => {
-                self.diag(dir, frame, "stream ended inside a WebSocket frame".into())
+                self.diag(dir, frame, "stream ended inside a WebSocket frame")
             }
             // Held bytes wait for the other side's response to decide what they are.
             Mode::AwaitUpgrade => return,
@@ -305,8 +318,7 @@ impl HttpConn {
                         self.diag(
                             dir,
                             frame,
-                            "more than 64 KiB sent before the upgrade response; stopped parsing"
-                                .into(),
+                            "more than 64 KiB sent before the upgrade response; stopped parsing",
                         );
                         self.sides[i].buf = Vec::new();
                         self.sides[i].mode = Mode::Lost;
@@ -321,7 +333,7 @@ impl HttpConn {
                     let r = p.feed(data, &mut |e| collect(e, &mut frames, &mut warnings));
                     self.push_ws(dir, frame, frames, warnings, out);
                     if let Err(e) = r {
-                        self.diag(dir, frame, format!("WebSocket: {e}; stopped parsing"));
+                        self.diag(dir, frame, format_args!("WebSocket: {e}; stopped parsing"));
                         self.sides[i].mode = Mode::Opaque;
                     }
                     data.len()
@@ -331,11 +343,7 @@ impl HttpConn {
             };
             if used == 0 {
                 // Every step consumes or changes mode; this guards against a loop regardless.
-                self.diag(
-                    dir,
-                    frame,
-                    "internal: parser made no progress; stopped".into(),
-                );
+                self.diag(dir, frame, "internal: parser made no progress; stopped");
                 self.sides[i].mode = Mode::Lost;
                 return;
             }
@@ -364,19 +372,23 @@ impl HttpConn {
             }
         }
         let old = side.buf.len();
+        // A head split over segments is gathered in the side's buffer, taken out while parsed
+        // so the head can borrow it as the rest of the parser changes state.
+        let mut held = std::mem::take(&mut side.buf);
         let appended = if old > 0 {
             let n = data
                 .len()
                 .min(parser::MAX_HEAD + 1 - old.min(parser::MAX_HEAD));
-            side.buf.extend_from_slice(&data[..n]);
+            held.extend_from_slice(&data[..n]);
             n
         } else {
             0
         };
-        let input: &[u8] = if old > 0 { &side.buf } else { data };
+        let role = side.role;
+        let input: &[u8] = if old > 0 { &held } else { data };
         // Sniffing looks at the first few bytes only: it catches non-HTTP at once, while the
         // full parse waits for an empty line, so a head trickling in byte by byte costs O(n).
-        let kind = match (parser::sniff(input), side.role) {
+        let kind = match (parser::sniff(input), role) {
             (Some(Err(e)), _) => Err(Some(e)),
             (Some(Ok(k)), Some(role)) if k != role => Err(Some(format!(
                 "a {} where {}s were flowing",
@@ -396,35 +408,47 @@ impl HttpConn {
         match parsed {
             Parsed::Partial => {
                 if input.len() > parser::MAX_HEAD {
-                    self.sides[i].buf = Vec::new();
                     self.sides[i].mode = Mode::Lost;
                     self.diag(
                         dir,
                         frame,
-                        "header longer than 64 KiB without an end; stopped parsing until a gap"
-                            .into(),
+                        "header longer than 64 KiB without an end; stopped parsing until a gap",
                     );
                 } else if old == 0 {
                     self.sides[i].buf.extend_from_slice(data);
+                } else {
+                    self.sides[i].buf = held;
                 }
                 consumed_all
             }
             Parsed::Invalid(e) => {
                 let n = self.sides[i].messages;
-                self.sides[i].buf = Vec::new();
                 self.sides[i].mode = Mode::Lost;
-                let what = if n == 0 {
-                    format!("not HTTP ({e}); stopped parsing until a gap")
+                if n == 0 {
+                    self.diag(
+                        dir,
+                        frame,
+                        format_args!("not HTTP ({e}); stopped parsing until a gap"),
+                    );
                 } else {
-                    format!("garbage after message {n} ({e}); stopped parsing until a gap")
-                };
-                self.diag(dir, frame, what);
+                    self.diag(
+                        dir,
+                        frame,
+                        format_args!(
+                            "garbage after message {n} ({e}); stopped parsing until a gap"
+                        ),
+                    );
+                }
                 consumed_all
             }
             Parsed::Complete(head) => {
                 let used = head.len - old;
-                self.sides[i].buf.clear();
                 self.on_head(dir, head, frame, ts, out);
+                // Keep the buffer's capacity for the next split head.
+                if old > 0 && self.sides[i].buf.is_empty() {
+                    held.clear();
+                    self.sides[i].buf = held;
+                }
                 used
             }
         }
@@ -449,7 +473,7 @@ impl HttpConn {
                     self.diag(
                         dir,
                         frame,
-                        format!("chunked body: {e}; stopped parsing until a gap"),
+                        format_args!("chunked body: {e}; stopped parsing until a gap"),
                     );
                     self.finish_msg(dir, None, out);
                     self.sides[i].mode = Mode::Lost;
@@ -514,7 +538,14 @@ impl HttpConn {
     // ---- messages ----------------------------------------------------------------------------
 
     /// A complete head: record what it says and choose how its body ends.
-    fn on_head(&mut self, dir: Dir, head: Head, frame: u64, ts: Timestamp, out: &mut Vec<Record>) {
+    fn on_head(
+        &mut self,
+        dir: Dir,
+        head: Head<'_>,
+        frame: u64,
+        ts: Timestamp,
+        out: &mut Vec<Record>,
+    ) {
         let i = dir.idx();
         self.sides[i].role = Some(head.kind());
         self.sides[i].messages += 1;
@@ -522,18 +553,19 @@ impl HttpConn {
             self.diag(
                 dir,
                 frame,
-                format!("message after the Connection: close of frame {at}"),
+                format_args!("message after the Connection: close of frame {at}"),
             );
         }
         if head.close {
             self.sides[i].closed_at = Some(frame);
         }
+        let records = self.records;
         let mut rec = HttpRec {
             conn: self.conn,
             dir,
             frame,
             ts: Some(ts.as_secs_f64()),
-            version: head.version.clone(),
+            version: Cow::Borrowed(head.version),
             content_length: head.content_length,
             chunked: head.chunked,
             ..HttpRec::default()
@@ -544,10 +576,12 @@ impl HttpConn {
         let mut other_mode = None;
         let body = match head.kind() {
             Kind::Request => {
-                let method = head.method.clone().unwrap_or_default();
-                rec.method = head.method.clone();
-                rec.uri = head.uri.clone();
-                rec.carries = head.carries.clone();
+                let method = intern(head.method.unwrap_or_default(), &METHODS);
+                rec.method = Some(method.clone());
+                if records {
+                    rec.uri = head.uri.map(str::to_owned);
+                    rec.carries = head.carried().map(Cow::Borrowed).collect();
+                }
                 if head.upgrade_websocket || method == "CONNECT" {
                     after = Mode::AwaitUpgrade;
                 }
@@ -556,7 +590,7 @@ impl HttpConn {
                     self.diag(
                         dir,
                         frame,
-                        format!("more than {MAX_PENDING} requests unanswered; pairing dropped the oldest"),
+                        format_args!("more than {MAX_PENDING} requests unanswered; pairing dropped the oldest"),
                     );
                 }
                 self.pending.push_back(Pending { method, frame });
@@ -565,7 +599,9 @@ impl HttpConn {
             Kind::Response => {
                 let status = head.status.unwrap_or(0);
                 rec.status = head.status;
-                rec.reason = head.reason.clone();
+                if records {
+                    rec.reason = head.reason.map(|r| intern(r, &REASONS));
+                }
                 // 1xx other than 101 is interim: the request still awaits its final response.
                 let interim = (100..200).contains(&status) && status != 101;
                 let req = if interim {
@@ -574,7 +610,7 @@ impl HttpConn {
                     self.pending.pop_front()
                 };
                 rec.request_frame = req.as_ref().map(|r| r.frame);
-                let method = req.as_ref().map(|r| r.method.as_str());
+                let method = req.as_ref().map(|r| r.method.as_ref());
                 if status == 101 {
                     // RFC 9110 §15.2.2: the protocol changes right after this response's head.
                     if head.upgrade_websocket {
@@ -618,7 +654,9 @@ impl HttpConn {
             } else {
                 self.responses += 1;
             }
-            out.push(Record::Http(rec));
+            if self.records {
+                out.push(Record::Http(rec));
+            }
         }
     }
 
@@ -688,6 +726,9 @@ impl HttpConn {
     ) {
         for f in frames {
             self.ws_frames += 1;
+            if !self.records {
+                continue;
+            }
             out.push(Record::Ws(WsRec {
                 conn: self.conn,
                 dir,
@@ -700,11 +741,13 @@ impl HttpConn {
             }));
         }
         for w in warnings {
-            self.diag(dir, frame, format!("WebSocket: {w}"));
+            self.diag(dir, frame, format_args!("WebSocket: {w}"));
         }
     }
 
-    fn diag(&mut self, dir: Dir, frame: u64, what: String) {
+    /// Formats `what` only while under the limit: a snaplen-cut capture raises the same
+    /// diagnostic for every message.
+    fn diag(&mut self, dir: Dir, frame: u64, what: impl std::fmt::Display) {
         match self.diagnostics.len() {
             n if n < MAX_DIAGNOSTICS => self
                 .diagnostics
@@ -714,6 +757,28 @@ impl HttpConn {
                 .push("http: further diagnostics on this connection suppressed".into()),
             _ => {}
         }
+    }
+}
+
+/// Common methods and reasons, kept without an allocation per message.
+const METHODS: [&str; 9] = [
+    "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
+];
+const REASONS: [&str; 8] = [
+    "OK",
+    "Not Modified",
+    "Not Found",
+    "Switching Protocols",
+    "No Content",
+    "Continue",
+    "Moved Permanently",
+    "Found",
+];
+
+fn intern(s: &str, table: &[&'static str]) -> Cow<'static, str> {
+    match table.iter().find(|t| **t == s) {
+        Some(t) => Cow::Borrowed(t),
+        None => Cow::Owned(s.to_owned()),
     }
 }
 

@@ -22,17 +22,19 @@ const MAX_HEADERS: usize = 128;
 /// Longest method token considered when sniffing.
 const MAX_METHOD: usize = 32;
 
-/// What the parser keeps from a complete head.
+/// What the parser keeps from a complete head, borrowed from the buffer it was parsed from:
+/// parsing allocates nothing, so a capture with millions of messages pays only for the records
+/// it prints.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Head {
+pub struct Head<'a> {
     /// Bytes the head took in the buffer (start line, fields, empty line).
     pub len: usize,
-    pub method: Option<String>,
-    pub uri: Option<String>,
+    pub method: Option<&'a str>,
+    pub uri: Option<&'a str>,
     pub status: Option<u16>,
-    pub reason: Option<String>,
+    pub reason: Option<&'a str>,
     /// `"HTTP/1.0"` or `"HTTP/1.1"`.
-    pub version: String,
+    pub version: &'static str,
     /// Declared `Content-Length`, when valid.
     pub content_length: Option<u64>,
     /// `Content-Length` present but unusable (not a number, or conflicting values).
@@ -45,15 +47,25 @@ pub struct Head {
     pub close: bool,
     /// `Upgrade:` lists `websocket`.
     pub upgrade_websocket: bool,
-    /// `Upgrade:` present (any protocol).
-    pub upgrade: Option<String>,
     /// `Expect: 100-continue`.
     pub expect_continue: bool,
-    /// Which of Host, Cookie, Authorization a request carries, in that order.
-    pub carries: Vec<String>,
+    /// Whether the request carries each of [`CARRIED`].
+    pub carries: [bool; 3],
 }
 
-impl Head {
+/// The fields that show a request carrying its own state, in the order records list them.
+pub const CARRIED: [&str; 3] = ["Host", "Cookie", "Authorization"];
+
+impl Head<'_> {
+    /// The names of the [`CARRIED`] fields present.
+    pub fn carried(&self) -> impl Iterator<Item = &'static str> + '_ {
+        CARRIED
+            .iter()
+            .zip(self.carries)
+            .filter(|(_, c)| *c)
+            .map(|(n, _)| *n)
+    }
+
     pub fn kind(&self) -> Kind {
         if self.status.is_some() {
             Kind::Response
@@ -99,10 +111,10 @@ impl Head {
 
 /// Result of parsing a head.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Parsed {
+pub enum Parsed<'a> {
     /// More bytes are needed (an expected condition, not an error).
     Partial,
-    Complete(Head),
+    Complete(Head<'a>),
     /// Not an HTTP/1.x head: why.
     Invalid(String),
 }
@@ -159,83 +171,122 @@ fn is_tchar(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
+/// Header slots tried first; a head with more fields is parsed again with [`MAX_HEADERS`].
+const FEW_HEADERS: usize = 24;
+
 /// Parse a head of `kind` at the start of `buf`.
-pub fn parse_head(buf: &[u8], kind: Kind) -> Parsed {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+pub fn parse_head(buf: &[u8], kind: Kind) -> Parsed<'_> {
+    // Uninitialised slots: zeroing 128 header slots (4 KiB) per message cost more than the
+    // parse itself. Most heads fit the small array; the rare larger one is parsed again.
+    let mut few = [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; FEW_HEADERS];
+    match parse_into(buf, kind, &mut few) {
+        Err(httparse::Error::TooManyHeaders) => {
+            let mut many =
+                [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+            parse_into(buf, kind, &mut many).unwrap_or_else(|e| invalid(kind, e))
+        }
+        r => r.unwrap_or_else(|e| invalid(kind, e)),
+    }
+}
+
+fn invalid<'a>(kind: Kind, e: httparse::Error) -> Parsed<'a> {
+    match kind {
+        Kind::Request => Parsed::Invalid(format!("request head: {e}")),
+        Kind::Response => Parsed::Invalid(format!("response head: {e}")),
+    }
+}
+
+fn parse_into<'b>(
+    buf: &'b [u8],
+    kind: Kind,
+    slots: &mut [std::mem::MaybeUninit<httparse::Header<'b>>],
+) -> Result<Parsed<'b>, httparse::Error> {
     match kind {
         Kind::Request => {
-            let mut req = httparse::Request::new(&mut headers);
-            match req.parse(buf) {
-                Ok(httparse::Status::Partial) => Parsed::Partial,
-                Ok(httparse::Status::Complete(len)) => {
+            let mut req = httparse::Request::new(&mut []);
+            match req.parse_with_uninit_headers(buf, slots)? {
+                httparse::Status::Partial => Ok(Parsed::Partial),
+                httparse::Status::Complete(len) => {
                     let mut head = fields(req.headers, req.version.unwrap_or(1), len);
-                    head.method = req.method.map(str::to_owned);
-                    head.uri = req.path.map(str::to_owned);
-                    Parsed::Complete(head)
+                    head.method = req.method;
+                    head.uri = req.path;
+                    Ok(Parsed::Complete(head))
                 }
-                Err(e) => Parsed::Invalid(format!("request head: {e}")),
             }
         }
         Kind::Response => {
-            let mut res = httparse::Response::new(&mut headers);
-            match res.parse(buf) {
-                Ok(httparse::Status::Partial) => Parsed::Partial,
-                Ok(httparse::Status::Complete(len)) => {
+            let mut res = httparse::Response::new(&mut []);
+            match httparse::ParserConfig::default()
+                .parse_response_with_uninit_headers(&mut res, buf, slots)?
+            {
+                httparse::Status::Partial => Ok(Parsed::Partial),
+                httparse::Status::Complete(len) => {
                     let mut head = fields(res.headers, res.version.unwrap_or(1), len);
                     head.status = res.code;
-                    head.reason = res.reason.map(str::to_owned);
-                    Parsed::Complete(head)
+                    head.reason = res.reason;
+                    Ok(Parsed::Complete(head))
                 }
-                Err(e) => Parsed::Invalid(format!("response head: {e}")),
             }
         }
     }
 }
 
+/// Comma-separated list elements of a field value, trimmed, empty ones skipped.
+fn tokens(value: &[u8]) -> impl DoubleEndedIterator<Item = &[u8]> {
+    value
+        .split(|&b| b == b',')
+        .map(|t| t.trim_ascii())
+        .filter(|t| !t.is_empty())
+}
+
 /// The header fields the framing and the records need.
-fn fields(headers: &[httparse::Header<'_>], version: u8, len: usize) -> Head {
+fn fields<'a>(headers: &[httparse::Header<'a>], version: u8, len: usize) -> Head<'a> {
     let mut head = Head {
         len,
-        version: format!("HTTP/1.{version}"),
+        version: if version == 0 { "HTTP/1.0" } else { "HTTP/1.1" },
         ..Head::default()
     };
     let mut keep_alive = false;
-    let mut carries = [false; 3];
     for h in headers {
-        let value = String::from_utf8_lossy(h.value);
-        let tokens = || value.split(',').map(|t| t.trim().to_ascii_lowercase());
         let name = h.name;
         if name.eq_ignore_ascii_case("content-length") {
-            for t in tokens() {
-                match t.parse::<u64>() {
-                    Ok(n) if t.bytes().all(|b| b.is_ascii_digit()) => {
+            // Empty elements count as bad here: "Content-Length: ," is not a length.
+            for t in h.value.split(|&b| b == b',').map(|t| t.trim_ascii()) {
+                let n = if !t.is_empty() && t.iter().all(u8::is_ascii_digit) {
+                    std::str::from_utf8(t)
+                        .ok()
+                        .and_then(|t| t.parse::<u64>().ok())
+                } else {
+                    None
+                };
+                match n {
+                    Some(n) => {
                         if head.content_length.is_some_and(|c| c != n) {
                             head.bad_content_length = true;
                         }
                         head.content_length = Some(n);
                     }
-                    _ => head.bad_content_length = true,
+                    None => head.bad_content_length = true,
                 }
             }
         } else if name.eq_ignore_ascii_case("transfer-encoding") {
             head.te_present = true;
             // Only the last coding decides (RFC 9112 §6.3 rule 4).
-            if let Some(last) = tokens().rfind(|t| !t.is_empty()) {
-                head.chunked = last == "chunked";
+            if let Some(last) = tokens(h.value).next_back() {
+                head.chunked = last.eq_ignore_ascii_case(b"chunked");
             }
         } else if name.eq_ignore_ascii_case("connection") {
-            for t in tokens() {
-                head.close |= t == "close";
-                keep_alive |= t == "keep-alive";
+            for t in tokens(h.value) {
+                head.close |= t.eq_ignore_ascii_case(b"close");
+                keep_alive |= t.eq_ignore_ascii_case(b"keep-alive");
             }
         } else if name.eq_ignore_ascii_case("upgrade") {
-            head.upgrade_websocket |= tokens().any(|t| t == "websocket");
-            head.upgrade = Some(value.trim().to_owned());
+            head.upgrade_websocket |= tokens(h.value).any(|t| t.eq_ignore_ascii_case(b"websocket"));
         } else if name.eq_ignore_ascii_case("expect") {
-            head.expect_continue |= value.trim().eq_ignore_ascii_case("100-continue");
+            head.expect_continue |= h.value.trim_ascii().eq_ignore_ascii_case(b"100-continue");
         } else {
-            for (i, want) in ["Host", "Cookie", "Authorization"].iter().enumerate() {
-                carries[i] |= name.eq_ignore_ascii_case(want);
+            for (i, want) in CARRIED.iter().enumerate() {
+                head.carries[i] |= name.eq_ignore_ascii_case(want);
             }
         }
     }
@@ -244,12 +295,6 @@ fn fields(headers: &[httparse::Header<'_>], version: u8, len: usize) -> Head {
     }
     // HTTP/1.0 closes after each message unless it asks otherwise (RFC 9112 §9.3).
     head.close |= version == 0 && !keep_alive;
-    head.carries = ["Host", "Cookie", "Authorization"]
-        .iter()
-        .zip(carries)
-        .filter(|(_, c)| *c)
-        .map(|(n, _)| n.to_string())
-        .collect();
     head
 }
 
@@ -316,7 +361,7 @@ pub const MAX_RESYNC_LINE: usize = 8 * 1024;
 mod tests {
     use super::*;
 
-    fn head(input: &[u8], kind: Kind) -> Head {
+    fn head(input: &[u8], kind: Kind) -> Head<'_> {
         match parse_head(input, kind) {
             Parsed::Complete(h) => h,
             other => panic!("{other:?}"),
@@ -348,8 +393,8 @@ mod tests {
 
     req! {
         req_get_no_body: b"GET /a?b=c HTTP/1.1\r\nHost: x\r\n\r\n" => BodyKind::Empty,
-            |h| h.method.as_deref() == Some("GET") && h.uri.as_deref() == Some("/a?b=c")
-                && h.version == "HTTP/1.1" && h.carries == ["Host"] && !h.close;
+            |h| h.method == Some("GET") && h.uri == Some("/a?b=c")
+                && h.version == "HTTP/1.1" && h.carried().eq(["Host"]) && !h.close;
         req_content_length: b"POST / HTTP/1.1\r\nContent-Length: 12\r\n\r\n" => BodyKind::Length(12),
             |h| h.content_length == Some(12);
         req_chunked: b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n" => BodyKind::Chunked,
@@ -359,7 +404,7 @@ mod tests {
         req_expect: b"POST / HTTP/1.1\r\nExpect: 100-Continue\r\nContent-Length: 3\r\n\r\n" => BodyKind::Length(3),
             |h| h.expect_continue;
         req_carries_all: b"GET / HTTP/1.1\r\nauthorization: Basic x\r\nCOOKIE: a=b\r\nhost: h\r\n\r\n" => BodyKind::Empty,
-            |h| h.carries == ["Host", "Cookie", "Authorization"];
+            |h| h.carried().eq(CARRIED);
         req_http10_closes: b"GET / HTTP/1.0\r\n\r\n" => BodyKind::Empty,
             |h| h.close && h.version == "HTTP/1.0";
         req_http10_keepalive: b"GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n" => BodyKind::Empty,

@@ -484,3 +484,41 @@ fn a_head_trickling_in_one_byte_at_a_time_is_parsed_once_complete() {
     assert!(out.is_empty());
     assert_eq!(c.diagnostics().len(), 1, "{:?}", c.diagnostics());
 }
+
+/// A counting parser (the plain summary's) pushes nothing but counts exactly what the recording
+/// parser reports, WebSocket frames included.
+#[test]
+fn counting_parser_counts_what_the_recording_one_reports() {
+    let steps: &[(Dir, &[u8])] = &[
+        (C, b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nPOST /b HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc"),
+        (S, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhiHTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nx\r\n0\r\n\r\n"),
+        (C, b"GET /ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"),
+        (S, b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n\x81\x02hi"),
+        (C, b"\x81\x82abcd\x09\x0b"),
+    ];
+    let (recs, full) = run(steps);
+    let mut counting = HttpConn::counting(7);
+    let mut out = Vec::new();
+    for (n, (dir, bytes)) in steps.iter().enumerate() {
+        counting.on_data(*dir, bytes, n as u64 + 1, Timestamp(n as i64), &mut out);
+    }
+    counting.on_end(C, 9, Timestamp(0), &mut out);
+    counting.on_end(S, 9, Timestamp(0), &mut out);
+    assert!(out.is_empty(), "{out:?}");
+    let http = recs.iter().filter(|r| matches!(r, Record::Http(_))).count() as u64;
+    let ws = recs.iter().filter(|r| matches!(r, Record::Ws(_))).count() as u64;
+    assert_eq!(
+        (full.requests(), full.responses(), full.ws_frames()),
+        (3, 3, 2)
+    );
+    assert_eq!(http, full.requests() + full.responses());
+    assert_eq!(ws, full.ws_frames());
+    assert_eq!(
+        (
+            counting.requests(),
+            counting.responses(),
+            counting.ws_frames()
+        ),
+        (3, 3, 2)
+    );
+}

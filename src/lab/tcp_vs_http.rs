@@ -147,7 +147,7 @@ fn run(ctx: &LabCtx, out: &mut LabOut) -> anyhow::Result<LabRec> {
     checks.check("/state: no session held", sessions == Some(0));
     let same = before.status == 200 && before.body == after.body;
     checks.check("the restarted server gave the same answer", same);
-    let carries_self: Vec<Vec<String>> = recs
+    let carries_self: Vec<Vec<std::borrow::Cow<str>>> = recs
         .http()
         .filter(|h| h.method.is_some())
         .map(|h| h.carries.clone())

@@ -117,6 +117,19 @@ impl Reassembler {
             pos += n as u64;
             data = &data[n..];
         }
+        // Snaplen fast path: the uncaptured suffix of an in-order segment, with nothing held
+        // before its end, is a gap right away (what holding it as Missing would deliver).
+        if pos == self.next
+            && data.is_empty()
+            && pos < end
+            && self.held.keys().next().is_none_or(|&k| k >= end)
+        {
+            self.dropped += end - pos;
+            deliver(Chunk::Gap(end - pos));
+            self.next = end;
+            self.drain(deliver);
+            return;
+        }
         if !data.is_empty() {
             self.insert(pos, Some(data), data.len() as u64);
         }
