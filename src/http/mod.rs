@@ -500,22 +500,42 @@ impl HttpConn {
         out: &mut Vec<Record>,
     ) -> usize {
         let side = &mut self.sides[dir.idx()];
-        side.buf.extend_from_slice(data);
         let role = side.role;
-        let mut candidates = Vec::new();
-        if side.line_start {
-            candidates.push(0);
+        if side.buf.is_empty() {
+            // Nothing held (the common case: a gap ended at a segment boundary): search the
+            // segment in place and hand the message start straight to the head parser.
+            let mut at = if side.line_start {
+                Some(0)
+            } else {
+                next_line(data, 0)
+            };
+            while let Some(c) = at {
+                match parser::start_line_at(&data[c..], role) {
+                    Some(false) => at = next_line(data, c),
+                    None => {
+                        side.buf.extend_from_slice(&data[c..]);
+                        side.line_start = true;
+                        return data.len();
+                    }
+                    Some(true) => {
+                        side.mode = Mode::Head;
+                        return c + self.step_head(dir, &data[c..], frame, ts, out);
+                    }
+                }
+            }
+            side.line_start = false;
+            return data.len();
         }
-        candidates.extend(
-            side.buf
-                .iter()
-                .enumerate()
-                .filter(|(_, &b)| b == b'\n')
-                .map(|(i, _)| i + 1),
-        );
-        for c in candidates {
+        // A partial line is held: look again from its start, with the new bytes after it.
+        side.buf.extend_from_slice(data);
+        let mut at = if side.line_start {
+            Some(0)
+        } else {
+            next_line(&side.buf, 0)
+        };
+        while let Some(c) = at {
             match parser::start_line_at(&side.buf[c..], role) {
-                Some(false) => continue,
+                Some(false) => at = next_line(&side.buf, c),
                 None => {
                     side.buf.drain(..c);
                     side.line_start = true;
@@ -780,6 +800,11 @@ fn intern(s: &str, table: &[&'static str]) -> Cow<'static, str> {
         Some(t) => Cow::Borrowed(t),
         None => Cow::Owned(s.to_owned()),
     }
+}
+
+/// Where the line after the one holding `buf[from]` starts (just past the next LF).
+fn next_line(buf: &[u8], from: usize) -> Option<usize> {
+    memchr::memchr(b'\n', &buf[from..]).map(|p| from + p + 1)
 }
 
 fn kind_name(k: Kind) -> &'static str {

@@ -125,7 +125,7 @@ pub fn may_complete(buf: &[u8], from: usize) -> bool {
     // One pass over the newlines from just before `from`, checking both endings at each, so
     // the scan stops at the end of the head instead of running through the body after it.
     let mut i = from.saturating_sub(3).min(buf.len());
-    while let Some(p) = buf[i..].iter().position(|&b| b == b'\n') {
+    while let Some(p) = memchr::memchr(b'\n', &buf[i..]) {
         let at = i + p;
         match buf.get(at + 1) {
             Some(b'\n') => return true,
@@ -308,7 +308,7 @@ const METHODS: &[&[u8]] = &[
 /// is incomplete, at most [`MAX_RESYNC_LINE`] bytes.
 pub fn start_line_at(buf: &[u8], kind: Option<Kind>) -> Option<bool> {
     const V: &[u8] = b"HTTP/1.";
-    let line_end = buf.iter().position(|&b| b == b'\n');
+    let line_end = memchr::memchr(b'\n', buf);
     let line = &buf[..line_end.unwrap_or(buf.len())];
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     if kind != Some(Kind::Request) {
@@ -328,11 +328,10 @@ pub fn start_line_at(buf: &[u8], kind: Option<Kind>) -> Option<bool> {
         }
     }
     if kind != Some(Kind::Response) {
+        // `METHOD ` or a prefix of it (the line may still be arriving).
         let method_ok = METHODS.iter().any(|m| {
-            let n = buf.len().min(m.len() + 1);
-            let mut want = m.to_vec();
-            want.push(b' ');
-            buf[..n] == want[..n]
+            let n = buf.len().min(m.len());
+            buf[..n] == m[..n] && buf.get(m.len()).is_none_or(|&b| b == b' ')
         });
         if method_ok {
             if line_end.is_none() {
