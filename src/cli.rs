@@ -113,6 +113,11 @@ impl Default for OutputArgs {
 pub struct ReplayArgs {
     /// The capture file (pcap or pcapng); "-" reads standard input
     pub file: PathBuf,
+    /// Threads: 2 reads and decodes the capture on a second core while the first tracks
+    /// connections (same output); 1 does everything on one. Default: 2 when the machine has
+    /// two cores or more
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(1..=2))]
+    pub threads: Option<u8>,
     #[command(flatten)]
     pub out: OutputArgs,
 }

@@ -5,7 +5,7 @@
 
 use crate::capture::{pcap_file, Frame, FrameSource, Timestamp};
 use crate::cli::{OutputArgs, ReplayArgs};
-use crate::decode::Decoder;
+use crate::decode::{DecodeError, Decoder, Segment};
 use crate::http::HttpConn;
 use crate::output::{make_sink, Sink};
 use crate::record::{ConnRec, Dir, Record};
@@ -116,11 +116,16 @@ impl Events for Upper<'_> {
         }
     }
     fn conn_finished(&mut self, mut rec: ConnRec) {
-        if let Some(h) = self.http.remove(&rec.conn) {
+        if let Some(mut h) = self.http.remove(&rec.conn) {
             rec.http_requests = h.requests();
             rec.http_responses = h.responses();
             rec.ws_frames = h.ws_frames();
-            rec.diagnostics.extend(h.diagnostics().iter().cloned());
+            let d = h.take_diagnostics();
+            if rec.diagnostics.is_empty() {
+                rec.diagnostics = d;
+            } else {
+                rec.diagnostics.extend(d);
+            }
         }
         self.pending.push(Record::Conn(rec));
     }
@@ -132,6 +137,52 @@ fn new_http(conn: u64, records: &PacketSel) -> Box<HttpConn> {
     } else {
         HttpConn::counting(conn)
     })
+}
+
+/// The engine's fields a frame passes through once decoded, borrowed apart from the decoder
+/// (whose buffers the segment may borrow).
+struct Parts<'a> {
+    tracker: &'a mut Tracker,
+    stats: &'a mut Stats,
+    upper: Upper<'a>,
+}
+
+impl Parts<'_> {
+    fn track(
+        &mut self,
+        number: u64,
+        ts: Timestamp,
+        decoded: Result<Option<Segment<'_>>, DecodeError>,
+    ) {
+        self.stats.frames += 1;
+        match decoded {
+            Ok(Some(seg)) => {
+                self.stats.segments += 1;
+                self.tracker.on_segment(&seg, number, ts, &mut self.upper);
+            }
+            Ok(None) => self.stats.not_tcp += 1,
+            Err(e) => *self.stats.decode_errors.entry(e.kind()).or_default() += 1,
+        }
+    }
+}
+
+/// The engine's tracking half, borrowed field by field so the decoder's output (which may
+/// borrow the decoder's fragment buffers) can be passed in alongside.
+macro_rules! parts {
+    ($e:expr) => {
+        Parts {
+            tracker: &mut $e.tracker,
+            stats: &mut $e.stats,
+            upper: Upper {
+                http: &mut $e.http,
+                http_on: $e.opts.http,
+                http_records: &$e.opts.http_records,
+                follow: $e.opts.follow,
+                follow_out: &mut $e.follow_out,
+                pending: &mut $e.pending,
+            },
+        }
+    };
 }
 
 pub struct Engine {
@@ -160,46 +211,23 @@ impl Engine {
         }
     }
 
-    fn upper(&mut self) -> (&mut Tracker, Upper<'_>) {
-        (
-            &mut self.tracker,
-            Upper {
-                http: &mut self.http,
-                http_on: self.opts.http,
-                http_records: &self.opts.http_records,
-                follow: self.opts.follow,
-                follow_out: &mut self.follow_out,
-                pending: &mut self.pending,
-            },
-        )
-    }
-
     /// One frame: decode, track, and print what it produced.
     pub fn on_frame(&mut self, frame: &Frame<'_>, sink: &mut dyn Sink) -> io::Result<()> {
-        self.stats.frames += 1;
-        let (number, ts) = (frame.number, frame.ts);
-        match self.decoder.decode(frame) {
-            Ok(Some(seg)) => {
-                self.stats.segments += 1;
-                let (tracker, mut upper) = {
-                    // The segment borrows the decoder; the tracker and upper layers are
-                    // disjoint fields.
-                    let t = &mut self.tracker;
-                    let u = Upper {
-                        http: &mut self.http,
-                        http_on: self.opts.http,
-                        http_records: &self.opts.http_records,
-                        follow: self.opts.follow,
-                        follow_out: &mut self.follow_out,
-                        pending: &mut self.pending,
-                    };
-                    (t, u)
-                };
-                tracker.on_segment(&seg, number, ts, &mut upper);
-            }
-            Ok(None) => self.stats.not_tcp += 1,
-            Err(e) => *self.stats.decode_errors.entry(e.kind()).or_default() += 1,
-        }
+        let decoded = self.decoder.decode(frame);
+        parts!(self).track(frame.number, frame.ts, decoded);
+        self.flush(sink)
+    }
+
+    /// One frame decoded elsewhere (see [`crate::pipeline`]): track it and print what it
+    /// produced.
+    pub fn on_decoded(
+        &mut self,
+        number: u64,
+        ts: Timestamp,
+        decoded: Result<Option<Segment<'_>>, DecodeError>,
+        sink: &mut dyn Sink,
+    ) -> io::Result<()> {
+        parts!(self).track(number, ts, decoded);
         self.flush(sink)
     }
 
@@ -212,7 +240,8 @@ impl Engine {
 
     /// End of input: finish every connection and print the rest.
     pub fn finish(&mut self, sink: &mut dyn Sink) -> io::Result<()> {
-        let (tracker, mut upper) = self.upper();
+        let parts = parts!(self);
+        let (tracker, mut upper) = (parts.tracker, parts.upper);
         tracker.finish(&mut upper);
         self.flush(sink)?;
         if let Some(w) = self.follow_out.as_mut() {
@@ -341,16 +370,24 @@ pub fn replay_command(args: &ReplayArgs) -> anyhow::Result<ExitCode> {
             b.set_position(done);
         }
     };
-    let result = if wants_report {
-        run_source_with(source.as_mut(), &mut engine, &mut collect, 16384, &mut tick)
+    let threads = args.threads.unwrap_or_else(|| {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        if cores >= 2 {
+            2
+        } else {
+            1
+        }
+    });
+    let keep_payload = engine.opts.tracker.reassemble;
+    let target: &mut dyn Sink = if wants_report {
+        &mut collect
     } else {
-        run_source_with(
-            source.as_mut(),
-            &mut engine,
-            collect.inner,
-            16384,
-            &mut tick,
-        )
+        collect.inner
+    };
+    let result = if threads >= 2 {
+        crate::pipeline::run_threaded(source, keep_payload, &mut engine, target, 16384, &mut tick)
+    } else {
+        run_source_with(source.as_mut(), &mut engine, target, 16384, &mut tick)
     };
     if let Some(b) = &bar {
         b.finish_and_clear();

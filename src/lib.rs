@@ -29,6 +29,7 @@ pub mod engine;
 pub mod http;
 pub mod lab;
 pub mod output;
+pub mod pipeline;
 pub mod record;
 pub mod report;
 pub mod server;

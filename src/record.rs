@@ -100,17 +100,17 @@ pub struct PacketRec {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct ConnRec {
     pub conn: u64,
-    pub client: String,
-    pub server: String,
+    pub client: Arc<str>,
+    pub server: Arc<str>,
     pub first_ts: f64,
     pub last_ts: f64,
     pub packets_c2s: u64,
     pub packets_s2c: u64,
     pub bytes_c2s: u64,
     pub bytes_s2c: u64,
-    pub client_state: String,
-    pub server_state: String,
-    pub conn_state: String,
+    pub client_state: Name,
+    pub server_state: Name,
+    pub conn_state: Name,
     pub history: String,
     pub http_requests: u64,
     pub http_responses: u64,
@@ -119,7 +119,7 @@ pub struct ConnRec {
     pub initial_rtt: Option<f64>,
     /// How many packets carried each analysis event.
     #[serde(skip_serializing_if = "BTreeMap::is_empty", default)]
-    pub analysis_counts: BTreeMap<String, u64>,
+    pub analysis_counts: BTreeMap<Name, u64>,
     /// Every state change of each endpoint: (frame, endpoint, new state).
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub transitions: Vec<Transition>,
@@ -142,8 +142,8 @@ fn is_zero(v: &u64) -> bool {
 pub struct Transition {
     pub frame: u64,
     /// `"client"` or `"server"`.
-    pub endpoint: String,
-    pub state: String,
+    pub endpoint: Name,
+    pub state: Name,
 }
 
 /// `"type": "http"`: one per HTTP/1.x message.

@@ -41,7 +41,7 @@ const EPB_TYPE: u32 = 6;
 const OBSOLETE_PB_TYPE: u32 = 2;
 
 /// Open a capture file ("-" for standard input).
-pub fn open(path: &Path) -> Result<Box<dyn FrameSource>, CaptureError> {
+pub fn open(path: &Path) -> Result<Box<dyn FrameSource + Send>, CaptureError> {
     if path == Path::new("-") {
         return open_reader("standard input".into(), Box::new(io::stdin()), None);
     }
@@ -66,9 +66,9 @@ pub fn open(path: &Path) -> Result<Box<dyn FrameSource>, CaptureError> {
 /// Read a capture from any byte stream; `name` is used in error messages, `size` for progress.
 pub fn open_reader(
     name: String,
-    mut input: Box<dyn Read>,
+    mut input: Box<dyn Read + Send>,
     size: Option<u64>,
-) -> Result<Box<dyn FrameSource>, CaptureError> {
+) -> Result<Box<dyn FrameSource + Send>, CaptureError> {
     let mut magic = [0u8; 4];
     let got = read_full(&mut input, &mut magic).map_err(|e| CaptureError::Open {
         path: name.clone(),
@@ -154,9 +154,9 @@ fn u16_at(b: &[u8], at: usize, big_endian: bool) -> u16 {
 fn open_legacy(
     name: String,
     magic: [u8; 4],
-    mut input: Box<dyn Read>,
+    mut input: Box<dyn Read + Send>,
     size: Option<u64>,
-) -> Result<Box<dyn FrameSource>, CaptureError> {
+) -> Result<Box<dyn FrameSource + Send>, CaptureError> {
     let mut head = [0u8; 24];
     head[..4].copy_from_slice(&magic);
     let got = 4 + read_full(&mut input, &mut head[4..]).map_err(|e| CaptureError::Open {
@@ -195,7 +195,7 @@ fn open_legacy(
     }
     // The upper bits of the link-type field carry FCS information, not the type.
     let linktype = LinkType(u32_at(&head, 20, big_endian) & 0xffff);
-    let chained: Box<dyn Read> = Box::new(Cursor::new(head.to_vec()).chain(input));
+    let chained: Box<dyn Read + Send> = Box::new(Cursor::new(head.to_vec()).chain(input));
     let reader = LegacyPcapReader::new(BUF_CAPACITY, chained)
         .map_err(|e| damaged(&name, 0, format!("pcap file header rejected: {e}")))?;
     Ok(Box::new(PcapFile {
@@ -220,9 +220,9 @@ fn open_legacy(
 fn open_ng(
     name: String,
     magic: [u8; 4],
-    mut input: Box<dyn Read>,
+    mut input: Box<dyn Read + Send>,
     size: Option<u64>,
-) -> Result<Box<dyn FrameSource>, CaptureError> {
+) -> Result<Box<dyn FrameSource + Send>, CaptureError> {
     let read_err = |e: io::Error| CaptureError::Open {
         path: name.clone(),
         what: format!("read error: {e}"),
@@ -266,7 +266,7 @@ fn open_ng(
         ));
     }
     let capacity = BUF_CAPACITY.max(2 * len as usize);
-    let chained: Box<dyn Read> = Box::new(Cursor::new(head).chain(input));
+    let chained: Box<dyn Read + Send> = Box::new(Cursor::new(head).chain(input));
     let reader = PcapNGReader::new(capacity, chained)
         .map_err(|e| damaged(&name, 0, format!("pcapng section header rejected: {e}")))?;
     Ok(Box::new(PcapFile {
@@ -351,7 +351,7 @@ enum Format {
 /// A pcap or pcapng file being read.
 struct PcapFile {
     name: String,
-    reader: Box<dyn PcapReaderIterator>,
+    reader: Box<dyn PcapReaderIterator + Send>,
     /// Current size of the reader's buffer.
     capacity: usize,
     format: Format,

@@ -123,6 +123,8 @@ pub struct HttpConn {
     sides: [Side; 2],
     /// Requests not yet answered by a final response, oldest first.
     pending: VecDeque<Pending>,
+    /// Heads cut by a gap, per direction.
+    heads_cut: [u64; 2],
 }
 
 impl HttpConn {
@@ -167,7 +169,12 @@ impl HttpConn {
             Mode::Head => {
                 let held = self.sides[i].buf.len();
                 if held > 0 {
-                    self.diag(dir, frame, format_args!("header cut by a {len}-byte gap after {held} bytes; looking for the next message"));
+                    // A snaplen shorter than the heads cuts every one of them: say it once,
+                    // and count the rest.
+                    self.heads_cut[i] += 1;
+                    if self.heads_cut[i] == 1 {
+                        self.diag(dir, frame, format_args!("header cut by a {len}-byte gap after {held} bytes; looking for the next message"));
+                    }
                     self.salvage_first_line(dir, frame, out);
                 }
                 self.resync(dir);
@@ -293,6 +300,22 @@ impl HttpConn {
     /// Counted problems (parse errors, caps hit), one line each.
     pub fn diagnostics(&self) -> &[String] {
         &self.diagnostics
+    }
+
+    /// The diagnostics, handed over when the connection is done, with a last line per
+    /// direction counting heads cut by gaps after the first.
+    pub fn take_diagnostics(&mut self) -> Vec<String> {
+        let mut d = std::mem::take(&mut self.diagnostics);
+        for dir in [Dir::C2s, Dir::S2c] {
+            let more = self.heads_cut[dir.idx()].saturating_sub(1);
+            if more > 0 {
+                d.push(format!(
+                    "http {}: {more} more headers cut by gaps (a snaplen shorter than the headers?)",
+                    dir.as_str()
+                ));
+            }
+        }
+        d
     }
 
     // ---- the per-mode steps ------------------------------------------------------------------

@@ -522,3 +522,30 @@ fn counting_parser_counts_what_the_recording_one_reports() {
         (3, 3, 2)
     );
 }
+
+/// A snaplen that cuts every response head: both messages are still reported (from their status
+/// lines), the cut is described once, and the rest are counted in one line.
+#[test]
+fn repeated_head_cuts_are_described_once_and_counted() {
+    let mut c = HttpConn::new(1);
+    let mut out = Vec::new();
+    let ts = Timestamp(0);
+    for round in 0..3u64 {
+        let f = round * 2 + 1;
+        c.on_data(C, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", f, ts, &mut out);
+        c.on_data(
+            S,
+            b"HTTP/1.1 200 OK\r\nServer: nginx\r\nDa",
+            f + 1,
+            ts,
+            &mut out,
+        );
+        c.on_gap(S, 500, f + 1, &mut out);
+    }
+    assert_eq!((c.requests(), c.responses()), (3, 3));
+    assert_eq!(c.diagnostics().len(), 1, "{:?}", c.diagnostics());
+    assert!(c.diagnostics()[0].contains("header cut by a 500-byte gap"));
+    let all = c.take_diagnostics();
+    assert_eq!(all.len(), 2, "{all:?}");
+    assert!(all[1].contains("2 more headers cut by gaps"), "{all:?}");
+}

@@ -197,7 +197,7 @@ impl Records {
     /// The connection whose client end was `client`.
     pub fn conn_of(&self, client: SocketAddr) -> Option<&ConnRec> {
         let c = client.to_string();
-        self.conns().find(|r| r.client == c)
+        self.conns().find(|r| *r.client == *c)
     }
     /// The packets of connection `conn`, in order.
     pub fn packets_of(&self, conn: u64) -> Vec<&PacketRec> {

@@ -226,7 +226,7 @@ fn run(ctx: &LabCtx, out: &mut LabOut) -> anyhow::Result<LabRec> {
         final_client == "TIME_WAIT",
     );
 
-    let rej = recs.conns().find(|c| c.server == closed_addr.to_string());
+    let rej = recs.conns().find(|c| *c.server == *closed_addr.to_string());
     let rej_flags: Vec<String> = rej
         .map(|c| recs.packets_of(c.conn))
         .unwrap_or_default()
@@ -246,8 +246,8 @@ fn run(ctx: &LabCtx, out: &mut LabOut) -> anyhow::Result<LabRec> {
     out.say(&format!(
         "Refused: connect to {closed_addr} -> {refused_error}; packets {}; kernel socket {refused_kernel}; inferred client {}, Zeek state {}",
         rej_flags.join(", "),
-        rej_state.as_ref().map_or("?", |s| s.0.as_str()),
-        rej_state.as_ref().map_or("?", |s| s.1.as_str()),
+        rej_state.as_ref().map_or("?", |s| s.0.as_ref()),
+        rej_state.as_ref().map_or("?", |s| s.1.as_ref()),
     ))?;
     out.say(&format!(
         "Capture: {} ({} frames).",

@@ -183,7 +183,7 @@ fn conn_table(page: &mut String, views: &[ConnView<'_>], detailed: &BTreeSet<u64
             Some(c) => (
                 c.client_state.as_ref(),
                 c.server_state.as_ref(),
-                c.conn_state.as_str(),
+                c.conn_state.as_ref(),
                 c.history.as_str(),
                 format!("{}/{}", c.http_requests, c.http_responses),
                 c.ws_frames.to_string(),

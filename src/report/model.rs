@@ -90,7 +90,7 @@ impl<'a> ConnView<'a> {
 
     pub fn client(&self) -> String {
         match (self.conn, self.packets.first()) {
-            (Some(c), _) => c.client.clone(),
+            (Some(c), _) => c.client.to_string(),
             (None, Some(p)) if p.dir == Dir::C2s => p.src.to_string(),
             (None, Some(p)) => p.dst.to_string(),
             _ => "client".into(),
@@ -99,7 +99,7 @@ impl<'a> ConnView<'a> {
 
     pub fn server(&self) -> String {
         match (self.conn, self.packets.first()) {
-            (Some(c), _) => c.server.clone(),
+            (Some(c), _) => c.server.to_string(),
             (None, Some(p)) if p.dir == Dir::C2s => p.dst.to_string(),
             (None, Some(p)) => p.src.to_string(),
             _ => "server".into(),

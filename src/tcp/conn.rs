@@ -563,13 +563,13 @@ impl Conn {
         let mut analysis_counts = BTreeMap::new();
         for (i, &n) in self.counts.iter().enumerate() {
             if n > 0 {
-                analysis_counts.insert(ev::NAMES[i].to_string(), n);
+                analysis_counts.insert(ev::NAMES[i].into(), n);
             }
         }
         ConnRec {
             conn: self.index,
-            client: self.client_str.to_string(),
-            server: self.server_str.to_string(),
+            client: self.client_str.clone(),
+            server: self.server_str.clone(),
             first_ts: self.first_ts.as_secs_f64(),
             last_ts: self.last_ts.as_secs_f64(),
             packets_c2s: self.ep[0].packets,

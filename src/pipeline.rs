@@ -1,0 +1,158 @@
+//! Replay on two cores: a reader thread reads and decodes frames while the calling thread
+//! tracks connections and prints.
+//!
+//! Reading a capture (system calls, record headers) and decoding link, IP and TCP headers need no
+//! connection state, so they run ahead in their own thread and hand over batches of decoded
+//! segments, in capture order, through a bounded channel. Only the captured payload bytes are
+//! copied into a batch, and only when something reads them (reassembly for HTTP or `--follow`).
+//! Empty batches go back to the reader for reuse, so steady state allocates nothing.
+//!
+//! Everything downstream sees exactly what a single-threaded run sees: the same segments in the
+//! same order with the same frame numbers and times, the same decode failures, and a capture
+//! error only after every frame before it.
+
+use crate::capture::{CaptureError, FrameSource, Timestamp};
+use crate::decode::{DecodeError, Decoder, Segment};
+use crate::engine::{Engine, Progress};
+use crate::output::Sink;
+use std::ops::Range;
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+
+/// Frames per batch: large enough that channel hand-offs cost nothing per frame, small enough
+/// that a batch stays in cache.
+const BATCH_FRAMES: usize = 4096;
+/// Batches in flight between the threads.
+const DEPTH: usize = 4;
+
+/// What decoding one frame gave, with the payload as a range of the batch's bytes.
+enum Decoded {
+    Segment(Segment<'static>, Range<usize>),
+    NotTcp,
+    Failed(DecodeError),
+}
+
+struct Item {
+    number: u64,
+    ts: Timestamp,
+    decoded: Decoded,
+}
+
+#[derive(Default)]
+struct Batch {
+    payload: Vec<u8>,
+    items: Vec<Item>,
+    /// The source's progress after the last frame of this batch.
+    progress: (u64, Option<u64>),
+    /// Set on the last batch: how the input ended.
+    end: Option<Result<(), CaptureError>>,
+}
+
+/// The reader thread: fill batches until the input ends or the receiver goes away.
+fn read_ahead(
+    mut source: Box<dyn FrameSource + Send>,
+    keep_payload: bool,
+    tx: SyncSender<Batch>,
+    recycled: Receiver<Batch>,
+) {
+    let mut decoder = Decoder::new();
+    loop {
+        let mut batch = recycled.try_recv().unwrap_or_default();
+        batch.payload.clear();
+        batch.items.clear();
+        while batch.items.len() < BATCH_FRAMES {
+            let frame = match source.next_frame() {
+                Ok(Some(f)) => f,
+                Ok(None) => {
+                    batch.end = Some(Ok(()));
+                    break;
+                }
+                Err(e) => {
+                    batch.end = Some(Err(e));
+                    break;
+                }
+            };
+            let (number, ts) = (frame.number, frame.ts);
+            let decoded = match decoder.decode(&frame) {
+                Ok(Some(seg)) => {
+                    let start = batch.payload.len();
+                    if keep_payload {
+                        batch.payload.extend_from_slice(seg.payload);
+                    }
+                    let range = start..batch.payload.len();
+                    Decoded::Segment(
+                        Segment {
+                            payload: &[],
+                            ..seg
+                        },
+                        range,
+                    )
+                }
+                Ok(None) => Decoded::NotTcp,
+                Err(e) => Decoded::Failed(e),
+            };
+            batch.items.push(Item {
+                number,
+                ts,
+                decoded,
+            });
+        }
+        batch.progress = source.progress();
+        let last = batch.end.is_some();
+        if tx.send(batch).is_err() || last {
+            return;
+        }
+    }
+}
+
+/// [`crate::engine::run_source_with`] with reading and decoding on a second thread. The engine's
+/// own decoder is not used. `keep_payload`: copy payload bytes (needed by reassembly).
+pub fn run_threaded(
+    source: Box<dyn FrameSource + Send>,
+    keep_payload: bool,
+    engine: &mut Engine,
+    sink: &mut dyn Sink,
+    every: u32,
+    progress: &mut Progress<'_>,
+) -> anyhow::Result<()> {
+    let (tx, rx) = sync_channel::<Batch>(DEPTH);
+    let (back, recycled) = sync_channel::<Batch>(DEPTH + 2);
+    let reader = std::thread::Builder::new()
+        .name("statescope-read".into())
+        .spawn(move || read_ahead(source, keep_payload, tx, recycled))?;
+    let mut n = 0u32;
+    let mut failure = None;
+    // A closed channel without an end marker means the reader thread died: say so.
+    let mut ended = false;
+    while let Ok(mut batch) = rx.recv() {
+        for item in &batch.items {
+            let decoded = match &item.decoded {
+                Decoded::Segment(seg, range) => Ok(Some(Segment {
+                    payload: &batch.payload[range.clone()],
+                    ..*seg
+                })),
+                Decoded::NotTcp => Ok(None),
+                Decoded::Failed(e) => Err(e.clone()),
+            };
+            engine.on_decoded(item.number, item.ts, decoded, sink)?;
+            n = n.wrapping_add(1);
+            if n.is_multiple_of(every.max(1)) {
+                progress(engine, batch.progress);
+            }
+        }
+        if let Some(end) = batch.end.take() {
+            failure = end.err();
+            ended = true;
+            break;
+        }
+        let _ = back.try_send(batch);
+    }
+    drop(rx);
+    if reader.join().is_err() || !ended {
+        anyhow::bail!("the capture reader thread stopped unexpectedly; run again with --threads 1 and report this");
+    }
+    engine.finish(sink)?;
+    match failure {
+        Some(e) => Err(e.into()),
+        None => Ok(()),
+    }
+}
