@@ -113,10 +113,11 @@ impl Default for OutputArgs {
 pub struct ReplayArgs {
     /// The capture file (pcap or pcapng); "-" reads standard input
     pub file: PathBuf,
-    /// Threads: 2 reads and decodes the capture on a second core while the first tracks
-    /// connections (same output); 1 does everything on one. Default: 2 when the machine has
-    /// two cores or more
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(1..=2))]
+    /// Threads, same output with any: 1 does everything on one; 2 reads and decodes the
+    /// capture on a second thread while the first tracks connections; 3 also prints on a
+    /// third (not with --follow, --html or --svg). Default with two cores or more: 3 when
+    /// every packet is printed (--format jsonl, --packets), else 2
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(1..=3))]
     pub threads: Option<u8>,
     #[command(flatten)]
     pub out: OutputArgs,

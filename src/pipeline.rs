@@ -15,14 +15,17 @@ use crate::capture::{CaptureError, FrameSource, Timestamp};
 use crate::decode::{DecodeError, Decoder, Segment};
 use crate::engine::{Engine, Progress};
 use crate::output::Sink;
+use crate::record::Record;
+use crate::tcp::PacketSel;
+use std::io;
 use std::ops::Range;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 
 /// Frames per batch: large enough that channel hand-offs cost nothing per frame, small enough
 /// that a batch stays in cache.
-const BATCH_FRAMES: usize = 4096;
+const BATCH_FRAMES: usize = 2048;
 /// Batches in flight between the threads.
-const DEPTH: usize = 4;
+const DEPTH: usize = 3;
 
 /// What decoding one frame gave, with the payload as a range of the batch's bytes.
 enum Decoded {
@@ -154,5 +157,113 @@ pub fn run_threaded(
     match failure {
         Some(e) => Err(e.into()),
         None => Ok(()),
+    }
+}
+
+/// Records per hand-over to the printing thread.
+const PRINT_BATCH: usize = 512;
+
+/// A printer on its own thread: [`Sink::take`] moves records into a batch, full batches go
+/// through a bounded channel, and the printer formats and writes them there, in order. Emptied
+/// batches come back for reuse.
+///
+/// A write error (a closed pipe) stops the printing thread; the next call here returns it.
+pub struct PrintThread {
+    tx: Option<SyncSender<Vec<Record>>>,
+    recycled: Receiver<Vec<Record>>,
+    batch: Vec<Record>,
+    handle: Option<std::thread::JoinHandle<io::Result<()>>>,
+    wants: PacketSel,
+}
+
+impl PrintThread {
+    pub fn new(mut inner: Box<dyn Sink + Send>) -> io::Result<Self> {
+        let wants = inner.wants_packets();
+        let (tx, rx) = sync_channel::<Vec<Record>>(DEPTH);
+        let (back, recycled) = sync_channel::<Vec<Record>>(DEPTH + 2);
+        let handle = std::thread::Builder::new()
+            .name("statescope-print".into())
+            .spawn(move || {
+                while let Ok(batch) = rx.recv() {
+                    for rec in &batch {
+                        inner.record(rec)?;
+                    }
+                    // Records go back to be dropped where they were made: freeing on the
+                    // thread that allocated keeps the allocator's pages local.
+                    let _ = back.try_send(batch);
+                }
+                inner.finish()
+            })?;
+        Ok(PrintThread {
+            tx: Some(tx),
+            recycled,
+            batch: Vec::with_capacity(PRINT_BATCH),
+            handle: Some(handle),
+            wants,
+        })
+    }
+
+    /// Send the current batch; if the printer has stopped, its error.
+    fn send(&mut self) -> io::Result<()> {
+        let mut next = None;
+        while let Ok(mut done) = self.recycled.try_recv() {
+            done.clear();
+            next.get_or_insert(done);
+        }
+        let next = next.unwrap_or_else(|| Vec::with_capacity(PRINT_BATCH));
+        let full = std::mem::replace(&mut self.batch, next);
+        let sent = match &self.tx {
+            Some(tx) => tx.send(full).is_ok(),
+            None => false,
+        };
+        if sent {
+            Ok(())
+        } else {
+            self.join()
+        }
+    }
+
+    /// Wait for the printer to end; its error, or a plain one if it is already gone.
+    fn join(&mut self) -> io::Result<()> {
+        self.tx = None;
+        match self.handle.take().map(|h| h.join()) {
+            Some(Ok(Ok(()))) => Ok(()),
+            Some(Ok(Err(e))) => Err(e),
+            Some(Err(_)) => Err(io::Error::other(
+                "the printing thread stopped unexpectedly; run again with --threads 2 and report this",
+            )),
+            None => Err(io::Error::from(io::ErrorKind::BrokenPipe)),
+        }
+    }
+}
+
+impl Sink for PrintThread {
+    fn record(&mut self, rec: &Record) -> io::Result<()> {
+        self.take(&mut vec![rec.clone()])
+    }
+    fn take(&mut self, recs: &mut Vec<Record>) -> io::Result<()> {
+        self.batch.append(recs);
+        if self.batch.len() >= PRINT_BATCH {
+            self.send()?;
+        }
+        Ok(())
+    }
+    fn finish(&mut self) -> io::Result<()> {
+        if !self.batch.is_empty() {
+            self.send()?;
+        }
+        self.join()
+    }
+    fn wants_packets(&self) -> PacketSel {
+        self.wants.clone()
+    }
+}
+
+impl Drop for PrintThread {
+    /// Dropped without `finish` (an error upstream): let the printer write what it has.
+    fn drop(&mut self) {
+        if self.handle.is_some() {
+            let _ = self.finish();
+        }
     }
 }

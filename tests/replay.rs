@@ -330,14 +330,14 @@ impl Write for Shared {
 }
 
 fn render(path: &Path, format: Format) -> String {
-    let (out, err) = render_run(path, format, false);
+    let (out, err) = render_run(path, format, 1);
     assert_eq!(err, None, "{}", path.display());
     out
 }
 
 /// Print `path` as `format`, on one thread or with the reader thread of `statescope::pipeline`;
 /// also returns the capture error, if any.
-fn render_run(path: &Path, format: Format, threaded: bool) -> (String, Option<String>) {
+fn render_run(path: &Path, format: Format, threads: u8) -> (String, Option<String>) {
     let args = OutputArgs {
         format,
         quiet: true,
@@ -345,11 +345,14 @@ fn render_run(path: &Path, format: Format, threaded: bool) -> (String, Option<St
     };
     let out = Shared::default();
     let mut sink = make_sink(&args, Box::new(out.clone()));
+    if threads >= 3 {
+        sink = Box::new(statescope::pipeline::PrintThread::new(sink).unwrap());
+    }
     let opts = EngineOptions::from_args(&args, sink.wants_packets());
     let keep_payload = opts.tracker.reassemble;
     let mut engine = Engine::new(opts);
     let src = pcap_file::open(path).unwrap();
-    let result = if threaded {
+    let result = if threads >= 2 {
         statescope::pipeline::run_threaded(
             src,
             keep_payload,
@@ -370,8 +373,8 @@ fn render_run(path: &Path, format: Format, threaded: bool) -> (String, Option<St
     )
 }
 
-/// The two-thread replay prints exactly what the one-thread replay prints, for every fixture,
-/// and for a damaged file: every record before the damage, then the same error.
+/// Replay on two threads (reading ahead) and three (printing too) prints exactly what one
+/// thread prints, for every fixture, and for a damaged file: every record before the damage, then the same error.
 #[test]
 fn threaded_replay_prints_what_one_thread_prints() {
     let dir = tempfile::tempdir().unwrap();
@@ -383,13 +386,15 @@ fn threaded_replay_prints_what_one_thread_prints() {
     inputs.push(cut.clone());
     for cap in inputs {
         for format in [Format::Jsonl, Format::Table] {
-            let one = render_run(&cap, format, false);
-            let two = render_run(&cap, format, true);
-            assert!(
-                one == two,
-                "{}: {format:?} differs between one and two threads",
-                cap.display()
-            );
+            let one = render_run(&cap, format, 1);
+            for threads in [2, 3] {
+                let more = render_run(&cap, format, threads);
+                assert!(
+                    one == more,
+                    "{}: {format:?} differs between one and {threads} threads",
+                    cap.display()
+                );
+            }
             if cap == cut {
                 assert!(one.1.is_some(), "a cut capture ends in an error");
                 assert!(!one.0.is_empty(), "records before the damage are printed");

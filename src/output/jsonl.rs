@@ -8,13 +8,13 @@ use crate::record::{PacketRec, Record};
 use std::io::{self, BufWriter, Write};
 
 pub struct JsonlSink {
-    out: BufWriter<Box<dyn Write>>,
+    out: BufWriter<Box<dyn Write + Send>>,
     line: Vec<u8>,
     flush_each: bool,
 }
 
 impl JsonlSink {
-    pub fn new(out: Box<dyn Write>) -> Self {
+    pub fn new(out: Box<dyn Write + Send>) -> Self {
         JsonlSink {
             out: BufWriter::with_capacity(1 << 16, out),
             line: Vec::with_capacity(512),

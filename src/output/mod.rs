@@ -13,6 +13,14 @@ use std::io::{self, Write};
 pub trait Sink {
     /// One record, in the order the packets produced them.
     fn record(&mut self, rec: &Record) -> io::Result<()>;
+    /// Several records, handed over: `recs` is left empty. Printers on another thread take
+    /// them without copying.
+    fn take(&mut self, recs: &mut Vec<Record>) -> io::Result<()> {
+        for rec in recs.drain(..) {
+            self.record(&rec)?;
+        }
+        Ok(())
+    }
     /// End of input: print whatever was held back (tables), flush.
     fn finish(&mut self) -> io::Result<()>;
     /// Which connections' `packet` records this printer looks at; the engine builds no others.
@@ -22,7 +30,7 @@ pub trait Sink {
 }
 
 /// Build the printer for `args`, writing to `out`.
-pub fn make_sink(args: &OutputArgs, out: Box<dyn Write>) -> Box<dyn Sink> {
+pub fn make_sink(args: &OutputArgs, out: Box<dyn Write + Send>) -> Box<dyn Sink + Send> {
     match args.format {
         Format::Jsonl => Box::new(jsonl::JsonlSink::new(out).line_buffered(args.line_buffered)),
         Format::Table => Box::new(table::TableSink::new(out, args)),

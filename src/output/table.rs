@@ -32,7 +32,7 @@ struct PerConn {
 }
 
 pub struct TableSink {
-    out: BufWriter<Box<dyn Write>>,
+    out: BufWriter<Box<dyn Write + Send>>,
     all_packets: bool,
     selected: Vec<u64>,
     explain: bool,
@@ -46,7 +46,7 @@ pub struct TableSink {
 const HEADER: &str = "conn  client                      server                       packets c>s/s>c    bytes c>s/s>c  duration  client_state  server_state  zeek  http";
 
 impl TableSink {
-    pub fn new(out: Box<dyn Write>, args: &OutputArgs) -> Self {
+    pub fn new(out: Box<dyn Write + Send>, args: &OutputArgs) -> Self {
         TableSink {
             out: BufWriter::new(out),
             all_packets: args.packets,
