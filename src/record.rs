@@ -66,7 +66,8 @@ pub struct PacketRec {
     pub dir: Dir,
     pub src: Arc<str>,
     pub dst: Arc<str>,
-    pub flags: Vec<Name>,
+    /// Borrowed from a table made once per flag combination: no allocation per packet.
+    pub flags: Cow<'static, [Name]>,
     pub seq: u32,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub ack: Option<u32>,

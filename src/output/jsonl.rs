@@ -174,7 +174,7 @@ mod tests {
             dir: Dir::S2c,
             src: "[2001:db8::1]:443".into(),
             dst: "192.0.2.1:5".into(),
-            flags: vec!["SYN".into(), "ACK".into()],
+            flags: vec!["SYN".into(), "ACK".into()].into(),
             seq: 0,
             ack: Some(1),
             seq_raw: u32::MAX,

@@ -9,7 +9,7 @@ use super::state::{Event, State};
 use super::Events;
 use crate::capture::Timestamp;
 use crate::decode::{Flags, Segment};
-use crate::record::{ConnRec, Dir, PacketRec, Record, Transition};
+use crate::record::{ConnRec, Dir, Name, PacketRec, Record, Transition};
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
@@ -443,7 +443,7 @@ impl Conn {
             dir,
             src: src.clone(),
             dst: dst.clone(),
-            flags: seg.flags.names().map(Cow::Borrowed).collect(),
+            flags: Cow::Borrowed(flag_names(seg.flags)),
             seq: seg.seq.wrapping_sub(self.ep[f].base.unwrap_or(0)),
             ack: ack.then(|| seg.ack.wrapping_sub(self.ep[r].base.unwrap_or(0))),
             seq_raw: seg.seq,
@@ -601,6 +601,17 @@ impl Conn {
 }
 
 /// Is this a SYN without ACK?
+/// The names of every combination of the eight flags, made once, so a packet record borrows
+/// its list instead of allocating one.
+fn flag_names(flags: Flags) -> &'static [Name] {
+    static LISTS: std::sync::OnceLock<Vec<Vec<Name>>> = std::sync::OnceLock::new();
+    &LISTS.get_or_init(|| {
+        (0..=u8::MAX)
+            .map(|bits| Flags(bits).names().map(Cow::Borrowed).collect())
+            .collect()
+    })[flags.0 as usize]
+}
+
 pub fn pure_syn(flags: Flags) -> bool {
     flags.syn() && !flags.ack()
 }
