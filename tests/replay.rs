@@ -442,3 +442,72 @@ fn golden_outputs() {
         diffs.join("\n")
     );
 }
+
+/// The binary sets mimalloc's purge delay by its position in mimalloc's enum: check, through
+/// mimalloc's own report, that the position still names that option (an upgrade may move it).
+#[test]
+fn allocator_purge_delay_is_the_one_main_sets() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_statescope"))
+        .args(["replay", "-q"])
+        .arg(fixtures().join("many-conns.pcap"))
+        .env("MIMALLOC_VERBOSE", "1")
+        .env_remove("MIMALLOC_PURGE_DELAY")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.lines()
+            .any(|l| l.trim_end() == "option 'purge_delay': 1000"),
+        "mimalloc does not report the purge delay main sets:\n{err}"
+    );
+}
+
+/// Transparent huge pages are off for the process (peak RSS follows what is used, not 2 MiB
+/// per touched region), unless MIMALLOC_ALLOW_THP says otherwise: read while it runs.
+#[test]
+#[cfg(target_os = "linux")]
+fn transparent_huge_pages_are_off_unless_asked_for() {
+    use std::io::Write as _;
+    use std::process::{Command, Stdio};
+    let header = &std::fs::read(fixtures().join("many-conns.pcap")).unwrap()[..24];
+    let thp = |allow: Option<&str>| -> Option<String> {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_statescope"));
+        cmd.args(["replay", "-q", "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null());
+        cmd.env_remove("MIMALLOC_ALLOW_THP");
+        if let Some(v) = allow {
+            cmd.env("MIMALLOC_ALLOW_THP", v);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(header).unwrap();
+        // Once the header is read the process is past main's setup; poll its status.
+        let mut line = None;
+        for _ in 0..100 {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap();
+            line = status
+                .lines()
+                .find(|l| l.starts_with("THP_enabled:"))
+                .map(|l| l.split_whitespace().nth(1).unwrap_or("").to_string());
+            if line.as_deref() == Some("0") {
+                break;
+            }
+        }
+        drop(stdin);
+        assert!(child.wait().unwrap().success());
+        line
+    };
+    let Some(off) = thp(None) else {
+        eprintln!("skipped: this kernel's /proc/PID/status has no THP_enabled line");
+        return;
+    };
+    assert_eq!(off, "0", "THP should be off by default");
+    assert_eq!(
+        thp(Some("1")).as_deref(),
+        Some("1"),
+        "MIMALLOC_ALLOW_THP=1 keeps THP"
+    );
+}
