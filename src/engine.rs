@@ -407,6 +407,12 @@ pub fn replay_command(args: &ReplayArgs) -> anyhow::Result<ExitCode> {
         let title = format!("statescope replay {}", args.file.display());
         crate::report::write_requested(&args.out, &collect.records, &title)?;
     }
-    result?;
+    // Capture errors name their file; an I/O error here can only be the output's.
+    result.map_err(|e| match e.downcast::<io::Error>() {
+        Ok(io) => anyhow::Error::new(io).context(
+            "writing the records to standard output failed (disk full, or the reader gone?)",
+        ),
+        Err(other) => other,
+    })?;
     Ok(ExitCode::SUCCESS)
 }

@@ -1,5 +1,5 @@
-//! Replay on two cores: a reader thread reads and decodes frames while the calling thread
-//! tracks connections and prints.
+//! Replay on several cores: a reader thread reads and decodes frames while the calling thread
+//! tracks connections and prints; with [`PrintThread`], a third thread prints.
 //!
 //! Reading a capture (system calls, record headers) and decoding link, IP and TCP headers need no
 //! connection state, so they run ahead in their own thread and hand over batches of decoded
@@ -164,8 +164,8 @@ pub fn run_threaded(
 const PRINT_BATCH: usize = 512;
 
 /// A printer on its own thread: [`Sink::take`] moves records into a batch, full batches go
-/// through a bounded channel, and the printer formats and writes them there, in order. Emptied
-/// batches come back for reuse.
+/// through a bounded channel, and the printer formats and writes them there, in order. Printed
+/// batches come back, are emptied here and reused.
 ///
 /// A write error (a closed pipe) stops the printing thread; the next call here returns it.
 pub struct PrintThread {
@@ -223,7 +223,8 @@ impl PrintThread {
         }
     }
 
-    /// Wait for the printer to end; its error, or a plain one if it is already gone.
+    /// Wait for the printer to end: its error. Once it has been reported, later calls fail
+    /// without one (never as a closed pipe, which would count as success).
     fn join(&mut self) -> io::Result<()> {
         self.tx = None;
         match self.handle.take().map(|h| h.join()) {
@@ -232,7 +233,7 @@ impl PrintThread {
             Some(Err(_)) => Err(io::Error::other(
                 "the printing thread stopped unexpectedly; run again with --threads 2 and report this",
             )),
-            None => Err(io::Error::from(io::ErrorKind::BrokenPipe)),
+            None => Err(io::Error::other("printing had already failed")),
         }
     }
 }

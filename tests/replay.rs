@@ -511,3 +511,27 @@ fn transparent_huge_pages_are_off_unless_asked_for() {
         "MIMALLOC_ALLOW_THP=1 keeps THP"
     );
 }
+
+/// Output that cannot be written (a full disk) is a one-line error naming the output, exit 1.
+#[test]
+#[cfg(target_os = "linux")]
+fn a_full_disk_is_named_as_the_output() {
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_statescope"))
+        .args(["replay", "-q", "--format", "jsonl"])
+        .arg(fixtures().join("many-conns.pcap"))
+        .stdout(full)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let last = err.lines().last().unwrap_or("");
+    assert!(
+        last.contains("writing the records to standard output failed")
+            && last.contains("No space left on device"),
+        "{err}"
+    );
+}
