@@ -286,7 +286,7 @@ fn keepalive_five_gets() {
         .collect();
     assert_eq!(bodies, [556, 100, 20000, 153, 65536]);
     assert!(h.iter().all(|r| r.end_frame.is_some()));
-    assert_eq!(h[0].carries, ["Host"]);
+    assert_eq!(h[0].carries[..], ["Host"]);
     assert_eq!(h[1].request_frame, Some(h[0].frame));
 }
 

@@ -207,7 +207,7 @@ fn websocket_with_messages() -> Vec<Record> {
         uri: Some("/ws".into()),
         version: "HTTP/1.1".into(),
         upgrade: Some("websocket".into()),
-        carries: vec!["Host".into()],
+        carries: vec!["Host".into()].into(),
         ..HttpRec::default()
     }));
     recs.push(Record::Http(HttpRec {

@@ -623,7 +623,7 @@ impl HttpConn {
                 rec.method = Some(method.clone());
                 if records {
                     rec.uri = head.uri.map(str::to_owned);
-                    rec.carries = head.carried().map(Cow::Borrowed).collect();
+                    rec.carries = Cow::Borrowed(carried_names(head.carries));
                 }
                 if head.upgrade_websocket || method == "CONNECT" {
                     after = Mode::AwaitUpgrade;
@@ -842,6 +842,29 @@ fn collect(e: WsEvent, frames: &mut Vec<ws::WsFrame>, warnings: &mut Vec<String>
         WsEvent::Frame(f) => frames.push(f),
         WsEvent::Warning(w) => warnings.push(w),
     }
+}
+
+/// The names of the carried fields for each of the eight combinations, made once, so a request
+/// record borrows its list instead of allocating one.
+fn carried_names(carries: [bool; 3]) -> &'static [crate::record::Name] {
+    static LISTS: std::sync::OnceLock<Vec<Vec<crate::record::Name>>> = std::sync::OnceLock::new();
+    let lists = LISTS.get_or_init(|| {
+        (0..8usize)
+            .map(|bits| {
+                parser::CARRIED
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| bits & (1 << i) != 0)
+                    .map(|(_, n)| Cow::Borrowed(*n))
+                    .collect()
+            })
+            .collect()
+    });
+    let bits = carries
+        .iter()
+        .enumerate()
+        .fold(0, |acc, (i, &c)| acc | (usize::from(c) << i));
+    &lists[bits]
 }
 
 #[cfg(test)]

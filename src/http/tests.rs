@@ -356,7 +356,7 @@ fn conversation_records() {
         ]
     );
     let Record::Http(a) = &recs[0] else { panic!() };
-    assert_eq!(a.carries, ["Host", "Cookie"]);
+    assert_eq!(a.carries[..], ["Host", "Cookie"]);
 }
 
 #[test]

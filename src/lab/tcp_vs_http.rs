@@ -150,7 +150,7 @@ fn run(ctx: &LabCtx, out: &mut LabOut) -> anyhow::Result<LabRec> {
     let carries_self: Vec<Vec<std::borrow::Cow<str>>> = recs
         .http()
         .filter(|h| h.method.is_some())
-        .map(|h| h.carries.clone())
+        .map(|h| h.carries.to_vec())
         .collect();
     let all_have_host = carries_self.iter().all(|c| c.iter().any(|x| x == "Host"));
     checks.check("every request carries its own Host", all_have_host);
