@@ -5,19 +5,24 @@
 
 use super::Sink;
 use crate::record::{HttpRec, PacketRec, Record};
-use std::io::{self, BufWriter, Write};
+use std::io::{self, Write};
 
+/// Lines are built straight into one block buffer that is written out when full: no copy of
+/// each line from a line buffer into a writer's buffer.
 pub struct JsonlSink {
-    out: BufWriter<Box<dyn Write + Send>>,
-    line: Vec<u8>,
+    out: Box<dyn Write + Send>,
+    block: Vec<u8>,
     flush_each: bool,
 }
+
+/// Bytes gathered before a write.
+const BLOCK: usize = 1 << 16;
 
 impl JsonlSink {
     pub fn new(out: Box<dyn Write + Send>) -> Self {
         JsonlSink {
-            out: BufWriter::with_capacity(1 << 16, out),
-            line: Vec::with_capacity(512),
+            out,
+            block: Vec::with_capacity(BLOCK + 1024),
             flush_each: false,
         }
     }
@@ -27,30 +32,49 @@ impl JsonlSink {
         self.flush_each = on;
         self
     }
+
+    fn write_block(&mut self) -> io::Result<()> {
+        self.out.write_all(&self.block)?;
+        self.block.clear();
+        Ok(())
+    }
 }
 
 impl Sink for JsonlSink {
     fn record(&mut self, rec: &Record) -> io::Result<()> {
-        // The hot paths, a line per segment and per HTTP message, built in a reused buffer.
-        if let Record::Packet(p) = rec {
-            self.line.clear();
-            write_packet(&mut self.line, p)?;
-            self.out.write_all(&self.line)?;
-        } else if let Record::Http(h) = rec {
-            self.line.clear();
-            write_http(&mut self.line, h)?;
-            self.out.write_all(&self.line)?;
-        } else {
-            serde_json::to_writer(&mut self.out, rec).map_err(io::Error::other)?;
-            self.out.write_all(b"\n")?;
+        let start = self.block.len();
+        // The hot paths, a line per segment and per HTTP message, have their own writers.
+        let written = match rec {
+            Record::Packet(p) => write_packet(&mut self.block, p),
+            Record::Http(h) => write_http(&mut self.block, h),
+            _ => serde_json::to_writer(&mut self.block, rec)
+                .map(|()| self.block.push(b'\n'))
+                .map_err(io::Error::other),
+        };
+        if let Err(e) = written {
+            // Nothing of a record that could not be written.
+            self.block.truncate(start);
+            return Err(e);
         }
         if self.flush_each {
+            self.write_block()?;
             self.out.flush()?;
+        } else if self.block.len() >= BLOCK {
+            self.write_block()?;
         }
         Ok(())
     }
     fn finish(&mut self) -> io::Result<()> {
+        self.write_block()?;
         self.out.flush()
+    }
+}
+
+impl Drop for JsonlSink {
+    /// Dropped without `finish` (a run that stopped on an error): what was printed so far
+    /// still reaches the output.
+    fn drop(&mut self) {
+        let _ = self.write_block().and_then(|()| self.out.flush());
     }
 }
 
