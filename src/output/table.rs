@@ -41,6 +41,8 @@ pub struct TableSink {
     header_done: bool,
     conns: u64,
     blocks: bool,
+    /// The summary row being written, reused.
+    row: String,
 }
 
 const HEADER: &str = "conn  client                      server                       packets c>s/s>c    bytes c>s/s>c  duration  client_state  server_state  zeek  http";
@@ -57,6 +59,7 @@ impl TableSink {
             header_done: false,
             conns: 0,
             blocks: args.packets || !args.conns.is_empty(),
+            row: String::new(),
         }
     }
 
@@ -188,20 +191,24 @@ impl TableSink {
 
     fn conn(&mut self, c: &ConnRec) -> io::Result<()> {
         self.conns += 1;
-        let row = summary_row(c);
         if let Some(pc) = self.per.remove(&c.conn) {
             if self.blocks || !pc.events.is_empty() {
                 self.print_block(c, pc)?;
             }
         }
         if self.blocks {
+            let mut row = String::new();
+            summary_row(&mut row, c);
             self.summary.push(row);
         } else {
             if !self.header_done {
                 writeln!(self.out, "{HEADER}")?;
                 self.header_done = true;
             }
-            writeln!(self.out, "{row}")?;
+            self.row.clear();
+            summary_row(&mut self.row, c);
+            self.row.push('\n');
+            self.out.write_all(self.row.as_bytes())?;
         }
         Ok(())
     }
@@ -257,23 +264,44 @@ impl TableSink {
     }
 }
 
-fn summary_row(c: &ConnRec) -> String {
-    format!(
-        "{:>4}  {:<27} {:<27} {:>9}/{:<9} {:>9}/{:<9} {:>8.3}s  {:<13} {:<13} {:<5} {}/{}",
-        c.conn,
-        c.client,
-        c.server,
-        c.packets_c2s,
-        c.packets_s2c,
-        c.bytes_c2s,
-        c.bytes_s2c,
-        c.last_ts - c.first_ts,
-        c.client_state,
-        c.server_state,
-        c.conn_state,
-        c.http_requests,
-        c.http_responses
-    )
+/// One summary row. Written field by field: `format!` with widths costs more than tracking
+/// a connection, and a big capture has hundreds of thousands of rows.
+fn summary_row(s: &mut String, c: &ConnRec) {
+    let mut num = itoa::Buffer::new();
+    let right = |s: &mut String, v: &str, w: usize| {
+        s.extend(std::iter::repeat_n(' ', w.saturating_sub(v.len())));
+        s.push_str(v);
+    };
+    let left = |s: &mut String, v: &str, w: usize| {
+        s.push_str(v);
+        s.extend(std::iter::repeat_n(
+            ' ',
+            w.saturating_sub(v.chars().count()),
+        ));
+    };
+    right(s, num.format(c.conn), 4);
+    s.push_str("  ");
+    left(s, &c.client, 27);
+    s.push(' ');
+    left(s, &c.server, 27);
+    s.push(' ');
+    right(s, num.format(c.packets_c2s), 9);
+    s.push('/');
+    left(s, num.format(c.packets_s2c), 9);
+    s.push(' ');
+    right(s, num.format(c.bytes_c2s), 9);
+    s.push('/');
+    left(s, num.format(c.bytes_s2c), 9);
+    let _ = write!(s, " {:>8.3}s  ", c.last_ts - c.first_ts);
+    left(s, &c.client_state, 13);
+    s.push(' ');
+    left(s, &c.server_state, 13);
+    s.push(' ');
+    left(s, &c.conn_state, 5);
+    s.push(' ');
+    s.push_str(num.format(c.http_requests));
+    s.push('/');
+    s.push_str(num.format(c.http_responses));
 }
 
 impl Sink for TableSink {
