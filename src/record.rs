@@ -16,6 +16,23 @@ use std::sync::Arc;
 /// it, so building a packet record allocates almost nothing; owned when read back from JSON.
 pub type Name = Cow<'static, str>;
 
+/// Every subset of `names` as a list, at the index whose bit `i` stands for `names[i]`, in
+/// `names`' order. Records borrow their flag and field lists from such a table, made once,
+/// instead of allocating a list each.
+pub fn name_subsets(names: &[&'static str]) -> Vec<Vec<Name>> {
+    (0..1usize << names.len())
+        .map(|bits| {
+            names
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| bits & (1 << i) != 0)
+                .map(|(_, n)| Cow::Borrowed(*n))
+                .collect()
+        })
+        .collect()
+}
+
+/// For `skip_serializing_if`: an empty list of names is left out.
 fn no_names(names: &[Name]) -> bool {
     names.is_empty()
 }

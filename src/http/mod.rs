@@ -844,27 +844,14 @@ fn collect(e: WsEvent, frames: &mut Vec<ws::WsFrame>, warnings: &mut Vec<String>
     }
 }
 
-/// The names of the carried fields for each of the eight combinations, made once, so a request
-/// record borrows its list instead of allocating one.
+/// The names of the carried fields, borrowed from a table of the eight combinations.
 fn carried_names(carries: [bool; 3]) -> &'static [crate::record::Name] {
     static LISTS: std::sync::OnceLock<Vec<Vec<crate::record::Name>>> = std::sync::OnceLock::new();
-    let lists = LISTS.get_or_init(|| {
-        (0..8usize)
-            .map(|bits| {
-                parser::CARRIED
-                    .iter()
-                    .enumerate()
-                    .filter(|(i, _)| bits & (1 << i) != 0)
-                    .map(|(_, n)| Cow::Borrowed(*n))
-                    .collect()
-            })
-            .collect()
-    });
     let bits = carries
         .iter()
         .enumerate()
         .fold(0, |acc, (i, &c)| acc | (usize::from(c) << i));
-    &lists[bits]
+    &LISTS.get_or_init(|| crate::record::name_subsets(&parser::CARRIED))[bits]
 }
 
 #[cfg(test)]
