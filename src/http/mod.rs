@@ -89,7 +89,7 @@ struct Side {
     /// Resync: `buf[0]` is at the start of a line.
     line_start: bool,
     /// The message whose body is being read.
-    msg: Option<HttpRec>,
+    msg: Option<Msg>,
     /// Heads parsed on this side.
     messages: u64,
     /// The direction has ended.
@@ -99,6 +99,15 @@ struct Side {
     /// Frame and time of the last bytes seen (for bytes replayed after AwaitUpgrade).
     last_frame: u64,
     last_ts: Timestamp,
+}
+
+/// A message between its head and the end of its body.
+#[derive(Debug)]
+struct Msg {
+    request: bool,
+    body_len: u64,
+    /// The record to push when it ends; only a recording parser builds one.
+    rec: Option<HttpRec>,
 }
 
 /// A request waiting for its response.
@@ -136,7 +145,8 @@ impl HttpConn {
         }
     }
 
-    /// A parser that only counts messages and frames, pushing no records.
+    /// A parser that only counts messages and frames, pushing no records and keeping no
+    /// diagnostics (what the plain summary table needs, and all it shows).
     pub fn counting(conn: u64) -> Self {
         HttpConn {
             records: false,
@@ -306,6 +316,9 @@ impl HttpConn {
     /// direction counting heads cut by gaps after the first.
     pub fn take_diagnostics(&mut self) -> Vec<String> {
         let mut d = std::mem::take(&mut self.diagnostics);
+        if !self.records {
+            return d;
+        }
         for dir in [Dir::C2s, Dir::S2c] {
             let more = self.heads_cut[dir.idx()].saturating_sub(1);
             if more > 0 {
@@ -602,8 +615,8 @@ impl HttpConn {
         if head.close {
             self.sides[i].closed_at = Some(frame);
         }
-        let records = self.records;
-        let mut rec = HttpRec {
+        // A counting parser (the plain summary's) builds no record: it only needs the framing.
+        let mut rec = self.records.then(|| HttpRec {
             conn: self.conn,
             dir,
             frame,
@@ -612,7 +625,7 @@ impl HttpConn {
             content_length: head.content_length,
             chunked: head.chunked,
             ..HttpRec::default()
-        };
+        });
         // Mode after a message without a body.
         let mut after = Mode::Head;
         // What the other side switches to, once this record is out.
@@ -620,8 +633,8 @@ impl HttpConn {
         let body = match head.kind() {
             Kind::Request => {
                 let method = intern(head.method.unwrap_or_default(), &METHODS);
-                rec.method = Some(method.clone());
-                if records {
+                if let Some(rec) = rec.as_mut() {
+                    rec.method = Some(method.clone());
                     rec.uri = head.uri.map(str::to_owned);
                     rec.carries = Cow::Borrowed(carried_names(head.carries));
                 }
@@ -641,8 +654,8 @@ impl HttpConn {
             }
             Kind::Response => {
                 let status = head.status.unwrap_or(0);
-                rec.status = head.status;
-                if records {
+                if let Some(rec) = rec.as_mut() {
+                    rec.status = head.status;
                     rec.reason = head.reason.map(|r| intern(r, &REASONS));
                 }
                 // 1xx other than 101 is interim: the request still awaits its final response.
@@ -652,12 +665,16 @@ impl HttpConn {
                 } else {
                     self.pending.pop_front()
                 };
-                rec.request_frame = req.as_ref().map(|r| r.frame);
+                if let Some(rec) = rec.as_mut() {
+                    rec.request_frame = req.as_ref().map(|r| r.frame);
+                }
                 let method = req.as_ref().map(|r| r.method.as_ref());
                 if status == 101 {
                     // RFC 9110 §15.2.2: the protocol changes right after this response's head.
                     if head.upgrade_websocket {
-                        rec.upgrade = Some("websocket".into());
+                        if let Some(rec) = rec.as_mut() {
+                            rec.upgrade = Some("websocket".into());
+                        }
                         after = Mode::Ws(WsParser::new());
                         other_mode = Some(Mode::Ws(WsParser::new()));
                     } else {
@@ -673,7 +690,11 @@ impl HttpConn {
                 head.response_body(method)
             }
         };
-        self.sides[i].msg = Some(rec);
+        self.sides[i].msg = Some(Msg {
+            request: head.kind() == Kind::Request,
+            body_len: 0,
+            rec,
+        });
         match body {
             BodyKind::Empty => {
                 self.finish_msg(dir, Some(frame), out);
@@ -690,14 +711,15 @@ impl HttpConn {
 
     /// Push the message in progress on `dir`; `end_frame` is None when it was cut short.
     fn finish_msg(&mut self, dir: Dir, end_frame: Option<u64>, out: &mut Vec<Record>) {
-        if let Some(mut rec) = self.sides[dir.idx()].msg.take() {
-            rec.end_frame = end_frame;
-            if rec.method.is_some() {
+        if let Some(msg) = self.sides[dir.idx()].msg.take() {
+            if msg.request {
                 self.requests += 1;
             } else {
                 self.responses += 1;
             }
-            if self.records {
+            if let Some(mut rec) = msg.rec {
+                rec.end_frame = end_frame;
+                rec.body_len = msg.body_len;
                 out.push(Record::Http(rec));
             }
         }
@@ -791,6 +813,9 @@ impl HttpConn {
     /// Formats `what` only while under the limit: a snaplen-cut capture raises the same
     /// diagnostic for every message.
     fn diag(&mut self, dir: Dir, frame: u64, what: impl std::fmt::Display) {
+        if !self.records {
+            return; // the plain summary shows no diagnostics: formatting them is wasted
+        }
         match self.diagnostics.len() {
             n if n < MAX_DIAGNOSTICS => self
                 .diagnostics
