@@ -6,6 +6,7 @@
 use crate::capture::{pcap_file, Frame, FrameSource, Timestamp};
 use crate::cli::{OutputArgs, ReplayArgs};
 use crate::decode::{DecodeError, Decoder, Segment};
+use crate::http::parser::Prepared;
 use crate::http::HttpConn;
 use crate::output::{make_sink, Sink};
 use crate::record::{ConnRec, Dir, Record};
@@ -79,6 +80,8 @@ struct Upper<'a> {
     follow: Option<u64>,
     follow_out: &'a mut Option<Box<dyn Write>>,
     pending: &'a mut Vec<Record>,
+    /// The current segment's payload (address and length) and its head parsed ahead, if any.
+    prepared: Option<(usize, usize, &'a Prepared)>,
 }
 
 impl Events for Upper<'_> {
@@ -106,6 +109,16 @@ impl Events for Upper<'_> {
             .entry(conn)
             .or_insert_with(|| new_http(conn, self.http_records));
         match chunk {
+            // The same bytes the reader thread parsed (the whole payload, not a reassembled
+            // or trimmed piece): use its parse.
+            Chunk::Data(d)
+                if self
+                    .prepared
+                    .is_some_and(|(at, n, _)| d.as_ptr() as usize == at && d.len() == n) =>
+            {
+                let prep = self.prepared.map(|p| p.2).expect("checked above");
+                h.on_data_prepared(dir, d, prep, frame, ts, self.pending)
+            }
             Chunk::Data(d) => h.on_data(dir, d, frame, ts, self.pending),
             Chunk::Gap(n) => h.on_gap(dir, n, frame, self.pending),
         }
@@ -180,6 +193,7 @@ macro_rules! parts {
                 follow: $e.opts.follow,
                 follow_out: &mut $e.follow_out,
                 pending: &mut $e.pending,
+                prepared: None,
             },
         }
     };
@@ -219,15 +233,20 @@ impl Engine {
     }
 
     /// One frame decoded elsewhere (see [`crate::pipeline`]): track it and print what it
-    /// produced.
+    /// produced. `prepared`: the segment's payload parsed ahead by [`crate::http::parser::prepare`].
     pub fn on_decoded(
         &mut self,
         number: u64,
         ts: Timestamp,
         decoded: Result<Option<Segment<'_>>, DecodeError>,
+        prepared: Option<&Prepared>,
         sink: &mut dyn Sink,
     ) -> io::Result<()> {
-        parts!(self).track(number, ts, decoded);
+        let mut parts = parts!(self);
+        if let (Some(p), Ok(Some(seg))) = (prepared, &decoded) {
+            parts.upper.prepared = Some((seg.payload.as_ptr() as usize, seg.payload.len(), p));
+        }
+        parts.track(number, ts, decoded);
         self.flush(sink)
     }
 
@@ -392,7 +411,16 @@ pub fn replay_command(args: &ReplayArgs) -> anyhow::Result<ExitCode> {
         collect.inner
     };
     let result = if threads >= 2 {
-        crate::pipeline::run_threaded(source, keep_payload, &mut engine, target, 16384, &mut tick)
+        let prepare = engine.opts.http;
+        crate::pipeline::run_threaded(
+            source,
+            keep_payload,
+            prepare,
+            &mut engine,
+            target,
+            16384,
+            &mut tick,
+        )
     } else {
         run_source_with(source.as_mut(), &mut engine, target, 16384, &mut tick)
     };

@@ -7,6 +7,12 @@
 //! copied into a batch, and only when something reads them (reassembly for HTTP or `--follow`).
 //! Empty batches go back to the reader for reuse, so steady state allocates nothing.
 //!
+//! With HTTP on, the reader also parses each payload as if an HTTP message started at its
+//! first byte ([`crate::http::parser::prepare`]): a pure function of the bytes, so it needs no
+//! connection state. The HTTP layer uses that parse where a message does start there, and
+//! parses for itself everywhere else, so the records are the same; on a busy HTTP capture this
+//! moves most of the parsing off the tracking thread, the one that bounds the run.
+//!
 //! Everything downstream sees exactly what a single-threaded run sees: the same segments in the
 //! same order with the same frame numbers and times, the same decode failures, and a capture
 //! error only after every frame before it.
@@ -14,6 +20,7 @@
 use crate::capture::{CaptureError, FrameSource, Timestamp};
 use crate::decode::{DecodeError, Decoder, Segment};
 use crate::engine::{Engine, Progress};
+use crate::http::parser::Prepared;
 use crate::output::Sink;
 use crate::record::Record;
 use crate::tcp::PacketSel;
@@ -38,12 +45,15 @@ struct Item {
     number: u64,
     ts: Timestamp,
     decoded: Decoded,
+    /// Index in [`Batch::prepared`] of the payload's head parsed ahead.
+    prepared: Option<u32>,
 }
 
 #[derive(Default)]
 struct Batch {
     payload: Vec<u8>,
     items: Vec<Item>,
+    prepared: Vec<Prepared>,
     /// The source's progress after the last frame of this batch.
     progress: (u64, Option<u64>),
     /// Set on the last batch: how the input ended.
@@ -54,6 +64,7 @@ struct Batch {
 fn read_ahead(
     mut source: Box<dyn FrameSource + Send>,
     keep_payload: bool,
+    prepare: bool,
     tx: SyncSender<Batch>,
     recycled: Receiver<Batch>,
 ) {
@@ -62,6 +73,7 @@ fn read_ahead(
         let mut batch = recycled.try_recv().unwrap_or_default();
         batch.payload.clear();
         batch.items.clear();
+        batch.prepared.clear();
         while batch.items.len() < BATCH_FRAMES {
             let frame = match source.next_frame() {
                 Ok(Some(f)) => f,
@@ -75,8 +87,15 @@ fn read_ahead(
                 }
             };
             let (number, ts) = (frame.number, frame.ts);
+            let mut prepared = None;
             let decoded = match decoder.decode(&frame) {
                 Ok(Some(seg)) => {
+                    if prepare {
+                        if let Some(p) = crate::http::parser::prepare(seg.payload) {
+                            prepared = Some(batch.prepared.len() as u32);
+                            batch.prepared.push(p);
+                        }
+                    }
                     let start = batch.payload.len();
                     if keep_payload {
                         batch.payload.extend_from_slice(seg.payload);
@@ -97,6 +116,7 @@ fn read_ahead(
                 number,
                 ts,
                 decoded,
+                prepared,
             });
         }
         batch.progress = source.progress();
@@ -109,9 +129,12 @@ fn read_ahead(
 
 /// [`crate::engine::run_source_with`] with reading and decoding on a second thread. The engine's
 /// own decoder is not used. `keep_payload`: copy payload bytes (needed by reassembly).
+/// `prepare`: parse each payload as the start of an HTTP message on the reader thread too
+/// ([`crate::http::parser::prepare`]), which the HTTP layer then need not do.
 pub fn run_threaded(
     source: Box<dyn FrameSource + Send>,
     keep_payload: bool,
+    prepare: bool,
     engine: &mut Engine,
     sink: &mut dyn Sink,
     every: u32,
@@ -121,7 +144,7 @@ pub fn run_threaded(
     let (back, recycled) = sync_channel::<Batch>(DEPTH + 2);
     let reader = std::thread::Builder::new()
         .name("statescope-read".into())
-        .spawn(move || read_ahead(source, keep_payload, tx, recycled))?;
+        .spawn(move || read_ahead(source, keep_payload, prepare, tx, recycled))?;
     let mut n = 0u32;
     let mut failure = None;
     // A closed channel without an end marker means the reader thread died: say so.
@@ -136,7 +159,8 @@ pub fn run_threaded(
                 Decoded::NotTcp => Ok(None),
                 Decoded::Failed(e) => Err(e.clone()),
             };
-            engine.on_decoded(item.number, item.ts, decoded, sink)?;
+            let prepared = item.prepared.map(|i| &batch.prepared[i as usize]);
+            engine.on_decoded(item.number, item.ts, decoded, prepared, sink)?;
             n = n.wrapping_add(1);
             if n.is_multiple_of(every.max(1)) {
                 progress(engine, batch.progress);

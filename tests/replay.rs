@@ -350,12 +350,14 @@ fn render_run(path: &Path, format: Format, threads: u8) -> (String, Option<Strin
     }
     let opts = EngineOptions::from_args(&args, sink.wants_packets());
     let keep_payload = opts.tracker.reassemble;
+    let prepare = opts.http;
     let mut engine = Engine::new(opts);
     let src = pcap_file::open(path).unwrap();
     let result = if threads >= 2 {
         statescope::pipeline::run_threaded(
             src,
             keep_payload,
+            prepare,
             &mut engine,
             sink.as_mut(),
             1000,

@@ -46,7 +46,7 @@ pub mod ws;
 use crate::capture::Timestamp;
 use crate::record::{Dir, HttpRec, Record, WsRec};
 use body::{BodyKind, Chunked};
-use parser::{Head, Kind, Parsed};
+use parser::{Head, Kind, Outcome, Parsed, Prepared};
 use std::borrow::Cow;
 use std::collections::VecDeque;
 use ws::{WsEvent, WsParser};
@@ -88,6 +88,9 @@ struct Side {
     buf: Vec<u8>,
     /// Resync: `buf[0]` is at the start of a line.
     line_start: bool,
+    /// [`parser::salvage`] of `buf`, worked out ahead ([`HttpConn::on_data_prepared`]), and
+    /// the length `buf` had then: used only while `buf` still holds exactly those bytes.
+    salvage: Option<(Option<parser::HeadAt>, usize)>,
     /// The message whose body is being read.
     msg: Option<Msg>,
     /// Heads parsed on this side.
@@ -163,9 +166,63 @@ impl HttpConn {
         ts: Timestamp,
         out: &mut Vec<Record>,
     ) {
+        self.arrive(dir, frame, ts);
+        self.feed(dir, data, frame, ts, out);
+    }
+
+    /// New bytes on `dir`: note where they came from; a salvage worked out ahead for the
+    /// bytes held before is no longer about them.
+    fn arrive(&mut self, dir: Dir, frame: u64, ts: Timestamp) -> &mut Side {
         let side = &mut self.sides[dir.idx()];
         side.last_frame = frame;
         side.last_ts = ts;
+        side.salvage = None;
+        side
+    }
+
+    /// [`Self::on_data`] for bytes that are exactly one segment's payload, which
+    /// [`parser::prepare`] parsed ahead (on the reader thread) as if a message started there.
+    /// Where this direction does expect a message at the first byte, that parse is used
+    /// instead of parsing again; otherwise the bytes go the usual way. Same records either way.
+    pub fn on_data_prepared(
+        &mut self,
+        dir: Dir,
+        data: &[u8],
+        prep: &Prepared,
+        frame: u64,
+        ts: Timestamp,
+        out: &mut Vec<Record>,
+    ) {
+        let side = self.arrive(dir, frame, ts);
+        // The checks step_head and step_resync make before they parse from the first byte.
+        let at_start = side.buf.is_empty()
+            && side.role.is_none_or(|r| r == prep.kind)
+            && match side.mode {
+                Mode::Head => true,
+                Mode::Resync => {
+                    side.line_start && parser::start_line_at(data, side.role) == Some(true)
+                }
+                _ => false,
+            };
+        if at_start {
+            match prep.outcome {
+                Outcome::Complete(at) => {
+                    if let Some(head) = at.head(data) {
+                        side.mode = Mode::Head;
+                        let used = head.len;
+                        self.on_head(dir, head, frame, ts, out);
+                        self.feed(dir, &data[used..], frame, ts, out);
+                        return;
+                    }
+                }
+                Outcome::Partial(salvage) => {
+                    side.mode = Mode::Head;
+                    side.buf.extend_from_slice(data);
+                    side.salvage = Some((salvage, data.len()));
+                    return;
+                }
+            }
+        }
         self.feed(dir, data, frame, ts, out);
     }
 
@@ -752,19 +809,11 @@ impl HttpConn {
     fn salvage_first_line(&mut self, dir: Dir, _gap_frame: u64, out: &mut Vec<Record>) {
         let i = dir.idx();
         let buf = std::mem::take(&mut self.sides[i].buf);
-        let Some(eol) = buf.iter().position(|&b| b == b'\n') else {
-            return;
+        let salvaged = match self.sides[i].salvage.take() {
+            Some((ahead, len)) if len == buf.len() => ahead,
+            _ => parser::salvage(&buf),
         };
-        let mut line = buf[..eol].to_vec();
-        if line.last() == Some(&b'\r') {
-            line.pop();
-        }
-        line.extend_from_slice(b"\r\n\r\n");
-        let kind = match parser::sniff(&line) {
-            Some(Ok(k)) => k,
-            _ => return,
-        };
-        if let Parsed::Complete(head) = parser::parse_head(&line, kind) {
+        if let Some(head) = salvaged.and_then(|h| h.head(&buf)) {
             let (at, ts) = (self.sides[i].last_frame, self.sides[i].last_ts);
             self.on_head(dir, head, at, ts, out);
             // The rest of the head (and any body length it declared) was never seen.
@@ -777,6 +826,7 @@ impl HttpConn {
     fn resync(&mut self, dir: Dir) {
         let side = &mut self.sides[dir.idx()];
         side.buf = Vec::new();
+        side.salvage = None;
         side.line_start = true;
         side.mode = Mode::Resync;
     }

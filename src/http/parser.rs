@@ -298,6 +298,139 @@ fn fields<'a>(headers: &[httparse::Header<'a>], version: u8, len: usize) -> Head
     head
 }
 
+/// A byte range `(start, len)` of the buffer a head was parsed from.
+type Span = (u32, u32);
+
+/// A [`Head`] whose strings are positions in the buffer it was parsed from, so a head parsed
+/// on one thread can travel with its bytes to another ([`prepare`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeadAt {
+    len: usize,
+    method: Option<Span>,
+    uri: Option<Span>,
+    status: Option<u16>,
+    reason: Option<Span>,
+    version: &'static str,
+    content_length: Option<u64>,
+    bad_content_length: bool,
+    te_present: bool,
+    chunked: bool,
+    close: bool,
+    upgrade_websocket: bool,
+    expect_continue: bool,
+    carries: [bool; 3],
+}
+
+impl HeadAt {
+    /// `head`'s strings as positions in `base`; `None` if one lies outside it.
+    fn of(head: &Head<'_>, base: &[u8]) -> Option<HeadAt> {
+        let span = |s: Option<&str>| -> Option<Option<Span>> {
+            let Some(s) = s else { return Some(None) };
+            let start = (s.as_ptr() as usize).checked_sub(base.as_ptr() as usize)?;
+            (start + s.len() <= base.len()).then_some(Some((start as u32, s.len() as u32)))
+        };
+        Some(HeadAt {
+            len: head.len,
+            method: span(head.method)?,
+            uri: span(head.uri)?,
+            status: head.status,
+            reason: span(head.reason)?,
+            version: head.version,
+            content_length: head.content_length,
+            bad_content_length: head.bad_content_length,
+            te_present: head.te_present,
+            chunked: head.chunked,
+            close: head.close,
+            upgrade_websocket: head.upgrade_websocket,
+            expect_continue: head.expect_continue,
+            carries: head.carries,
+        })
+    }
+
+    /// The head again, borrowing `buf`: the bytes it was parsed from (or a copy of them).
+    pub fn head<'a>(&self, buf: &'a [u8]) -> Option<Head<'a>> {
+        let text = |s: Option<Span>| -> Option<Option<&'a str>> {
+            let Some((a, n)) = s else { return Some(None) };
+            let bytes = buf.get(a as usize..a as usize + n as usize)?;
+            std::str::from_utf8(bytes).ok().map(Some)
+        };
+        Some(Head {
+            len: self.len,
+            method: text(self.method)?,
+            uri: text(self.uri)?,
+            status: self.status,
+            reason: text(self.reason)?,
+            version: self.version,
+            content_length: self.content_length,
+            bad_content_length: self.bad_content_length,
+            te_present: self.te_present,
+            chunked: self.chunked,
+            close: self.close,
+            upgrade_websocket: self.upgrade_websocket,
+            expect_continue: self.expect_continue,
+            carries: self.carries,
+        })
+    }
+}
+
+/// The message a head cut short (by a gap, typically a snaplen shorter than the head) still
+/// names when its first line arrived whole: that line parsed as a head of its own, as
+/// Wireshark reports such a message. Positions are in `buf`.
+pub fn salvage(buf: &[u8]) -> Option<HeadAt> {
+    let eol = memchr::memchr(b'\n', buf)?;
+    let mut line = Vec::with_capacity(eol + 4);
+    line.extend_from_slice(buf[..eol].strip_suffix(b"\r").unwrap_or(&buf[..eol]));
+    line.extend_from_slice(b"\r\n\r\n");
+    let kind = match sniff(&line) {
+        Some(Ok(k)) => k,
+        _ => return None,
+    };
+    match parse_head(&line, kind) {
+        // The line is a copy of the start of `buf`: positions in it are positions in `buf`.
+        Parsed::Complete(head) => HeadAt::of(&head, &line),
+        _ => None,
+    }
+}
+
+/// A segment's payload parsed, ahead of time and on another thread, as if a message started
+/// at its first byte: what [`crate::http::HttpConn`] would work out itself when one does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Prepared {
+    /// What [`sniff`] says the payload starts with.
+    pub kind: Kind,
+    pub outcome: Outcome,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// A complete head of `kind` at the start of the payload.
+    Complete(HeadAt),
+    /// No complete head: [`salvage`] of the payload, for when a gap follows it.
+    Partial(Option<HeadAt>),
+}
+
+/// Parse `payload` as the start of a message, or `None` when it does not clearly start one
+/// (blank lines first, too short to tell, not HTTP, an invalid head, longer than
+/// [`MAX_HEAD`]): the parser then does its own work on those bytes.
+pub fn prepare(payload: &[u8]) -> Option<Prepared> {
+    if payload.len() > MAX_HEAD || matches!(payload.first(), None | Some(b'\r' | b'\n')) {
+        return None;
+    }
+    let Some(Ok(kind)) = sniff(payload) else {
+        return None;
+    };
+    let outcome = if may_complete(payload, 0) {
+        match parse_head(payload, kind) {
+            Parsed::Complete(head) => Outcome::Complete(HeadAt::of(&head, payload)?),
+            Parsed::Partial => Outcome::Partial(salvage(payload)),
+            Parsed::Invalid(_) => return None,
+        }
+    } else {
+        Outcome::Partial(salvage(payload))
+    };
+    Some(Prepared { kind, outcome })
+}
+
 /// Methods accepted when hunting for a message start after a gap: a short known list keeps
 /// body bytes that happen to look like `WORD / HTTP/1.1` rare.
 const METHODS: &[&[u8]] = &[

@@ -549,3 +549,97 @@ fn repeated_head_cuts_are_described_once_and_counted() {
     assert_eq!(all.len(), 2, "{all:?}");
     assert!(all[1].contains("2 more headers cut by gaps"), "{all:?}");
 }
+
+/// Feed `steps` (direction, one segment's bytes, then a gap of that many bytes) to a parser
+/// that parses everything itself and to one handed each payload's [`parser::prepare`] as the
+/// reader thread hands it: records, counts and diagnostics must match.
+/// Returns how many payloads were handed over parsed.
+fn prepared_matches_plain(steps: &[(Dir, Vec<u8>, u64)]) -> Result<usize, String> {
+    let (mut plain, mut ahead) = (HttpConn::new(3), HttpConn::new(3));
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    let mut used = 0;
+    for (n, (dir, bytes, gap)) in steps.iter().enumerate() {
+        let (f, ts) = (n as u64 + 1, Timestamp(n as i64));
+        plain.on_data(*dir, bytes, f, ts, &mut a);
+        match parser::prepare(bytes) {
+            Some(p) => {
+                used += 1;
+                ahead.on_data_prepared(*dir, bytes, &p, f, ts, &mut b)
+            }
+            None => ahead.on_data(*dir, bytes, f, ts, &mut b),
+        }
+        plain.on_gap(*dir, *gap, f, &mut a);
+        ahead.on_gap(*dir, *gap, f, &mut b);
+    }
+    for c in [&mut plain, &mut ahead] {
+        c.on_end(C, 99, Timestamp(0), &mut Vec::new());
+    }
+    let counts = |c: &HttpConn| (c.requests(), c.responses(), c.ws_frames());
+    if a != b || counts(&plain) != counts(&ahead) || plain.diagnostics() != ahead.diagnostics() {
+        return Err(format!(
+            "{a:?}\n!=\n{b:?}\n{:?}\n{:?}",
+            plain.diagnostics(),
+            ahead.diagnostics()
+        ));
+    }
+    Ok(used)
+}
+
+#[test]
+fn a_head_parsed_ahead_gives_what_parsing_here_gives() {
+    // Keep-alive under a snaplen that cuts every response head, as in the benchmark capture.
+    let mut steps = Vec::new();
+    for _ in 0..3 {
+        steps.push((C, b"GET /i HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(), 0));
+        steps.push((
+            S,
+            b"HTTP/1.1 200 OK\r\nServer: nginx\r\nContent-Le".to_vec(),
+            2900,
+        ));
+    }
+    // Every segment of the framing conversation, whole.
+    steps.extend(conversation().into_iter().map(|(d, b)| (d, b, 0)));
+    assert_eq!(
+        prepared_matches_plain(&steps),
+        Ok(10),
+        "all but the WebSocket payloads"
+    );
+    // A payload that does start a message but arrives while a body is being read is body.
+    let body = vec![
+        (
+            C,
+            b"POST / HTTP/1.1\r\nContent-Length: 27\r\n\r\n".to_vec(),
+            0,
+        ),
+        (C, b"GET /x HTTP/1.1\r\nHost: y\r\n\r\n".to_vec(), 0),
+    ];
+    assert_eq!(prepared_matches_plain(&body), Ok(2));
+    assert!(parser::prepare(b"\r\nGET / HTTP/1.1\r\n\r\n").is_none());
+    assert!(matches!(
+        parser::prepare(b"HTTP/1.1 200 OK\r\nServer: n"),
+        Some(parser::Prepared {
+            kind: Kind::Response,
+            outcome: parser::Outcome::Partial(Some(_))
+        })
+    ));
+}
+
+proptest! {
+    #[test]
+    fn heads_parsed_ahead_never_change_the_records(
+        steps in proptest::collection::vec((any::<bool>(), proptest::collection::vec(prop_oneof![
+            Just(b"GET / HTTP/1.1\r\n".to_vec()), Just(b"HTTP/1.1 200 OK\r\n".to_vec()),
+            Just(b"HEAD /h HTTP/1.0\r\n".to_vec()), Just(b"HTTP/1.1 101 S\r\n".to_vec()),
+            Just(b"Content-Length: 3\r\n".to_vec()), Just(b"Transfer-Encoding: chunked\r\n".to_vec()),
+            Just(b"Upgrade: websocket\r\n".to_vec()), Just(b"Connection: close\r\n".to_vec()),
+            Just(b"\r\n".to_vec()), Just(b"3\r\nabc\r\n0\r\n".to_vec()), Just(b"xyz".to_vec()),
+            Just(vec![0x81, 0x7f]),
+        ], 0..6), prop_oneof![Just(0u64), Just(0), Just(40)]), 0..24),
+    ) {
+        let steps: Vec<(Dir, Vec<u8>, u64)> = steps
+            .into_iter()
+            .map(|(d, parts, gap)| (if d { C } else { S }, parts.concat(), gap))
+            .collect();
+        prop_assert!(prepared_matches_plain(&steps).is_ok(), "{:?}", prepared_matches_plain(&steps));
+    }
+}
