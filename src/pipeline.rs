@@ -32,7 +32,7 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 /// that a batch stays in cache.
 const BATCH_FRAMES: usize = 2048;
 /// Batches in flight between the threads.
-const DEPTH: usize = 3;
+const DEPTH: usize = 8;
 
 /// What decoding one frame gave, with the payload as a range of the batch's bytes.
 enum Decoded {

@@ -899,3 +899,78 @@ fn unknown_link_type_is_a_decode_error_not_a_file_error() {
         LinkType::ETHERNET
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Large legacy files are read through a memory map: the same frames and the same errors
+
+/// A frame's number, time, link type, bytes, wire length, and the source's progress after it.
+type FrameSeen = (u64, Timestamp, LinkType, Vec<u8>, u32, u64);
+
+/// Every frame and how the input ended, from `src`.
+fn frames_and_end(src: &mut dyn FrameSource) -> (Vec<FrameSeen>, String) {
+    let mut out = Vec::new();
+    loop {
+        match src.next_frame() {
+            Ok(Some(f)) => {
+                let rec = (f.number, f.ts, f.linktype, f.data.to_vec(), f.orig_len, 0);
+                out.push(rec);
+                out.last_mut().unwrap().5 = src.progress().0;
+            }
+            Ok(None) => return (out, "end".into()),
+            Err(e) => return (out, e.to_string()),
+        }
+    }
+}
+
+/// Read `bytes` both ways (as a file mapped, as a stream) and compare everything.
+fn mapped_reads_as_streamed(name: &str, bytes: &[u8]) {
+    use statescope::capture::mapped::MappedPcap;
+    let f = write_temp(bytes);
+    let shown = f.path().display().to_string();
+    let file = std::fs::File::open(f.path()).unwrap();
+    let streamed = open_reader(
+        shown.clone(),
+        Box::new(std::io::Cursor::new(bytes.to_vec())),
+        None,
+    );
+    let mapped = MappedPcap::open(&shown, &file);
+    match (mapped, streamed) {
+        (Ok(Some(mut m)), Ok(mut s)) => {
+            assert_eq!(frames_and_end(&mut m), frames_and_end(s.as_mut()), "{name}");
+        }
+        (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string(), "{name}"),
+        (a, b) => panic!(
+            "{name}: mapped {:?}, streamed {:?}",
+            a.map(|m| m.is_some()),
+            b.map(|_| ())
+        ),
+    }
+}
+
+#[test]
+fn a_mapped_pcap_reads_exactly_as_a_streamed_one() {
+    let mut legacy = 0;
+    for entry in std::fs::read_dir(fixtures()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "pcap") {
+            let bytes = std::fs::read(&path).unwrap();
+            legacy += 1;
+            mapped_reads_as_streamed(&path.display().to_string(), &bytes);
+        }
+    }
+    assert!(legacy > 20, "{legacy} legacy fixtures");
+    // Cut anywhere (inside the header, inside a record header, inside the data), with an
+    // absurd record length, and with a bad header.
+    let bytes = std::fs::read(fixtures().join("linktype-eth.pcap")).unwrap();
+    for cut in 4..bytes.len() {
+        mapped_reads_as_streamed(&format!("cut {cut}"), &bytes[..cut]);
+    }
+    let ends = record_ends(&fixtures().join("linktype-eth.pcap"));
+    mapped_reads_as_streamed("absurd", &patched_header(ends[2] as usize + 8, 0x7fff_0000));
+    mapped_reads_as_streamed("snaplen 0", &patched_header(16, 0));
+    // A pcapng file is not mapped: the caller reads it the usual way.
+    let ng = std::fs::File::open(fixtures().join("linktype-eth-ng.pcapng")).unwrap();
+    assert!(statescope::capture::mapped::MappedPcap::open("ng", &ng)
+        .unwrap()
+        .is_none());
+}

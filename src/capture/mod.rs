@@ -7,6 +7,7 @@
 pub mod bpf;
 pub mod filter;
 pub mod live;
+pub mod mapped;
 pub mod memory;
 pub mod pcap_file;
 pub mod pcap_writer;

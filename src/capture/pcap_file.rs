@@ -3,6 +3,8 @@
 //!
 //! Memory does not grow with file size: pcap-parser's circular buffer is refilled as frames are
 //! consumed, and only grows when a single record is larger than it (bounded by the limits below).
+//! A large legacy pcap file is read through a memory map instead ([`super::mapped`]), with the
+//! same checks and errors.
 //!
 //! The file header is read and checked here, not by pcap-parser, so that a bad file gets a
 //! message naming what is wrong; records are checked before they are parsed, so an absurd length
@@ -60,6 +62,11 @@ pub fn open(path: &Path) -> Result<Box<dyn FrameSource + Send>, CaptureError> {
         ));
     }
     let size = meta.is_file().then_some(meta.len());
+    if size.is_some_and(|n| n >= super::mapped::MIN_MAPPED) {
+        if let Some(mapped) = super::mapped::MappedPcap::open(&name, &file)? {
+            return Ok(Box::new(mapped));
+        }
+    }
     open_reader(name, Box::new(file), size)
 }
 
@@ -90,9 +97,7 @@ pub fn open_reader(
     }
     let le = u32::from_le_bytes(magic);
     match le {
-        0xa1b2_c3d4 | 0xa1b2_3c4d | 0xa1b2_cd34 | 0xd4c3_b2a1 | 0x4d3c_b2a1 => {
-            open_legacy(name, magic, input, size)
-        }
+        _ if is_legacy_magic(magic) => open_legacy(name, magic, input, size),
         SHB_TYPE => open_ng(name, magic, input, size),
         0x34cd_b2a1 => Err(CaptureError::Open {
             path: name,
@@ -111,7 +116,7 @@ pub fn open_reader(
     }
 }
 
-fn damaged(path: &str, offset: u64, what: String) -> CaptureError {
+pub(super) fn damaged(path: &str, offset: u64, what: String) -> CaptureError {
     CaptureError::Damaged {
         path: path.to_string(),
         offset,
@@ -133,7 +138,7 @@ fn read_full(input: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
     Ok(n)
 }
 
-fn u32_at(b: &[u8], at: usize, big_endian: bool) -> u32 {
+pub(super) fn u32_at(b: &[u8], at: usize, big_endian: bool) -> u32 {
     let a = [b[at], b[at + 1], b[at + 2], b[at + 3]];
     if big_endian {
         u32::from_be_bytes(a)
@@ -151,6 +156,96 @@ fn u16_at(b: &[u8], at: usize, big_endian: bool) -> u16 {
     }
 }
 
+/// What a legacy pcap file header says, once checked.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct LegacyHeader {
+    pub linktype: LinkType,
+    pub nanos: bool,
+    pub big_endian: bool,
+    /// 16 bytes, or 24 in the "modified" (Kuznetzov) format.
+    pub record_header: usize,
+    /// Longest record accepted before the file counts as damaged.
+    pub max_caplen: u32,
+}
+
+impl LegacyHeader {
+    /// A record's time: seconds and a fraction in micro- or nanoseconds, as the magic says.
+    pub fn timestamp(&self, secs: u32, frac: u32) -> Timestamp {
+        let nanos = if self.nanos {
+            frac as i64
+        } else {
+            frac as i64 * 1000
+        };
+        Timestamp::from_secs_nanos(secs as i64, nanos)
+    }
+}
+
+/// Is this the magic number of a legacy pcap file this reader handles?
+pub(super) fn is_legacy_magic(magic: [u8; 4]) -> bool {
+    matches!(
+        u32::from_le_bytes(magic),
+        0xa1b2_c3d4 | 0xa1b2_3c4d | 0xa1b2_cd34 | 0xd4c3_b2a1 | 0x4d3c_b2a1
+    )
+}
+
+/// Check a legacy pcap file header (24 bytes, starting with a magic [`is_legacy_magic`] took).
+pub(super) fn legacy_header(name: &str, head: &[u8]) -> Result<LegacyHeader, CaptureError> {
+    if head.len() < 24 {
+        return Err(damaged(
+            name,
+            0,
+            format!("pcap file header truncated: {} of 24 bytes", head.len()),
+        ));
+    }
+    let le = u32::from_le_bytes([head[0], head[1], head[2], head[3]]);
+    let big_endian = matches!(le, 0xd4c3_b2a1 | 0x4d3c_b2a1);
+    let nanos = matches!(le, 0xa1b2_3c4d | 0x4d3c_b2a1);
+    let modified = le == 0xa1b2_cd34;
+    let major = u16_at(head, 4, big_endian);
+    if major != 2 {
+        return Err(damaged(
+            name,
+            4,
+            format!("unsupported pcap version {major} (expected 2)"),
+        ));
+    }
+    let snaplen = u32_at(head, 16, big_endian);
+    if snaplen == 0 {
+        return Err(damaged(name, 16, "snaplen is 0".into()));
+    }
+    if snaplen > MAX_SNAPLEN {
+        return Err(damaged(
+            name,
+            16,
+            format!("absurd snaplen {snaplen} (more than {MAX_SNAPLEN})"),
+        ));
+    }
+    Ok(LegacyHeader {
+        // The upper bits of the link-type field carry FCS information, not the type.
+        linktype: LinkType(u32_at(head, 20, big_endian) & 0xffff),
+        nanos,
+        big_endian,
+        record_header: if modified { 24 } else { 16 },
+        max_caplen: snaplen.max(STANDARD_MAX_RECORD),
+    })
+}
+
+/// A record longer than the header allows: the message both readers give.
+pub(super) fn absurd_record(caplen: u32, max_caplen: u32) -> String {
+    format!(
+        "absurd record length {caplen} (the limit is {max_caplen}): the file is damaged from \
+         here on"
+    )
+}
+
+/// A file that ends inside a record: the message both readers give.
+pub(super) fn truncated_record(left: usize) -> String {
+    format!(
+        "truncated: the file ends {left} bytes into the last record; every frame before it was \
+         read (was the capture cut short?)"
+    )
+}
+
 fn open_legacy(
     name: String,
     magic: [u8; 4],
@@ -163,38 +258,7 @@ fn open_legacy(
         path: name.clone(),
         what: format!("read error: {e}"),
     })?;
-    if got < 24 {
-        return Err(damaged(
-            &name,
-            0,
-            format!("pcap file header truncated: {got} of 24 bytes"),
-        ));
-    }
-    let le = u32::from_le_bytes(magic);
-    let big_endian = matches!(le, 0xd4c3_b2a1 | 0x4d3c_b2a1);
-    let nanos = matches!(le, 0xa1b2_3c4d | 0x4d3c_b2a1);
-    let modified = le == 0xa1b2_cd34;
-    let major = u16_at(&head, 4, big_endian);
-    if major != 2 {
-        return Err(damaged(
-            &name,
-            4,
-            format!("unsupported pcap version {major} (expected 2)"),
-        ));
-    }
-    let snaplen = u32_at(&head, 16, big_endian);
-    if snaplen == 0 {
-        return Err(damaged(&name, 16, "snaplen is 0".into()));
-    }
-    if snaplen > MAX_SNAPLEN {
-        return Err(damaged(
-            &name,
-            16,
-            format!("absurd snaplen {snaplen} (more than {MAX_SNAPLEN})"),
-        ));
-    }
-    // The upper bits of the link-type field carry FCS information, not the type.
-    let linktype = LinkType(u32_at(&head, 20, big_endian) & 0xffff);
+    let h = legacy_header(&name, &head[..got])?;
     let chained: Box<dyn Read + Send> = Box::new(Cursor::new(head.to_vec()).chain(input));
     let reader = LegacyPcapReader::new(BUF_CAPACITY, chained)
         .map_err(|e| damaged(&name, 0, format!("pcap file header rejected: {e}")))?;
@@ -202,13 +266,7 @@ fn open_legacy(
         name,
         reader: Box::new(reader),
         capacity: BUF_CAPACITY,
-        format: Format::Legacy {
-            linktype,
-            nanos,
-            big_endian,
-            record_header: if modified { 24 } else { 16 },
-            max_caplen: snaplen.max(STANDARD_MAX_RECORD),
-        },
+        format: Format::Legacy(h),
         pending_consume: 0,
         frames: 0,
         size,
@@ -332,14 +390,7 @@ impl Interface {
 }
 
 enum Format {
-    Legacy {
-        linktype: LinkType,
-        nanos: bool,
-        big_endian: bool,
-        /// 16 bytes, or 24 in the "modified" (Kuznetzov) format.
-        record_header: usize,
-        max_caplen: u32,
-    },
+    Legacy(LegacyHeader),
     Ng {
         /// Byte order of the current section.
         big_endian: bool,
@@ -396,29 +447,21 @@ impl PcapFile {
     /// Look at the next record's header before pcap-parser does: reject absurd lengths and make
     /// sure the buffer can hold the record.
     fn check_next(&mut self) -> Result<(), CaptureError> {
-        if self.reader.consumed() == 0 && matches!(self.format, Format::Legacy { .. }) {
+        if self.reader.consumed() == 0 && matches!(self.format, Format::Legacy(_)) {
             return Ok(()); // the file header comes first; it was checked when opening
         }
         let data = self.reader.data();
         let need = match &self.format {
-            Format::Legacy {
-                big_endian,
-                record_header,
-                max_caplen,
-                ..
-            } => {
+            Format::Legacy(h) => {
                 if data.len() < 16 {
                     return Ok(());
                 }
-                let caplen = u32_at(data, 8, *big_endian);
-                if caplen > *max_caplen {
-                    let what = format!(
-                        "absurd record length {caplen} (the limit is {max_caplen}): the file is \
-                         damaged from here on"
-                    );
+                let caplen = u32_at(data, 8, h.big_endian);
+                if caplen > h.max_caplen {
+                    let what = absurd_record(caplen, h.max_caplen);
                     return Err(self.fail(what));
                 }
-                *record_header + caplen as usize
+                h.record_header + caplen as usize
             }
             Format::Ng { big_endian, .. } => {
                 if data.len() < 8 {
@@ -481,20 +524,12 @@ impl PcapFile {
             orig_len,
         };
         match (&mut self.format, block) {
-            (
-                Format::Legacy {
-                    linktype, nanos, ..
-                },
-                PcapBlockOwned::Legacy(b),
-            ) => {
-                let frac = if *nanos {
-                    b.ts_usec as i64
-                } else {
-                    b.ts_usec as i64 * 1000
-                };
-                let ts = Timestamp::from_secs_nanos(b.ts_sec as i64, frac);
-                frame(b.data, ts, *linktype, b.origlen)
-            }
+            (Format::Legacy(h), PcapBlockOwned::Legacy(b)) => frame(
+                b.data,
+                h.timestamp(b.ts_sec, b.ts_usec),
+                h.linktype,
+                b.origlen,
+            ),
             (_, PcapBlockOwned::LegacyHeader(_)) => Step::Skip(size),
             (
                 Format::Ng {
@@ -635,11 +670,7 @@ impl FrameSource for PcapFile {
                         self.done = true;
                         return Ok(None);
                     }
-                    let what = format!(
-                        "truncated: the file ends {left} bytes into the last record; every \
-                         frame before it was read (was the capture cut short?)"
-                    );
-                    return Err(self.fail(what));
+                    return Err(self.fail(truncated_record(left)));
                 }
                 Step::Fail(what) => return Err(self.fail(what)),
             }
