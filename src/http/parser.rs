@@ -122,19 +122,16 @@ pub enum Parsed<'a> {
 /// Can a head end in `buf`, given that `buf[..from]` was already found incomplete? A head
 /// ends with an empty line, so only a new LF-(CR)-LF can complete it.
 pub fn may_complete(buf: &[u8], from: usize) -> bool {
-    // One pass over the newlines from just before `from`, checking both endings at each, so
-    // the scan stops at the end of the head instead of running through the body after it.
-    let mut i = from.saturating_sub(3).min(buf.len());
-    while let Some(p) = memchr::memchr(b'\n', &buf[i..]) {
-        let at = i + p;
-        match buf.get(at + 1) {
-            Some(b'\n') => return true,
-            Some(b'\r') if buf.get(at + 2) == Some(&b'\n') => return true,
-            _ => {}
-        }
-        i = at + 1;
-    }
-    false
+    use memchr::memmem::Finder;
+    use std::sync::LazyLock;
+    // An empty line ends with LF-CR-LF (the usual CRLF heads) or LF-LF (bare LF, RFC 9112
+    // §2.2). Each is one vectorised search; CRLF first, so a complete CRLF head stops the scan
+    // at its end instead of running through the body after it. (A memchr per line cost more
+    // than the parse on short heads.)
+    static CRLF: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\n\r\n"));
+    static LF: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\n\n"));
+    let hay = &buf[from.saturating_sub(3).min(buf.len())..];
+    CRLF.find(hay).is_some() || LF.find(hay).is_some()
 }
 
 /// Guess the kind of message `buf` starts with: `None` while too few bytes decide.
@@ -584,6 +581,21 @@ mod tests {
 
     fn parser_may(b: &[u8], from: usize) -> bool {
         may_complete(b, from)
+    }
+
+    proptest::proptest! {
+        /// The vectorised search answers as a byte-by-byte look at every LF from `from - 3`.
+        #[test]
+        fn completion_search_matches_a_byte_walk(
+            b in proptest::collection::vec(proptest::sample::select(b"\r\nab".to_vec()), 0..40),
+            from in 0usize..44,
+        ) {
+            let start = from.saturating_sub(3).min(b.len());
+            let walk = (start..b.len()).any(|i| {
+                b[i] == b'\n' && (b.get(i + 1) == Some(&b'\n') || b.get(i + 1..i + 3) == Some(b"\r\n"))
+            });
+            proptest::prop_assert_eq!(may_complete(&b, from), walk);
+        }
     }
 
     #[test]
