@@ -11,8 +11,7 @@ use crate::http::HttpConn;
 use crate::output::{make_sink, Sink};
 use crate::record::{ConnRec, Dir, Record};
 use crate::tcp::reassembly::Chunk;
-use crate::tcp::{Events, PacketSel, Tracker, TrackerConfig};
-use rustc_hash::FxHashMap;
+use crate::tcp::{Events, PacketSel, Tracker, TrackerConfig, UpperState};
 use std::collections::BTreeMap;
 use std::io::{self, Write};
 use std::process::ExitCode;
@@ -74,7 +73,6 @@ impl EngineOptions {
 
 /// The layers above the tracker, as the tracker sees them.
 struct Upper<'a> {
-    http: &'a mut FxHashMap<u64, Box<HttpConn>>,
     http_on: bool,
     http_records: &'a PacketSel,
     follow: Option<u64>,
@@ -84,18 +82,35 @@ struct Upper<'a> {
     prepared: Option<(usize, usize, &'a Prepared)>,
 }
 
+/// The connection's HTTP parser, kept in its [`UpperState`] (made on first use).
+fn http_of<'u>(upper: &'u mut UpperState, conn: u64, sel: &PacketSel) -> &'u mut HttpConn {
+    if !upper.as_ref().is_some_and(|u| u.is::<HttpConn>()) {
+        *upper = Some(Box::new(new_http(conn, sel)));
+    }
+    upper
+        .as_mut()
+        .and_then(|u| u.downcast_mut::<HttpConn>())
+        .expect("made above")
+}
+
 impl Events for Upper<'_> {
     fn record(&mut self, rec: Record) {
         self.pending.push(rec);
     }
-    fn midstream(&mut self, conn: u64) {
+    fn midstream(&mut self, conn: u64, upper: &mut UpperState) {
         if self.http_on {
-            let mut h = new_http(conn, self.http_records);
-            h.start_midstream();
-            self.http.insert(conn, h);
+            http_of(upper, conn, self.http_records).start_midstream();
         }
     }
-    fn chunk(&mut self, conn: u64, dir: Dir, chunk: Chunk<'_>, frame: u64, ts: Timestamp) {
+    fn chunk(
+        &mut self,
+        conn: u64,
+        upper: &mut UpperState,
+        dir: Dir,
+        chunk: Chunk<'_>,
+        frame: u64,
+        ts: Timestamp,
+    ) {
         if self.follow == Some(conn) {
             if let Some(w) = self.follow_out.as_mut() {
                 let _ = w.write_all(crate::http::follow::format_chunk(dir, &chunk).as_bytes());
@@ -104,10 +119,7 @@ impl Events for Upper<'_> {
         if !self.http_on {
             return;
         }
-        let h = self
-            .http
-            .entry(conn)
-            .or_insert_with(|| new_http(conn, self.http_records));
+        let h = http_of(upper, conn, self.http_records);
         match chunk {
             // The same bytes the reader thread parsed (the whole payload, not a reassembled
             // or trimmed piece): use its parse.
@@ -123,13 +135,13 @@ impl Events for Upper<'_> {
             Chunk::Gap(n) => h.on_gap(dir, n, frame, self.pending),
         }
     }
-    fn end(&mut self, conn: u64, dir: Dir, frame: u64, ts: Timestamp) {
-        if let Some(h) = self.http.get_mut(&conn) {
+    fn end(&mut self, _conn: u64, upper: &mut UpperState, dir: Dir, frame: u64, ts: Timestamp) {
+        if let Some(h) = upper.as_mut().and_then(|u| u.downcast_mut::<HttpConn>()) {
             h.on_end(dir, frame, ts, self.pending);
         }
     }
-    fn conn_finished(&mut self, mut rec: ConnRec) {
-        if let Some(mut h) = self.http.remove(&rec.conn) {
+    fn conn_finished(&mut self, mut rec: ConnRec, upper: UpperState) {
+        if let Some(mut h) = upper.and_then(|u| u.downcast::<HttpConn>().ok()) {
             rec.http_requests = h.requests();
             rec.http_responses = h.responses();
             rec.ws_frames = h.ws_frames();
@@ -144,12 +156,12 @@ impl Events for Upper<'_> {
     }
 }
 
-fn new_http(conn: u64, records: &PacketSel) -> Box<HttpConn> {
-    Box::new(if records.wants(conn) {
+fn new_http(conn: u64, records: &PacketSel) -> HttpConn {
+    if records.wants(conn) {
         HttpConn::new(conn)
     } else {
         HttpConn::counting(conn)
-    })
+    }
 }
 
 /// The engine's fields a frame passes through once decoded, borrowed apart from the decoder
@@ -187,7 +199,6 @@ macro_rules! parts {
             tracker: &mut $e.tracker,
             stats: &mut $e.stats,
             upper: Upper {
-                http: &mut $e.http,
                 http_on: $e.opts.http,
                 http_records: &$e.opts.http_records,
                 follow: $e.opts.follow,
@@ -202,9 +213,6 @@ macro_rules! parts {
 pub struct Engine {
     decoder: Decoder,
     tracker: Tracker,
-    // Boxed: parser state is large, and insert/remove churn would otherwise copy it on
-    // every resize of the table.
-    http: FxHashMap<u64, Box<HttpConn>>,
     opts: EngineOptions,
     pending: Vec<Record>,
     /// Where `--follow` output goes (standard output by default).
@@ -217,7 +225,6 @@ impl Engine {
         Engine {
             decoder: Decoder::new(),
             tracker: Tracker::new(opts.tracker.clone()),
-            http: FxHashMap::default(),
             opts,
             pending: Vec::new(),
             follow_out: None,

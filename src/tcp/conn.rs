@@ -6,7 +6,7 @@ use super::history::History;
 use super::reassembly::{Chunk, Reassembler};
 use super::seq::{ge, Unwrapper};
 use super::state::{Event, State};
-use super::Events;
+use super::{Events, UpperState};
 use crate::capture::Timestamp;
 use crate::decode::{Flags, Segment};
 use crate::record::{ConnRec, Dir, Name, PacketRec, Record, Transition};
@@ -110,6 +110,8 @@ pub struct Conn {
     counts: [u64; 14],
     transitions: Vec<(u64, u8, State)>,
     gap_bytes: u64,
+    /// The layer above's state for this connection (see [`UpperState`]).
+    pub upper: UpperState,
 }
 
 /// Format an endpoint the contract's way: `192.0.2.1:443`, `[2001:db8::1]:443`.
@@ -150,6 +152,7 @@ impl Conn {
             counts: [0; 14],
             transitions: Vec::new(),
             gap_bytes: 0,
+            upper: None,
         }
     }
 
@@ -476,11 +479,12 @@ impl Conn {
         let (f, r) = (dir.idx(), dir.reverse().idx());
         let index = self.index;
         let mut gaps = 0u64;
+        let upper = &mut self.upper;
         let mut deliver = |d: Dir, c: Chunk<'_>, gaps: &mut u64| {
             if let Chunk::Gap(n) = c {
                 *gaps += n;
             }
-            events.chunk(index, d, c, frame, ts);
+            events.chunk(index, upper, d, c, frame, ts);
         };
         if seg.len > 0 || seg.flags.syn() {
             let ep = &mut self.ep[f];
@@ -540,11 +544,11 @@ impl Conn {
                 if let Chunk::Gap(n) = c {
                     gaps += n;
                 }
-                events.chunk(index, d, c, frame, ts)
+                events.chunk(index, &mut self.upper, d, c, frame, ts)
             });
         }
         self.gap_bytes += gaps;
-        events.end(index, d, frame, ts);
+        events.end(index, &mut self.upper, d, frame, ts);
     }
 
     /// Finish the connection: end both directions and hand its summary upward.
@@ -555,7 +559,7 @@ impl Conn {
             self.end_direction(1, frame, ts, events);
         }
         let rec = self.summary();
-        events.conn_finished(rec);
+        events.conn_finished(rec, self.upper.take());
     }
 
     /// The `conn` record (HTTP counts are filled in by the engine).

@@ -25,16 +25,30 @@ use crate::capture::Timestamp;
 use crate::record::{ConnRec, Dir, Record};
 use reassembly::Chunk;
 
-/// What the tracker hands upward as it works: records, and reassembled stream data.
+/// The layer above's own state for one connection, kept in the connection itself: the tracker
+/// never looks inside, and handing it over with each event saves that layer a table of its own
+/// (a lookup, and a cache miss, per segment).
+pub type UpperState = Option<Box<dyn std::any::Any + Send>>;
+
+/// What the tracker hands upward as it works: records, and reassembled stream data. Events
+/// about a connection come with its [`UpperState`].
 pub trait Events {
     /// A record (packet) in packet order.
     fn record(&mut self, rec: Record);
     /// Connection `conn` was picked up without its SYN: its streams start mid-message.
-    fn midstream(&mut self, conn: u64);
+    fn midstream(&mut self, conn: u64, upper: &mut UpperState);
     /// In-order stream bytes (or a gap) of connection `conn`, direction `dir`.
-    fn chunk(&mut self, conn: u64, dir: Dir, chunk: Chunk<'_>, frame: u64, ts: Timestamp);
+    fn chunk(
+        &mut self,
+        conn: u64,
+        upper: &mut UpperState,
+        dir: Dir,
+        chunk: Chunk<'_>,
+        frame: u64,
+        ts: Timestamp,
+    );
     /// Direction `dir` of `conn` ended (FIN, RST, eviction or end of input).
-    fn end(&mut self, conn: u64, dir: Dir, frame: u64, ts: Timestamp);
+    fn end(&mut self, conn: u64, upper: &mut UpperState, dir: Dir, frame: u64, ts: Timestamp);
     /// The connection is finished: its summary, which the receiver completes and emits.
-    fn conn_finished(&mut self, rec: ConnRec);
+    fn conn_finished(&mut self, rec: ConnRec, upper: UpperState);
 }

@@ -143,9 +143,9 @@ impl Tracker {
         } else {
             (src, dst)
         };
-        let conn = Conn::new(self.next_conn, client, server, ts, &self.cfg);
+        let mut conn = Conn::new(self.next_conn, client, server, ts, &self.cfg);
         if !pure_syn(seg.flags) {
-            events.midstream(self.next_conn);
+            events.midstream(self.next_conn, &mut conn.upper);
         }
         self.next_conn += 1;
         let slot = match self.free.pop() {
