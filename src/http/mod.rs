@@ -110,7 +110,8 @@ struct Msg {
     request: bool,
     body_len: u64,
     /// The record to push when it ends; only a recording parser builds one.
-    rec: Option<HttpRec>,
+    /// Boxed: a counting parser never makes one, and the message state stays small to move.
+    rec: Option<Box<HttpRec>>,
 }
 
 /// A request waiting for its response.
@@ -673,15 +674,17 @@ impl HttpConn {
             self.sides[i].closed_at = Some(frame);
         }
         // A counting parser (the plain summary's) builds no record: it only needs the framing.
-        let mut rec = self.records.then(|| HttpRec {
-            conn: self.conn,
-            dir,
-            frame,
-            ts: Some(ts.as_secs_f64()),
-            version: Cow::Borrowed(head.version),
-            content_length: head.content_length,
-            chunked: head.chunked,
-            ..HttpRec::default()
+        let mut rec = self.records.then(|| {
+            Box::new(HttpRec {
+                conn: self.conn,
+                dir,
+                frame,
+                ts: Some(ts.as_secs_f64()),
+                version: Cow::Borrowed(head.version),
+                content_length: head.content_length,
+                chunked: head.chunked,
+                ..HttpRec::default()
+            })
         });
         // Mode after a message without a body.
         let mut after = Mode::Head;
@@ -777,7 +780,7 @@ impl HttpConn {
             if let Some(mut rec) = msg.rec {
                 rec.end_frame = end_frame;
                 rec.body_len = msg.body_len;
-                out.push(Record::Http(rec));
+                out.push(Record::Http(*rec));
             }
         }
     }
