@@ -121,17 +121,14 @@ impl Events for Upper<'_> {
         }
         let h = http_of(upper, conn, self.http_records);
         match chunk {
-            // The same bytes the reader thread parsed (the whole payload, not a reassembled
-            // or trimmed piece): use its parse.
-            Chunk::Data(d)
-                if self
-                    .prepared
-                    .is_some_and(|(at, n, _)| d.as_ptr() as usize == at && d.len() == n) =>
-            {
-                let prep = self.prepared.map(|p| p.2).expect("checked above");
-                h.on_data_prepared(dir, d, prep, frame, ts, self.pending)
-            }
-            Chunk::Data(d) => h.on_data(dir, d, frame, ts, self.pending),
+            Chunk::Data(d) => match self.prepared {
+                // The same bytes the reader thread parsed (the whole payload, not a reassembled
+                // or trimmed piece): use its parse.
+                Some((at, n, prep)) if d.as_ptr() as usize == at && d.len() == n => {
+                    h.on_data_prepared(dir, d, prep, frame, ts, self.pending)
+                }
+                _ => h.on_data(dir, d, frame, ts, self.pending),
+            },
             Chunk::Gap(n) => h.on_gap(dir, n, frame, self.pending),
         }
     }
