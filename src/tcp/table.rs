@@ -10,43 +10,70 @@ use super::conn::{pure_syn, Conn, TrackerConfig};
 use super::Events;
 use crate::capture::Timestamp;
 use crate::decode::Segment;
-use rustc_hash::FxHashMap;
+use hashbrown::HashTable;
+use std::hash::BuildHasher;
 use std::net::{IpAddr, SocketAddr};
 
-/// Both endpoints, in a canonical order so either direction finds the same entry.
+/// Both endpoints, in a canonical order so either direction finds the same entry. Addresses
+/// as plain integers (and the family apart, so 10.0.0.1 and ::a00:1 differ): comparing and
+/// hashing them costs a few instructions, on the path of every segment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 struct Key {
-    a: IpAddr,
-    b: IpAddr,
+    a: u128,
+    b: u128,
     ap: u16,
     bp: u16,
+    v6: bool,
 }
 
 impl Key {
     fn of(seg: &Segment<'_>) -> Key {
-        if (seg.src, seg.sport) <= (seg.dst, seg.dport) {
+        fn bits(ip: IpAddr) -> u128 {
+            match ip {
+                IpAddr::V4(a) => u32::from(a).into(),
+                IpAddr::V6(a) => a.into(),
+            }
+        }
+        let (s, d) = (bits(seg.src), bits(seg.dst));
+        let v6 = seg.src.is_ipv6();
+        if (s, seg.sport) <= (d, seg.dport) {
             Key {
-                a: seg.src,
-                b: seg.dst,
+                a: s,
+                b: d,
                 ap: seg.sport,
                 bp: seg.dport,
+                v6,
             }
         } else {
             Key {
-                a: seg.dst,
-                b: seg.src,
+                a: d,
+                b: s,
                 ap: seg.dport,
                 bp: seg.sport,
+                v6,
             }
         }
     }
+
+    fn hash(&self) -> u64 {
+        rustc_hash::FxBuildHasher.hash_one(self)
+    }
+}
+
+/// A connection with the key (and its hash) that finds it.
+struct Entry {
+    key: Key,
+    hash: u64,
+    conn: Conn,
 }
 
 /// Follows every connection; frames in (as segments), records and stream data out.
 pub struct Tracker {
     cfg: TrackerConfig,
-    index: FxHashMap<Key, u32>,
-    slots: Vec<Option<Box<(Key, Conn)>>>,
+    /// Slot numbers, found by their entry's key: the table itself stays small (4 bytes a
+    /// connection), and the one comparison per lookup reads the entry that is used next anyway.
+    index: HashTable<u32>,
+    slots: Vec<Option<Box<Entry>>>,
     free: Vec<u32>,
     next_conn: u64,
     next_sweep: Timestamp,
@@ -59,7 +86,7 @@ impl Tracker {
     pub fn new(cfg: TrackerConfig) -> Self {
         Tracker {
             cfg,
-            index: FxHashMap::default(),
+            index: HashTable::new(),
             slots: Vec::new(),
             free: Vec::new(),
             next_conn: 0,
@@ -90,24 +117,32 @@ impl Tracker {
             self.sweep(ts, events);
         }
         let key = Key::of(seg);
+        let hash = key.hash();
         let src = SocketAddr::new(seg.src, seg.sport);
         let dst = SocketAddr::new(seg.dst, seg.dport);
-        let slot = match self.index.get(&key) {
-            Some(&slot) => {
+        let slots = &self.slots;
+        let found = self
+            .index
+            .find(hash, |&s| {
+                slots[s as usize].as_ref().is_some_and(|e| e.key == key)
+            })
+            .copied();
+        let slot = match found {
+            Some(slot) => {
                 let conn = &self.slots[slot as usize]
                     .as_ref()
                     .expect("indexed slot is live")
-                    .1;
+                    .conn;
                 if self.starts_new(conn, seg, src) {
                     self.evict(slot, events);
-                    self.insert(key, seg, src, dst, ts, events)
+                    self.insert(key, hash, seg, src, dst, ts, events)
                 } else {
                     slot
                 }
             }
-            None => self.insert(key, seg, src, dst, ts, events),
+            None => self.insert(key, hash, seg, src, dst, ts, events),
         };
-        let conn = &mut self.slots[slot as usize].as_mut().expect("live slot").1;
+        let conn = &mut self.slots[slot as usize].as_mut().expect("live slot").conn;
         let dir = conn.dir_of(src);
         conn.on_segment(seg, dir, frame, ts, &self.cfg, events);
     }
@@ -127,9 +162,11 @@ impl Tracker {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn insert(
         &mut self,
         key: Key,
+        hash: u64,
         seg: &Segment<'_>,
         src: SocketAddr,
         dst: SocketAddr,
@@ -148,17 +185,21 @@ impl Tracker {
             events.midstream(self.next_conn, &mut conn.upper);
         }
         self.next_conn += 1;
+        let entry = Some(Box::new(Entry { key, hash, conn }));
         let slot = match self.free.pop() {
             Some(s) => {
-                self.slots[s as usize] = Some(Box::new((key, conn)));
+                self.slots[s as usize] = entry;
                 s
             }
             None => {
-                self.slots.push(Some(Box::new((key, conn))));
+                self.slots.push(entry);
                 (self.slots.len() - 1) as u32
             }
         };
-        self.index.insert(key, slot);
+        let slots = &self.slots;
+        self.index.insert_unique(hash, slot, |&s| {
+            slots[s as usize].as_ref().map_or(0, |e| e.hash)
+        });
         self.live += 1;
         self.peak_live = self.peak_live.max(self.live);
         slot
@@ -166,8 +207,10 @@ impl Tracker {
 
     fn evict(&mut self, slot: u32, events: &mut dyn Events) {
         if let Some(entry) = self.slots[slot as usize].take() {
-            let (key, conn) = *entry;
-            self.index.remove(&key);
+            let Entry { hash, conn, .. } = *entry;
+            if let Ok(found) = self.index.find_entry(hash, |&s| s == slot) {
+                found.remove();
+            }
             self.free.push(slot);
             self.live -= 1;
             conn.finish(events);
@@ -181,7 +224,7 @@ impl Tracker {
         let mut done: Vec<(u64, u32)> = Vec::new();
         for (i, s) in self.slots.iter().enumerate() {
             if let Some(entry) = s {
-                let c = &entry.1;
+                let c = &entry.conn;
                 let quiet = now.0.saturating_sub(c.last_ts.0);
                 if quiet > idle || (quiet > linger && c.both_closed()) {
                     done.push((c.index, i as u32));
@@ -199,7 +242,7 @@ impl Tracker {
     /// Summaries of the open connections, most recently active first, at most `limit`; and how
     /// many are open in all. For live displays: nothing is finished or changed.
     pub fn open_summaries(&self, limit: usize) -> (usize, Vec<crate::record::ConnRec>) {
-        let mut open: Vec<&Conn> = self.slots.iter().flatten().map(|e| &e.1).collect();
+        let mut open: Vec<&Conn> = self.slots.iter().flatten().map(|e| &e.conn).collect();
         let total = open.len();
         open.sort_unstable_by_key(|c| std::cmp::Reverse((c.last_ts, c.index)));
         (
@@ -214,11 +257,111 @@ impl Tracker {
             .slots
             .iter()
             .enumerate()
-            .filter_map(|(i, s)| s.as_ref().map(|e| (e.1.index, i as u32)))
+            .filter_map(|(i, s)| s.as_ref().map(|e| (e.conn.index, i as u32)))
             .collect();
         rest.sort_unstable();
         for (_, slot) in rest {
             self.evict(slot, events);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::{Flags, TcpOptions};
+    use crate::record::{ConnRec, Record};
+    use crate::tcp::reassembly::Chunk;
+    use crate::tcp::{Dir, UpperState};
+
+    #[derive(Default)]
+    struct Finished(Vec<ConnRec>);
+
+    impl Events for Finished {
+        fn record(&mut self, _: Record) {}
+        fn midstream(&mut self, _: u64, _: &mut UpperState) {}
+        fn chunk(
+            &mut self,
+            _: u64,
+            _: &mut UpperState,
+            _: Dir,
+            _: Chunk<'_>,
+            _: u64,
+            _: Timestamp,
+        ) {
+        }
+        fn end(&mut self, _: u64, _: &mut UpperState, _: Dir, _: u64, _: Timestamp) {}
+        fn conn_finished(&mut self, rec: ConnRec, _: UpperState) {
+            self.0.push(rec);
+        }
+    }
+
+    fn seg(src: &str, dst: &str, flags: u8, seq: u32, ack: u32) -> Segment<'static> {
+        let src: SocketAddr = src.parse().unwrap();
+        let dst: SocketAddr = dst.parse().unwrap();
+        Segment {
+            src: src.ip(),
+            dst: dst.ip(),
+            sport: src.port(),
+            dport: dst.port(),
+            seq,
+            ack,
+            flags: Flags(flags),
+            window: 1000,
+            options: TcpOptions::default(),
+            len: 0,
+            payload: &[],
+        }
+    }
+
+    /// Feed segments, finish, and give each connection as "index client packets".
+    fn run(segs: &[Segment<'_>]) -> Vec<String> {
+        let mut t = Tracker::new(TrackerConfig::default());
+        let mut ev = Finished::default();
+        for (i, s) in segs.iter().enumerate() {
+            t.on_segment(s, i as u64 + 1, Timestamp(i as i64 * 1000), &mut ev);
+        }
+        t.finish(&mut ev);
+        ev.0.iter()
+            .map(|c| format!("{} {} {}", c.conn, c.client, c.packets_c2s + c.packets_s2c))
+            .collect()
+    }
+
+    const SYN: u8 = Flags::SYN;
+    const SYN_ACK: u8 = Flags::SYN | Flags::ACK;
+    const ACK: u8 = Flags::ACK;
+    const RST: u8 = Flags::RST;
+
+    #[test]
+    fn both_directions_find_one_connection() {
+        let got = run(&[
+            seg("10.0.0.2:40000", "10.0.0.1:80", SYN, 100, 0),
+            seg("10.0.0.1:80", "10.0.0.2:40000", SYN_ACK, 500, 101),
+            seg("10.0.0.2:40000", "10.0.0.1:80", ACK, 101, 501),
+        ]);
+        assert_eq!(got, ["0 10.0.0.2:40000 3"]);
+    }
+
+    /// An IPv4 address and the IPv6 address with the same low bits are different hosts.
+    #[test]
+    fn address_families_never_share_a_connection() {
+        let got = run(&[
+            seg("10.0.0.2:40000", "10.0.0.1:80", SYN, 100, 0),
+            seg("[::a00:2]:40000", "[::a00:1]:80", SYN, 100, 0),
+            seg("10.0.0.1:80", "10.0.0.2:40000", SYN_ACK, 500, 101),
+        ]);
+        assert_eq!(got, ["0 10.0.0.2:40000 2", "1 [::a00:2]:40000 1"]);
+    }
+
+    /// A SYN with a new ISN on the 5-tuple of a reset connection starts connection 1.
+    #[test]
+    fn port_reuse_starts_a_new_connection() {
+        let got = run(&[
+            seg("10.0.0.2:40000", "10.0.0.1:80", SYN, 100, 0),
+            seg("10.0.0.1:80", "10.0.0.2:40000", RST | ACK, 0, 101),
+            seg("10.0.0.2:40000", "10.0.0.1:80", SYN, 9000, 0),
+            seg("10.0.0.1:80", "10.0.0.2:40000", SYN_ACK, 700, 9001),
+        ]);
+        assert_eq!(got, ["0 10.0.0.2:40000 2", "1 10.0.0.2:40000 2"]);
     }
 }
