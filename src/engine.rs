@@ -281,7 +281,7 @@ impl Engine {
 
     /// Connections seen and the most held at once.
     pub fn conn_counts(&self) -> (u64, usize) {
-        (self.tracker.conns_seen(), self.tracker.peak_live)
+        (self.tracker.conns_seen(), self.tracker.peak_live())
     }
 
     /// One line of counts for standard error.

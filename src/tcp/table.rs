@@ -60,7 +60,8 @@ impl Key {
     }
 }
 
-/// A connection with the key (and its hash) that finds it.
+/// A connection with the key (and its hash) that finds it; the key first, so the comparison
+/// that finds an entry brings in the cache line its connection's first fields share.
 struct Entry {
     key: Key,
     hash: u64,
@@ -70,30 +71,35 @@ struct Entry {
 /// Follows every connection; frames in (as segments), records and stream data out.
 pub struct Tracker {
     cfg: TrackerConfig,
-    /// Slot numbers, found by their entry's key: the table itself stays small (4 bytes a
-    /// connection), and the one comparison per lookup reads the entry that is used next anyway.
-    index: HashTable<u32>,
-    slots: Vec<Option<Box<Entry>>>,
-    free: Vec<u32>,
-    next_conn: u64,
+    open: Open,
     next_sweep: Timestamp,
-    live: usize,
+}
+
+/// The open connections, found by key. The table holds pointers (8 bytes a connection): a
+/// lookup reads the table's control bytes, one pointer and the entry it then works on.
+struct Open {
+    table: HashTable<Box<Entry>>,
+    next_conn: u64,
     /// Most connections held at once (for memory reports).
-    pub peak_live: usize,
+    peak: usize,
 }
 
 impl Tracker {
     pub fn new(cfg: TrackerConfig) -> Self {
         Tracker {
             cfg,
-            index: HashTable::new(),
-            slots: Vec::new(),
-            free: Vec::new(),
-            next_conn: 0,
+            open: Open {
+                table: HashTable::new(),
+                next_conn: 0,
+                peak: 0,
+            },
             next_sweep: Timestamp(i64::MIN),
-            live: 0,
-            peak_live: 0,
         }
+    }
+
+    /// Most connections held at once (for memory reports).
+    pub fn peak_live(&self) -> usize {
+        self.open.peak
     }
 
     pub fn config(&self) -> &TrackerConfig {
@@ -102,7 +108,7 @@ impl Tracker {
 
     /// Connections started so far.
     pub fn conns_seen(&self) -> u64 {
-        self.next_conn
+        self.open.next_conn
     }
 
     /// One TCP segment from frame `frame` captured at `ts`.
@@ -120,121 +126,31 @@ impl Tracker {
         let hash = key.hash();
         let src = SocketAddr::new(seg.src, seg.sport);
         let dst = SocketAddr::new(seg.dst, seg.dport);
-        let slots = &self.slots;
-        let found = self
-            .index
-            .find(hash, |&s| {
-                slots[s as usize].as_ref().is_some_and(|e| e.key == key)
-            })
-            .copied();
-        let slot = match found {
-            Some(slot) => {
-                let conn = &self.slots[slot as usize]
-                    .as_ref()
-                    .expect("indexed slot is live")
-                    .conn;
-                if self.starts_new(conn, seg, src) {
-                    self.evict(slot, events);
-                    self.insert(key, hash, seg, src, dst, ts, events)
-                } else {
-                    slot
-                }
+        let (cfg, open) = (&self.cfg, &mut self.open);
+        let entry = match open.table.find_entry(hash, |e| e.key == key) {
+            Ok(found) if starts_new(&found.get().conn, seg, src) => {
+                let (old, _) = found.remove();
+                old.conn.finish(events);
+                open.insert(cfg, key, hash, seg, (src, dst), ts, events)
             }
-            None => self.insert(key, hash, seg, src, dst, ts, events),
+            Ok(found) => found.into_mut(),
+            Err(_) => open.insert(cfg, key, hash, seg, (src, dst), ts, events),
         };
-        let conn = &mut self.slots[slot as usize].as_mut().expect("live slot").conn;
+        let conn = &mut entry.conn;
         let dir = conn.dir_of(src);
-        conn.on_segment(seg, dir, frame, ts, &self.cfg, events);
-    }
-
-    /// Port reuse: does this SYN (or SYN-ACK) begin a new connection on an old 5-tuple?
-    fn starts_new(&self, conn: &Conn, seg: &Segment<'_>, src: SocketAddr) -> bool {
-        if !seg.flags.syn() {
-            return false;
-        }
-        let Some(base) = conn.base(conn.dir_of(src)) else {
-            return false;
-        };
-        if pure_syn(seg.flags) {
-            seg.seq != base || conn.saw_fin || conn.saw_rst
-        } else {
-            seg.seq != base
-        }
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn insert(
-        &mut self,
-        key: Key,
-        hash: u64,
-        seg: &Segment<'_>,
-        src: SocketAddr,
-        dst: SocketAddr,
-        ts: Timestamp,
-        events: &mut dyn Events,
-    ) -> u32 {
-        // The client sent the first SYN; a SYN-ACK's receiver is the client; otherwise the
-        // sender of the first segment seen.
-        let (client, server) = if seg.flags.syn() && seg.flags.ack() {
-            (dst, src)
-        } else {
-            (src, dst)
-        };
-        let mut conn = Conn::new(self.next_conn, client, server, ts, &self.cfg);
-        if !pure_syn(seg.flags) {
-            events.midstream(self.next_conn, &mut conn.upper);
-        }
-        self.next_conn += 1;
-        let entry = Some(Box::new(Entry { key, hash, conn }));
-        let slot = match self.free.pop() {
-            Some(s) => {
-                self.slots[s as usize] = entry;
-                s
-            }
-            None => {
-                self.slots.push(entry);
-                (self.slots.len() - 1) as u32
-            }
-        };
-        let slots = &self.slots;
-        self.index.insert_unique(hash, slot, |&s| {
-            slots[s as usize].as_ref().map_or(0, |e| e.hash)
-        });
-        self.live += 1;
-        self.peak_live = self.peak_live.max(self.live);
-        slot
-    }
-
-    fn evict(&mut self, slot: u32, events: &mut dyn Events) {
-        if let Some(entry) = self.slots[slot as usize].take() {
-            let Entry { hash, conn, .. } = *entry;
-            if let Ok(found) = self.index.find_entry(hash, |&s| s == slot) {
-                found.remove();
-            }
-            self.free.push(slot);
-            self.live -= 1;
-            conn.finish(events);
-        }
+        conn.on_segment(seg, dir, frame, ts, cfg, events);
     }
 
     /// Finish connections idle past the timeout, and closed ones past the linger, in index order.
     fn sweep(&mut self, now: Timestamp, events: &mut dyn Events) {
         let idle = self.cfg.idle_timeout_ns;
         let linger = self.cfg.closed_linger_ns.min(idle);
-        let mut done: Vec<(u64, u32)> = Vec::new();
-        for (i, s) in self.slots.iter().enumerate() {
-            if let Some(entry) = s {
-                let c = &entry.conn;
-                let quiet = now.0.saturating_sub(c.last_ts.0);
-                if quiet > idle || (quiet > linger && c.both_closed()) {
-                    done.push((c.index, i as u32));
-                }
-            }
-        }
-        done.sort_unstable();
-        for (_, slot) in done {
-            self.evict(slot, events);
-        }
+        let done = self.open.table.extract_if(|e| {
+            let c = &e.conn;
+            let quiet = now.0.saturating_sub(c.last_ts.0);
+            quiet > idle || (quiet > linger && c.both_closed())
+        });
+        finish_in_order(done.collect(), events);
         let step = (linger / 4).clamp(1_000_000_000, 60_000_000_000);
         self.next_sweep = Timestamp(now.0.saturating_add(step));
     }
@@ -242,7 +158,7 @@ impl Tracker {
     /// Summaries of the open connections, most recently active first, at most `limit`; and how
     /// many are open in all. For live displays: nothing is finished or changed.
     pub fn open_summaries(&self, limit: usize) -> (usize, Vec<crate::record::ConnRec>) {
-        let mut open: Vec<&Conn> = self.slots.iter().flatten().map(|e| &e.conn).collect();
+        let mut open: Vec<&Conn> = self.open.table.iter().map(|e| &e.conn).collect();
         let total = open.len();
         open.sort_unstable_by_key(|c| std::cmp::Reverse((c.last_ts, c.index)));
         (
@@ -253,16 +169,61 @@ impl Tracker {
 
     /// End of input: finish every connection still open, in index order.
     pub fn finish(&mut self, events: &mut dyn Events) {
-        let mut rest: Vec<(u64, u32)> = self
-            .slots
-            .iter()
-            .enumerate()
-            .filter_map(|(i, s)| s.as_ref().map(|e| (e.conn.index, i as u32)))
-            .collect();
-        rest.sort_unstable();
-        for (_, slot) in rest {
-            self.evict(slot, events);
+        finish_in_order(self.open.table.drain().collect(), events);
+    }
+}
+
+impl Open {
+    /// Open connection number `next_conn` for `seg`, sent from `src` to `dst`.
+    #[allow(clippy::too_many_arguments)]
+    fn insert(
+        &mut self,
+        cfg: &TrackerConfig,
+        key: Key,
+        hash: u64,
+        seg: &Segment<'_>,
+        (src, dst): (SocketAddr, SocketAddr),
+        ts: Timestamp,
+        events: &mut dyn Events,
+    ) -> &mut Entry {
+        // The client sent the first SYN; a SYN-ACK's receiver is the client; otherwise the
+        // sender of the first segment seen.
+        let (client, server) = if seg.flags.syn() && seg.flags.ack() {
+            (dst, src)
+        } else {
+            (src, dst)
+        };
+        let mut conn = Conn::new(self.next_conn, client, server, ts, cfg);
+        if !pure_syn(seg.flags) {
+            events.midstream(self.next_conn, &mut conn.upper);
         }
+        self.next_conn += 1;
+        self.peak = self.peak.max(self.table.len() + 1);
+        let entry = Box::new(Entry { key, hash, conn });
+        self.table.insert_unique(hash, entry, |e| e.hash).into_mut()
+    }
+}
+
+/// Port reuse: does this SYN (or SYN-ACK) begin a new connection on an old 5-tuple?
+fn starts_new(conn: &Conn, seg: &Segment<'_>, src: SocketAddr) -> bool {
+    if !seg.flags.syn() {
+        return false;
+    }
+    let Some(base) = conn.base(conn.dir_of(src)) else {
+        return false;
+    };
+    if pure_syn(seg.flags) {
+        seg.seq != base || conn.saw_fin || conn.saw_rst
+    } else {
+        seg.seq != base
+    }
+}
+
+/// Finish connections taken out of the table, in index order (the order records come in).
+fn finish_in_order(mut done: Vec<Box<Entry>>, events: &mut dyn Events) {
+    done.sort_unstable_by_key(|e| e.conn.index);
+    for e in done {
+        e.conn.finish(events);
     }
 }
 
