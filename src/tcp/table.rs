@@ -220,6 +220,8 @@ fn starts_new(conn: &Conn, seg: &Segment<'_>, src: SocketAddr) -> bool {
 }
 
 /// Finish connections taken out of the table, in index order (the order records come in).
+/// Boxed, so sorting moves pointers rather than kilobyte-sized connections.
+#[allow(clippy::vec_box)]
 fn finish_in_order(mut done: Vec<Box<Entry>>, events: &mut dyn Events) {
     done.sort_unstable_by_key(|e| e.conn.index);
     for e in done {
