@@ -255,7 +255,7 @@ impl Engine {
     }
 
     fn flush(&mut self, sink: &mut dyn Sink) -> io::Result<()> {
-        if self.pending.is_empty() {
+        if self.pending.len() < sink.hand_over_at() {
             return Ok(());
         }
         sink.take(&mut self.pending)
@@ -266,7 +266,9 @@ impl Engine {
         let parts = parts!(self);
         let (tracker, mut upper) = (parts.tracker, parts.upper);
         tracker.finish(&mut upper);
-        self.flush(sink)?;
+        if !self.pending.is_empty() {
+            sink.take(&mut self.pending)?;
+        }
         if let Some(w) = self.follow_out.as_mut() {
             w.flush()?;
         }

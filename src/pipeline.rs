@@ -267,7 +267,12 @@ impl Sink for PrintThread {
         self.take(&mut vec![rec.clone()])
     }
     fn take(&mut self, recs: &mut Vec<Record>) -> io::Result<()> {
-        self.batch.append(recs);
+        if self.batch.is_empty() {
+            // The engine gathered a whole batch: take its vector, leave it this empty one.
+            std::mem::swap(&mut self.batch, recs);
+        } else {
+            self.batch.append(recs);
+        }
         if self.batch.len() >= PRINT_BATCH {
             self.send()?;
         }
@@ -281,6 +286,9 @@ impl Sink for PrintThread {
     }
     fn wants_packets(&self) -> PacketSel {
         self.wants.clone()
+    }
+    fn hand_over_at(&self) -> usize {
+        PRINT_BATCH
     }
 }
 

@@ -21,6 +21,12 @@ pub trait Sink {
         }
         Ok(())
     }
+    /// How many records the engine may gather before handing them to [`Sink::take`]: 1 for
+    /// printers that print as they go; a printer on another thread takes whole batches, so a
+    /// record is moved once on its way there rather than twice.
+    fn hand_over_at(&self) -> usize {
+        1
+    }
     /// End of input: print whatever was held back (tables), flush.
     fn finish(&mut self) -> io::Result<()>;
     /// Which connections' `packet` records this printer looks at; the engine builds no others.
