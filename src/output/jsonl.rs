@@ -4,8 +4,9 @@
 //! Optional fields are omitted when absent. Nothing else is written to standard output.
 
 use super::Sink;
-use crate::record::{HttpRec, PacketRec, Record};
+use crate::record::{Dir, HttpRec, PacketRec, Record};
 use std::io::{self, Write};
+use std::sync::Arc;
 
 /// Lines are built straight into one block buffer that is written out when full: no copy of
 /// each line from a line buffer into a writer's buffer.
@@ -13,6 +14,7 @@ pub struct JsonlSink {
     out: Box<dyn Write + Send>,
     block: Vec<u8>,
     flush_each: bool,
+    endpoints: Endpoints,
 }
 
 /// Bytes gathered before a write.
@@ -24,6 +26,7 @@ impl JsonlSink {
             out,
             block: Vec::with_capacity(BLOCK + 1024),
             flush_each: false,
+            endpoints: Endpoints::default(),
         }
     }
 
@@ -45,11 +48,17 @@ impl Sink for JsonlSink {
         let start = self.block.len();
         // The hot paths, a line per segment and per HTTP message, have their own writers.
         let written = match rec {
-            Record::Packet(p) => write_packet(&mut self.block, p),
+            Record::Packet(p) => write_packet(&mut self.block, p, &mut self.endpoints),
             Record::Http(h) => write_http(&mut self.block, h),
-            _ => serde_json::to_writer(&mut self.block, rec)
-                .map(|()| self.block.push(b'\n'))
-                .map_err(io::Error::other),
+            other => {
+                if let Record::Conn(c) = other {
+                    // The connection's last record: no more packets need its endpoints.
+                    self.endpoints.forget(c.conn);
+                }
+                serde_json::to_writer(&mut self.block, rec)
+                    .map(|()| self.block.push(b'\n'))
+                    .map_err(io::Error::other)
+            }
         };
         if let Err(e) = written {
             // Nothing of a record that could not be written.
@@ -128,20 +137,14 @@ fn put_names<S: AsRef<str>>(b: &mut Vec<u8>, key: &[u8], names: &[S]) -> io::Res
 
 /// A `packet` record, byte for byte what serde would write for `Record::Packet` (the golden
 /// tests compare the two), without serde's per-key escaping and small writes.
-fn write_packet(b: &mut Vec<u8>, p: &PacketRec) -> io::Result<()> {
+fn write_packet(b: &mut Vec<u8>, p: &PacketRec, endpoints: &mut Endpoints) -> io::Result<()> {
     let json = |b: &mut Vec<u8>, v: &dyn erased::Ser| v.ser(b);
     // A typical line is under 400 bytes: grow once here, not in each small write.
     b.reserve(512);
     put_uint(b, b"{\"type\":\"packet\",\"frame\":", p.frame);
     b.extend_from_slice(b",\"ts\":");
     put_f64(b, p.ts);
-    put_uint(b, b",\"conn\":", p.conn);
-    b.extend_from_slice(b",\"dir\":");
-    put_str(b, p.dir.as_str())?;
-    b.extend_from_slice(b",\"src\":");
-    put_str(b, &p.src)?;
-    b.extend_from_slice(b",\"dst\":");
-    put_str(b, &p.dst)?;
+    endpoints.put(b, p)?;
     put_names(b, b",\"flags\":", &p.flags)?;
     put_uint(b, b",\"seq\":", p.seq as u64);
     if let Some(a) = p.ack {
@@ -184,6 +187,101 @@ fn write_packet(b: &mut Vec<u8>, p: &PacketRec) -> io::Result<()> {
     put_str(b, &p.server_state)?;
     b.extend_from_slice(b"}\n");
     Ok(())
+}
+
+/// `,"conn":…,"dir":…,"src":…,"dst":…` of a packet line.
+fn write_endpoints(b: &mut Vec<u8>, p: &PacketRec) -> io::Result<()> {
+    put_uint(b, b",\"conn\":", p.conn);
+    b.extend_from_slice(b",\"dir\":");
+    put_str(b, p.dir.as_str())?;
+    b.extend_from_slice(b",\"src\":");
+    put_str(b, &p.src)?;
+    b.extend_from_slice(b",\"dst\":");
+    put_str(b, &p.dst)?;
+    Ok(())
+}
+
+/// The endpoint part of recent connections' packet lines, per direction, rendered once.
+///
+/// Besides saving the rendering, this keeps the printer off the address strings themselves:
+/// their reference counts share a cache line with the text, and the tracking thread updates
+/// them for every packet, so reading the text here moved that line between cores twice per
+/// packet (about 8% of the JSON-lines run). A cached entry is used only while the record
+/// still points at the very strings it was rendered from; holding those strings keeps their
+/// addresses from being reused, so equal pointers mean equal text.
+///
+/// Direct-mapped by connection and direction: no hashing, and a collision only means
+/// rendering again.
+struct Endpoints {
+    slots: Vec<Rendered>,
+}
+
+#[derive(Default)]
+struct Rendered {
+    /// `conn * 2 + dir + 1`; 0 for an empty slot.
+    key: u64,
+    strings: Option<(Arc<str>, Arc<str>)>,
+    json: Vec<u8>,
+}
+
+/// Slots (a power of two): more than the connections open at once in busy captures.
+const ENDPOINT_SLOTS: usize = 1 << 13;
+
+impl Default for Endpoints {
+    fn default() -> Self {
+        Endpoints {
+            slots: (0..ENDPOINT_SLOTS).map(|_| Rendered::default()).collect(),
+        }
+    }
+}
+
+impl Endpoints {
+    fn key(conn: u64, dir: Dir) -> u64 {
+        conn.wrapping_mul(2)
+            .wrapping_add(dir.idx() as u64)
+            .wrapping_add(1)
+    }
+
+    fn slot(&mut self, key: u64) -> &mut Rendered {
+        &mut self.slots[key as usize & (ENDPOINT_SLOTS - 1)]
+    }
+
+    fn put(&mut self, b: &mut Vec<u8>, p: &PacketRec) -> io::Result<()> {
+        let key = Self::key(p.conn, p.dir);
+        let r = self.slot(key);
+        if r.key == key {
+            if let Some((src, dst)) = &r.strings {
+                if Arc::ptr_eq(src, &p.src) && Arc::ptr_eq(dst, &p.dst) {
+                    b.extend_from_slice(&r.json);
+                    return Ok(());
+                }
+            }
+        }
+        let start = b.len();
+        write_endpoints(b, p)?;
+        r.key = key;
+        r.strings = Some((p.src.clone(), p.dst.clone()));
+        r.json.clear();
+        r.json.extend_from_slice(&b[start..]);
+        Ok(())
+    }
+
+    /// Connection `conn` ended: let go of its strings.
+    fn forget(&mut self, conn: u64) {
+        for dir in [Dir::C2s, Dir::S2c] {
+            let key = Self::key(conn, dir);
+            let r = self.slot(key);
+            if r.key == key {
+                r.key = 0;
+                r.strings = None;
+            }
+        }
+    }
+
+    #[cfg(test)]
+    fn held(&self) -> usize {
+        self.slots.iter().filter(|r| r.strings.is_some()).count()
+    }
 }
 
 /// An `http` record, byte for byte what serde would write for `Record::Http` (tested below).
@@ -325,11 +423,63 @@ mod tests {
         }
     }
 
+    /// A connection's packets print the endpoints rendered for its first one, until a record
+    /// points at other strings (then those print) or the connection ends.
+    #[test]
+    fn endpoints_rendered_once_follow_the_records() {
+        let first = PacketRec {
+            conn: 4,
+            dir: Dir::C2s,
+            src: "10.0.0.2:40000".into(),
+            dst: "10.0.0.1:80".into(),
+            ..PacketRec::default()
+        };
+        let same = PacketRec {
+            frame: 2,
+            ..first.clone()
+        };
+        let moved = PacketRec {
+            frame: 3,
+            src: "10.9.9.9:1".into(),
+            ..first.clone()
+        };
+        let reverse = PacketRec {
+            frame: 4,
+            dir: Dir::S2c,
+            src: first.dst.clone(),
+            dst: first.src.clone(),
+            ..first.clone()
+        };
+        // Another connection in the same slot.
+        let other = PacketRec {
+            frame: 5,
+            conn: first.conn + ENDPOINT_SLOTS as u64 / 2,
+            src: "10.0.0.3:1".into(),
+            ..first.clone()
+        };
+        let mut sink = JsonlSink::new(Box::new(io::sink()));
+        let mut lines = Vec::new();
+        for p in [&first, &same, &moved, &same, &reverse, &other, &same] {
+            sink.record(&Record::Packet(p.clone())).unwrap();
+            lines.push(std::mem::take(&mut sink.block));
+            let mut slow = serde_json::to_vec(&Record::Packet(p.clone())).unwrap();
+            slow.push(b'\n');
+            assert_eq!(lines.last().unwrap(), &slow, "frame {}", p.frame);
+        }
+        assert_eq!(sink.endpoints.held(), 2);
+        sink.record(&Record::Conn(crate::record::ConnRec {
+            conn: 4,
+            ..Default::default()
+        }))
+        .unwrap();
+        assert_eq!(sink.endpoints.held(), 0);
+    }
+
     /// The record through its fast writer and through serde, as lines.
     fn assert_fast_equals_serde(rec: Record) {
         let mut fast = Vec::new();
         match &rec {
-            Record::Packet(p) => write_packet(&mut fast, p),
+            Record::Packet(p) => write_packet(&mut fast, p, &mut Endpoints::default()),
             Record::Http(h) => write_http(&mut fast, h),
             other => panic!("no fast writer for {other:?}"),
         }
