@@ -4,7 +4,7 @@
 //! Optional fields are omitted when absent. Nothing else is written to standard output.
 
 use super::Sink;
-use crate::record::{Dir, HttpRec, PacketRec, Record};
+use crate::record::{ConnRec, Dir, HttpRec, PacketRec, Record};
 use std::io::{self, Write};
 use std::sync::Arc;
 
@@ -50,15 +50,14 @@ impl Sink for JsonlSink {
         let written = match rec {
             Record::Packet(p) => write_packet(&mut self.block, p, &mut self.endpoints),
             Record::Http(h) => write_http(&mut self.block, h),
-            other => {
-                if let Record::Conn(c) = other {
-                    // The connection's last record: no more packets need its endpoints.
-                    self.endpoints.forget(c.conn);
-                }
-                serde_json::to_writer(&mut self.block, rec)
-                    .map(|()| self.block.push(b'\n'))
-                    .map_err(io::Error::other)
+            Record::Conn(c) => {
+                // The connection's last record: no more packets need its endpoints.
+                self.endpoints.forget(c.conn);
+                write_conn(&mut self.block, c)
             }
+            _ => serde_json::to_writer(&mut self.block, rec)
+                .map(|()| self.block.push(b'\n'))
+                .map_err(io::Error::other),
         };
         if let Err(e) = written {
             // Nothing of a record that could not be written.
@@ -102,6 +101,13 @@ fn put_str(b: &mut Vec<u8>, s: &str) -> io::Result<()> {
     } else {
         serde_json::to_writer(&mut *b, s).map_err(io::Error::other)
     }
+}
+
+/// A key and a string value.
+#[inline(always)]
+fn put_key_str(b: &mut Vec<u8>, key: &[u8], s: &str) -> io::Result<()> {
+    b.extend_from_slice(key);
+    put_str(b, s)
 }
 
 /// Inlined, so each constant key is copied with fixed-size moves rather than a call.
@@ -335,6 +341,69 @@ fn write_http(b: &mut Vec<u8>, h: &HttpRec) -> io::Result<()> {
     Ok(())
 }
 
+/// A `conn` record, byte for byte what serde would write for `Record::Conn` (tested below).
+fn write_conn(b: &mut Vec<u8>, c: &ConnRec) -> io::Result<()> {
+    let json = |b: &mut Vec<u8>, v: &dyn erased::Ser| v.ser(b);
+    b.reserve(512);
+    put_uint(b, b"{\"type\":\"conn\",\"conn\":", c.conn);
+    put_key_str(b, b",\"client\":", &c.client)?;
+    put_key_str(b, b",\"server\":", &c.server)?;
+    b.extend_from_slice(b",\"first_ts\":");
+    put_f64(b, c.first_ts);
+    b.extend_from_slice(b",\"last_ts\":");
+    put_f64(b, c.last_ts);
+    put_uint(b, b",\"packets_c2s\":", c.packets_c2s);
+    put_uint(b, b",\"packets_s2c\":", c.packets_s2c);
+    put_uint(b, b",\"bytes_c2s\":", c.bytes_c2s);
+    put_uint(b, b",\"bytes_s2c\":", c.bytes_s2c);
+    put_key_str(b, b",\"client_state\":", &c.client_state)?;
+    put_key_str(b, b",\"server_state\":", &c.server_state)?;
+    put_key_str(b, b",\"conn_state\":", &c.conn_state)?;
+    put_key_str(b, b",\"history\":", &c.history)?;
+    put_uint(b, b",\"http_requests\":", c.http_requests);
+    put_uint(b, b",\"http_responses\":", c.http_responses);
+    if let Some(v) = c.initial_rtt {
+        b.extend_from_slice(b",\"initial_rtt\":");
+        put_f64(b, v);
+    }
+    if !c.analysis_counts.is_empty() {
+        b.extend_from_slice(b",\"analysis_counts\":{");
+        for (i, (name, n)) in c.analysis_counts.iter().enumerate() {
+            if i > 0 {
+                b.push(b',');
+            }
+            put_str(b, name)?;
+            put_uint(b, b":", *n);
+        }
+        b.push(b'}');
+    }
+    if !c.transitions.is_empty() {
+        b.extend_from_slice(b",\"transitions\":[");
+        for (i, t) in c.transitions.iter().enumerate() {
+            if i > 0 {
+                b.push(b',');
+            }
+            put_uint(b, b"{\"frame\":", t.frame);
+            put_key_str(b, b",\"endpoint\":", &t.endpoint)?;
+            put_key_str(b, b",\"state\":", &t.state)?;
+            b.push(b'}');
+        }
+        b.push(b']');
+    }
+    if c.gap_bytes != 0 {
+        put_uint(b, b",\"gap_bytes\":", c.gap_bytes);
+    }
+    if c.ws_frames != 0 {
+        put_uint(b, b",\"ws_frames\":", c.ws_frames);
+    }
+    if !c.diagnostics.is_empty() {
+        b.extend_from_slice(b",\"diagnostics\":");
+        json(b, &c.diagnostics)?;
+    }
+    b.extend_from_slice(b"}\n");
+    Ok(())
+}
+
 /// Values written through serde_json (floats and free text), behind one object-safe call.
 mod erased {
     use std::io;
@@ -423,6 +492,58 @@ mod tests {
         }
     }
 
+    /// The fast writer and serde agree on every optional field of a `conn` record.
+    #[test]
+    fn conn_fast_path_equals_serde() {
+        use crate::record::{ConnRec, Transition};
+        let full = ConnRec {
+            conn: 9,
+            client: "10.0.0.2:40000".into(),
+            server: "[2001:db8::1]:80".into(),
+            first_ts: 1795826522.9708412,
+            last_ts: 1795826523.5,
+            packets_c2s: 5,
+            packets_s2c: 4,
+            bytes_c2s: 70,
+            bytes_s2c: 3002,
+            client_state: "TIME_WAIT".into(),
+            server_state: "CLOSED".into(),
+            conn_state: "SF".into(),
+            history: "ShADadFf".into(),
+            http_requests: 1,
+            http_responses: 1,
+            initial_rtt: Some(0.000031),
+            analysis_counts: [("dup_ack".into(), 2), ("window_update".into(), 1)].into(),
+            transitions: vec![
+                Transition {
+                    frame: 1,
+                    endpoint: "client".into(),
+                    state: "SYN_SENT".into(),
+                };
+                2
+            ],
+            gap_bytes: 10,
+            ws_frames: 3,
+            diagnostics: vec!["a \"quoted\"\nproblem".into(), "second".into()],
+        };
+        for c in [
+            full.clone(),
+            ConnRec {
+                initial_rtt: None,
+                analysis_counts: Default::default(),
+                transitions: vec![],
+                gap_bytes: 0,
+                ws_frames: 0,
+                diagnostics: vec![],
+                history: "odd \u{1}".into(),
+                first_ts: f64::NAN,
+                ..full
+            },
+        ] {
+            assert_fast_equals_serde(Record::Conn(c));
+        }
+    }
+
     /// A connection's packets print the endpoints rendered for its first one, until a record
     /// points at other strings (then those print) or the connection ends.
     #[test]
@@ -481,6 +602,7 @@ mod tests {
         match &rec {
             Record::Packet(p) => write_packet(&mut fast, p, &mut Endpoints::default()),
             Record::Http(h) => write_http(&mut fast, h),
+            Record::Conn(c) => write_conn(&mut fast, c),
             other => panic!("no fast writer for {other:?}"),
         }
         .unwrap();
