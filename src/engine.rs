@@ -290,10 +290,11 @@ impl Engine {
     pub fn summary_line(&self) -> String {
         let s = &self.stats;
         let mut line = format!(
-            "{} frames, {} TCP segments, {} connections",
+            "{} frames, {} TCP segments, {} connections ({} held at most)",
             s.frames,
             s.segments,
-            self.tracker.conns_seen()
+            self.tracker.conns_seen(),
+            self.tracker.peak_live()
         );
         if s.decode_failures() > 0 {
             let kinds: Vec<String> = s
