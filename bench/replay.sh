@@ -17,19 +17,29 @@ frames=$(capinfos -Mc "$cap" 2>/dev/null | awk '/Number of packets/ {print $NF}'
 [ -n "$frames" ] || frames=$("$bin" replay -q --no-http --format jsonl --no-analysis "$cap" 2>&1 >/dev/null | awk '{print $2; exit}')
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 
-# run NAME CMD... : prints wall and cpu seconds, packets/s on each, and peak RSS
+# run NAME CMD... : runs CMD ${RUNS:-3} times (RUNS=1 for the slow tshark run) and prints the
+# run with the median wall time: wall and cpu seconds, packets/s on each, and the highest peak
+# RSS of all runs. A single run of a one-second command on a shared machine is mostly noise.
 run() {
   local name=$1; shift
-  /usr/bin/time -f "%e %U %S %M" -o "$tmp/t" "$@" > /dev/null 2> "$tmp/err" || { echo "$name failed: $(tail -1 "$tmp/err")" >&2; exit 1; }
-  read -r e u s m < "$tmp/t"
-  python3 - "$name" "${FR:-$frames}" "$e" "$u" "$s" "$m" <<'PY'
+  local i
+  : > "$tmp/$name.all"
+  for i in $(seq "${RUNS:-3}"); do
+    /usr/bin/time -f "%e %U %S %M" -o "$tmp/t" "$@" > /dev/null 2> "$tmp/err" || { echo "$name failed: $(tail -1 "$tmp/err")" >&2; exit 1; }
+    cat "$tmp/t" >> "$tmp/$name.all"
+  done
+  python3 - "$name" "${FR:-$frames}" "$tmp/$name.all" "$tmp/$name" <<'PY'
 import sys
-name, n, e, u, s, m = sys.argv[1], int(sys.argv[2]), *map(float, sys.argv[3:])
+name, n, runs, out = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+rows = sorted(tuple(map(float, l.split())) for l in open(runs) if l.strip())
+e, u, s, _ = rows[len(rows) // 2]
+m = max(r[3] for r in rows)
 e, cpu = max(e, 0.001), max(u + s, 0.001)
-print(f"{name:<22} {e:7.2f} s wall {n / e:10.0f} pkt/s {cpu:7.2f} s cpu {n / cpu:10.0f} pkt/s {m / 1024:7.1f} MiB peak")
+walls = " ".join(f"{r[0]:.2f}" for r in rows)
+print(f"{name:<22} {e:7.2f} s wall {n / e:10.0f} pkt/s {cpu:7.2f} s cpu {n / cpu:10.0f} pkt/s {m / 1024:7.1f} MiB peak  (walls {walls})")
+open(out + ".wall", "w").write(f"{e}\n")
+open(out + ".cpu", "w").write(f"{cpu}\n")
 PY
-  echo "$e" > "$tmp/$name.wall"
-  python3 -c "print(max($u + $s, 0.001))" > "$tmp/$name.cpu"
 }
 echo "capture: $cap ($frames frames, $(du -h "$cap" | cut -f1))"
 run tcpdump            tcpdump -nr "$cap" -w /dev/null
@@ -41,7 +51,7 @@ run jsonl-no-http      "$bin" replay -q --no-http --format jsonl "$cap"
 
 n=${TSHARK_FRAMES:-1000000}
 editcap -r "$cap" "$tmp/head.pcap" "1-$n" >/dev/null 2>&1
-FR=$n run tshark-fields-head  tshark -r "$tmp/head.pcap" -T fields -e frame.number -e tcp.stream -e tcp.seq -e tcp.ack -e tcp.analysis.flags
+FR=$n RUNS=1 run tshark-fields-head  tshark -r "$tmp/head.pcap" -T fields -e frame.number -e tcp.stream -e tcp.seq -e tcp.ack -e tcp.analysis.flags
 FR=$n run jsonl-head          "$bin" replay -q --format jsonl "$tmp/head.pcap"
 
 ratios() {
