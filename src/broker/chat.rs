@@ -96,12 +96,16 @@ pub struct ChatNode {
     pub name: String,
     pub addr: SocketAddr,
     pub stats: Arc<NodeStats>,
-    task: tokio::task::JoinHandle<()>,
+    task: Option<tokio::task::JoinHandle<()>>,
+    /// Tells the node's task to stop its tasks and end ([`ChatNode::stop`]).
+    halt: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 impl Drop for ChatNode {
     fn drop(&mut self) {
-        self.task.abort();
+        if let Some(task) = &self.task {
+            task.abort();
+        }
     }
 }
 
@@ -137,6 +141,7 @@ impl ChatNode {
             next_id: AtomicU64::new(0),
             stats: stats.clone(),
         });
+        let (halt, mut halted) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             // Every task of this node lives in this set, so aborting the node aborts them all.
             let mut tasks = JoinSet::new();
@@ -146,6 +151,12 @@ impl ChatNode {
             };
             loop {
                 tokio::select! {
+                    _ = &mut halted => {
+                        // Abort every task and wait until each has stopped, so none delivers
+                        // (and, in a queue, acknowledges) anything after `stop` returned.
+                        tasks.shutdown().await;
+                        return;
+                    }
                     acc = listener.accept() => {
                         if let Ok((stream, _)) = acc {
                             tasks.spawn(serve_client(node.clone(), stream));
@@ -159,13 +170,22 @@ impl ChatNode {
             name: name.to_string(),
             addr,
             stats,
-            task,
+            task: Some(task),
+            halt: Some(halt),
         })
     }
 
-    /// Stop abruptly, as a crash would.
-    pub fn stop(self) {
-        drop(self)
+    /// Stop abruptly, as a crash would: no goodbye to its users, nothing it held survives.
+    /// Returns once none of its tasks runs any more. (Dropping a node aborts it too, but an
+    /// abort takes effect only when the runtime next gets to each task: a relay busy on
+    /// another worker could still hand over, and acknowledge, one more message.)
+    pub async fn stop(mut self) {
+        if let Some(halt) = self.halt.take() {
+            let _ = halt.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
     }
 }
 

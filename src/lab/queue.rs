@@ -124,7 +124,7 @@ async fn outage_run(
 
     // Server 3 goes away, and its user with it.
     drop(c3);
-    n3.stop();
+    n3.stop().await;
     let during = send_all(&mut [&mut c1, &mut c2], k + 1, k).await;
     o.sent += during;
     o.outage_published = during;
