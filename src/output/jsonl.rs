@@ -187,10 +187,8 @@ fn write_packet(b: &mut Vec<u8>, p: &PacketRec, endpoints: &mut Endpoints) -> io
     if let Some(v) = p.acks_frame {
         put_uint(b, b",\"acks_frame\":", v);
     }
-    b.extend_from_slice(b",\"client_state\":");
-    put_str(b, &p.client_state)?;
-    b.extend_from_slice(b",\"server_state\":");
-    put_str(b, &p.server_state)?;
+    put_key_str(b, b",\"client_state\":", &p.client_state)?;
+    put_key_str(b, b",\"server_state\":", &p.server_state)?;
     b.extend_from_slice(b"}\n");
     Ok(())
 }
@@ -198,13 +196,9 @@ fn write_packet(b: &mut Vec<u8>, p: &PacketRec, endpoints: &mut Endpoints) -> io
 /// `,"conn":…,"dir":…,"src":…,"dst":…` of a packet line.
 fn write_endpoints(b: &mut Vec<u8>, p: &PacketRec) -> io::Result<()> {
     put_uint(b, b",\"conn\":", p.conn);
-    b.extend_from_slice(b",\"dir\":");
-    put_str(b, p.dir.as_str())?;
-    b.extend_from_slice(b",\"src\":");
-    put_str(b, &p.src)?;
-    b.extend_from_slice(b",\"dst\":");
-    put_str(b, &p.dst)?;
-    Ok(())
+    put_key_str(b, b",\"dir\":", p.dir.as_str())?;
+    put_key_str(b, b",\"src\":", &p.src)?;
+    put_key_str(b, b",\"dst\":", &p.dst)
 }
 
 /// The endpoint part of recent connections' packet lines, per direction, rendered once.
@@ -230,7 +224,8 @@ struct Rendered {
     json: Vec<u8>,
 }
 
-/// Slots (a power of two): more than the connections open at once in busy captures.
+/// Slots (a power of two), two per connection: when more connections are active at once, some
+/// lines are only rendered again.
 const ENDPOINT_SLOTS: usize = 1 << 13;
 
 impl Default for Endpoints {
