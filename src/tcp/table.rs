@@ -60,8 +60,7 @@ impl Key {
     }
 }
 
-/// A connection with the key (and its hash) that finds it; the key first, so the comparison
-/// that finds an entry brings in the cache line its connection's first fields share.
+/// A connection with the key (and its hash, for the table's growth) that finds it.
 struct Entry {
     key: Key,
     hash: u64,
