@@ -290,10 +290,15 @@ impl Engine {
     pub fn summary_line(&self) -> String {
         let s = &self.stats;
         let mut line = format!(
-            "{} frames, {} TCP segments, {} connections ({} held at most)",
+            "{} frames, {} TCP segments, {} connection{} ({} held at most)",
             s.frames,
             s.segments,
             self.tracker.conns_seen(),
+            if self.tracker.conns_seen() == 1 {
+                ""
+            } else {
+                "s"
+            },
             self.tracker.peak_live()
         );
         if s.decode_failures() > 0 {
