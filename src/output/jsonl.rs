@@ -4,9 +4,8 @@
 //! Optional fields are omitted when absent. Nothing else is written to standard output.
 
 use super::Sink;
-use crate::record::{ConnRec, Dir, HttpRec, PacketRec, Record};
+use crate::record::{Addr, ConnRec, Dir, HttpRec, PacketRec, Record};
 use std::io::{self, Write};
-use std::sync::Arc;
 
 /// Lines are built straight into one block buffer that is written out when full: no copy of
 /// each line from a line buffer into a writer's buffer.
@@ -50,11 +49,7 @@ impl Sink for JsonlSink {
         let written = match rec {
             Record::Packet(p) => write_packet(&mut self.block, p, &mut self.endpoints),
             Record::Http(h) => write_http(&mut self.block, h),
-            Record::Conn(c) => {
-                // The connection's last record: no more packets need its endpoints.
-                self.endpoints.forget(c.conn);
-                write_conn(&mut self.block, c)
-            }
+            Record::Conn(c) => write_conn(&mut self.block, c),
             _ => serde_json::to_writer(&mut self.block, rec)
                 .map(|()| self.block.push(b'\n'))
                 .map_err(io::Error::other),
@@ -197,18 +192,12 @@ fn write_packet(b: &mut Vec<u8>, p: &PacketRec, endpoints: &mut Endpoints) -> io
 fn write_endpoints(b: &mut Vec<u8>, p: &PacketRec) -> io::Result<()> {
     put_uint(b, b",\"conn\":", p.conn);
     put_key_str(b, b",\"dir\":", p.dir.as_str())?;
-    put_key_str(b, b",\"src\":", &p.src)?;
-    put_key_str(b, b",\"dst\":", &p.dst)
+    put_key_str(b, b",\"src\":", &p.src.text())?;
+    put_key_str(b, b",\"dst\":", &p.dst.text())
 }
 
-/// The endpoint part of recent connections' packet lines, per direction, rendered once.
-///
-/// Besides saving the rendering, this keeps the printer off the address strings themselves:
-/// their reference counts share a cache line with the text, and the tracking thread updates
-/// them for every packet, so reading the text here moved that line between cores twice per
-/// packet (about 8% of the JSON-lines run). A cached entry is used only while the record
-/// still points at the very strings it was rendered from; holding those strings keeps their
-/// addresses from being reused, so equal pointers mean equal text.
+/// The endpoint part of recent connections' packet lines, per direction, rendered once: the
+/// same connection and direction with the same addresses give the same text.
 ///
 /// Direct-mapped by connection and direction: no hashing, and a collision only means
 /// rendering again.
@@ -220,7 +209,7 @@ struct Endpoints {
 struct Rendered {
     /// `conn * 2 + dir + 1`; 0 for an empty slot.
     key: u64,
-    strings: Option<(Arc<str>, Arc<str>)>,
+    addrs: (Addr, Addr),
     json: Vec<u8>,
 }
 
@@ -250,38 +239,17 @@ impl Endpoints {
     fn put(&mut self, b: &mut Vec<u8>, p: &PacketRec) -> io::Result<()> {
         let key = Self::key(p.conn, p.dir);
         let r = self.slot(key);
-        if r.key == key {
-            if let Some((src, dst)) = &r.strings {
-                if Arc::ptr_eq(src, &p.src) && Arc::ptr_eq(dst, &p.dst) {
-                    b.extend_from_slice(&r.json);
-                    return Ok(());
-                }
-            }
+        if r.key == key && r.addrs == (p.src, p.dst) {
+            b.extend_from_slice(&r.json);
+            return Ok(());
         }
         let start = b.len();
         write_endpoints(b, p)?;
         r.key = key;
-        r.strings = Some((p.src.clone(), p.dst.clone()));
+        r.addrs = (p.src, p.dst);
         r.json.clear();
         r.json.extend_from_slice(&b[start..]);
         Ok(())
-    }
-
-    /// Connection `conn` ended: let go of its strings.
-    fn forget(&mut self, conn: u64) {
-        for dir in [Dir::C2s, Dir::S2c] {
-            let key = Self::key(conn, dir);
-            let r = self.slot(key);
-            if r.key == key {
-                r.key = 0;
-                r.strings = None;
-            }
-        }
-    }
-
-    #[cfg(test)]
-    fn held(&self) -> usize {
-        self.slots.iter().filter(|r| r.strings.is_some()).count()
     }
 }
 
@@ -431,8 +399,8 @@ mod tests {
             ts: 1795826522.9708412,
             conn: 3,
             dir: Dir::S2c,
-            src: "[2001:db8::1]:443".into(),
-            dst: "192.0.2.1:5".into(),
+            src: "[2001:db8::1]:443".parse().unwrap(),
+            dst: "192.0.2.1:5".parse().unwrap(),
             flags: vec!["SYN".into(), "ACK".into()].into(),
             seq: 0,
             ack: Some(1),
@@ -479,8 +447,8 @@ mod tests {
             let p = PacketRec {
                 ts,
                 ack_rtt: Some(rtt),
-                src: "tab\there".into(),
-                dst: "caf\u{e9} \u{7f}".into(),
+                src: "[fe80::1]:0".parse().unwrap(),
+                dst: "255.255.255.255:65535".parse().unwrap(),
                 ..full.clone()
             };
             assert_fast_equals_serde(Record::Packet(p));
@@ -540,14 +508,14 @@ mod tests {
     }
 
     /// A connection's packets print the endpoints rendered for its first one, until a record
-    /// points at other strings (then those print) or the connection ends.
+    /// has other addresses (then those print), also when another connection takes the slot.
     #[test]
     fn endpoints_rendered_once_follow_the_records() {
         let first = PacketRec {
             conn: 4,
             dir: Dir::C2s,
-            src: "10.0.0.2:40000".into(),
-            dst: "10.0.0.1:80".into(),
+            src: "10.0.0.2:40000".parse().unwrap(),
+            dst: "10.0.0.1:80".parse().unwrap(),
             ..PacketRec::default()
         };
         let same = PacketRec {
@@ -556,21 +524,21 @@ mod tests {
         };
         let moved = PacketRec {
             frame: 3,
-            src: "10.9.9.9:1".into(),
+            src: "10.9.9.9:1".parse().unwrap(),
             ..first.clone()
         };
         let reverse = PacketRec {
             frame: 4,
             dir: Dir::S2c,
-            src: first.dst.clone(),
-            dst: first.src.clone(),
+            src: first.dst,
+            dst: first.src,
             ..first.clone()
         };
         // Another connection in the same slot.
         let other = PacketRec {
             frame: 5,
             conn: first.conn + ENDPOINT_SLOTS as u64 / 2,
-            src: "10.0.0.3:1".into(),
+            src: "10.0.0.3:1".parse().unwrap(),
             ..first.clone()
         };
         let mut sink = JsonlSink::new(Box::new(io::sink()));
@@ -582,13 +550,6 @@ mod tests {
             slow.push(b'\n');
             assert_eq!(lines.last().unwrap(), &slow, "frame {}", p.frame);
         }
-        assert_eq!(sink.endpoints.held(), 2);
-        sink.record(&Record::Conn(crate::record::ConnRec {
-            conn: 4,
-            ..Default::default()
-        }))
-        .unwrap();
-        assert_eq!(sink.endpoints.held(), 0);
     }
 
     /// The record through its fast writer and through serde, as lines.

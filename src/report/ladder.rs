@@ -422,8 +422,8 @@ mod tests {
                 flags: flags.iter().map(|f| f.to_string().into()).collect(),
                 client_state: c.to_string().into(),
                 server_state: s.to_string().into(),
-                src: "10.0.0.1:5000".into(),
-                dst: "10.0.0.2:80".into(),
+                src: "10.0.0.1:5000".parse().unwrap(),
+                dst: "10.0.0.2:80".parse().unwrap(),
                 ..PacketRec::default()
             })
         };

@@ -9,10 +9,10 @@ use super::state::{Event, State};
 use super::{Events, UpperState};
 use crate::capture::Timestamp;
 use crate::decode::{Flags, Segment};
-use crate::record::{ConnRec, Dir, Name, PacketRec, Record, Transition};
+use crate::record::{Addr, ConnRec, Dir, Name, PacketRec, Record, Transition};
 use std::borrow::Cow;
 use std::collections::BTreeMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 
 /// Which connections' segments become `packet` records.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -96,8 +96,6 @@ struct Endpoint {
 pub struct Conn {
     pub index: u64,
     ep: [Endpoint; 2],
-    client_str: std::sync::Arc<str>,
-    server_str: std::sync::Arc<str>,
     pub first_ts: Timestamp,
     pub last_ts: Timestamp,
     last_frame: u64,
@@ -112,27 +110,6 @@ pub struct Conn {
     gap_bytes: u64,
     /// The layer above's state for this connection (see [`UpperState`]).
     pub upper: UpperState,
-}
-
-/// Format an endpoint the contract's way: `192.0.2.1:443`, `[2001:db8::1]:443`.
-pub fn fmt_addr(a: SocketAddr) -> String {
-    match a.ip() {
-        IpAddr::V4(ip) => {
-            // Every connection formats two of these: digits by hand, not through fmt.
-            let mut s = String::with_capacity(21);
-            let mut num = itoa::Buffer::new();
-            for (i, octet) in ip.octets().into_iter().enumerate() {
-                if i > 0 {
-                    s.push('.');
-                }
-                s.push_str(num.format(octet));
-            }
-            s.push(':');
-            s.push_str(num.format(a.port()));
-            s
-        }
-        IpAddr::V6(ip) => format!("[{ip}]:{}", a.port()),
-    }
 }
 
 impl Conn {
@@ -152,8 +129,6 @@ impl Conn {
         Conn {
             index,
             ep: [mk(client), mk(server)],
-            client_str: fmt_addr(client).into(),
-            server_str: fmt_addr(server).into(),
             first_ts: ts,
             last_ts: ts,
             last_frame: 0,
@@ -430,10 +405,7 @@ impl Conn {
         a: &Analysis,
     ) -> PacketRec {
         let (f, r) = (dir.idx(), dir.reverse().idx());
-        let (src, dst) = match dir {
-            Dir::C2s => (&self.client_str, &self.server_str),
-            Dir::S2c => (&self.server_str, &self.client_str),
-        };
+        let addr = |i: usize| Addr(self.ep[i].addr.unwrap_or(Addr::default().0));
         let ack = seg.flags.ack();
         let mut why = BTreeMap::new();
         for (bit, text) in &a.why {
@@ -457,8 +429,8 @@ impl Conn {
             ts: ts.as_secs_f64(),
             conn: self.index,
             dir,
-            src: src.clone(),
-            dst: dst.clone(),
+            src: addr(f),
+            dst: addr(r),
             flags: Cow::Borrowed(flag_names(seg.flags)),
             seq: seg.seq.wrapping_sub(self.ep[f].base.unwrap_or(0)),
             ack: ack.then(|| seg.ack.wrapping_sub(self.ep[r].base.unwrap_or(0))),
@@ -575,6 +547,11 @@ impl Conn {
         events.conn_finished(rec, self.upper.take());
     }
 
+    /// Endpoint `i`'s address as text.
+    fn addr_text(&self, i: usize) -> String {
+        self.ep[i].addr.map(|a| Addr(a).text()).unwrap_or_default()
+    }
+
     /// The `conn` record (HTTP counts are filled in by the engine).
     pub fn summary(&self) -> ConnRec {
         let mut analysis_counts = BTreeMap::new();
@@ -585,8 +562,8 @@ impl Conn {
         }
         ConnRec {
             conn: self.index,
-            client: self.client_str.clone(),
-            server: self.server_str.clone(),
+            client: self.addr_text(0).into(),
+            server: self.addr_text(1).into(),
             first_ts: self.first_ts.as_secs_f64(),
             last_ts: self.last_ts.as_secs_f64(),
             packets_c2s: self.ep[0].packets,
@@ -631,24 +608,6 @@ pub fn pure_syn(flags: Flags) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// The hand-made IPv4 form is the standard library's, for every octet value and ports at
-    /// the edges.
-    #[test]
-    fn v4_endpoints_format_as_display_does() {
-        for o in 0..=255u8 {
-            for (a, port) in [
-                ([o, 0, 9, 255], 0),
-                ([10, o, 100, 1], 65535),
-                ([1, 2, 3, o], 80),
-            ] {
-                let addr = SocketAddr::from((a, port));
-                assert_eq!(fmt_addr(addr), addr.to_string());
-            }
-        }
-        let v6: SocketAddr = "[2001:db8::1]:443".parse().unwrap();
-        assert_eq!(fmt_addr(v6), "[2001:db8::1]:443");
-    }
 
     /// The borrowed table names exactly the flags each combination sets, in the usual order.
     #[test]
