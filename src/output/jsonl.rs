@@ -3,7 +3,7 @@
 //! Each line is a flat object tagged with `"type"` (`packet`, `conn`, `http`, `ws`, `lab`).
 //! Optional fields are omitted when absent. Nothing else is written to standard output.
 
-use super::Sink;
+use super::{Formatter, Sink};
 use crate::record::{Addr, ConnRec, Dir, HttpRec, PacketRec, Record};
 use std::io::{self, Write};
 
@@ -13,7 +13,7 @@ pub struct JsonlSink {
     out: Box<dyn Write + Send>,
     block: Vec<u8>,
     flush_each: bool,
-    endpoints: Endpoints,
+    lines: Lines,
 }
 
 /// Bytes gathered before a write.
@@ -25,7 +25,7 @@ impl JsonlSink {
             out,
             block: Vec::with_capacity(BLOCK + 1024),
             flush_each: false,
-            endpoints: Endpoints::default(),
+            lines: Lines::default(),
         }
     }
 
@@ -40,25 +40,9 @@ impl JsonlSink {
         self.block.clear();
         Ok(())
     }
-}
 
-impl Sink for JsonlSink {
-    fn record(&mut self, rec: &Record) -> io::Result<()> {
-        let start = self.block.len();
-        // The hot paths, a line per segment and per HTTP message, have their own writers.
-        let written = match rec {
-            Record::Packet(p) => write_packet(&mut self.block, p, &mut self.endpoints),
-            Record::Http(h) => write_http(&mut self.block, h),
-            Record::Conn(c) => write_conn(&mut self.block, c),
-            _ => serde_json::to_writer(&mut self.block, rec)
-                .map(|()| self.block.push(b'\n'))
-                .map_err(io::Error::other),
-        };
-        if let Err(e) = written {
-            // Nothing of a record that could not be written.
-            self.block.truncate(start);
-            return Err(e);
-        }
+    /// Write the block when it is full, or at once when line-buffered.
+    fn written(&mut self) -> io::Result<()> {
         if self.flush_each {
             self.write_block()?;
             self.out.flush()?;
@@ -67,9 +51,58 @@ impl Sink for JsonlSink {
         }
         Ok(())
     }
+}
+
+/// The text of records, a line each: what [`JsonlSink`] prints, and what another thread can
+/// make for it ([`Sink::formatter`]). Each line depends only on its record.
+#[derive(Default)]
+pub struct Lines {
+    endpoints: Endpoints,
+}
+
+impl Formatter for Lines {
+    fn format(&mut self, rec: &Record, b: &mut Vec<u8>) -> io::Result<()> {
+        let start = b.len();
+        // The hot paths, a line per segment and per HTTP message, have their own writers.
+        let written = match rec {
+            Record::Packet(p) => write_packet(b, p, &mut self.endpoints),
+            Record::Http(h) => write_http(b, h),
+            Record::Conn(c) => write_conn(b, c),
+            _ => serde_json::to_writer(&mut *b, rec)
+                .map(|()| b.push(b'\n'))
+                .map_err(io::Error::other),
+        };
+        if written.is_err() {
+            // Nothing of a record that could not be written.
+            b.truncate(start);
+        }
+        written
+    }
+}
+
+impl Sink for JsonlSink {
+    fn record(&mut self, rec: &Record) -> io::Result<()> {
+        self.lines.format(rec, &mut self.block)?;
+        self.written()
+    }
     fn finish(&mut self) -> io::Result<()> {
         self.write_block()?;
         self.out.flush()
+    }
+    fn formatter(&self) -> Option<Box<dyn Formatter + Send>> {
+        Some(Box::new(Lines::default()))
+    }
+    fn formatted(&mut self, text: &[u8]) -> io::Result<()> {
+        if self.block.is_empty() && text.len() >= BLOCK {
+            // A whole batch's lines: straight out, without a copy into the block.
+            self.out.write_all(text)?;
+            if self.flush_each {
+                self.out.flush()?;
+            }
+            return Ok(());
+        }
+        self.block.extend_from_slice(text);
+        self.written()
     }
 }
 

@@ -33,6 +33,23 @@ pub trait Sink {
     fn wants_packets(&self) -> crate::tcp::PacketSel {
         crate::tcp::PacketSel::All
     }
+    /// A [`Formatter`] making this printer's text elsewhere, when the text is each record's
+    /// own, independent of the others (JSON lines, not tables). A printer on another thread
+    /// uses one to let the thread that hands it records format them when it falls behind.
+    fn formatter(&self) -> Option<Box<dyn Formatter + Send>> {
+        None
+    }
+    /// Print text that this printer's [`Sink::formatter`] made, in its place among the
+    /// records.
+    fn formatted(&mut self, _text: &[u8]) -> io::Result<()> {
+        Err(io::Error::other("this printer formats its records itself"))
+    }
+}
+
+/// Makes a printer's text for records, to be printed by [`Sink::formatted`].
+pub trait Formatter {
+    /// Append the text for `rec`.
+    fn format(&mut self, rec: &Record, out: &mut Vec<u8>) -> io::Result<()>;
 }
 
 /// Build the printer for `args`, writing to `out`.
