@@ -423,7 +423,11 @@ pub fn replay_command(args: &ReplayArgs) -> anyhow::Result<ExitCode> {
         collect.inner
     };
     let result = if threads >= 2 {
-        let prepare = engine.opts.http;
+        let prepare = if engine.opts.http {
+            crate::pipeline::Prepare::WhenAhead
+        } else {
+            crate::pipeline::Prepare::Never
+        };
         crate::pipeline::run_threaded(
             source,
             keep_payload,

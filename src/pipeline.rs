@@ -12,7 +12,9 @@
 //! first byte ([`crate::http::parser::prepare`]): a pure function of the bytes, so it needs no
 //! connection state. The HTTP layer uses that parse where a message does start there, and
 //! parses for itself everywhere else, so the records are the same; on a busy HTTP capture this
-//! moves most of the parsing off the tracking thread, the one that bounds the run.
+//! moves most of the parsing off the tracking thread, the one that bounds the run. It does so
+//! only while the reader is ahead ([`Prepare::WhenAhead`]): a tracking thread waiting for
+//! input is better off parsing itself.
 //!
 //! Everything downstream sees exactly what a single-threaded run sees: the same segments in the
 //! same order with the same frame numbers and times, the same decode failures, and a capture
@@ -27,7 +29,9 @@ use crate::record::Record;
 use crate::tcp::PacketSel;
 use std::io;
 use std::ops::Range;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::Arc;
 
 /// Frames per batch: large enough that channel hand-offs cost nothing per frame, small enough
 /// that a batch stays in cache.
@@ -65,12 +69,18 @@ struct Batch {
 fn read_ahead(
     mut source: Box<dyn FrameSource + Send>,
     keep_payload: bool,
-    prepare: bool,
+    prepare: Prepare,
     tx: SyncSender<Batch>,
     recycled: Receiver<Batch>,
+    queued: Arc<AtomicUsize>,
 ) {
     let mut decoder = Decoder::new();
     loop {
+        let prepare = match prepare {
+            Prepare::Never => false,
+            Prepare::Always => true,
+            Prepare::WhenAhead => queued.load(Ordering::Relaxed) > 0,
+        };
         let mut batch = recycled.try_recv().unwrap_or_default();
         batch.payload.clear();
         batch.items.clear();
@@ -122,20 +132,33 @@ fn read_ahead(
         }
         batch.progress = source.progress();
         let last = batch.end.is_some();
+        queued.fetch_add(1, Ordering::Relaxed);
         if tx.send(batch).is_err() || last {
             return;
         }
     }
 }
 
+/// Whether the reader thread parses payloads as HTTP heads ahead of the HTTP layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Prepare {
+    Never,
+    Always,
+    /// Only while tracking has batches waiting. When it has none it is waiting for the
+    /// reader, and parsing on the tracking thread instead is faster (replay's summary on two
+    /// cores: the tracking thread waited ~10% of the run for the reader).
+    WhenAhead,
+}
+
 /// [`crate::engine::run_source_with`] with reading and decoding on a second thread. The engine's
 /// own decoder is not used. `keep_payload`: copy payload bytes (needed by reassembly).
-/// `prepare`: parse each payload as the start of an HTTP message on the reader thread too
-/// ([`crate::http::parser::prepare`]), which the HTTP layer then need not do.
+/// `prepare`: when to parse payloads as the start of an HTTP message on the reader thread too
+/// ([`crate::http::parser::prepare`]), which the HTTP layer then need not do; the records are
+/// the same either way.
 pub fn run_threaded(
     source: Box<dyn FrameSource + Send>,
     keep_payload: bool,
-    prepare: bool,
+    prepare: Prepare,
     engine: &mut Engine,
     sink: &mut dyn Sink,
     every: u32,
@@ -143,14 +166,19 @@ pub fn run_threaded(
 ) -> anyhow::Result<()> {
     let (tx, rx) = sync_channel::<Batch>(DEPTH);
     let (back, recycled) = sync_channel::<Batch>(DEPTH + 2);
-    let reader = std::thread::Builder::new()
-        .name("statescope-read".into())
-        .spawn(move || read_ahead(source, keep_payload, prepare, tx, recycled))?;
+    let queued = Arc::new(AtomicUsize::new(0));
+    let reader = {
+        let queued = queued.clone();
+        std::thread::Builder::new()
+            .name("statescope-read".into())
+            .spawn(move || read_ahead(source, keep_payload, prepare, tx, recycled, queued))?
+    };
     let mut n = 0u32;
     let mut failure = None;
     // A closed channel without an end marker means the reader thread died: say so.
     let mut ended = false;
     while let Ok(mut batch) = rx.recv() {
+        queued.fetch_sub(1, Ordering::Relaxed);
         for item in &batch.items {
             let decoded = match &item.decoded {
                 Decoded::Segment(seg, range) => Ok(Some(Segment {

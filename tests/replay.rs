@@ -350,7 +350,12 @@ fn render_run(path: &Path, format: Format, threads: u8) -> (String, Option<Strin
     }
     let opts = EngineOptions::from_args(&args, sink.wants_packets());
     let keep_payload = opts.tracker.reassemble;
-    let prepare = opts.http;
+    // Heads parsed ahead for every payload: the path the reader takes when it is ahead.
+    let prepare = if opts.http {
+        statescope::pipeline::Prepare::Always
+    } else {
+        statescope::pipeline::Prepare::Never
+    };
     let mut engine = Engine::new(opts);
     let src = pcap_file::open(path).unwrap();
     let result = if threads >= 2 {
