@@ -363,8 +363,9 @@ impl PrintThread {
             self.formatted_here += 1;
             self.behind.push_back(job);
             if self.behind.len() > BEHIND {
-                let first = self.behind.pop_front().expect("more than BEHIND waiting");
-                sent &= tx.send(first).is_ok();
+                if let Some(first) = self.behind.pop_front() {
+                    sent &= tx.send(first).is_ok();
+                }
             }
         }
         if sent {
