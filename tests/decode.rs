@@ -924,7 +924,6 @@ fn frames_and_end(src: &mut dyn FrameSource) -> (Vec<FrameSeen>, String) {
 
 /// Read `bytes` both ways (as a file mapped, as a stream) and compare everything.
 fn mapped_reads_as_streamed(name: &str, bytes: &[u8]) {
-    use statescope::capture::mapped::MappedPcap;
     let f = write_temp(bytes);
     let shown = f.path().display().to_string();
     let file = std::fs::File::open(f.path()).unwrap();
@@ -933,10 +932,14 @@ fn mapped_reads_as_streamed(name: &str, bytes: &[u8]) {
         Box::new(std::io::Cursor::new(bytes.to_vec())),
         None,
     );
-    let mapped = MappedPcap::open(&shown, &file);
+    let mapped = statescope::capture::mapped::open(&shown, &file);
     match (mapped, streamed) {
         (Ok(Some(mut m)), Ok(mut s)) => {
-            assert_eq!(frames_and_end(&mut m), frames_and_end(s.as_mut()), "{name}");
+            assert_eq!(
+                frames_and_end(m.as_mut()),
+                frames_and_end(s.as_mut()),
+                "{name}"
+            );
         }
         (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string(), "{name}"),
         (a, b) => panic!(
@@ -968,9 +971,75 @@ fn a_mapped_pcap_reads_exactly_as_a_streamed_one() {
     let ends = record_ends(&fixtures().join("linktype-eth.pcap"));
     mapped_reads_as_streamed("absurd", &patched_header(ends[2] as usize + 8, 0x7fff_0000));
     mapped_reads_as_streamed("snaplen 0", &patched_header(16, 0));
-    // A pcapng file is not mapped: the caller reads it the usual way.
-    let ng = std::fs::File::open(fixtures().join("linktype-eth-ng.pcapng")).unwrap();
-    assert!(statescope::capture::mapped::MappedPcap::open("ng", &ng)
+    // Neither pcap nor pcapng: not mapped, the caller reads it and says what is wrong.
+    let other = write_temp(b"GET / HTTP/1.1\r\n\r\n");
+    let file = std::fs::File::open(other.path()).unwrap();
+    assert!(statescope::capture::mapped::open("text", &file)
         .unwrap()
         .is_none());
+}
+
+#[test]
+fn a_mapped_pcapng_reads_exactly_as_a_streamed_one() {
+    for name in ["linktype-eth-ng.pcapng", "multi-if.pcapng"] {
+        let bytes = std::fs::read(fixtures().join(name)).unwrap();
+        mapped_reads_as_streamed(name, &bytes);
+    }
+    // Every block kind, both byte orders, and a section of each order in one file.
+    let built = |be: bool| {
+        let mut ng = Ng {
+            be,
+            out: Vec::new(),
+        };
+        ng.shb();
+        ng.idb(1, None, None);
+        ng.idb(101, Some(9), Some(100));
+        ng.epb(1, 5_000_000_123, b"raw");
+        ng.epb(0, 7_000_001, b"eth");
+        ng.spb(b"simple");
+        ng.obsolete_pb(1, 42, b"old");
+        ng.block(0x0BAD, &[1, 2, 3, 4]);
+        // A packet block with options after its data (a comment, then the end of options).
+        let mut b = Vec::new();
+        for v in [0u32, 0, 9, 5, 5] {
+            b.extend_from_slice(&ng.u32(v));
+        }
+        b.extend_from_slice(b"opts!\0\0\0");
+        b.extend_from_slice(&ng.u16(1));
+        b.extend_from_slice(&ng.u16(2));
+        b.extend_from_slice(b"hi\0\0");
+        b.extend_from_slice(&[0, 0, 0, 0]);
+        ng.block(6, &b);
+        ng.out
+    };
+    let (le, be) = (built(false), built(true));
+    mapped_reads_as_streamed("little-endian", &le);
+    mapped_reads_as_streamed("big-endian", &be);
+    let both = [le.clone(), be].concat();
+    mapped_reads_as_streamed("two sections", &both);
+    // Cut anywhere: inside the section header, a block header, a packet's data, its trailer.
+    for cut in 4..le.len() {
+        mapped_reads_as_streamed(&format!("cut {cut}"), &le[..cut]);
+    }
+    // Damage inside packet blocks: caplen past the block, trailer length differing from the
+    // header's, a length that is not a multiple of 4, a missing interface.
+    let first_epb = le.len() - built_tail_len(&le);
+    for (at, value) in [(20, 1000u32), (4, 40), (4, 41), (8, 7)] {
+        let mut bad = le.clone();
+        bad[first_epb + at..first_epb + at + 4].copy_from_slice(&value.to_le_bytes());
+        mapped_reads_as_streamed(&format!("patched {at}={value}"), &bad);
+    }
+}
+
+/// Bytes from the first enhanced packet block of a file `built` above to its end.
+fn built_tail_len(bytes: &[u8]) -> usize {
+    let mut at = 0;
+    while at + 8 <= bytes.len() {
+        let kind = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap());
+        if kind == 6 {
+            return bytes.len() - at;
+        }
+        at += u32::from_le_bytes(bytes[at + 4..at + 8].try_into().unwrap()) as usize;
+    }
+    panic!("no packet block")
 }

@@ -1,10 +1,12 @@
-//! Legacy pcap files read through a memory map: frames borrow the file's pages directly.
+//! Capture files read through a memory map: frames borrow the file's pages directly.
 //!
 //! Reading a large file with `read` copies every byte from the page cache into a buffer; a map
 //! hands the frames over where they lie, which on the replay benchmark is most of the cost of
-//! reading (see `bench/replay.sh`). Records are parsed by pcap-parser's `parse_pcap_frame*`,
-//! the file header and every record length are checked first exactly as [`super::pcap_file`]
-//! checks them, and the same errors come out at the same offsets.
+//! reading (see `bench/replay.sh`). Legacy pcap records are parsed here by pcap-parser's
+//! `parse_pcap_frame*`, the file header and every record length checked first exactly as
+//! [`super::pcap_file`] checks them. pcapng goes through [`super::pcap_file`]'s own block
+//! handling with [`MappedNg`] in place of pcap-parser's buffered reader. Either way the same
+//! errors come out at the same offsets as from the streaming readers.
 //!
 //! Memory stays flat: pages already read are released every [`RELEASE_STEP`] bytes with
 //! `MADV_DONTNEED` (they stay in the page cache; only this process's mapping of them goes), so
@@ -19,12 +21,60 @@ use super::pcap_file::{is_legacy_magic, LegacyHeader};
 use super::{CaptureError, Frame, FrameSource};
 use memmap2::{Advice, Mmap, UncheckedAdvice};
 use pcap_parser::pcap::{parse_pcap_frame, parse_pcap_frame_be, parse_pcap_frame_modified};
+use pcap_parser::pcapng::{parse_block_be, parse_block_le};
+use pcap_parser::traits::PcapReaderIterator;
+use pcap_parser::{Block, PcapBlockOwned, PcapError};
 use std::fs::File;
 
 /// Files shorter than this are read with `read`: the saving is negligible there.
 pub const MIN_MAPPED: u64 = 16 << 20;
 /// Bytes read between releases of the pages behind the read position.
 const RELEASE_STEP: usize = 2 << 20;
+
+/// Map `file` (named `name` in errors) and read it from the map if it is a pcap or pcapng
+/// file: `Ok(None)` when it is neither or cannot be mapped, so the caller reads it the usual way
+/// (and reports what is wrong with it).
+pub fn open(name: &str, file: &File) -> Result<Option<Box<dyn FrameSource + Send>>, CaptureError> {
+    // SAFETY: the map is read-only and private; the file is a regular file. Its contents
+    // changing under the map would change what is parsed (never memory safety of the parse,
+    // which only reads bytes); only a truncation by another process could fault.
+    let Ok(map) = (unsafe { Mmap::map(file) }) else {
+        return Ok(None);
+    };
+    if map.len() < 4 {
+        return Ok(None);
+    }
+    let magic = [map[0], map[1], map[2], map[3]];
+    if is_legacy_magic(magic) {
+        return Ok(MappedPcap::open(name, map)?.map(|m| Box::new(m) as _));
+    }
+    if u32::from_le_bytes(magic) == SHB_TYPE {
+        let _ = map.advise(Advice::Sequential);
+        return super::pcap_file::open_ng_mapped(name, map).map(Some);
+    }
+    Ok(None)
+}
+
+/// The first four bytes of a pcapng file (a section header block's type).
+const SHB_TYPE: u32 = 0x0A0D_0D0A;
+
+/// Drop this process's mapping of the pages of `map` wholly before `pos`, once there are
+/// [`RELEASE_STEP`] bytes of them beyond `released`.
+///
+/// # Safety
+/// Nothing may borrow the pages before `pos` any more.
+unsafe fn release_behind(map: &Mmap, released: &mut usize, pos: usize) {
+    const PAGE: usize = 4096;
+    let upto = pos / PAGE * PAGE;
+    if upto >= *released + RELEASE_STEP {
+        // SAFETY: per this function's contract; a private read-only file mapping refills from
+        // the file if touched again.
+        let _ = unsafe {
+            map.unchecked_advise_range(UncheckedAdvice::DontNeed, *released, upto - *released)
+        };
+        *released = upto;
+    }
+}
 
 /// A legacy pcap file mapped into memory.
 pub struct MappedPcap {
@@ -40,15 +90,9 @@ pub struct MappedPcap {
 }
 
 impl MappedPcap {
-    /// Map `file` (named `name` in errors) if it is a legacy pcap file: `Ok(None)` when it is
-    /// not one or cannot be mapped, so the caller reads it the usual way.
-    pub fn open(name: &str, file: &File) -> Result<Option<MappedPcap>, CaptureError> {
-        // SAFETY: the map is read-only and private; the file is a regular file. Its contents
-        // changing under the map would change what is parsed (never memory safety of the
-        // parse, which only reads bytes); only a truncation by another process could fault.
-        let Ok(map) = (unsafe { Mmap::map(file) }) else {
-            return Ok(None);
-        };
+    /// Read `map` (of a file named `name` in errors) as a legacy pcap file: `Ok(None)` when
+    /// it is not one.
+    fn open(name: &str, map: Mmap) -> Result<Option<MappedPcap>, CaptureError> {
         if map.len() < 4 || !is_legacy_magic([map[0], map[1], map[2], map[3]]) {
             return Ok(None);
         }
@@ -72,21 +116,9 @@ impl MappedPcap {
 
     /// Drop this process's mapping of the pages wholly before the read position.
     fn release_behind(&mut self) {
-        const PAGE: usize = 4096;
-        let upto = self.pos / PAGE * PAGE;
-        if upto >= self.released + RELEASE_STEP {
-            // SAFETY: nothing borrows these pages any more: the frames handed out before the
-            // current position were borrowed from `&mut self` calls that have returned, and a
-            // private read-only file mapping refills from the file if touched again.
-            let _ = unsafe {
-                self.map.unchecked_advise_range(
-                    UncheckedAdvice::DontNeed,
-                    self.released,
-                    upto - self.released,
-                )
-            };
-            self.released = upto;
-        }
+        // SAFETY: nothing borrows these pages any more: the frames handed out before the
+        // current position were borrowed from `&mut self` calls that have returned.
+        unsafe { release_behind(&self.map, &mut self.released, self.pos) }
     }
 }
 
@@ -140,5 +172,220 @@ impl FrameSource for MappedPcap {
 
     fn progress(&self) -> (u64, Option<u64>) {
         (self.pos as u64, Some(self.map.len() as u64))
+    }
+}
+
+/// A pcapng file mapped into memory, read block by block in place: pcap-parser's reader
+/// interface over the map, so [`super::pcap_file`]'s handling of sections, interfaces and
+/// packet blocks (and of damage) is the same for mapped and streamed files. The whole file is
+/// in the map: there is never more to read, and a block cut short is a truncated file.
+pub struct MappedNg {
+    map: Mmap,
+    /// Offset of the next block.
+    pos: usize,
+    /// Everything before this offset has been released.
+    released: usize,
+    /// Byte order of the current section (each section header says its own).
+    big_endian: bool,
+}
+
+impl MappedNg {
+    pub fn new(map: Mmap) -> MappedNg {
+        MappedNg {
+            map,
+            pos: 0,
+            released: 0,
+            big_endian: false,
+        }
+    }
+}
+
+/// The common block, an enhanced packet block that is whole and consistent, read without
+/// pcap-parser's general block parser (which also collects the block's options, which replay
+/// never reads: a third of the reading thread's time on a pcapng file). Anything else, or any
+/// doubt, is `None` and goes through pcap-parser, so damage is reported as for a streamed file.
+fn quick_epb(data: &[u8], big_endian: bool) -> Option<pcap_parser::EnhancedPacketBlock<'_>> {
+    const EPB_TYPE: u32 = 6;
+    let head = data.get(..28)?;
+    let word = |at: usize| {
+        let b = [head[at], head[at + 1], head[at + 2], head[at + 3]];
+        if big_endian {
+            u32::from_be_bytes(b)
+        } else {
+            u32::from_le_bytes(b)
+        }
+    };
+    if word(0) != EPB_TYPE {
+        return None;
+    }
+    let len = word(4);
+    let caplen = word(20);
+    let padded = caplen.checked_add(3)? & !3;
+    if len % 4 != 0 || (len as usize) > data.len() || padded.checked_add(32)? > len {
+        return None;
+    }
+    let tail = &data[len as usize - 4..len as usize];
+    let tail = [tail[0], tail[1], tail[2], tail[3]];
+    let len2 = if big_endian {
+        u32::from_be_bytes(tail)
+    } else {
+        u32::from_le_bytes(tail)
+    };
+    if len2 != len {
+        return None;
+    }
+    Some(pcap_parser::EnhancedPacketBlock {
+        // As the file has it: pcap-parser reads the type little-endian.
+        block_type: u32::from_le_bytes([head[0], head[1], head[2], head[3]]),
+        block_len1: len,
+        if_id: word(8),
+        ts_high: word(12),
+        ts_low: word(16),
+        caplen,
+        origlen: word(24),
+        data: &data[28..28 + padded as usize],
+        options: Vec::new(),
+        block_len2: len2,
+    })
+}
+
+impl PcapReaderIterator for MappedNg {
+    fn next(&mut self) -> Result<(usize, PcapBlockOwned<'_>), PcapError<&[u8]>> {
+        let data = &self.map[self.pos..];
+        if data.is_empty() {
+            return Err(PcapError::Eof);
+        }
+        if let Some(epb) = quick_epb(data, self.big_endian) {
+            let len = epb.block_len1 as usize;
+            return Ok((len, PcapBlockOwned::from(Block::EnhancedPacket(epb))));
+        }
+        let parse = if self.big_endian {
+            parse_block_be
+        } else {
+            parse_block_le
+        };
+        match parse(data) {
+            Ok((rest, block)) => {
+                if let Block::SectionHeader(shb) = &block {
+                    self.big_endian = shb.big_endian();
+                }
+                Ok((data.len() - rest.len(), PcapBlockOwned::from(block)))
+            }
+            Err(pcap_parser::nom::Err::Error(e) | pcap_parser::nom::Err::Failure(e)) => Err(e),
+            Err(pcap_parser::nom::Err::Incomplete(_)) => Err(PcapError::UnexpectedEof),
+        }
+    }
+
+    fn consume(&mut self, offset: usize) {
+        self.pos = (self.pos + offset).min(self.map.len());
+        // SAFETY: pcap-parser's contract for `consume`: the blocks read so far (and frames
+        // borrowed from them) are gone.
+        unsafe { release_behind(&self.map, &mut self.released, self.pos) }
+    }
+
+    fn consume_noshift(&mut self, offset: usize) {
+        self.pos = (self.pos + offset).min(self.map.len());
+    }
+
+    fn consumed(&self) -> usize {
+        self.pos
+    }
+
+    fn refill(&mut self) -> Result<(), PcapError<&[u8]>> {
+        Ok(())
+    }
+
+    fn position(&self) -> usize {
+        0
+    }
+
+    fn grow(&mut self, _new_size: usize) -> bool {
+        true
+    }
+
+    fn data(&self) -> &[u8] {
+        &self.map[self.pos..]
+    }
+
+    fn reader_exhausted(&self) -> bool {
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An enhanced packet block: interface 2, time (1, 2), `data`, then `options` bytes.
+    fn epb(be: bool, data: &[u8], options: &[u8]) -> Vec<u8> {
+        let w = |v: u32| if be { v.to_be_bytes() } else { v.to_le_bytes() };
+        let padded = data.len().div_ceil(4) * 4;
+        let len = (32 + padded + options.len()) as u32;
+        let mut b = Vec::new();
+        for v in [6, len, 2, 1, 2, data.len() as u32, 1500] {
+            b.extend_from_slice(&w(v));
+        }
+        b.extend_from_slice(data);
+        b.resize(28 + padded, 0);
+        b.extend_from_slice(options);
+        b.extend_from_slice(&w(len));
+        b
+    }
+
+    #[test]
+    fn quick_packet_blocks_read_as_pcap_parser_reads_them() {
+        for be in [false, true] {
+            let comment: &[u8] = if be {
+                &[0, 1, 0, 2, b'h', b'i', 0, 0, 0, 0, 0, 0]
+            } else {
+                &[1, 0, 2, 0, b'h', b'i', 0, 0, 0, 0, 0, 0]
+            };
+            for (data, options) in [(&b"abcde"[..], &[][..]), (b"abcd", comment), (b"", &[])] {
+                let block = epb(be, data, options);
+                let quick = quick_epb(&block, be).expect("a whole packet block");
+                let parsed = if be {
+                    parse_block_be(&block)
+                } else {
+                    parse_block_le(&block)
+                };
+                let Ok((rest, Block::EnhancedPacket(full))) = parsed else {
+                    panic!("pcap-parser rejected the block")
+                };
+                assert!(rest.is_empty());
+                assert_eq!(
+                    (quick.block_type, quick.block_len1, quick.block_len2),
+                    (full.block_type, full.block_len1, full.block_len2)
+                );
+                assert_eq!(
+                    (quick.if_id, quick.ts_high, quick.ts_low),
+                    (full.if_id, full.ts_high, full.ts_low)
+                );
+                assert_eq!((quick.caplen, quick.origlen), (full.caplen, full.origlen));
+                assert_eq!(quick.data, full.data);
+                assert_eq!(quick.block_len1 as usize, block.len());
+            }
+            // Anything doubtful goes to pcap-parser: cut short, trailer differing, caplen past
+            // the block, another block type.
+            let block = epb(be, b"abcdefgh", &[]);
+            assert!(quick_epb(&block[..block.len() - 1], be).is_none());
+            let mut bad = block.clone();
+            let n = bad.len();
+            bad[n - 4..].copy_from_slice(&[0, 0, 0, 0]);
+            assert!(quick_epb(&bad, be).is_none());
+            let mut bad = block.clone();
+            bad[20..24].copy_from_slice(&if be {
+                9u32.to_be_bytes()
+            } else {
+                9u32.to_le_bytes()
+            });
+            assert!(quick_epb(&bad, be).is_none());
+            let mut bad = block;
+            bad[..4].copy_from_slice(&if be {
+                3u32.to_be_bytes()
+            } else {
+                3u32.to_le_bytes()
+            });
+            assert!(quick_epb(&bad, be).is_none());
+        }
     }
 }

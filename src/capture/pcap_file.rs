@@ -3,8 +3,8 @@
 //!
 //! Memory does not grow with file size: pcap-parser's circular buffer is refilled as frames are
 //! consumed, and only grows when a single record is larger than it (bounded by the limits below).
-//! A large legacy pcap file is read through a memory map instead ([`super::mapped`]), with the
-//! same checks and errors.
+//! A large regular file (pcap or pcapng) is read through a memory map instead
+//! ([`super::mapped`]), with the same checks and errors.
 //!
 //! The file header is read and checked here, not by pcap-parser, so that a bad file gets a
 //! message naming what is wrong; records are checked before they are parsed, so an absurd length
@@ -63,8 +63,8 @@ pub fn open(path: &Path) -> Result<Box<dyn FrameSource + Send>, CaptureError> {
     }
     let size = meta.is_file().then_some(meta.len());
     if size.is_some_and(|n| n >= super::mapped::MIN_MAPPED) {
-        if let Some(mapped) = super::mapped::MappedPcap::open(&name, &file)? {
-            return Ok(Box::new(mapped));
+        if let Some(mapped) = super::mapped::open(&name, &file)? {
+            return Ok(mapped);
         }
     }
     open_reader(name, Box::new(file), size)
@@ -288,9 +288,49 @@ fn open_ng(
     let mut head = vec![0u8; 12];
     head[..4].copy_from_slice(&magic);
     let got = 4 + read_full(&mut input, &mut head[4..]).map_err(read_err)?;
+    let (big_endian, len) = section_header(&name, &head[..got])?;
+    head.resize(len, 0);
+    let got = 12 + read_full(&mut input, &mut head[12..]).map_err(read_err)?;
+    section_header_whole(&name, got, len)?;
+    let capacity = BUF_CAPACITY.max(2 * len);
+    let chained: Box<dyn Read + Send> = Box::new(Cursor::new(head).chain(input));
+    let reader = PcapNGReader::new(capacity, chained)
+        .map_err(|e| damaged(&name, 0, format!("pcapng section header rejected: {e}")))?;
+    Ok(Box::new(PcapFile::ng(
+        name,
+        Box::new(reader),
+        capacity,
+        big_endian,
+        size,
+    )))
+}
+
+/// A pcapng file already in memory (a map of the whole file, see [`super::mapped`]): the same
+/// checks and errors as [`open_ng`], with the blocks parsed where they lie.
+pub(super) fn open_ng_mapped(
+    name: &str,
+    map: memmap2::Mmap,
+) -> Result<Box<dyn FrameSource + Send>, CaptureError> {
+    let (big_endian, len) = section_header(name, &map[..map.len().min(12)])?;
+    section_header_whole(name, map.len(), len)?;
+    let size = Some(map.len() as u64);
+    let reader = super::mapped::MappedNg::new(map);
+    Ok(Box::new(PcapFile::ng(
+        name.to_string(),
+        Box::new(reader),
+        BUF_CAPACITY,
+        big_endian,
+        size,
+    )))
+}
+
+/// Check the first 12 bytes of a pcapng section header block (given as `head`, shorter when
+/// the file is): its byte order and total length.
+fn section_header(name: &str, head: &[u8]) -> Result<(bool, usize), CaptureError> {
+    let got = head.len();
     if got < 12 {
         return Err(damaged(
-            &name,
+            name,
             0,
             format!("pcapng section header truncated: the file is only {got} bytes long"),
         ));
@@ -300,47 +340,33 @@ fn open_ng(
         m if m.swap_bytes() == BYTE_ORDER_MAGIC => true,
         _ => {
             return Err(damaged(
-                &name,
+                name,
                 8,
                 "pcapng byte-order magic is wrong: not a pcapng file, or a damaged one".into(),
             ))
         }
     };
-    let len = u32_at(&head, 4, big_endian);
+    let len = u32_at(head, 4, big_endian);
     if len < 28 || !len.is_multiple_of(4) || len > MAX_BLOCK {
         return Err(damaged(
-            &name,
+            name,
             4,
             format!("pcapng section header block length {len} is invalid"),
         ));
     }
-    head.resize(len as usize, 0);
-    let got = 12 + read_full(&mut input, &mut head[12..]).map_err(read_err)?;
-    if got < len as usize {
+    Ok((big_endian, len as usize))
+}
+
+/// The whole section header block must be there: `got` bytes of its `len`.
+fn section_header_whole(name: &str, got: usize, len: usize) -> Result<(), CaptureError> {
+    if got < len {
         return Err(damaged(
-            &name,
+            name,
             0,
             format!("pcapng section header truncated: {got} of {len} bytes"),
         ));
     }
-    let capacity = BUF_CAPACITY.max(2 * len as usize);
-    let chained: Box<dyn Read + Send> = Box::new(Cursor::new(head).chain(input));
-    let reader = PcapNGReader::new(capacity, chained)
-        .map_err(|e| damaged(&name, 0, format!("pcapng section header rejected: {e}")))?;
-    Ok(Box::new(PcapFile {
-        name,
-        reader: Box::new(reader),
-        capacity,
-        format: Format::Ng {
-            big_endian,
-            interfaces: Vec::new(),
-        },
-        pending_consume: 0,
-        frames: 0,
-        size,
-        done: false,
-        last_ts: Timestamp::default(),
-    }))
+    Ok(())
 }
 
 /// Timestamp units of a pcapng interface (`if_tsresol`).
@@ -435,6 +461,29 @@ enum Step {
 }
 
 impl PcapFile {
+    fn ng(
+        name: String,
+        reader: Box<dyn PcapReaderIterator + Send>,
+        capacity: usize,
+        big_endian: bool,
+        size: Option<u64>,
+    ) -> PcapFile {
+        PcapFile {
+            name,
+            reader,
+            capacity,
+            format: Format::Ng {
+                big_endian,
+                interfaces: Vec::new(),
+            },
+            pending_consume: 0,
+            frames: 0,
+            size,
+            done: false,
+            last_ts: Timestamp::default(),
+        }
+    }
+
     fn offset(&self) -> u64 {
         self.reader.consumed() as u64
     }
