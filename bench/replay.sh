@@ -20,10 +20,11 @@ tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 # run NAME CMD... : runs CMD ${RUNS:-3} times (RUNS=1 for the slow tshark run) and prints the
 # run with the median wall time: wall and cpu seconds, packets/s on each, and the highest peak
 # RSS of all runs. A single run of a one-second command on a shared machine is mostly noise.
+# MORE=1 adds to the runs NAME already has instead of starting afresh.
 run() {
   local name=$1; shift
   local i
-  : > "$tmp/$name.all"
+  [ -n "${MORE:-}" ] || : > "$tmp/$name.all"
   for i in $(seq "${RUNS:-3}"); do
     /usr/bin/time -f "%e %U %S %M" -o "$tmp/t" "$@" > /dev/null 2> "$tmp/err" || { echo "$name failed: $(tail -1 "$tmp/err")" >&2; exit 1; }
     cat "$tmp/t" >> "$tmp/$name.all"
@@ -50,9 +51,17 @@ run jsonl              "$bin" replay -q --format jsonl "$cap"
 run jsonl-no-http      "$bin" replay -q --no-http --format jsonl "$cap"
 
 n=${TSHARK_FRAMES:-1000000}
-editcap -r "$cap" "$tmp/head.pcap" "1-$n" >/dev/null 2>&1
-FR=$n RUNS=1 run tshark-fields-head  tshark -r "$tmp/head.pcap" -T fields -e frame.number -e tcp.stream -e tcp.seq -e tcp.ack -e tcp.analysis.flags
-FR=$n run jsonl-head          "$bin" replay -q --format jsonl "$tmp/head.pcap"
+# The head in the capture's own format (editcap writes pcapng unless told), so both programs
+# read the same kind of file the whole-capture runs read.
+fmt=pcap
+if capinfos -t "$cap" 2>/dev/null | grep -q pcapng; then fmt=pcapng; fi
+editcap -F "$fmt" -r "$cap" "$tmp/head.$fmt" "1-$n" >/dev/null 2>&1
+# statescope's head runs go on both sides of the long tshark run: the machine's speed drifts
+# over half a minute of load, and neither program should get only the fresh or only the tired
+# side of it.
+FR=$n RUNS=2 run jsonl-head   "$bin" replay -q --format jsonl "$tmp/head.$fmt" > /dev/null
+FR=$n RUNS=1 run tshark-fields-head  tshark -r "$tmp/head.$fmt" -T fields -e frame.number -e tcp.stream -e tcp.seq -e tcp.ack -e tcp.analysis.flags
+FR=$n RUNS=2 MORE=1 run jsonl-head "$bin" replay -q --format jsonl "$tmp/head.$fmt"
 
 ratios() {
   local kind=$1
