@@ -900,8 +900,33 @@ fn unknown_link_type_is_a_decode_error_not_a_file_error() {
     );
 }
 
+#[test]
+fn packet_block_with_a_different_trailing_length_is_damage() {
+    let mut ng = Ng {
+        be: false,
+        out: Vec::new(),
+    };
+    ng.shb();
+    ng.idb(1, None, None);
+    ng.epb(0, 1, b"good");
+    let at = ng.out.len();
+    ng.epb(0, 2, b"bad!");
+    let end = ng.out.len();
+    ng.out[end - 4..end].copy_from_slice(&40u32.to_le_bytes());
+    let mut src =
+        open_reader("built".into(), Box::new(std::io::Cursor::new(ng.out)), None).unwrap();
+    assert_eq!(src.next_frame().unwrap().unwrap().data, b"good");
+    match src.next_frame() {
+        Err(CaptureError::Damaged { offset, what, .. }) => {
+            assert_eq!(offset, at as u64);
+            assert!(what.contains("lengths or fields disagree"), "{what}");
+        }
+        other => panic!("{:?}", other.map(|_| ())),
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
-// Large legacy files are read through a memory map: the same frames and the same errors
+// Large files are read through a memory map: the same frames and the same errors
 
 /// A frame's number, time, link type, bytes, wire length, and the source's progress after it.
 type FrameSeen = (u64, Timestamp, LinkType, Vec<u8>, u32, u64);

@@ -230,6 +230,18 @@ pub(super) fn legacy_header(name: &str, head: &[u8]) -> Result<LegacyHeader, Cap
     })
 }
 
+/// A block pcap-parser rejected, in words: its own message shows a parser error kind.
+fn malformed(kind: pcap_parser::nom::error::ErrorKind) -> String {
+    use pcap_parser::nom::error::ErrorKind;
+    let what = match kind {
+        // pcap-parser's checks of a block against itself: lengths that disagree (the trailing
+        // copy, or one too short for the block's type), or a field out of range.
+        ErrorKind::Verify => "a block whose lengths or fields disagree",
+        _ => "a malformed block or record",
+    };
+    format!("{what} ({kind:?} check): the file is damaged from here on")
+}
+
 /// A record longer than the header allows: the message both readers give.
 pub(super) fn absurd_record(caplen: u32, max_caplen: u32) -> String {
     format!(
@@ -562,6 +574,7 @@ impl PcapFile {
             Err(PcapError::UnexpectedEof) => return Step::Truncated,
             Err(PcapError::BufferTooSmall) => return Step::TooSmall,
             Err(PcapError::ReadError) => return Step::Fail("read error".into()),
+            Err(PcapError::NomError(_, kind)) => return Step::Fail(malformed(kind)),
             Err(e) => return Step::Fail(format!("malformed record or block ({e})")),
         };
         let frame = |data: &[u8], ts, linktype, orig_len| Step::Frame {
