@@ -17,7 +17,7 @@
 //! saves only matters there), and anything that cannot be mapped is read the usual way.
 
 use super::pcap_file::{absurd_record, damaged, legacy_header, truncated_record, u32_at};
-use super::pcap_file::{is_legacy_magic, LegacyHeader};
+use super::pcap_file::{is_legacy_magic, LegacyHeader, SHB_TYPE};
 use super::{CaptureError, Frame, FrameSource};
 use memmap2::{Advice, Mmap, UncheckedAdvice};
 use pcap_parser::pcap::{parse_pcap_frame, parse_pcap_frame_be, parse_pcap_frame_modified};
@@ -54,9 +54,6 @@ pub fn open(name: &str, file: &File) -> Result<Option<Box<dyn FrameSource + Send
     }
     Ok(None)
 }
-
-/// The first four bytes of a pcapng file (a section header block's type).
-const SHB_TYPE: u32 = 0x0A0D_0D0A;
 
 /// Drop this process's mapping of the pages of `map` wholly before `pos`, once there are
 /// [`RELEASE_STEP`] bytes of them beyond `released`.
