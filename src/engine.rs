@@ -11,7 +11,7 @@ use crate::http::HttpConn;
 use crate::output::{make_sink, Sink};
 use crate::record::{ConnRec, Dir, Record};
 use crate::tcp::reassembly::Chunk;
-use crate::tcp::{Events, PacketSel, Tracker, TrackerConfig, UpperState};
+use crate::tcp::{Events, FlowKey, PacketSel, Tracker, TrackerConfig, UpperState};
 use std::collections::BTreeMap;
 use std::io::{self, Write};
 use std::process::ExitCode;
@@ -175,12 +175,15 @@ impl Parts<'_> {
         number: u64,
         ts: Timestamp,
         decoded: Result<Option<Segment<'_>>, DecodeError>,
+        flow: Option<FlowKey>,
     ) {
         self.stats.frames += 1;
         match decoded {
             Ok(Some(seg)) => {
                 self.stats.segments += 1;
-                self.tracker.on_segment(&seg, number, ts, &mut self.upper);
+                let flow = flow.unwrap_or_else(|| FlowKey::of(&seg));
+                self.tracker
+                    .on_keyed_segment(&seg, flow, number, ts, &mut self.upper);
             }
             Ok(None) => self.stats.not_tcp += 1,
             Err(e) => *self.stats.decode_errors.entry(e.kind()).or_default() += 1,
@@ -232,25 +235,27 @@ impl Engine {
     /// One frame: decode, track, and print what it produced.
     pub fn on_frame(&mut self, frame: &Frame<'_>, sink: &mut dyn Sink) -> io::Result<()> {
         let decoded = self.decoder.decode(frame);
-        parts!(self).track(frame.number, frame.ts, decoded);
+        parts!(self).track(frame.number, frame.ts, decoded, None);
         self.flush(sink)
     }
 
     /// One frame decoded elsewhere (see [`crate::pipeline`]): track it and print what it
-    /// produced. `prepared`: the segment's payload parsed ahead by [`crate::http::parser::prepare`].
+    /// produced. `prepared`: the segment's payload parsed ahead by [`crate::http::parser::prepare`];
+    /// `flow`: the segment's [`FlowKey`], if worked out ahead.
     pub fn on_decoded(
         &mut self,
         number: u64,
         ts: Timestamp,
         decoded: Result<Option<Segment<'_>>, DecodeError>,
         prepared: Option<&Prepared>,
+        flow: Option<FlowKey>,
         sink: &mut dyn Sink,
     ) -> io::Result<()> {
         let mut parts = parts!(self);
         if let (Some(p), Ok(Some(seg))) = (prepared, &decoded) {
             parts.upper.prepared = Some((seg.payload.as_ptr() as usize, seg.payload.len(), p));
         }
-        parts.track(number, ts, decoded);
+        parts.track(number, ts, decoded, flow);
         self.flush(sink)
     }
 

@@ -2,9 +2,10 @@
 //! tracks connections and prints; with [`PrintThread`], a third thread prints, and the calling
 //! thread formats for it whenever it falls behind.
 //!
-//! Reading a capture (system calls, record headers) and decoding link, IP and TCP headers need no
-//! connection state, so they run ahead in their own thread and hand over batches of decoded
-//! segments, in capture order, through a bounded channel. Only the captured payload bytes are
+//! Reading a capture (system calls, record headers), decoding link, IP and TCP headers, and
+//! working out each segment's connection key ([`FlowKey`]) need no connection state, so they
+//! run ahead in their own thread and hand over batches of decoded segments, in capture order,
+//! through a bounded channel. Only the captured payload bytes are
 //! copied into a batch, and only when something reads them (reassembly for HTTP or `--follow`).
 //! Empty batches go back to the reader for reuse, so steady state allocates nothing.
 //!
@@ -26,7 +27,7 @@ use crate::engine::{Engine, Progress};
 use crate::http::parser::Prepared;
 use crate::output::{Formatter, Sink};
 use crate::record::Record;
-use crate::tcp::PacketSel;
+use crate::tcp::{FlowKey, PacketSel};
 use std::io;
 use std::ops::Range;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -39,9 +40,10 @@ const BATCH_FRAMES: usize = 2048;
 /// Batches in flight between the threads.
 const DEPTH: usize = 8;
 
-/// What decoding one frame gave, with the payload as a range of the batch's bytes.
+/// What decoding one frame gave, with the payload as a range of the batch's bytes (and the
+/// segment's connection key, worked out here rather than on the tracking thread).
 enum Decoded {
-    Segment(Segment<'static>, Range<usize>),
+    Segment(Segment<'static>, Range<usize>, FlowKey),
     NotTcp,
     Failed(DecodeError),
 }
@@ -112,12 +114,14 @@ fn read_ahead(
                         batch.payload.extend_from_slice(seg.payload);
                     }
                     let range = start..batch.payload.len();
+                    let flow = FlowKey::of(&seg);
                     Decoded::Segment(
                         Segment {
                             payload: &[],
                             ..seg
                         },
                         range,
+                        flow,
                     )
                 }
                 Ok(None) => Decoded::NotTcp,
@@ -180,16 +184,19 @@ pub fn run_threaded(
     while let Ok(mut batch) = rx.recv() {
         queued.fetch_sub(1, Ordering::Relaxed);
         for item in &batch.items {
-            let decoded = match &item.decoded {
-                Decoded::Segment(seg, range) => Ok(Some(Segment {
-                    payload: &batch.payload[range.clone()],
-                    ..*seg
-                })),
-                Decoded::NotTcp => Ok(None),
-                Decoded::Failed(e) => Err(e.clone()),
+            let (decoded, flow) = match &item.decoded {
+                Decoded::Segment(seg, range, flow) => (
+                    Ok(Some(Segment {
+                        payload: &batch.payload[range.clone()],
+                        ..*seg
+                    })),
+                    Some(*flow),
+                ),
+                Decoded::NotTcp => (Ok(None), None),
+                Decoded::Failed(e) => (Err(e.clone()), None),
             };
             let prepared = item.prepared.map(|i| &batch.prepared[i as usize]);
-            engine.on_decoded(item.number, item.ts, decoded, prepared, sink)?;
+            engine.on_decoded(item.number, item.ts, decoded, prepared, flow, sink)?;
             n = n.wrapping_add(1);
             if n.is_multiple_of(every.max(1)) {
                 progress(engine, batch.progress);

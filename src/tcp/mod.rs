@@ -19,7 +19,7 @@ pub mod state;
 pub mod table;
 
 pub use conn::{PacketSel, TrackerConfig};
-pub use table::Tracker;
+pub use table::{FlowKey, Tracker};
 
 use crate::capture::Timestamp;
 use crate::record::{ConnRec, Dir, Record};

@@ -60,6 +60,25 @@ impl Key {
     }
 }
 
+/// A segment's connection key and its hash: a pure function of the segment's addresses and
+/// ports, so a thread reading ahead can work it out (see [`crate::pipeline`]) and take it off
+/// the tracking thread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FlowKey {
+    key: Key,
+    hash: u64,
+}
+
+impl FlowKey {
+    pub fn of(seg: &Segment<'_>) -> FlowKey {
+        let key = Key::of(seg);
+        FlowKey {
+            hash: key.hash(),
+            key,
+        }
+    }
+}
+
 /// A connection with the key (and its hash, for the table's growth) that finds it.
 struct Entry {
     key: Key,
@@ -118,11 +137,23 @@ impl Tracker {
         ts: Timestamp,
         events: &mut dyn Events,
     ) {
+        self.on_keyed_segment(seg, FlowKey::of(seg), frame, ts, events)
+    }
+
+    /// [`Self::on_segment`] with the segment's key worked out already (`FlowKey::of(seg)`).
+    pub fn on_keyed_segment(
+        &mut self,
+        seg: &Segment<'_>,
+        flow: FlowKey,
+        frame: u64,
+        ts: Timestamp,
+        events: &mut dyn Events,
+    ) {
+        debug_assert_eq!(flow, FlowKey::of(seg));
         if ts >= self.next_sweep {
             self.sweep(ts, events);
         }
-        let key = Key::of(seg);
-        let hash = key.hash();
+        let FlowKey { key, hash } = flow;
         let src = SocketAddr::new(seg.src, seg.sport);
         let dst = SocketAddr::new(seg.dst, seg.dport);
         let (cfg, open) = (&self.cfg, &mut self.open);
@@ -293,6 +324,22 @@ mod tests {
     const SYN_ACK: u8 = Flags::SYN | Flags::ACK;
     const ACK: u8 = Flags::ACK;
     const RST: u8 = Flags::RST;
+
+    #[test]
+    fn a_flow_key_is_the_same_both_ways_and_names_one_connection() {
+        let key = |a, b| FlowKey::of(&seg(a, b, ACK, 1, 1));
+        let ab = key("10.0.0.1:1000", "10.0.0.2:80");
+        assert_eq!(ab, key("10.0.0.2:80", "10.0.0.1:1000"));
+        for other in [
+            key("10.0.0.1:1001", "10.0.0.2:80"),
+            key("10.0.0.1:1000", "10.0.0.3:80"),
+            key("10.0.0.1:80", "10.0.0.2:1000"),
+            // the same address bits in the other family
+            key("[::a00:1]:1000", "[::a00:2]:80"),
+        ] {
+            assert_ne!(ab.key, other.key);
+        }
+    }
 
     #[test]
     fn both_directions_find_one_connection() {
