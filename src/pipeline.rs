@@ -37,6 +37,12 @@ use std::sync::Arc;
 /// Frames per batch: large enough that channel hand-offs cost nothing per frame, small enough
 /// that a batch stays in cache.
 const BATCH_FRAMES: usize = 2048;
+/// Batches queued for tracking, beyond which the reader counts as ahead. Not 0: the batch the
+/// reader has just sent counts until the tracking thread takes it, even when that thread is
+/// waiting for it; with 0 the reader parsed ahead nearly always and became the slower side
+/// (summary on two cores, bench capture: 2.81 -> 2.42-2.49 s with 1, 2 or 4; JSON lines, where
+/// tracking is the slower side, unchanged).
+const AHEAD: usize = 1;
 /// Batches in flight between the threads.
 const DEPTH: usize = 8;
 
@@ -81,7 +87,7 @@ fn read_ahead(
         let prepare = match prepare {
             Prepare::Never => false,
             Prepare::Always => true,
-            Prepare::WhenAhead => queued.load(Ordering::Relaxed) > 0,
+            Prepare::WhenAhead => queued.load(Ordering::Relaxed) > AHEAD,
         };
         let mut batch = recycled.try_recv().unwrap_or_default();
         batch.payload.clear();
