@@ -5,8 +5,8 @@
 //! Reading a capture (system calls, record headers), decoding link, IP and TCP headers, and
 //! working out each segment's connection key ([`FlowKey`]) need no connection state, so they
 //! run ahead in their own thread and hand over batches of decoded segments, in capture order,
-//! through a bounded channel. Only the captured payload bytes are
-//! copied into a batch, and only when something reads them (reassembly for HTTP or `--follow`).
+//! through a bounded channel. Only the captured payload bytes are copied into a batch, and only
+//! when something reads them (reassembly for HTTP or `--follow`).
 //! Empty batches go back to the reader for reuse, so steady state allocates nothing.
 //!
 //! With HTTP on, the reader also parses each payload as if an HTTP message started at its

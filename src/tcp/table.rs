@@ -81,8 +81,7 @@ impl FlowKey {
 
 /// A connection with the key (and its hash, for the table's growth) that finds it.
 struct Entry {
-    key: Key,
-    hash: u64,
+    flow: FlowKey,
     conn: Conn,
 }
 
@@ -153,18 +152,17 @@ impl Tracker {
         if ts >= self.next_sweep {
             self.sweep(ts, events);
         }
-        let FlowKey { key, hash } = flow;
         let src = SocketAddr::new(seg.src, seg.sport);
         let dst = SocketAddr::new(seg.dst, seg.dport);
         let (cfg, open) = (&self.cfg, &mut self.open);
-        let entry = match open.table.find_entry(hash, |e| e.key == key) {
+        let entry = match open.table.find_entry(flow.hash, |e| e.flow.key == flow.key) {
             Ok(found) if starts_new(&found.get().conn, seg, src) => {
                 let (old, _) = found.remove();
                 old.conn.finish(events);
-                open.insert(cfg, key, hash, seg, (src, dst), ts, events)
+                open.insert(cfg, flow, seg, (src, dst), ts, events)
             }
             Ok(found) => found.into_mut(),
-            Err(_) => open.insert(cfg, key, hash, seg, (src, dst), ts, events),
+            Err(_) => open.insert(cfg, flow, seg, (src, dst), ts, events),
         };
         let conn = &mut entry.conn;
         let dir = conn.dir_of(src);
@@ -205,12 +203,10 @@ impl Tracker {
 
 impl Open {
     /// Open connection number `next_conn` for `seg`, sent from `src` to `dst`.
-    #[allow(clippy::too_many_arguments)]
     fn insert(
         &mut self,
         cfg: &TrackerConfig,
-        key: Key,
-        hash: u64,
+        flow: FlowKey,
         seg: &Segment<'_>,
         (src, dst): (SocketAddr, SocketAddr),
         ts: Timestamp,
@@ -229,8 +225,10 @@ impl Open {
         }
         self.next_conn += 1;
         self.peak = self.peak.max(self.table.len() + 1);
-        let entry = Box::new(Entry { key, hash, conn });
-        self.table.insert_unique(hash, entry, |e| e.hash).into_mut()
+        let entry = Box::new(Entry { flow, conn });
+        self.table
+            .insert_unique(flow.hash, entry, |e| e.flow.hash)
+            .into_mut()
     }
 }
 
