@@ -438,22 +438,29 @@ pub fn parse_listen(s: &str) -> anyhow::Result<SocketAddr> {
     )
 }
 
-/// Completes on Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let term = async {
-        match signal(SignalKind::terminate()) {
-            Ok(mut s) => {
+/// Completes on Ctrl-C or SIGTERM. The handlers are installed here, when called, not when the
+/// future is first polled: the caller says it is listening only after this, and a SIGTERM sent
+/// right after a first request (before the accept loop polled the future again) used to find
+/// the default action still in place and kill the process.
+fn shutdown_signal() -> impl Future<Output = ()> {
+    use tokio::signal::unix::{signal, Signal, SignalKind};
+    async fn wait(s: Option<Signal>) {
+        match s {
+            Some(mut s) => {
                 s.recv().await;
             }
-            Err(_) => std::future::pending().await,
+            None => std::future::pending().await,
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term => {}
     }
-    eprintln!("statescope serve: signal received; finishing in-flight requests");
+    let int = signal(SignalKind::interrupt()).ok();
+    let term = signal(SignalKind::terminate()).ok();
+    async move {
+        tokio::select! {
+            _ = wait(int) => {}
+            _ = wait(term) => {}
+        }
+        eprintln!("statescope serve: signal received; finishing in-flight requests");
+    }
 }
 
 /// `statescope serve`.
@@ -483,8 +490,9 @@ pub fn serve_command(args: &ServeArgs) -> anyhow::Result<ExitCode> {
                 "token key: per-process (tokens die with this process; share one with --token-key-file)"
             ),
         }
+        let shutdown = shutdown_signal();
         eprintln!("listening on {addr}");
-        serve(listener, app, shutdown_signal()).await
+        serve(listener, app, shutdown).await
     })?;
     Ok(ExitCode::SUCCESS)
 }
