@@ -17,7 +17,7 @@
 //! saves only matters there), and anything that cannot be mapped is read the usual way.
 
 use super::pcap_file::{absurd_record, damaged, legacy_header, truncated_record, u32_at};
-use super::pcap_file::{is_legacy_magic, LegacyHeader, SHB_TYPE};
+use super::pcap_file::{is_legacy_magic, LegacyHeader, EPB_TYPE, SHB_TYPE};
 use super::{CaptureError, Frame, FrameSource};
 use memmap2::{Advice, Mmap, UncheckedAdvice};
 use pcap_parser::pcap::{parse_pcap_frame, parse_pcap_frame_be, parse_pcap_frame_modified};
@@ -46,7 +46,7 @@ pub fn open(name: &str, file: &File) -> Result<Option<Box<dyn FrameSource + Send
     }
     let magic = [map[0], map[1], map[2], map[3]];
     if is_legacy_magic(magic) {
-        return Ok(MappedPcap::open(name, map)?.map(|m| Box::new(m) as _));
+        return Ok(Some(Box::new(MappedPcap::open(name, map)?)));
     }
     if u32::from_le_bytes(magic) == SHB_TYPE {
         let _ = map.advise(Advice::Sequential);
@@ -87,15 +87,11 @@ pub struct MappedPcap {
 }
 
 impl MappedPcap {
-    /// Read `map` (of a file named `name` in errors) as a legacy pcap file: `Ok(None)` when
-    /// it is not one.
-    fn open(name: &str, map: Mmap) -> Result<Option<MappedPcap>, CaptureError> {
-        if map.len() < 4 || !is_legacy_magic([map[0], map[1], map[2], map[3]]) {
-            return Ok(None);
-        }
+    /// Read `map` (of a file named `name` in errors, starting with a legacy pcap magic).
+    fn open(name: &str, map: Mmap) -> Result<MappedPcap, CaptureError> {
         let head = legacy_header(name, &map[..map.len().min(24)])?;
         let _ = map.advise(Advice::Sequential);
-        Ok(Some(MappedPcap {
+        Ok(MappedPcap {
             name: name.to_string(),
             map,
             head,
@@ -103,7 +99,7 @@ impl MappedPcap {
             released: 0,
             frames: 0,
             done: false,
-        }))
+        })
     }
 
     fn fail(&mut self, what: String) -> CaptureError {
@@ -202,38 +198,22 @@ impl MappedNg {
 /// never reads: a third of the reading thread's time on a pcapng file). Anything else, or any
 /// doubt, is `None` and goes through pcap-parser, so damage is reported as for a streamed file.
 fn quick_epb(data: &[u8], big_endian: bool) -> Option<pcap_parser::EnhancedPacketBlock<'_>> {
-    const EPB_TYPE: u32 = 6;
     let head = data.get(..28)?;
-    let word = |at: usize| {
-        let b = [head[at], head[at + 1], head[at + 2], head[at + 3]];
-        if big_endian {
-            u32::from_be_bytes(b)
-        } else {
-            u32::from_le_bytes(b)
-        }
-    };
+    let word = |at| u32_at(head, at, big_endian);
     if word(0) != EPB_TYPE {
         return None;
     }
-    let len = word(4);
-    let caplen = word(20);
+    let (len, caplen) = (word(4), word(20));
     let padded = caplen.checked_add(3)? & !3;
     if len % 4 != 0 || (len as usize) > data.len() || padded.checked_add(32)? > len {
         return None;
     }
-    let tail = &data[len as usize - 4..len as usize];
-    let tail = [tail[0], tail[1], tail[2], tail[3]];
-    let len2 = if big_endian {
-        u32::from_be_bytes(tail)
-    } else {
-        u32::from_le_bytes(tail)
-    };
-    if len2 != len {
+    if u32_at(data, len as usize - 4, big_endian) != len {
         return None;
     }
     Some(pcap_parser::EnhancedPacketBlock {
         // As the file has it: pcap-parser reads the type little-endian.
-        block_type: u32::from_le_bytes([head[0], head[1], head[2], head[3]]),
+        block_type: u32_at(head, 0, false),
         block_len1: len,
         if_id: word(8),
         ts_high: word(12),
@@ -242,7 +222,7 @@ fn quick_epb(data: &[u8], big_endian: bool) -> Option<pcap_parser::EnhancedPacke
         origlen: word(24),
         data: &data[28..28 + padded as usize],
         options: Vec::new(),
-        block_len2: len2,
+        block_len2: len,
     })
 }
 

@@ -39,7 +39,8 @@ const MAX_BLOCK: u32 = 16 << 20;
 /// The first four bytes of a pcapng file (a section header block's type).
 pub(super) const SHB_TYPE: u32 = 0x0A0D_0D0A;
 const BYTE_ORDER_MAGIC: u32 = 0x1A2B_3C4D;
-const EPB_TYPE: u32 = 6;
+/// An enhanced packet block's type.
+pub(super) const EPB_TYPE: u32 = 6;
 /// The obsolete Packet Block (pcapng type 2), which pcap-parser hands over as an unknown block.
 const OBSOLETE_PB_TYPE: u32 = 2;
 
