@@ -114,16 +114,117 @@ impl Drop for JsonlSink {
     }
 }
 
+/// Room a short write may use past the end of the text.
+const ROOM: usize = 64;
+
+/// Append a short run of bytes with fixed-size moves: two overlapping copies of the largest
+/// power of two not above its length cover it. `extend_from_slice` of a length known only at
+/// run time is a call into libc's memcpy: a dozen calls per line, for numbers and names.
+#[inline(always)]
+fn put_bytes(b: &mut Vec<u8>, s: &[u8]) {
+    let n = s.len();
+    if n > ROOM {
+        b.extend_from_slice(s);
+        return;
+    }
+    b.reserve(ROOM);
+    let at = b.len();
+    let src = s.as_ptr();
+    // SAFETY: `reserve` left at least ROOM >= n bytes of capacity after `at`, so every write
+    // below lands inside the allocation; every read is inside `s` (each pair of copies starts
+    // at 0 and ends at n, and is taken only when n is at least the copy's size). The first n
+    // bytes after `at` are all written before `set_len` makes them part of the vector.
+    unsafe {
+        let dst = b.as_mut_ptr().add(at);
+        if n >= 32 {
+            copy::<32>(src, dst);
+            copy::<32>(src.add(n - 32), dst.add(n - 32));
+        } else if n >= 16 {
+            copy::<16>(src, dst);
+            copy::<16>(src.add(n - 16), dst.add(n - 16));
+        } else if n >= 8 {
+            copy::<8>(src, dst);
+            copy::<8>(src.add(n - 8), dst.add(n - 8));
+        } else if n >= 4 {
+            copy::<4>(src, dst);
+            copy::<4>(src.add(n - 4), dst.add(n - 4));
+        } else {
+            for i in 0..n {
+                *dst.add(i) = *src.add(i);
+            }
+        }
+        b.set_len(at + n);
+    }
+}
+
+/// Copy N bytes between unaligned places.
+///
+/// # Safety
+/// `src` must be readable and `dst` writable for N bytes.
+#[inline(always)]
+unsafe fn copy<const N: usize>(src: *const u8, dst: *mut u8) {
+    // SAFETY: the caller's promise; unaligned reads and writes of a byte array need no more.
+    unsafe {
+        std::ptr::write_unaligned(
+            dst.cast::<[u8; N]>(),
+            std::ptr::read_unaligned(src.cast::<[u8; N]>()),
+        )
+    }
+}
+
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGHS: u64 = 0x8080_8080_8080_8080;
+
+/// Whether none of eight bytes needs escaping in JSON or is outside printable ASCII (serde_json
+/// escapes control characters, `"` and `\\`; DEL and non-ASCII go the careful way too). Each
+/// test is exact: a byte below the bound, or equal to the character, is the only way its lane's
+/// high bit can survive.
+#[inline(always)]
+fn word_plain(x: u64) -> bool {
+    let zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGHS;
+    let control = x.wrapping_sub(0x20 * ONES) & !x & HIGHS;
+    let quote = zero(x ^ (b'"' as u64 * ONES));
+    let backslash = zero(x ^ (b'\\' as u64 * ONES));
+    // 0x7f and up: the byte's own high bit, or the one adding 1 sets (a carry into a lane comes
+    // only from a 0xff lane, which is caught itself).
+    let high = (x | x.wrapping_add(ONES)) & HIGHS;
+    control | quote | backslash | high == 0
+}
+
+/// Whether `s` can be written between quotes as it is: eight bytes at a time, the last word
+/// overlapping the one before (testing a byte twice changes nothing). Most strings here are
+/// names of under 16 bytes, where a byte loop or the vectorised one the compiler makes cost more
+/// than the writing.
+#[inline(always)]
+fn plain(s: &[u8]) -> bool {
+    let n = s.len();
+    let word = |i: usize| u64::from_le_bytes(s[i..i + 8].try_into().unwrap_or([0; 8]));
+    if n >= 8 {
+        let mut ok = true;
+        let mut i = 0;
+        while i + 8 < n {
+            ok &= word_plain(word(i));
+            i += 8;
+        }
+        ok & word_plain(word(n - 8))
+    } else if n >= 4 {
+        let half = |i: usize| u32::from_le_bytes(s[i..i + 4].try_into().unwrap_or([0; 4])) as u64;
+        word_plain(half(0) | half(n - 4) << 32)
+    } else if n > 0 {
+        // Bytes 0, n/2 and n-1 cover every byte of one to three, padded with a plain 'a'.
+        let (a, b, c) = (s[0] as u64, s[n / 2] as u64, s[n - 1] as u64);
+        word_plain(a | b << 8 | c << 16 | 0x6161_6161_6100_0000)
+    } else {
+        true
+    }
+}
+
 /// A string value: names and addresses need no escaping, but check rather than assume.
 #[inline(always)]
 fn put_str(b: &mut Vec<u8>, s: &str) -> io::Result<()> {
-    // One pass without early exit, which the compiler turns into wide compares.
-    let plain = s.bytes().fold(true, |ok, c| {
-        ok & (c >= 0x20) & (c != b'"') & (c != b'\\') & (c < 0x7f)
-    });
-    if plain {
+    if plain(s.as_bytes()) {
         b.push(b'"');
-        b.extend_from_slice(s.as_bytes());
+        put_bytes(b, s.as_bytes());
         b.push(b'"');
         Ok(())
     } else {
@@ -142,7 +243,7 @@ fn put_key_str(b: &mut Vec<u8>, key: &[u8], s: &str) -> io::Result<()> {
 #[inline(always)]
 fn put_uint(b: &mut Vec<u8>, key: &[u8], v: u64) {
     b.extend_from_slice(key);
-    b.extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
+    put_bytes(b, itoa::Buffer::new().format(v).as_bytes());
 }
 
 /// A number as serde_json writes it: the shortest form that reads back the same (zmij, as
@@ -150,7 +251,7 @@ fn put_uint(b: &mut Vec<u8>, key: &[u8], v: u64) {
 #[inline(always)]
 fn put_f64(b: &mut Vec<u8>, v: f64) {
     if v.is_finite() {
-        b.extend_from_slice(zmij::Buffer::new().format_finite(v).as_bytes());
+        put_bytes(b, zmij::Buffer::new().format_finite(v).as_bytes());
     } else {
         b.extend_from_slice(b"null");
     }
@@ -273,7 +374,7 @@ impl Endpoints {
         let key = Self::key(p.conn, p.dir);
         let r = self.slot(key);
         if r.key == key && r.addrs == (p.src, p.dst) {
-            b.extend_from_slice(&r.json);
+            put_bytes(b, &r.json);
             return Ok(());
         }
         let start = b.len();
@@ -339,7 +440,6 @@ fn write_http(b: &mut Vec<u8>, h: &HttpRec) -> io::Result<()> {
 
 /// A `conn` record, byte for byte what serde would write for `Record::Conn` (tested below).
 fn write_conn(b: &mut Vec<u8>, c: &ConnRec) -> io::Result<()> {
-    let json = |b: &mut Vec<u8>, v: &dyn erased::Ser| v.ser(b);
     b.reserve(512);
     put_uint(b, b"{\"type\":\"conn\",\"conn\":", c.conn);
     put_key_str(b, b",\"client\":", &c.client)?;
@@ -393,8 +493,7 @@ fn write_conn(b: &mut Vec<u8>, c: &ConnRec) -> io::Result<()> {
         put_uint(b, b",\"ws_frames\":", c.ws_frames);
     }
     if !c.diagnostics.is_empty() {
-        b.extend_from_slice(b",\"diagnostics\":");
-        json(b, &c.diagnostics)?;
+        put_names(b, b",\"diagnostics\":", &c.diagnostics)?;
     }
     b.extend_from_slice(b"}\n");
     Ok(())
@@ -586,6 +685,44 @@ mod tests {
     }
 
     /// The record through its fast writer and through serde, as lines.
+    /// What `plain` must answer: no byte serde_json would escape, nothing outside printable
+    /// ASCII.
+    fn plain_by_bytes(s: &[u8]) -> bool {
+        s.iter()
+            .all(|&c| (0x20..0x7f).contains(&c) && c != b'"' && c != b'\\')
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn plain_agrees_with_a_byte_loop(s in proptest::collection::vec(proptest::num::u8::ANY, 0..40)) {
+            proptest::prop_assert_eq!(plain(&s), plain_by_bytes(&s));
+        }
+
+        /// Mostly plain text with one byte from the edges of each test, at any place.
+        #[test]
+        fn plain_finds_one_bad_byte_anywhere(
+            len in 1usize..40,
+            at in 0usize..40,
+            bad in proptest::sample::select(vec![0u8, 0x1f, 0x20, b'"', b'\\', 0x7e, 0x7f, 0x80, 0xfe, 0xff, b'!', b'#', b'[', b']']),
+        ) {
+            let mut s = vec![b'a'; len];
+            s[at % len] = bad;
+            proptest::prop_assert_eq!(plain(&s), plain_by_bytes(&s));
+        }
+
+        #[test]
+        fn put_bytes_appends_exactly(
+            before in proptest::collection::vec(proptest::num::u8::ANY, 0..100),
+            s in proptest::collection::vec(proptest::num::u8::ANY, 0..100),
+        ) {
+            let mut b = before.clone();
+            put_bytes(&mut b, &s);
+            let mut want = before;
+            want.extend_from_slice(&s);
+            proptest::prop_assert_eq!(b, want);
+        }
+    }
+
     fn assert_fast_equals_serde(rec: Record) {
         let mut fast = Vec::new();
         match &rec {
