@@ -416,14 +416,12 @@ pub fn prepare(payload: &[u8]) -> Option<Prepared> {
     let Some(Ok(kind)) = sniff(payload) else {
         return None;
     };
-    let outcome = if may_complete(payload, 0) {
-        match parse_head(payload, kind) {
-            Parsed::Complete(head) => Outcome::Complete(HeadAt::of(&head, payload)?),
-            Parsed::Partial => Outcome::Partial(salvage(payload)),
-            Parsed::Invalid(_) => return None,
-        }
-    } else {
-        Outcome::Partial(salvage(payload))
+    // No `may_complete` first: on one whole payload, httparse finding the end (or not) costs
+    // less than searching for the empty line before it, which then parses the same bytes.
+    let outcome = match parse_head(payload, kind) {
+        Parsed::Complete(head) => Outcome::Complete(HeadAt::of(&head, payload)?),
+        Parsed::Partial => Outcome::Partial(salvage(payload)),
+        Parsed::Invalid(_) => return None,
     };
     Some(Prepared { kind, outcome })
 }
