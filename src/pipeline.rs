@@ -1,6 +1,7 @@
 //! Replay on several cores: a reader thread reads and decodes frames while the calling thread
-//! tracks connections and prints; with [`PrintThread`], a third thread prints, and the calling
-//! thread formats for it whenever it falls behind.
+//! tracks connections and prints; with [`PrintThread`], a third thread prints, the calling
+//! thread formats for it whenever it falls behind, and the reader prints for it while tracking
+//! has input enough.
 //!
 //! Reading a capture (system calls, record headers), decoding link, IP and TCP headers, and
 //! working out each segment's connection key ([`FlowKey`]) need no connection state, so they
@@ -31,8 +32,8 @@ use crate::tcp::{FlowKey, PacketSel};
 use std::io;
 use std::ops::Range;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
-use std::sync::Arc;
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 
 /// Frames per batch: large enough that channel hand-offs cost nothing per frame, small enough
 /// that a batch stays in cache.
@@ -45,6 +46,13 @@ const BATCH_FRAMES: usize = 2048;
 const AHEAD: usize = 1;
 /// Batches in flight between the threads.
 const DEPTH: usize = 8;
+/// Frames read between looks at whether the printer needs help.
+const HELP_EVERY: usize = 256;
+/// Batches queued for tracking, at least, for the reader to print instead of reading on.
+const HELP_AHEAD: usize = 2;
+/// Batches waiting to be printed, at least, for the reader to print one: with one, the
+/// printing thread is about to.
+const HELP_BEHIND: usize = 2;
 
 /// What decoding one frame gave, with the payload as a range of the batch's bytes (and the
 /// segment's connection key, worked out here rather than on the tracking thread).
@@ -81,6 +89,7 @@ fn read_ahead(
     tx: SyncSender<Batch>,
     recycled: Receiver<Batch>,
     queued: Arc<AtomicUsize>,
+    printer: Option<Arc<dyn crate::output::Helper>>,
 ) {
     let mut decoder = Decoder::new();
     loop {
@@ -94,6 +103,13 @@ fn read_ahead(
         batch.items.clear();
         batch.prepared.clear();
         while batch.items.len() < BATCH_FRAMES {
+            if batch.items.len().is_multiple_of(HELP_EVERY) {
+                if let Some(p) = &printer {
+                    // Print while tracking has input and the printer is behind: tracking
+                    // would soon wait for the printer, never for this thread.
+                    while queued.load(Ordering::Relaxed) >= HELP_AHEAD && p.help(HELP_BEHIND) {}
+                }
+            }
             let frame = match source.next_frame() {
                 Ok(Some(f)) => f,
                 Ok(None) => {
@@ -181,7 +197,10 @@ pub fn run_threaded(
         let queued = queued.clone();
         std::thread::Builder::new()
             .name("statescope-read".into())
-            .spawn(move || read_ahead(source, keep_payload, prepare, tx, recycled, queued))?
+            .spawn({
+                let printer = sink.helper();
+                move || read_ahead(source, keep_payload, prepare, tx, recycled, queued, printer)
+            })?
     };
     let mut n = 0u32;
     let mut failure = None;
@@ -246,19 +265,25 @@ struct Job {
     formatted: bool,
 }
 
-/// A printer on its own thread: [`Sink::take`] moves records into a batch, full batches go
-/// through a bounded channel, and the printer formats and writes them there, in order. Printed
-/// batches come back, are emptied here and reused.
+/// A printer on its own thread: [`Sink::take`] moves records into a batch, full batches wait
+/// in a short queue, and the printer formats and writes them there, in order. Printed batches
+/// come back, are emptied here and reused.
 ///
-/// When the printer falls behind (its channel is full) and its output is each record's own
+/// When the printer falls behind (its queue is full) and its output is each record's own
 /// text ([`Sink::formatter`]), the sending thread formats the batch itself instead of waiting,
 /// and the printer only writes that text, in the batch's place. On two cores the printer
 /// shares one with the reader while tracking has the other: measured there, tracking had
 /// waited on the printer for a fifth of the run.
 ///
-/// A write error (a closed pipe) stops the printing thread; the next call here returns it.
+/// The reader thread prints too, when batches pile up ([`Sink::helper`]): a printing thread
+/// that is woken but not yet running holds nothing, so whichever thread gets to the printer
+/// first prints the oldest batch. Left to the scheduler, the woken printer often waited its
+/// turn on the core tracking runs on (half a second of a 2-second run) while the reader's core
+/// read further ahead than anything needed.
+///
+/// A write error (a closed pipe) stops printing; the next call here returns it.
 pub struct PrintThread {
-    tx: Option<SyncSender<Job>>,
+    shared: Arc<Printing>,
     recycled: Receiver<Job>,
     batch: Vec<Record>,
     handle: Option<std::thread::JoinHandle<io::Result<()>>>,
@@ -272,31 +297,153 @@ pub struct PrintThread {
     spare: Vec<Job>,
 }
 
+/// What the printing thread and the threads that help it share.
+struct Printing {
+    queue: Mutex<Queue>,
+    /// Signalled when a batch is queued, the queue closes or printing fails.
+    work: Condvar,
+    /// Signalled when a batch leaves the queue or printing fails.
+    room: Condvar,
+    /// The printer itself. Whoever holds it takes the oldest batch and prints it before
+    /// letting go, so batches are printed in the order they were queued.
+    printer: Mutex<Box<dyn Sink + Send>>,
+    /// Printed batches, back to the thread that made them.
+    back: SyncSender<Job>,
+}
+
+#[derive(Default)]
+struct Queue {
+    jobs: std::collections::VecDeque<Job>,
+    /// No more batches will come.
+    closed: bool,
+    /// Printing failed: the error, until the printing thread returns it.
+    failed: Option<io::Error>,
+    stopped: bool,
+}
+
+enum Pushed {
+    Queued,
+    Full(Job),
+    Stopped,
+}
+
+/// A lock whose holder panicked is still the lock: the panic itself is reported where the
+/// thread is joined.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Printing {
+    /// Queue `job`; when the queue is full, wait for room if `wait`, else give it back.
+    fn push(&self, job: Job, wait: bool) -> Pushed {
+        let mut q = lock(&self.queue);
+        loop {
+            if q.stopped {
+                return Pushed::Stopped;
+            }
+            if q.jobs.len() < PRINT_DEPTH {
+                q.jobs.push_back(job);
+                drop(q);
+                self.work.notify_one();
+                return Pushed::Queued;
+            }
+            if !wait {
+                return Pushed::Full(job);
+            }
+            q = self.room.wait(q).unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+
+    /// With the printer held: print the oldest batch if at least `min` are queued. Whether
+    /// one was printed.
+    fn print_one(&self, printer: &mut dyn Sink, min: usize) -> bool {
+        let job = {
+            let mut q = lock(&self.queue);
+            if q.stopped || q.jobs.len() < min.max(1) {
+                return false;
+            }
+            q.jobs.pop_front()
+        };
+        self.room.notify_one();
+        let Some(job) = job else {
+            return false;
+        };
+        let printed = if job.formatted {
+            printer.formatted(&job.text)
+        } else {
+            job.recs.iter().try_for_each(|rec| printer.record(rec))
+        };
+        // Records go back to be dropped where they were made: freeing on the thread that
+        // allocated keeps the allocator's pages local.
+        let _ = self.back.try_send(job);
+        if let Err(e) = printed {
+            let mut q = lock(&self.queue);
+            q.stopped = true;
+            q.failed.get_or_insert(e);
+            drop(q);
+            self.work.notify_all();
+            self.room.notify_all();
+            return false;
+        }
+        true
+    }
+
+    /// The printing thread: print batches as they come, then finish the printer.
+    fn run(&self) -> io::Result<()> {
+        loop {
+            {
+                // Wait without holding the printer, so that a helper can print meanwhile.
+                let mut q = lock(&self.queue);
+                while q.jobs.is_empty() && !q.closed && !q.stopped {
+                    q = self.work.wait(q).unwrap_or_else(PoisonError::into_inner);
+                }
+                if let Some(e) = q.failed.take() {
+                    return Err(e);
+                }
+                if q.stopped {
+                    return Err(io::Error::other("printing had already failed"));
+                }
+                if q.jobs.is_empty() && q.closed {
+                    break;
+                }
+            }
+            let mut printer = lock(&self.printer);
+            while self.print_one(printer.as_mut(), 1) {}
+        }
+        lock(&self.printer).finish()
+    }
+}
+
+impl crate::output::Helper for Printing {
+    fn help(&self, min: usize) -> bool {
+        // Never wait here: if the printer is busy, it is being printed with already.
+        match self.printer.try_lock() {
+            Ok(mut printer) => self.print_one(printer.as_mut(), min),
+            Err(_) => false,
+        }
+    }
+}
+
 impl PrintThread {
-    pub fn new(mut inner: Box<dyn Sink + Send>) -> io::Result<Self> {
+    pub fn new(inner: Box<dyn Sink + Send>) -> io::Result<Self> {
         let wants = inner.wants_packets();
         let formatter = inner.formatter();
-        let (tx, rx) = sync_channel::<Job>(PRINT_DEPTH);
         let (back, recycled) = sync_channel::<Job>(PRINT_DEPTH + BEHIND + 2);
+        let shared = Arc::new(Printing {
+            queue: Mutex::new(Queue::default()),
+            work: Condvar::new(),
+            room: Condvar::new(),
+            printer: Mutex::new(inner),
+            back,
+        });
         let handle = std::thread::Builder::new()
             .name("statescope-print".into())
-            .spawn(move || {
-                while let Ok(job) = rx.recv() {
-                    if job.formatted {
-                        inner.formatted(&job.text)?;
-                    } else {
-                        for rec in &job.recs {
-                            inner.record(rec)?;
-                        }
-                    }
-                    // Records go back to be dropped where they were made: freeing on the
-                    // thread that allocated keeps the allocator's pages local.
-                    let _ = back.try_send(job);
-                }
-                inner.finish()
+            .spawn({
+                let shared = shared.clone();
+                move || shared.run()
             })?;
         Ok(PrintThread {
-            tx: Some(tx),
+            shared,
             recycled,
             batch: Vec::with_capacity(PRINT_BATCH),
             handle: Some(handle),
@@ -333,33 +480,32 @@ impl PrintThread {
             text,
             formatted: false,
         };
-        let Some(tx) = &self.tx else {
+        if self.handle.is_none() {
             return self.join();
-        };
+        }
         let Some(f) = self.formatter.as_mut() else {
-            return if tx.send(job).is_ok() {
-                Ok(())
-            } else {
-                self.join()
+            return match self.shared.push(job, true) {
+                Pushed::Queued => Ok(()),
+                _ => self.join(),
             };
         };
         // Batches formatted here wait their turn in `behind`; any still waiting go first.
         let mut sent = true;
         while let Some(first) = self.behind.pop_front() {
-            match tx.try_send(first) {
-                Ok(()) => {}
-                Err(TrySendError::Full(first)) => {
+            match self.shared.push(first, false) {
+                Pushed::Queued => {}
+                Pushed::Full(first) => {
                     self.behind.push_front(first);
                     break;
                 }
-                Err(TrySendError::Disconnected(_)) => sent = false,
+                Pushed::Stopped => sent = false,
             }
         }
         let job = if self.behind.is_empty() {
-            match tx.try_send(job) {
-                Ok(()) => None,
-                Err(TrySendError::Full(job)) => Some(job),
-                Err(TrySendError::Disconnected(_)) => {
+            match self.shared.push(job, false) {
+                Pushed::Queued => None,
+                Pushed::Full(job) => Some(job),
+                Pushed::Stopped => {
                     sent = false;
                     None
                 }
@@ -377,7 +523,7 @@ impl PrintThread {
             self.behind.push_back(job);
             if self.behind.len() > BEHIND {
                 if let Some(first) = self.behind.pop_front() {
-                    sent &= tx.send(first).is_ok();
+                    sent &= matches!(self.shared.push(first, true), Pushed::Queued);
                 }
             }
         }
@@ -391,8 +537,7 @@ impl PrintThread {
     /// Send every batch still waiting here, in order.
     fn send_behind(&mut self) -> io::Result<()> {
         while let Some(first) = self.behind.pop_front() {
-            let sent = self.tx.as_ref().is_some_and(|tx| tx.send(first).is_ok());
-            if !sent {
+            if !matches!(self.shared.push(first, true), Pushed::Queued) {
                 return self.join();
             }
         }
@@ -402,7 +547,8 @@ impl PrintThread {
     /// Wait for the printer to end: its error. Once it has been reported, later calls fail
     /// without one (never as a closed pipe, which would count as success).
     fn join(&mut self) -> io::Result<()> {
-        self.tx = None;
+        lock(&self.shared.queue).closed = true;
+        self.shared.work.notify_all();
         match self.handle.take().map(|h| h.join()) {
             Some(Ok(Ok(()))) => Ok(()),
             Some(Ok(Err(e))) => Err(e),
@@ -442,6 +588,9 @@ impl Sink for PrintThread {
     }
     fn hand_over_at(&self) -> usize {
         PRINT_BATCH
+    }
+    fn helper(&self) -> Option<Arc<dyn crate::output::Helper>> {
+        Some(self.shared.clone())
     }
 }
 
@@ -524,9 +673,9 @@ mod tests {
             out: out.clone(),
         }));
         let mut printer = PrintThread::new(Box::new(sink)).unwrap();
-        // The printer holds the first batch at its first write: the channel fills, and the
+        // The printer holds the first batch at its first write: the queue fills, and the
         // sender formats as many as it may keep before it would have to wait (one more if
-        // the printer had not yet taken the first when the channel filled).
+        // the printer had not yet taken the first when the queue filled).
         for n in 0..1 + PRINT_DEPTH + BEHIND {
             printer.take(&mut batch(n)).unwrap();
         }
@@ -539,5 +688,89 @@ mod tests {
         let got = out.lock().unwrap().clone();
         assert_eq!(got.len(), expected.len());
         assert!(got == expected, "lines out of order or changed");
+    }
+
+    fn expected_lines(batches: usize) -> Vec<u8> {
+        let mut expected = Vec::new();
+        let mut lines = crate::output::jsonl::Lines::default();
+        for n in 0..batches {
+            for rec in batch(n) {
+                lines.format(&rec, &mut expected).unwrap();
+            }
+        }
+        expected
+    }
+
+    fn job(n: usize) -> Job {
+        Job {
+            recs: batch(n),
+            ..Job::default()
+        }
+    }
+
+    /// A helper prints the oldest batch, only when at least `min` wait and the printer is
+    /// free; what it and the printing loop print together is in order.
+    #[test]
+    fn a_helper_prints_the_oldest_batch_when_enough_wait() {
+        let out = Arc::new(Mutex::new(Vec::new()));
+        let sink = JsonlSink::new(Box::new(Gated {
+            open: None,
+            out: out.clone(),
+        }));
+        let (back, _recycled) = sync_channel(PRINT_DEPTH + BEHIND + 2);
+        let printing = Printing {
+            queue: Mutex::new(Queue::default()),
+            work: Condvar::new(),
+            room: Condvar::new(),
+            printer: Mutex::new(Box::new(sink)),
+            back,
+        };
+        use crate::output::Helper;
+        for n in 0..3 {
+            assert!(matches!(printing.push(job(n), false), Pushed::Queued));
+        }
+        {
+            let _busy = printing.printer.lock().unwrap();
+            assert!(!printing.help(1), "printed while the printer was held");
+        }
+        assert!(printing.help(2));
+        assert!(printing.help(2));
+        assert!(!printing.help(2), "printed with one batch waiting");
+        assert!(matches!(printing.push(job(3), false), Pushed::Queued));
+        lock(&printing.queue).closed = true;
+        printing.run().unwrap();
+        assert!(*out.lock().unwrap() == expected_lines(4));
+    }
+
+    /// The printing thread, a sender formatting ahead and a thread helping all at once: every
+    /// line once, in order.
+    #[test]
+    fn helpers_racing_the_printing_thread_keep_the_order() {
+        let batches = 200;
+        let out = Arc::new(Mutex::new(Vec::new()));
+        let sink = JsonlSink::new(Box::new(Gated {
+            open: None,
+            out: out.clone(),
+        }));
+        let mut printer = PrintThread::new(Box::new(sink)).unwrap();
+        let helper = printer.helper().unwrap();
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let helping = std::thread::spawn({
+            let stop = stop.clone();
+            move || {
+                let mut printed = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    printed += helper.help(1) as u64;
+                }
+                printed
+            }
+        });
+        for n in 0..batches {
+            printer.take(&mut batch(n)).unwrap();
+        }
+        printer.finish().unwrap();
+        stop.store(true, Ordering::Relaxed);
+        helping.join().unwrap();
+        assert!(*out.lock().unwrap() == expected_lines(batches));
     }
 }

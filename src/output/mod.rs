@@ -44,6 +44,18 @@ pub trait Sink {
     fn formatted(&mut self, _text: &[u8]) -> io::Result<()> {
         Err(io::Error::other("this printer formats its records itself"))
     }
+    /// For a printer on its own thread: a way for another thread of the run to print for it
+    /// when it falls behind.
+    fn helper(&self) -> Option<std::sync::Arc<dyn Helper>> {
+        None
+    }
+}
+
+/// Printing another thread can do for a printer that runs on its own thread.
+pub trait Helper: Send + Sync {
+    /// Print the oldest waiting batch if at least `min` are waiting and nobody is printing
+    /// right now; never waits. Whether one was printed.
+    fn help(&self, min: usize) -> bool;
 }
 
 /// Makes a printer's text for records, to be printed by [`Sink::formatted`].
