@@ -8,15 +8,18 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// mimalloc's `mi_option_purge_delay` (position in `mi_option_e`, mimalloc v3 as built by
 /// libmimalloc-sys 0.1.49; `tests/replay.rs` checks it through MIMALLOC_VERBOSE).
 const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+/// How long freed pages stay with the process before going back to the kernel.
+const PURGE_DELAY_MS: std::ffi::c_long = 100;
 
 fn main() -> ExitCode {
-    // Replay frees whole pages of finished connections while opening new ones: mimalloc's
-    // default 10 ms purge hands those pages back to the kernel only to fault them in again
-    // (half of replay's system time). A 1 s delay keeps them for reuse and still returns memory
-    // in a long live capture. MIMALLOC_PURGE_DELAY in the environment wins.
+    // Replay frees whole pages of finished connections while opening new ones. A 10 ms purge
+    // (mimalloc v2's default) hands those pages back to the kernel only to fault them in again
+    // (half of replay's system time); 1 s (what v3 reports as its default) was no faster than
+    // 100 ms and let freed pages pile up: bench capture peak RSS, summary 64-92 MiB against
+    // 60 MiB, JSON lines 78-96 against 76-78. MIMALLOC_PURGE_DELAY in the environment wins.
     if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
         // SAFETY: sets a plain integer option; called before any other thread exists.
-        unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 1000) };
+        unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, PURGE_DELAY_MS) };
     }
     // Transparent huge pages fault in 2 MiB at a time in each thread's heap: on the bench
     // capture, peak RSS 96 -> 72 MiB without them (JSON lines, three threads) for 5% of the

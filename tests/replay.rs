@@ -450,10 +450,14 @@ fn golden_outputs() {
     );
 }
 
-/// The binary sets mimalloc's purge delay by its position in mimalloc's enum: check, through
-/// mimalloc's own report, that the position still names that option (an upgrade may move it).
+/// The binary sets mimalloc's purge delay by its position in mimalloc's enum (15, as in
+/// src/main.rs): check that the position still names that option (an upgrade may move it).
+/// mimalloc reports its options when it starts, before `main` sets anything, so the report
+/// shows the option's default; the same position read here, where nothing set it, must hold the
+/// same value.
 #[test]
 fn allocator_purge_delay_is_the_one_main_sets() {
+    const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_statescope"))
         .args(["replay", "-q"])
         .arg(fixtures().join("many-conns.pcap"))
@@ -463,10 +467,21 @@ fn allocator_purge_delay_is_the_one_main_sets() {
         .unwrap();
     assert!(out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
+    let reported: Option<i64> = err.lines().find_map(|l| {
+        l.trim_end()
+            .strip_prefix("option 'purge_delay': ")
+            .and_then(|v| v.parse().ok())
+    });
     assert!(
-        err.lines()
-            .any(|l| l.trim_end() == "option 'purge_delay': 1000"),
-        "mimalloc does not report the purge delay main sets:\n{err}"
+        std::env::var_os("MIMALLOC_PURGE_DELAY").is_none(),
+        "unset MIMALLOC_PURGE_DELAY to run this test"
+    );
+    // SAFETY: reads an integer option.
+    let here = unsafe { libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY) } as i64;
+    assert_eq!(
+        reported,
+        Some(here),
+        "position {MI_OPTION_PURGE_DELAY} is not mimalloc's purge_delay:\n{err}"
     );
 }
 
