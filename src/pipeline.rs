@@ -323,7 +323,21 @@ struct Queue {
     closed: bool,
     /// Printing failed: the error, until the printing thread returns it.
     failed: Option<io::Error>,
+    /// The printing thread has ended (failed, or panicked): nothing more is printed, and a
+    /// sender waiting for room stops waiting.
     stopped: bool,
+}
+
+/// Marks printing stopped when the printing thread ends, however it ends: a sender waiting for
+/// room would otherwise wait for ever after a panic there.
+struct StopOnExit<'a>(&'a Printing);
+
+impl Drop for StopOnExit<'_> {
+    fn drop(&mut self) {
+        lock(&self.0.queue).stopped = true;
+        self.0.work.notify_all();
+        self.0.room.notify_all();
+    }
 }
 
 enum Pushed {
@@ -364,15 +378,15 @@ impl Printing {
     fn print_one(&self, printer: &mut dyn Sink, min: usize) -> bool {
         let job = {
             let mut q = lock(&self.queue);
-            if q.stopped || q.jobs.len() < min.max(1) {
+            if q.stopped || q.jobs.len() < min {
                 return false;
             }
-            q.jobs.pop_front()
+            match q.jobs.pop_front() {
+                Some(job) => job,
+                None => return false,
+            }
         };
         self.room.notify_one();
-        let Some(job) = job else {
-            return false;
-        };
         let printed = if job.formatted {
             printer.formatted(&job.text)
         } else {
@@ -445,7 +459,10 @@ impl PrintThread {
             .name("statescope-print".into())
             .spawn({
                 let shared = shared.clone();
-                move || shared.run()
+                move || {
+                    let _stop = StopOnExit(&shared);
+                    shared.run()
+                }
             })?;
         Ok(PrintThread {
             shared,
@@ -745,6 +762,37 @@ mod tests {
         lock(&printing.queue).closed = true;
         printing.run().unwrap();
         assert!(*out.lock().unwrap() == expected_lines(4));
+    }
+
+    /// A printer that panics ends the run with an error; the sender never waits for ever.
+    #[test]
+    fn a_printer_that_panics_stops_the_sender() {
+        struct Panics;
+        impl Sink for Panics {
+            fn record(&mut self, _: &Record) -> io::Result<()> {
+                panic!("printer bug (expected by this test)");
+            }
+            fn finish(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let (done, result) = sync_channel(1);
+        std::thread::spawn(move || {
+            let mut printer = PrintThread::new(Box::new(Panics)).unwrap();
+            let mut sent = Ok(());
+            for n in 0..4 * (PRINT_DEPTH + BEHIND + 2) {
+                sent = printer.take(&mut batch(n));
+                if sent.is_err() {
+                    break;
+                }
+            }
+            let finished = printer.finish();
+            let _ = done.send(sent.is_err() || finished.is_err());
+        });
+        let failed = result
+            .recv_timeout(std::time::Duration::from_secs(20))
+            .expect("the sender hung after the printer panicked");
+        assert!(failed, "a panicking printer went unreported");
     }
 
     /// The printing thread, a sender formatting ahead and a thread helping all at once: every
