@@ -435,7 +435,7 @@ impl Printing {
 
 impl crate::output::Helper for Printing {
     fn help(&self, min: usize) -> bool {
-        // Never wait here: if the printer is busy, it is being printed with already.
+        // Never wait here: a busy printer means another thread is printing already.
         match self.printer.try_lock() {
             Ok(mut printer) => self.print_one(printer.as_mut(), min),
             Err(_) => false,
