@@ -24,6 +24,43 @@ pub fn ge(a: u32, b: u32) -> bool {
     le(b, a)
 }
 
+/// A sequence number: a `u32` ordered in sequence space (RFC 9293 §3.4), like smoltcp's
+/// `TcpSeqNumber`. Only `PartialOrd`: the order is circular, so it is not transitive over
+/// distances of 2^31 or more.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
+pub struct Seq(pub u32);
+
+impl Seq {
+    /// `self + n`, wrapping.
+    #[inline]
+    pub fn plus(self, n: u32) -> Seq {
+        Seq(self.0.wrapping_add(n))
+    }
+
+    /// How far `self` lies after `other` (negative when before).
+    #[inline]
+    pub fn since(self, other: Seq) -> i32 {
+        self.0.wrapping_sub(other.0) as i32
+    }
+
+    /// The later of two sequence numbers.
+    #[inline]
+    pub fn max(self, other: Seq) -> Seq {
+        if self.since(other) >= 0 {
+            self
+        } else {
+            other
+        }
+    }
+}
+
+impl PartialOrd for Seq {
+    #[inline]
+    fn partial_cmp(&self, other: &Seq) -> Option<std::cmp::Ordering> {
+        Some(self.since(*other).cmp(&0))
+    }
+}
+
 /// Follows one direction's sequence numbers across wraps, so long flows keep a 64-bit position.
 ///
 /// `unwrap(raw)` returns the 64-bit value nearest to the last one seen: good as long as two
@@ -91,7 +128,27 @@ mod tests {
         assert_eq!(u.unwrap(u32::MAX - 2), a + 8);
     }
 
+    #[test]
+    fn seq_type_orders_across_the_wrap() {
+        let a = Seq(u32::MAX - 5);
+        let b = a.plus(9);
+        assert_eq!(b, Seq(3));
+        assert!(a < b);
+        assert!(b > a);
+        assert!(a.partial_cmp(&a) == Some(std::cmp::Ordering::Equal));
+        assert_eq!(b.since(a), 9);
+        assert_eq!(a.since(b), -9);
+        assert_eq!(a.max(b), b);
+        assert_eq!(b.max(a), b);
+    }
+
     proptest! {
+        #[test]
+        fn seq_type_agrees_with_the_functions(a: u32, b: u32) {
+            prop_assert_eq!(Seq(a) < Seq(b), lt(a, b));
+            prop_assert_eq!(Seq(a) >= Seq(b), ge(a, b));
+        }
+
         #[test]
         fn lt_is_antisymmetric(a: u32, d in 1u32..(1 << 31)) {
             let b = a.wrapping_add(d);
