@@ -236,6 +236,10 @@ pub struct Transition {
     /// `"client"` or `"server"`.
     pub endpoint: Name,
     pub state: Name,
+    /// Why the change is inferred rather than seen (a reply showed it, or the numbers after a
+    /// segment the capture missed); absent for changes a captured segment caused.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub inferred: Option<Name>,
 }
 
 /// `"type": "http"`: one per HTTP/1.x message.

@@ -482,6 +482,9 @@ fn write_conn(b: &mut Vec<u8>, c: &ConnRec) -> io::Result<()> {
             put_uint(b, b"{\"frame\":", t.frame);
             put_key_str(b, b",\"endpoint\":", &t.endpoint)?;
             put_key_str(b, b",\"state\":", &t.state)?;
+            if let Some(why) = &t.inferred {
+                put_key_str(b, b",\"inferred\":", why)?;
+            }
             b.push(b'}');
         }
         b.push(b']');
@@ -614,8 +617,14 @@ mod tests {
                     frame: 1,
                     endpoint: "client".into(),
                     state: "SYN_SENT".into(),
-                };
-                2
+                    inferred: None,
+                },
+                Transition {
+                    frame: 2,
+                    endpoint: "server".into(),
+                    state: "SYN_RECEIVED".into(),
+                    inferred: Some("shown by the \"SYN-ACK\"".into()),
+                },
             ],
             gap_bytes: 10,
             ws_frames: 3,

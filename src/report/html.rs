@@ -260,7 +260,8 @@ fn section(
             c.bytes_c2s,
             c.bytes_s2c
         );
-        if let Some(r) = c.initial_rtt {
+        // Wireshark times a refused SYN's RST too; a handshake RTT needs a SYN-ACK (Zeek's `h`).
+        if let Some(r) = c.initial_rtt.filter(|_| c.history.contains('h')) {
             facts.push_str(&format!(" · handshake RTT {:.3} ms", r * 1e3));
         }
         if c.gap_bytes > 0 {

@@ -4,8 +4,8 @@
 use super::analysis::{self, ev, Analysis, ConnCtx, Flow, SegView};
 use super::history::History;
 use super::reassembly::{Chunk, Reassembler};
-use super::seq::{ge, Unwrapper};
-use super::state::{Event, State};
+use super::seq::{ge, Seq, Unwrapper};
+use super::state::{read_segment, Change, Event, SegFacts, State, View};
 use super::{Events, UpperState};
 use crate::capture::Timestamp;
 use crate::decode::{Flags, Segment};
@@ -80,15 +80,25 @@ struct Endpoint {
     /// Relative-number base of what this endpoint sends (Wireshark's `base_seq`).
     base: Option<u32>,
     unwrap: Unwrapper,
-    /// ISN of this endpoint's SYN, and the sequence number just after its FIN.
-    syn_seq: Option<u32>,
-    fin_end: Option<u32>,
-    state: State,
+    /// What the state machine knows of this endpoint (state, ISN, FIN, what it sent and
+    /// acknowledged), kept apart from the analysis so states never depend on it.
+    view: View,
     packets: u64,
     bytes: u64,
     flow: Flow,
     reasm: Option<Reassembler>,
     ended: bool,
+}
+
+/// One endpoint's state change: at `frame`, endpoint `who` (0 client, 1 server) entered
+/// `state`; `inferred` names a change shown only indirectly (by a reply, or by numbers after
+/// a segment the capture missed).
+#[derive(Debug, Clone, Copy)]
+struct Step {
+    frame: u64,
+    who: u8,
+    state: State,
+    inferred: Option<&'static str>,
 }
 
 /// A connection: index, the two endpoints (0 = client, 1 = server) and what was seen.
@@ -106,7 +116,7 @@ pub struct Conn {
     pub saw_rst: bool,
     history: History,
     counts: [u64; 14],
-    transitions: Vec<(u64, u8, State)>,
+    transitions: Vec<Step>,
     gap_bytes: u64,
     /// The layer above's state for this connection (see [`UpperState`]).
     pub upper: UpperState,
@@ -160,18 +170,60 @@ impl Conn {
 
     /// Both endpoints are done (CLOSED or TIME_WAIT).
     pub fn both_closed(&self) -> bool {
-        self.ep[0].state.is_closed() && self.ep[1].state.is_closed()
+        self.ep[0].view.state.is_closed() && self.ep[1].view.state.is_closed()
     }
 
     pub fn state(&self, dir: Dir) -> State {
-        self.ep[dir.idx()].state
+        self.ep[dir.idx()].view.state
     }
 
-    fn set_state(&mut self, who: usize, to: State, frame: u64, keep: bool) {
-        if self.ep[who].state != to {
-            self.ep[who].state = to;
-            if keep {
-                self.transitions.push((frame, who as u8, to));
+    /// Apply `ev` to endpoint `who`, keeping the change (when `keep`) at `frame`.
+    fn apply(&mut self, who: usize, ev: Event, at: Placed) {
+        let from = self.ep[who].view.state;
+        match from.step(ev) {
+            Change::Stay => {}
+            Change::To(to) => {
+                if to == State::Established && matches!(ev, Event::RecvSynAck { .. }) {
+                    self.ep[who].view.quiet_since_synack = true;
+                }
+                self.enter(who, to, at);
+            }
+            Change::Withdraw => self.withdraw(who, at),
+            Change::Redo(path) => {
+                self.withdraw(who, at);
+                for &to in path {
+                    self.enter(who, to, at);
+                }
+            }
+        }
+    }
+
+    /// Take back endpoint `who`'s last change: the state before it, and its kept record.
+    fn withdraw(&mut self, who: usize, at: Placed) {
+        let v = &mut self.ep[who].view;
+        let from = std::mem::replace(&mut v.state, v.before);
+        if at.keep {
+            if let Some(i) = self
+                .transitions
+                .iter()
+                .rposition(|t| t.who as usize == who && t.state == from)
+            {
+                self.transitions.remove(i);
+            }
+        }
+    }
+
+    fn enter(&mut self, who: usize, to: State, at: Placed) {
+        if self.ep[who].view.state != to {
+            self.ep[who].view.before = self.ep[who].view.state;
+            self.ep[who].view.state = to;
+            if at.keep {
+                self.transitions.push(Step {
+                    frame: at.frame,
+                    who: who as u8,
+                    state: to,
+                    inferred: at.inferred,
+                });
             }
         }
     }
@@ -243,9 +295,6 @@ impl Conn {
             }
         };
 
-        // What the sender had sent before this segment, for the unseen-FIN check below.
-        let prev_next = self.ep[f].flow.nextseq;
-
         // Wireshark's analysis.
         let cx = ConnCtx {
             irtt_ns: self.irtt_ns,
@@ -288,80 +337,87 @@ impl Conn {
             self.history.gap(f);
         }
 
-        // Both endpoints' state machines.
-        let acceptable_rst = rst && self.rst_acceptable(seg, f, r);
-        let acks_syn = ack
-            && self.ep[r]
-                .syn_seq
-                .is_none_or(|s| ge(seg.ack, s.wrapping_add(1)));
-        let acks_fin = ack && self.ep[r].fin_end.is_some_and(|e| ge(seg.ack, e));
-        let sent = if rst {
-            Some(Event::SentRst)
-        } else if syn && !ack {
-            Some(Event::SentSyn)
-        } else if syn {
-            Some(Event::SentSynAck)
-        } else if fin {
-            Some(Event::SentFin {
-                acks_peer_fin: acks_fin,
-            })
-        } else if ack {
-            Some(Event::SentAck)
-        } else {
-            None
+        // Both endpoints' state machines: what the segment means for each (a pure reading of
+        // the two views), then each event through the one `match` in `state.rs`.
+        let facts = SegFacts {
+            seq: Seq(seg.seq),
+            ack: ack.then_some(Seq(seg.ack)),
+            len: seg.len,
+            syn,
+            fin,
+            rst,
         };
-        let recv = if rst {
-            Some(Event::RecvRst {
-                acceptable: acceptable_rst,
-            })
-        } else if syn && !ack {
-            Some(Event::RecvSyn)
-        } else if syn {
-            Some(Event::RecvSynAck { acks_syn })
-        } else if fin {
-            Some(Event::RecvFin { acks_syn, acks_fin })
-        } else if ack {
-            Some(Event::RecvAck { acks_syn, acks_fin })
-        } else {
-            None
+        let reading = read_segment(&self.ep[f].view, &self.ep[r].view, &facts);
+        let keep = cfg.keep_transitions && cfg.emit_packets.wants(self.index);
+        let here = Placed {
+            frame,
+            keep,
+            inferred: None,
         };
-        if syn {
-            self.ep[f].syn_seq = Some(seg.seq);
+        if let Some((rx_ev, tx_ev)) = reading.receiver_lost_fin {
+            let fin_end = self.ep[r].view.snd_nxt.map(|n| n.plus(1));
+            self.ep[r].view.fin_end = fin_end;
+            self.saw_fin = true;
+            let at = here.inferred("FIN not captured: acknowledged by the peer");
+            self.apply(r, rx_ev, at);
+            self.apply(f, tx_ev, at);
+        }
+        if let Some((tx_ev, rx_ev)) = reading.sender_lost_fin {
+            self.ep[f].view.fin_end = Some(facts.seq);
+            self.saw_fin = true;
+            let at = here.inferred("FIN not captured: shown by the next sequence number");
+            self.apply(f, tx_ev, at);
+            self.apply(r, rx_ev, at);
+        }
+        if let Some(e) = reading.sent {
+            // A passive open shows only in the SYN-ACK; the listener took the SYN it answers.
+            let at = match (e, self.ep[f].view.state, self.ep[f].view.syn_unanswered) {
+                (Event::SentSynAck, State::Unknown | State::Closed | State::Listen, Some(n)) => {
+                    Placed {
+                        frame: n,
+                        ..here.inferred("shown by the SYN-ACK")
+                    }
+                }
+                _ => here,
+            };
+            self.apply(f, e, at);
+        }
+        if reading.receiver_takes_syn {
+            self.apply(r, Event::RecvSyn, here);
+        }
+        if let Some(e) = reading.recv {
+            self.apply(r, e, here);
+        }
+
+        // What each side is now known to have sent and received.
+        {
+            let v = &mut self.ep[f].view;
+            if syn {
+                v.iss = Some(facts.seq);
+            }
+            let end = facts.end();
+            v.snd_nxt = Some(v.snd_nxt.map_or(end, |n| n.max(end)));
+            if fin {
+                v.fin_end = Some(end);
+            }
+            if let Some(a) = facts.ack {
+                v.rcv_nxt = Some(v.rcv_nxt.map_or(a, |n| n.max(a)));
+                v.rcv_wnd = win.min(u32::MAX as u64) as u32;
+                v.syn_unanswered = None;
+            }
+            if rst {
+                v.syn_unanswered = None;
+            }
+            v.quiet_since_synack &= reading.sent.is_none();
+        }
+        if syn && !ack {
+            self.ep[r].view.syn_unanswered = Some(frame);
         }
         if fin {
-            self.ep[f].fin_end = Some(seg.seq.wrapping_add(seg.len).wrapping_add(1 + syn as u32));
             self.saw_fin = true;
         }
         if rst {
             self.saw_rst = true;
-        }
-        let keep = cfg.keep_transitions && cfg.emit_packets.wants(self.index);
-        // A bare segment one past everything the sender was seen to send reveals a FIN that was
-        // lost before the capture point: the sender closed earlier than the capture shows. If
-        // it had received the peer's FIN first it would not have had a FIN in flight, so this
-        // is the crossing-FINs case (ESTABLISHED -> FIN-WAIT-1, CLOSE-WAIT -> CLOSING).
-        if !syn
-            && !fin
-            && !rst
-            && seg.len == 0
-            && prev_next != 0
-            && self.ep[f].fin_end.is_none()
-            && seg.seq == prev_next.wrapping_add(1)
-        {
-            self.ep[f].fin_end = Some(seg.seq);
-            self.saw_fin = true;
-            let to = self.ep[f].state.next(Event::SentFin {
-                acks_peer_fin: false,
-            });
-            self.set_state(f, to, frame, keep);
-        }
-        if let Some(e) = sent {
-            let to = self.ep[f].state.next(e);
-            self.set_state(f, to, frame, keep);
-        }
-        if let Some(e) = recv {
-            let to = self.ep[r].state.next(e);
-            self.set_state(r, to, frame, keep);
         }
 
         self.ep[f].packets += 1;
@@ -376,23 +432,6 @@ impl Conn {
         if cfg.reassemble {
             self.reassemble(seg, dir, frame, ts, events);
         }
-    }
-
-    /// An RST is acceptable when it is in the receiver's window (RFC 9293 §3.10.7.4), or, in
-    /// SYN-SENT, when it acknowledges the SYN (§3.10.7.3).
-    fn rst_acceptable(&self, seg: &Segment<'_>, f: usize, r: usize) -> bool {
-        let rx = &self.ep[r];
-        if rx.state == State::SynSent {
-            return seg.flags.ack() && rx.syn_seq.is_some_and(|s| seg.ack == s.wrapping_add(1));
-        }
-        let rcv_nxt = rx.flow.lastack;
-        if rcv_nxt == 0 || rx.flow.window == u32::MAX {
-            return true;
-        }
-        let scale = rx.flow.win_scale.max(0) as u32;
-        let wnd = (rx.flow.window << scale).max(1);
-        let off = seg.seq.wrapping_sub(rcv_nxt);
-        off <= wnd || seg.seq == self.ep[f].flow.nextseq || seg.seq.wrapping_add(1) == rcv_nxt
     }
 
     fn packet_record(
@@ -446,8 +485,8 @@ impl Conn {
             bytes_in_flight: a.bytes_in_flight,
             ack_rtt: a.ack_rtt,
             acks_frame: a.acks_frame,
-            client_state: Cow::Borrowed(self.ep[0].state.as_str()),
-            server_state: Cow::Borrowed(self.ep[1].state.as_str()),
+            client_state: Cow::Borrowed(self.ep[0].view.state.as_str()),
+            server_state: Cow::Borrowed(self.ep[1].view.state.as_str()),
         }
     }
 
@@ -494,8 +533,8 @@ impl Conn {
             if let (Some(base), Some(ra)) = (ep.base, ep.reasm.as_mut()) {
                 let pos = ep.unwrap.peek(seg.ack) as i64 - ((1i64 << 32) + base as i64);
                 // The ACK counts the peer's FIN too: never treat that byte as missing data.
-                let limit = match ep.fin_end {
-                    Some(e) if ge(seg.ack, e) => pos - 1,
+                let limit = match ep.view.fin_end {
+                    Some(e) if ge(seg.ack, e.0) => pos - 1,
                     _ => pos,
                 };
                 if limit > ra.next() as i64 {
@@ -570,8 +609,8 @@ impl Conn {
             packets_s2c: self.ep[1].packets,
             bytes_c2s: self.ep[0].bytes,
             bytes_s2c: self.ep[1].bytes,
-            client_state: self.ep[0].state.as_str().into(),
-            server_state: self.ep[1].state.as_str().into(),
+            client_state: self.ep[0].view.state.as_str().into(),
+            server_state: self.ep[1].view.state.as_str().into(),
             conn_state: self.history.conn_state().into(),
             history: self.history.letters().into(),
             http_requests: 0,
@@ -581,10 +620,11 @@ impl Conn {
             transitions: self
                 .transitions
                 .iter()
-                .map(|&(frame, who, st)| Transition {
-                    frame,
-                    endpoint: if who == 0 { "client" } else { "server" }.into(),
-                    state: st.as_str().into(),
+                .map(|t| Transition {
+                    frame: t.frame,
+                    endpoint: if t.who == 0 { "client" } else { "server" }.into(),
+                    state: t.state.as_str().into(),
+                    inferred: t.inferred.map(Name::Borrowed),
                 })
                 .collect(),
             gap_bytes: self.gap_bytes,
@@ -598,6 +638,24 @@ impl Conn {
 fn flag_names(flags: Flags) -> &'static [Name] {
     static LISTS: std::sync::OnceLock<Vec<Vec<Name>>> = std::sync::OnceLock::new();
     &LISTS.get_or_init(|| crate::record::name_subsets(&Flags::NAMES))[flags.0 as usize]
+}
+
+/// Where a state change is kept: its frame, whether changes are kept at all, and why it was
+/// inferred rather than seen.
+#[derive(Debug, Clone, Copy)]
+struct Placed {
+    frame: u64,
+    keep: bool,
+    inferred: Option<&'static str>,
+}
+
+impl Placed {
+    fn inferred(self, why: &'static str) -> Placed {
+        Placed {
+            inferred: Some(why),
+            ..self
+        }
+    }
 }
 
 /// Is this a SYN without ACK?
@@ -616,6 +674,298 @@ mod tests {
             let from_table: Vec<&str> = flag_names(Flags(bits)).iter().map(|n| &**n).collect();
             let direct: Vec<&str> = Flags(bits).names().collect();
             assert_eq!(from_table, direct, "flags {bits:#04x}");
+        }
+    }
+}
+
+/// The observer fed whole segments, one test per case, grouped by the state the case is about.
+#[cfg(test)]
+mod observer {
+    use super::*;
+    use crate::decode::TcpOptions;
+    use crate::tcp::reassembly::Chunk;
+    use State::*;
+
+    struct Quiet;
+    impl Events for Quiet {
+        fn record(&mut self, _: Record) {}
+        fn midstream(&mut self, _: u64, _: &mut UpperState) {}
+        fn chunk(
+            &mut self,
+            _: u64,
+            _: &mut UpperState,
+            _: Dir,
+            _: Chunk<'_>,
+            _: u64,
+            _: Timestamp,
+        ) {
+        }
+        fn end(&mut self, _: u64, _: &mut UpperState, _: Dir, _: u64, _: Timestamp) {}
+        fn conn_finished(&mut self, _: ConnRec, _: UpperState) {}
+    }
+
+    const C: &str = "10.0.0.1:40000";
+    const S: &str = "10.0.0.2:80";
+    const SYN: u8 = Flags::SYN;
+    const ACK: u8 = Flags::ACK;
+    const FIN: u8 = Flags::FIN | Flags::ACK;
+    const RST: u8 = Flags::RST;
+    const RST_ACK: u8 = Flags::RST | Flags::ACK;
+    /// Client and server initial sequence numbers.
+    const CI: u32 = 1000;
+    const SI: u32 = 5000;
+
+    struct Drive {
+        conn: Conn,
+        cfg: TrackerConfig,
+        frame: u64,
+    }
+
+    impl Drive {
+        fn new() -> Drive {
+            let cfg = TrackerConfig::default();
+            Drive {
+                conn: Conn::new(
+                    0,
+                    C.parse().unwrap(),
+                    S.parse().unwrap(),
+                    Timestamp(0),
+                    &cfg,
+                ),
+                cfg,
+                frame: 0,
+            }
+        }
+
+        /// Feed one segment from the client (`c2s`) or the server; both states after it.
+        fn seg(&mut self, c2s: bool, flags: u8, seq: u32, ack: u32, len: u32) -> (State, State) {
+            let (src, dst): (SocketAddr, SocketAddr) = if c2s {
+                (C.parse().unwrap(), S.parse().unwrap())
+            } else {
+                (S.parse().unwrap(), C.parse().unwrap())
+            };
+            let s = Segment {
+                src: src.ip(),
+                dst: dst.ip(),
+                sport: src.port(),
+                dport: dst.port(),
+                seq,
+                ack,
+                flags: Flags(flags),
+                window: 1000,
+                options: TcpOptions::default(),
+                len,
+                payload: &[],
+            };
+            self.frame += 1;
+            let dir = if c2s { Dir::C2s } else { Dir::S2c };
+            let ts = Timestamp(self.frame as i64 * 1000);
+            self.conn
+                .on_segment(&s, dir, self.frame, ts, &self.cfg, &mut Quiet);
+            (self.conn.state(Dir::C2s), self.conn.state(Dir::S2c))
+        }
+        fn c(&mut self, flags: u8, seq: u32, ack: u32) -> (State, State) {
+            self.seg(true, flags, seq, ack, 0)
+        }
+        fn s(&mut self, flags: u8, seq: u32, ack: u32) -> (State, State) {
+            self.seg(false, flags, seq, ack, 0)
+        }
+        /// SYN, SYN-ACK, ACK: both ESTABLISHED.
+        fn open() -> Drive {
+            let mut d = Drive::new();
+            d.c(SYN, CI, 0);
+            d.s(SYN | ACK, SI, CI + 1);
+            assert_eq!(d.c(ACK, CI + 1, SI + 1), (Established, Established));
+            d
+        }
+        /// One endpoint's (frame, state, inferred) changes.
+        fn changes(&self, who: &str) -> Vec<(u64, &'static str, bool)> {
+            self.conn
+                .summary()
+                .transitions
+                .iter()
+                .filter(|t| t.endpoint == who)
+                .map(|t| {
+                    let st = State::from_name(&t.state).unwrap();
+                    (t.frame, st.as_str(), t.inferred.is_some())
+                })
+                .collect()
+        }
+        fn states(&self, who: &str) -> Vec<&'static str> {
+            self.changes(who).into_iter().map(|c| c.1).collect()
+        }
+    }
+
+    mod listen_or_closed {
+        use super::*;
+
+        #[test]
+        fn an_unanswered_syn_leaves_the_server_unknown() {
+            let mut d = Drive::new();
+            assert_eq!(d.c(SYN, CI, 0), (SynSent, Unknown));
+            assert_eq!(d.c(SYN, CI, 0), (SynSent, Unknown));
+            assert!(d.states("server").is_empty());
+        }
+
+        #[test]
+        fn a_refused_syn_never_makes_syn_received() {
+            let mut d = Drive::new();
+            d.c(SYN, CI, 0);
+            assert_eq!(d.s(RST_ACK, 0, CI + 1), (Closed, Closed));
+            assert_eq!(d.states("server"), ["CLOSED"]);
+            assert_eq!(d.states("client"), ["SYN_SENT", "CLOSED"]);
+        }
+
+        #[test]
+        fn a_passive_open_is_placed_at_the_syn_it_answers() {
+            let mut d = Drive::new();
+            d.c(SYN, CI, 0);
+            d.c(SYN, CI, 0); // retransmitted: the SYN-ACK answers this one
+            assert_eq!(d.s(SYN | ACK, SI, CI + 1), (Established, SynReceived));
+            assert_eq!(d.changes("server"), [(2, "SYN_RECEIVED", true)]);
+        }
+    }
+
+    mod syn_sent {
+        use super::*;
+
+        #[test]
+        fn a_syn_ack_answered_by_rst_without_ack_never_was_established() {
+            // The client gave up before the SYN-ACK came: its kernel answers for no connection.
+            let mut d = Drive::new();
+            d.c(SYN, CI, 0);
+            d.s(SYN | ACK, SI, CI + 1);
+            assert_eq!(d.c(RST, CI + 1, 0), (Closed, Closed));
+            assert_eq!(d.states("client"), ["SYN_SENT", "CLOSED"]);
+        }
+
+        #[test]
+        fn an_rst_that_does_not_ack_the_syn_is_dropped() {
+            let mut d = Drive::new();
+            d.c(SYN, CI, 0);
+            assert_eq!(d.s(RST_ACK, 0, CI + 7), (SynSent, Closed));
+        }
+
+        #[test]
+        fn simultaneous_open_goes_through_syn_received_on_both_sides() {
+            let mut d = Drive::new();
+            d.c(SYN, CI, 0);
+            // The server's SYN crossed the client's: it had not received it.
+            assert_eq!(d.s(SYN, SI, 0), (SynReceived, SynSent));
+            d.c(SYN | ACK, CI, SI + 1);
+            assert_eq!(d.s(SYN | ACK, SI, CI + 1), (Established, Established));
+            for who in ["client", "server"] {
+                assert_eq!(d.states(who), ["SYN_SENT", "SYN_RECEIVED", "ESTABLISHED"]);
+            }
+        }
+    }
+
+    mod established {
+        use super::*;
+
+        #[test]
+        fn an_rst_outside_the_window_is_dropped() {
+            let mut d = Drive::open();
+            assert_eq!(
+                d.s(RST, SI + 1 + 1_000_000_000, 0),
+                (Established, Established)
+            );
+            assert_eq!(d.s(RST, SI + 1 + 70_000, 0), (Established, Established));
+        }
+
+        #[test]
+        fn an_rst_in_the_window_but_not_exact_draws_a_challenge_ack() {
+            let mut d = Drive::open();
+            assert_eq!(d.s(RST, SI + 1 + 100, 0), (Established, Established));
+        }
+
+        #[test]
+        fn an_exact_rst_resets() {
+            let mut d = Drive::open();
+            assert_eq!(d.s(RST_ACK, SI + 1, CI + 1), (Closed, Closed));
+        }
+
+        #[test]
+        fn an_rst_its_sender_did_not_send_is_withdrawn_when_it_goes_on() {
+            let mut d = Drive::open();
+            // Exact, from the client's address: the server is reset.
+            assert_eq!(d.c(RST, CI + 1, 0), (Closed, Closed));
+            // The client goes on: the RST was not its own.
+            assert_eq!(d.c(ACK, CI + 1, SI + 1), (Established, Closed));
+            // The server, with no connection, answers with an RST at the ACK it was sent.
+            assert_eq!(d.s(RST, SI + 1, 0), (Closed, Closed));
+            assert_eq!(d.states("client"), ["SYN_SENT", "ESTABLISHED", "CLOSED"]);
+            assert_eq!(d.changes("client")[2].0, 6);
+        }
+
+        #[test]
+        fn a_syn_in_a_synchronized_state_changes_nothing() {
+            let mut d = Drive::open();
+            assert_eq!(d.c(SYN, CI + 50, 0).1, Established);
+        }
+    }
+
+    mod closing {
+        use super::*;
+
+        #[test]
+        fn a_fin_lost_before_the_tap_shows_in_the_peer_ack() {
+            let mut d = Drive::open();
+            // The client's FIN (seq CI+1) was never captured; the server acknowledges it.
+            assert_eq!(d.s(ACK, SI + 1, CI + 2), (FinWait2, CloseWait));
+            assert_eq!(d.s(FIN, SI + 1, CI + 2), (TimeWait, LastAck));
+            assert_eq!(d.c(ACK, CI + 2, SI + 2), (TimeWait, Closed));
+            assert_eq!(
+                d.changes("client")[2..],
+                [
+                    (4, "FIN_WAIT_1", true),
+                    (4, "FIN_WAIT_2", false),
+                    (5, "TIME_WAIT", false)
+                ]
+            );
+            assert_eq!(
+                d.states("server"),
+                [
+                    "SYN_RECEIVED",
+                    "ESTABLISHED",
+                    "CLOSE_WAIT",
+                    "LAST_ACK",
+                    "CLOSED"
+                ]
+            );
+        }
+
+        #[test]
+        fn a_lost_fin_acknowledged_by_the_peer_fin_is_not_a_crossing() {
+            let mut d = Drive::open();
+            assert_eq!(d.s(FIN, SI + 1, CI + 2), (TimeWait, LastAck));
+            assert_eq!(d.c(ACK, CI + 2, SI + 2), (TimeWait, Closed));
+        }
+
+        #[test]
+        fn crossing_fins_go_through_closing_never_close_wait() {
+            let mut d = Drive::open();
+            d.c(FIN, CI + 1, SI + 1);
+            // The server's FIN does not acknowledge the client's: sent before it arrived.
+            assert_eq!(d.s(FIN, SI + 1, CI + 1), (Closing, Closing));
+            d.c(ACK, CI + 2, SI + 2);
+            assert_eq!(d.s(ACK, SI + 2, CI + 2), (TimeWait, TimeWait));
+            let want = ["ESTABLISHED", "FIN_WAIT_1", "CLOSING", "TIME_WAIT"];
+            assert_eq!(d.states("server")[1..], want);
+            assert_eq!(d.states("client")[1..], want);
+        }
+
+        #[test]
+        fn a_half_close_holds_fin_wait_2_and_close_wait() {
+            let mut d = Drive::open();
+            d.c(FIN, CI + 1, SI + 1);
+            assert_eq!(d.s(ACK, SI + 1, CI + 2), (FinWait2, CloseWait));
+            assert_eq!(
+                d.seg(false, ACK, SI + 1, CI + 2, 100),
+                (FinWait2, CloseWait)
+            );
+            assert_eq!(d.s(FIN, SI + 101, CI + 2), (TimeWait, LastAck));
+            assert_eq!(d.c(ACK, CI + 2, SI + 102), (TimeWait, Closed));
         }
     }
 }
