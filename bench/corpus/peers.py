@@ -9,6 +9,7 @@ so a peer whose partner vanished ends by itself.
 """
 import argparse
 import base64
+import errno
 import hashlib
 import http.server
 import os
@@ -468,6 +469,374 @@ def cli_connect(a):
         time.sleep(0.1)
 
 
+# ---- state scenarios (corpus.py states) ------------------------------------------------------
+
+def linger0(s):
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+
+def wait_until(t_epoch, limit=10.0):
+    dt = t_epoch - time.time()
+    if 0 < dt < limit:
+        time.sleep(dt)
+
+
+def read_until(c, token, limit=1 << 20):
+    buf = b""
+    while token not in buf and len(buf) < limit:
+        d = c.recv(4096)
+        if not d:
+            break
+        buf += d
+    return buf
+
+
+def srv_close_order(a):
+    """One request/response; --mode client: the client closes first (we read EOF, pause, close);
+    --mode server: we answer and close first (the client then closes)."""
+    ls = listener(a.host, a.port)
+    c, _ = ls.accept()
+    c.settimeout(TIMEOUT)
+    read_request_head(c)
+    c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 12\r\nConnection: close\r\n\r\nhello world\n")
+    if a.mode == "client":
+        drain_until_eof(c)
+        time.sleep(a.pause)       # the client's FIN is ACKed alone, our FIN follows later
+    else:
+        time.sleep(0.05)
+    c.close()
+    ls.close()
+
+
+def cli_close_order(a):
+    s = connect(a.host, a.port)
+    s.sendall(b"GET /order HTTP/1.1\r\nHost: x\r\n\r\n")
+    if a.mode == "client":
+        read_until(s, b"hello world\n")
+        time.sleep(0.05)
+        s.close()
+    else:
+        drain_until_eof(s)
+        time.sleep(a.pause)       # the server's FIN is ACKed alone, our FIN follows later
+        s.close()
+
+
+def srv_trickle(a):
+    """Read the request to EOF (client SHUT_WR -> CLOSE_WAIT here), then keep sending
+    small chunks for a.hold seconds (the client sits in FIN_WAIT_2), then close."""
+    ls = listener(a.host, a.port)
+    c, _ = ls.accept()
+    c.settimeout(TIMEOUT)
+    drain_until_eof(c)
+    t_end = time.monotonic() + a.hold
+    for i in range(200):
+        if time.monotonic() >= t_end:
+            break
+        c.sendall(b"chunk %03d\n" % i)
+        time.sleep(0.25)
+    c.close()
+    ls.close()
+
+
+def cli_shutwr(a):
+    """Send a request, SHUT_WR at once, read until the server's FIN, close."""
+    s = connect(a.host, a.port)
+    s.sendall(b"GET /trickle HTTP/1.1\r\nHost: x\r\n\r\n")
+    s.shutdown(socket.SHUT_WR)
+    n = drain_until_eof(s)
+    s.close()
+    sys.stderr.write("shutwr client read %d bytes after its FIN\n" % n)
+
+
+def srv_abort(a):
+    """--mode estab / fin-wait2: answer, then wait for the client's RST.
+    --mode close-wait: read to EOF (CLOSE_WAIT), answer, pause, abort with SO_LINGER{1,0}."""
+    ls = listener(a.host, a.port)
+    c, _ = ls.accept()
+    c.settimeout(TIMEOUT)
+    if a.mode == "estab":
+        read_until(c, b"\r\n\r\n")
+    else:
+        drain_until_eof(c)
+    c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n")
+    if a.mode == "close-wait":
+        time.sleep(a.pause)
+        linger0(c)
+        c.close()
+    elif a.mode == "fin-wait2":
+        # the client's FIN is in (EOF); hold CLOSE_WAIT until its RST has come and gone
+        time.sleep(a.pause + 0.7)
+        c.close()
+    else:
+        try:
+            drain_until_eof(c)
+        except ConnectionResetError:
+            pass
+        c.close()
+    ls.close()
+
+
+def cli_abort_state(a):
+    """--mode estab: request, read the answer, pause, abort (ESTABLISHED -> RST).
+    --mode fin-wait2: request, SHUT_WR, read the answer, pause (FIN_WAIT_2), abort.
+    --mode close-wait: request, SHUT_WR, wait for the server's RST."""
+    s = connect(a.host, a.port)
+    s.sendall(b"GET /abort HTTP/1.1\r\nHost: x\r\n\r\n")
+    if a.mode != "estab":
+        s.shutdown(socket.SHUT_WR)
+    if a.mode == "close-wait":
+        try:
+            drain_until_eof(s)
+        except ConnectionResetError:
+            sys.stderr.write("abort client: reset by the server, as planned\n")
+        s.close()
+        return
+    read_until(s, b"ok\n")
+    time.sleep(a.pause)
+    linger0(s)
+    s.close()
+
+
+def peer_simul(a):
+    """Simultaneous open and close: bind a.bind_port, connect() to the peer at the epoch
+    time a.at (the peer does the same, SYNs cross on a delayed path), exchange a line,
+    shutdown(SHUT_WR) at a.at + 1 s on both sides (FINs cross), read EOF, close."""
+    s = socket.socket(family(a.host), socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("::" if ":" in a.host else "0.0.0.0", a.bind_port))
+    s.settimeout(5.0)
+    if a.out != "/dev/null":
+        # rendezvous: say we are bound, then wait for the common start time (file a.out/go)
+        open(os.path.join(a.out, "ready-%d" % a.bind_port), "w").close()
+        go = os.path.join(a.out, "go")
+        t_end = time.monotonic() + 10.0
+        while not os.path.exists(go) and time.monotonic() < t_end:
+            time.sleep(0.002)
+        time.sleep(0.01)
+        with open(go) as f:
+            a.at = float(f.read())
+    if time.time() > a.at + 0.005:
+        raise SystemExit("peer-simul: started %.3f s late" % (time.time() - a.at))
+    wait_until(a.at)
+    s.connect((a.host, a.port))
+    s.sendall(b"hello from %d\n" % a.bind_port)
+    read_until(s, b"\n")
+    wait_until(a.at + 1.0)
+    s.shutdown(socket.SHUT_WR)
+    drain_until_eof(s)
+    s.close()
+
+
+def srv_hold(a):
+    """Small receive buffer (window well under 70,000); echo lines until the peer goes."""
+    ls = listener(a.host, a.port, rcvbuf=a.rcvbuf)
+    c, _ = ls.accept()
+    c.settimeout(TIMEOUT)
+    try:
+        for _ in range(16):
+            d = c.recv(4096)
+            if not d:
+                break
+            c.sendall(b"echo " + d)
+    except (ConnectionResetError, socket.timeout) as e:
+        sys.stderr.write("hold server: %s\n" % e)
+    c.close()
+    ls.close()
+
+
+def cli_hold(a):
+    """Send a line after a.pause s (the injector is sniffing by then), wait until the
+    injector is done (file a.out exists, bounded), send a last line (-> RST from a server
+    that has no socket any more), close."""
+    s = connect(a.host, a.port)
+    time.sleep(a.pause)
+    s.sendall(b"ping\n")
+    read_until(s, b"\n")
+    t_end = time.monotonic() + 10.0
+    while not os.path.exists(a.out) and time.monotonic() < t_end:
+        time.sleep(0.05)
+    time.sleep(0.2)
+    try:
+        s.sendall(b"still there?\n")
+        s.recv(4096)
+    except (ConnectionResetError, BrokenPipeError) as e:
+        sys.stderr.write("hold client: %s\n" % e)
+    s.close()
+
+
+def srv_backlog(a):
+    """Listen with a backlog, never accept(); after a.hold s close the listener: the
+    kernel resets the connections waiting in the accept queue."""
+    s = socket.socket(family(a.host), socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind((a.host, a.port))
+    s.listen(8)
+    time.sleep(a.hold)
+    s.close()
+
+
+def cli_queued(a):
+    """a.count connections to a listener that never accepts; send a line on each, then
+    wait (bounded) for each to be reset."""
+    socks = []
+    for i in range(a.count):
+        s = connect(a.host, a.port)
+        s.sendall(b"queued %d\n" % i)
+        socks.append(s)
+        time.sleep(0.05)
+    for s in socks:
+        s.settimeout(5.0)
+        try:
+            s.recv(4096)
+        except (ConnectionResetError, socket.timeout) as e:
+            sys.stderr.write("queued client: %s\n" % e)
+        s.close()
+
+
+def cli_give_up(a):
+    """a.count non-blocking connect()s, each abandoned (close()) a.pause s later, while the
+    socket is still SYN_SENT on a delayed path; a.hold s between attempts, so that the
+    SYN-ACK (answered by an RST: no socket any more) comes before the next SYN."""
+    for i in range(a.count):
+        s = socket.socket(family(a.host), socket.SOCK_STREAM)
+        s.setblocking(False)
+        err = s.connect_ex((a.host, a.port))
+        t0 = time.monotonic()
+        port = s.getsockname()[1]
+        time.sleep(a.pause)
+        info = s.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 8)
+        s.close()
+        state = {1: "ESTABLISHED", 2: "SYN_SENT", 7: "CLOSE"}.get(info[0], str(info[0]))
+        sys.stderr.write("give-up %d: port %d connect %s, %s at close() +%.1f ms\n" % (
+            i, port, errno.errorcode.get(err, err), state, (time.monotonic() - t0) * 1e3))
+        if i + 1 < a.count:
+            time.sleep(a.hold)
+
+
+# ---- raw RST injection (IPv4, AF_PACKET) -----------------------------------------------------
+
+def csum(data):
+    if len(data) % 2:
+        data += b"\0"
+    n = sum(struct.unpack("!%dH" % (len(data) // 2), data))
+    while n >> 16:
+        n = (n & 0xFFFF) + (n >> 16)
+    return ~n & 0xFFFF
+
+
+def parse_eth_tcp4(frame):
+    """-> dict of an Ethernet/IPv4/TCP frame or None."""
+    if len(frame) < 34 or frame[12:14] != b"\x08\x00":
+        return None
+    ip = frame[14:]
+    ihl = (ip[0] & 0x0F) * 4
+    if ip[9] != 6 or len(ip) < ihl + 20:
+        return None
+    tot = struct.unpack("!H", ip[2:4])[0]
+    tcp = ip[ihl:tot]
+    sport, dport, seq, ack, off_flags, win = struct.unpack("!HHIIHH", tcp[:16])
+    doff = (off_flags >> 12) * 4
+    wscale = None
+    opts = tcp[20:doff]
+    i = 0
+    while i < len(opts):
+        kind = opts[i]
+        if kind == 0:
+            break
+        if kind == 1:
+            i += 1
+            continue
+        if i + 1 >= len(opts):
+            break
+        ln = opts[i + 1]
+        if kind == 3 and ln == 3:
+            wscale = opts[i + 2]
+        i += max(ln, 2)
+    return {"dst_mac": frame[0:6], "src_mac": frame[6:12], "src": ip[12:16], "dst": ip[16:20],
+            "sport": sport, "dport": dport, "seq": seq, "ack": ack, "flags": off_flags & 0x1FF,
+            "win": win, "wscale": wscale, "len": len(tcp) - doff}
+
+
+def build_rst4(src_mac, dst_mac, src, dst, sport, dport, seq, ack):
+    flags = 0x14  # RST + ACK
+    tcp = struct.pack("!HHIIHHHH", sport, dport, seq & 0xFFFFFFFF, ack & 0xFFFFFFFF,
+                      (5 << 12) | flags, 0, 0, 0)
+    pseudo = src + dst + struct.pack("!BBH", 0, 6, len(tcp))
+    tcp = tcp[:16] + struct.pack("!H", csum(pseudo + tcp)) + tcp[18:]
+    iph = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(tcp), int.from_bytes(os.urandom(2), "big"),
+                      0x4000, 64, 6, 0, src, dst)
+    iph = iph[:10] + struct.pack("!H", csum(iph)) + iph[12:]
+    return dst_mac + src_mac + b"\x08\x00" + iph + tcp
+
+
+def rst_inject(a):
+    """In the client's namespace: sniff the connection to a.host:a.port on a.iface (the
+    handshake for the server's window scale, then the client's segments for its snd_nxt =
+    the server's rcv_nxt), then inject RSTs towards the server, 0.4 s apart:
+      1. seq = rcv_nxt + 10^9              (far out of window: dropped)
+      2. seq = rcv_nxt + 70000             (beyond the window, which is smaller: dropped)
+      3. seq = rcv_nxt + 100               (in window, inexact: challenge ACK, no change)
+      4. seq = rcv_nxt                     (exact: the server's socket closes)
+    Writes a log line per RST to stdout and touches a.out when done."""
+    ETH_P_ALL = 0x0003
+    sk = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+    sk.bind((a.iface, 0))
+    sk.settimeout(0.1)
+    srv = socket.inet_aton(a.host)
+    state = {"wscale": 0, "win": None, "last_cli": None, "last_t": None}
+    t_end = time.monotonic() + 15.0
+
+    def absorb(frame):
+        p = parse_eth_tcp4(frame)
+        if p is None:
+            return
+        if p["src"] == srv and p["sport"] == a.port:
+            if p["flags"] & 0x12 == 0x12 and p["wscale"] is not None:
+                state["wscale"] = p["wscale"]
+            if not p["flags"] & 0x02:
+                state["win"] = p["win"] << state["wscale"]
+            state["last_t"] = time.monotonic()
+        elif p["dst"] == srv and p["dport"] == a.port:
+            state["last_cli"] = p
+            state["last_t"] = time.monotonic()
+
+    # 1) wait for data from the client plus a quiet 0.4 s (its ACK of the echo has gone)
+    while time.monotonic() < t_end:
+        try:
+            frame, addr = sk.recvfrom(65535)
+            absorb(frame)
+        except socket.timeout:
+            pass
+        lc = state["last_cli"]
+        if (lc and lc["len"] == 0 and state["win"] and state["last_t"]
+                and time.monotonic() - state["last_t"] > 0.4 and state.get("saw_data")):
+            break
+        if lc and lc["len"] > 0:
+            state["saw_data"] = True
+    else:
+        raise SystemExit("rst-inject: connection never went quiet")
+    lc = state["last_cli"]
+    rcv_nxt = (lc["seq"] + lc["len"]) & 0xFFFFFFFF
+    win = state["win"]
+    if win >= 70000:
+        raise SystemExit("rst-inject: server window %d not below 70000" % win)
+    print("server rcv_nxt %d window %d (scale %d)" % (rcv_nxt, win, state["wscale"]), flush=True)
+    for label, delta in (("far 1e9", 10 ** 9), ("beyond +70000", 70000), ("in-window +100", 100),
+                         ("exact", 0)):
+        fr = build_rst4(lc["src_mac"], lc["dst_mac"], lc["src"], lc["dst"], lc["sport"],
+                        lc["dport"], rcv_nxt + delta, lc["ack"])
+        sk.send(fr)
+        print("%.6f RST %s seq %d" % (time.time(), label, (rcv_nxt + delta) & 0xFFFFFFFF), flush=True)
+        t_next = time.monotonic() + 0.4
+        while time.monotonic() < t_next:
+            try:
+                sk.recvfrom(65535)
+            except socket.timeout:
+                pass
+    sk.close()
+    open(a.out, "w").close()
+
+
 ROLES = {
     "srv-blast": srv_blast, "srv-keepalive": srv_keepalive, "srv-reuse": srv_reuse,
     "srv-halfclose": srv_halfclose, "srv-chunked": srv_chunked, "srv-websocket": srv_websocket,
@@ -475,6 +844,12 @@ ROLES = {
     "cli-abort": cli_abort, "cli-stall": cli_stall, "cli-keepalive": cli_keepalive,
     "cli-reuse": cli_reuse, "cli-halfclose": cli_halfclose, "cli-websocket": cli_websocket,
     "cli-pipelined": cli_pipelined, "cli-connect": cli_connect,
+    "srv-close-order": srv_close_order, "cli-close-order": cli_close_order,
+    "srv-trickle": srv_trickle, "cli-shutwr": cli_shutwr, "srv-abort": srv_abort,
+    "cli-abort-state": cli_abort_state, "peer-simul": peer_simul, "srv-hold": srv_hold,
+    "cli-hold": cli_hold, "srv-backlog": srv_backlog, "cli-queued": cli_queued,
+    "rst-inject": rst_inject,
+    "cli-give-up": cli_give_up,
 }
 
 
@@ -493,6 +868,10 @@ def main():
     ap.add_argument("--ka-intvl", type=int, default=1)
     ap.add_argument("--wait-eof", action="store_true")
     ap.add_argument("--out", default="/dev/null")
+    ap.add_argument("--mode", default="client")
+    ap.add_argument("--pause", type=float, default=0.3)
+    ap.add_argument("--at", type=float, default=0.0, help="epoch time to act (peer-simul)")
+    ap.add_argument("--iface", default="c0")
     a = ap.parse_args()
     ROLES[a.role](a)
 
