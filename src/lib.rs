@@ -16,6 +16,7 @@
 //! | [`report`]  | ladder diagrams, time-sequence graphs, the HTML report (reads records only) |
 //! | [`server`]  | `serve`: the minimal hyper server that keeps no per-request state, and its stateful contrasts |
 //! | [`broker`]  | pub-sub and a consumer-group queue, embedded or over Redis, behind one trait; a stateful WebSocket chat server relaying through it |
+//! | [`kernel`]  | the kernel's own log of socket states (tracepoint `sock:inet_sock_set_state`) and the one mapping of Linux's bookkeeping onto RFC 9293: the oracle for endpoint states |
 //! | [`lab`]     | the lab exercises, each answering one of the lesson's questions from measurements |
 //!
 //! Analysis never reads the clock: capture time comes in with each frame, so replay and live
@@ -27,6 +28,7 @@ pub mod cli;
 pub mod decode;
 pub mod engine;
 pub mod http;
+pub mod kernel;
 pub mod lab;
 pub mod output;
 pub mod pipeline;
