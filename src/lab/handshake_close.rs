@@ -12,13 +12,23 @@
 //! a segment on the wire, so an observer who sees the packets can follow both machines.
 //!
 //! `TIME_WAIT` is visible right after the close; the lab does not wait the 60 s for it to end.
+//!
+//! Sampled moments can miss a state; the kernel's own log cannot. While the lab runs it records
+//! the tracepoint `sock:inet_sock_set_state` (every state change of every TCP socket, with its
+//! time) and sets it beside statescope's `transitions`, endpoint by endpoint, through the same
+//! comparison the tests use (`crate::kernel::compare`). Two more connections make the states in
+//! between last long enough to see: a half-close held open (the client's `shutdown(SHUT_WR)`,
+//! FIN_WAIT_2 and CLOSE_WAIT held for a moment) and an abort (SO_LINGER 0: RST instead of FIN).
 
 use super::common::{self, raw_request, Checks, Conn};
 use super::{LabCtx, LabDef, LabOut};
+use crate::kernel::{self, Tracer};
 use crate::record::LabRec;
 use crate::server::ServerConfig;
+use crate::tcp::state::State;
 use serde_json::json;
-use std::net::{SocketAddr, TcpStream};
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::time::Duration;
 
 pub const LAB: LabDef = LabDef {
@@ -31,6 +41,90 @@ pub const LAB: LabDef = LabDef {
 /// After an operation, how long before reading the kernel: lets the packets it caused be
 /// captured, so both views describe the same moment.
 const PAUSE: Duration = Duration::from_millis(50);
+
+/// How long the plain peer holds CLOSE_WAIT (and so the client FIN_WAIT_2) after a half-close.
+const HOLD: Duration = Duration::from_millis(300);
+
+/// A plain socket peer for two connections: the first half-closed by the client (it reads to
+/// the client's FIN, holds CLOSE_WAIT for [`HOLD`], answers and closes), the second aborted by
+/// the client (it reads until the RST). Bounded by read timeouts.
+fn plain_peer(l: TcpListener) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let drain = |s: &mut TcpStream| {
+            let _ = s.set_read_timeout(Some(Duration::from_secs(3)));
+            let mut b = [0u8; 256];
+            while let Ok(n) = s.read(&mut b) {
+                if n == 0 {
+                    break;
+                }
+            }
+        };
+        if let Ok((mut s, _)) = l.accept() {
+            drain(&mut s);
+            std::thread::sleep(HOLD);
+            let _ = s.write_all(b"bye\n");
+        }
+        if let Ok((mut s, _)) = l.accept() {
+            drain(&mut s);
+        }
+    })
+}
+
+/// Close with SO_LINGER {on, 0}: the kernel aborts the connection with an RST.
+fn abort(s: TcpStream) -> anyhow::Result<()> {
+    use std::os::fd::AsRawFd;
+    let l = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: a valid socket descriptor and a linger struct of the size passed.
+    let rc = unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            &l as *const libc::linger as *const libc::c_void,
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        )
+    };
+    anyhow::ensure!(rc == 0, "SO_LINGER: {}", std::io::Error::last_os_error());
+    drop(s);
+    Ok(())
+}
+
+/// One endpoint's changes as a line: kernel or statescope, times from `t0` in ms.
+fn story(ep: &kernel::Endpoint, t0: f64) -> (String, String) {
+    let ms = |t: f64| (t - t0) * 1e3;
+    let kernel = match &ep.kernel {
+        None => "(no socket logged)".to_string(),
+        Some(v) => v
+            .iter()
+            .map(|k| {
+                if k.exact {
+                    format!("{} {:+.3}", k.state.as_str(), ms(k.ts))
+                } else {
+                    format!("{} (before {:+.3})", k.state.as_str(), ms(k.ts))
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(", "),
+    };
+    let shown = ep
+        .shown
+        .iter()
+        .map(|s| {
+            format!(
+                "{} f{} {:+.3}{}",
+                s.state.as_str(),
+                s.frame,
+                ms(s.ts),
+                if s.inferred { " (inferred)" } else { "" }
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    (kernel, shown)
+}
 
 /// One TCP socket as `/proc/net/tcp` lists it.
 #[derive(Debug, Clone, PartialEq)]
@@ -120,7 +214,18 @@ fn run(ctx: &LabCtx, out: &mut LabOut) -> anyhow::Result<LabRec> {
     let addr = server.addr();
     let closed = common::closed_port()?;
     let closed_addr = SocketAddr::from(([127, 0, 0, 1], closed));
-    let cap = common::start_capture(&[addr.port(), closed], &common::pcap_path(ctx, LAB.name))?;
+    let plain = TcpListener::bind("127.0.0.1:0")?;
+    let plain_addr = plain.local_addr()?;
+    let cap = common::start_capture(
+        &[addr.port(), closed, plain_addr.port()],
+        &common::pcap_path(ctx, LAB.name),
+    )?;
+    let tracer = Tracer::start();
+    if let Err(e) = &tracer {
+        out.say(&format!(
+            "the kernel's transition log is not available: {e}"
+        ))?;
+    }
     out.say(&format!(
         "serve listening on {addr}; port {closed} has no listener; capturing lo on both ports"
     ))?;
@@ -150,12 +255,103 @@ fn run(ctx: &LabCtx, out: &mut LabOut) -> anyhow::Result<LabRec> {
         .find(|s| s.remote == closed_addr)
         .map_or("CLOSED", |s| s.state);
     drop(refused);
+
+    // A half-close held open, then an abort, against the plain peer.
+    let peer = plain_peer(plain);
+    let mut half = TcpStream::connect(plain_addr)?;
+    half.set_read_timeout(Some(Duration::from_secs(3)))?;
+    half.write_all(b"hello\n")?;
+    half.shutdown(Shutdown::Write)?; // FIN: FIN_WAIT_1, then FIN_WAIT_2 once it is ACKed
+    let mut reply = Vec::new();
+    half.read_to_end(&mut reply)?; // the peer's answer and FIN after HOLD: TIME_WAIT
+    let half_client = half.local_addr()?;
+    drop(half);
+    let mut ab = TcpStream::connect(plain_addr)?;
+    ab.write_all(b"x")?;
+    std::thread::sleep(PAUSE);
+    let abort_client = ab.local_addr()?;
+    abort(ab)?;
+    let _ = peer.join();
+    std::thread::sleep(PAUSE);
     drop(server);
 
     let (cap, recs) = common::finish_capture(cap, ctx, LAB.name, out)?;
 
-    // ---- compare ----
+    // ---- the kernel's own transitions beside statescope's ----
     let mut checks = Checks::default();
+    let ports = [addr.port(), closed, plain_addr.port()];
+    let changes: Vec<kernel::Change> = match tracer.and_then(|t| t.changes()) {
+        Ok(v) => v
+            .into_iter()
+            .filter(|c| ports.contains(&c.local.port()) || ports.contains(&c.remote.port()))
+            .collect(),
+        Err(e) => {
+            out.say(&format!(
+                "the kernel's transition log could not be read: {e}"
+            ))?;
+            Vec::new()
+        }
+    };
+    checks.check(
+        "the kernel's own transition log was recorded",
+        !changes.is_empty(),
+    );
+    let eps = kernel::compare(&recs.0, &changes);
+    out.say("The kernel's own state changes (tracepoint sock:inet_sock_set_state) beside statescope's, ms from each connection's first frame:")?;
+    for e in &eps {
+        let t0 = recs
+            .conns()
+            .find(|c| c.conn == e.conn)
+            .map_or(0.0, |c| c.first_ts);
+        let (k, shown) = story(e, t0);
+        out.say(&format!("  conn {} {} {}", e.conn, e.role, e.local))?;
+        out.say(&format!("    kernel      {k}"))?;
+        out.say(&format!("    statescope  {shown}"))?;
+        for p in &e.problems {
+            out.say(&format!("    <- differ: {p}"))?;
+        }
+    }
+    let agreeing = eps.iter().filter(|e| e.problems.is_empty()).count();
+    checks.check(
+        "every endpoint's states match the kernel's, each change at its frame",
+        !eps.is_empty() && agreeing == eps.len(),
+    );
+    let kernel_of = |local: SocketAddr| {
+        eps.iter()
+            .find(|e| e.local == local)
+            .and_then(|e| e.kernel.clone())
+            .unwrap_or_default()
+    };
+    // How long the half-closed client sat in FIN_WAIT_2, by the kernel's clock.
+    let half_k = kernel_of(half_client);
+    let fin_wait_2_ms = half_k
+        .windows(2)
+        .find(|w| w[0].state == State::FinWait2)
+        .map(|w| (w[1].ts - w[0].ts) * 1e3);
+    checks.check(
+        "the half-close held FIN_WAIT_2 (client) and CLOSE_WAIT (server) for a while",
+        fin_wait_2_ms.is_some_and(|ms| ms >= HOLD.as_secs_f64() * 1e3 / 2.0),
+    );
+    let abort_k = kernel_of(abort_client);
+    checks.check(
+        "the abort closed the client straight from ESTABLISHED",
+        abort_k.iter().map(|k| k.state).collect::<Vec<_>>()
+            == [State::SynSent, State::Established, State::Closed],
+    );
+    checks.check(
+        "the refused connection's server never was SYN_RECEIVED",
+        eps.iter()
+            .filter(|e| e.local == closed_addr)
+            .all(|e| e.shown.iter().all(|s| s.state != State::SynReceived)),
+    );
+    let inferred = eps
+        .iter()
+        .flat_map(|e| &e.shown)
+        .filter(|s| s.inferred)
+        .count();
+    let shown_total: usize = eps.iter().map(|e| e.shown.len()).sum();
+
+    // ---- compare at the sampled moments ----
     let conn_rec = recs.conn_of(client);
     checks.check("the connection is in the capture", conn_rec.is_some());
     checks.check(
@@ -257,12 +453,20 @@ fn run(ctx: &LabCtx, out: &mut LabOut) -> anyhow::Result<LabRec> {
 
     let answer = format!(
         "Handshake (SYN, SYN+ACK, ACK) to ESTABLISHED, data, and the active close ({}) left the client in {} \
-         while the server's socket was gone; a SYN to a closed port got RST+ACK and left no socket. \
-         The kernel's states and those statescope inferred from the packets {} at all {} moments: every state change is caused by a segment an observer can see.",
+         while the server's socket was gone; a SYN to a closed port got RST+ACK and left no socket; a half-close \
+         held FIN_WAIT_2 for {:.0} ms; an abort went from ESTABLISHED straight to CLOSED. Against the kernel's own log \
+         of every state change, statescope showed the same states in the same order for {} of {} endpoints, each change \
+         the kernel timed at its frame; the sampled moments {}. {} of its {} changes were inferred rather than seen \
+         (a passive open shows only in the SYN-ACK), and it says so: an observer of the packets can follow both \
+         state machines because each change is caused by, or revealed by, a segment on the wire.",
         fins.join(" FIN, then ") + " FIN",
         last,
-        if all_agree { "agreed" } else { "did NOT agree" },
-        moments.len()
+        fin_wait_2_ms.unwrap_or(0.0),
+        agreeing,
+        eps.len(),
+        if all_agree { "agreed too" } else { "did NOT all agree" },
+        inferred,
+        shown_total,
     );
     let mut f = vec![
         ("conn", json!(conn_idx)),
@@ -279,6 +483,12 @@ fn run(ctx: &LabCtx, out: &mut LabOut) -> anyhow::Result<LabRec> {
         ("refused_error", json!(refused_error)),
         ("refused_kernel_client", json!(refused_kernel)),
         ("refused_conn_state", json!(rej_state.map(|s| s.1))),
+        ("kernel_changes", json!(changes.len())),
+        ("endpoints_compared", json!(eps.len())),
+        ("endpoints_agree", json!(agreeing)),
+        ("changes_shown", json!(shown_total)),
+        ("changes_inferred", json!(inferred)),
+        ("half_close_fin_wait_2_ms", json!(fin_wait_2_ms)),
         ("frames", json!(cap.frames)),
         ("pcap", json!(cap.path.display().to_string())),
     ]
