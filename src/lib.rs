@@ -34,3 +34,4 @@ pub mod record;
 pub mod report;
 pub mod server;
 pub mod tcp;
+pub mod types;

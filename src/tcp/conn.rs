@@ -7,35 +7,12 @@ use super::reassembly::{Chunk, Reassembler};
 use super::seq::{ge, Unwrapper};
 use super::state::{Event, State};
 use super::{Events, UpperState};
-use crate::capture::Timestamp;
 use crate::decode::{Flags, Segment};
-use crate::record::{Addr, ConnRec, Dir, Name, PacketRec, Record, Transition};
+use crate::record::{Addr, ConnRec, Name, PacketRec, Record, Transition};
+use crate::types::{Dir, PacketSel, Timestamp};
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-
-/// Which connections' segments become `packet` records.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub enum PacketSel {
-    #[default]
-    All,
-    None,
-    /// Connections with an index below `below`, and those listed.
-    Some {
-        below: u64,
-        list: Vec<u64>,
-    },
-}
-
-impl PacketSel {
-    pub fn wants(&self, conn: u64) -> bool {
-        match self {
-            PacketSel::All => true,
-            PacketSel::None => false,
-            PacketSel::Some { below, list } => conn < *below || list.contains(&conn),
-        }
-    }
-}
 
 /// Settings the tracker applies to every connection.
 #[derive(Debug, Clone)]

@@ -18,11 +18,12 @@ pub mod seq;
 pub mod state;
 pub mod table;
 
-pub use conn::{PacketSel, TrackerConfig};
+pub use crate::types::PacketSel;
+pub use conn::TrackerConfig;
 pub use table::{FlowKey, Tracker};
 
-use crate::capture::Timestamp;
 use crate::record::{ConnRec, Dir, Record};
+use crate::types::Timestamp;
 use reassembly::Chunk;
 
 /// The layer above's own state for one connection, kept in the connection itself: the tracker

@@ -8,8 +8,8 @@
 
 use super::conn::{pure_syn, Conn, TrackerConfig};
 use super::Events;
-use crate::capture::Timestamp;
 use crate::decode::Segment;
+use crate::types::Timestamp;
 use hashbrown::HashTable;
 use std::hash::BuildHasher;
 use std::net::{IpAddr, SocketAddr};
