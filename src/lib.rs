@@ -24,6 +24,8 @@
 pub mod broker;
 pub mod capture;
 pub mod cli;
+pub mod commands;
+pub mod config;
 pub mod decode;
 pub mod engine;
 pub mod http;

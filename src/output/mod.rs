@@ -5,7 +5,7 @@
 pub mod jsonl;
 pub mod table;
 
-use crate::cli::{Format, OutputArgs};
+use crate::config::{Format, OutputConfig};
 use crate::record::Record;
 use std::io::{self, Write};
 
@@ -30,8 +30,8 @@ pub trait Sink {
     /// End of input: print whatever was held back (tables), flush.
     fn finish(&mut self) -> io::Result<()>;
     /// Which connections' `packet` records this printer looks at; the engine builds no others.
-    fn wants_packets(&self) -> crate::tcp::PacketSel {
-        crate::tcp::PacketSel::All
+    fn wants_packets(&self) -> crate::types::PacketSel {
+        crate::types::PacketSel::All
     }
     /// A [`Formatter`] making this printer's text elsewhere, when the text is each record's
     /// own, independent of the others (JSON lines, not tables). A printer on another thread
@@ -65,7 +65,7 @@ pub trait Formatter {
 }
 
 /// Build the printer for `args`, writing to `out`.
-pub fn make_sink(args: &OutputArgs, out: Box<dyn Write + Send>) -> Box<dyn Sink + Send> {
+pub fn make_sink(args: &OutputConfig, out: Box<dyn Write + Send>) -> Box<dyn Sink + Send> {
     match args.format {
         Format::Jsonl => Box::new(jsonl::JsonlSink::new(out).line_buffered(args.line_buffered)),
         Format::Table => Box::new(table::TableSink::new(out, args)),
