@@ -233,6 +233,8 @@ pub struct Engine {
     tracker: Tracker,
     opts: EngineOptions,
     pending: Vec<Record>,
+    /// Records gathered before they are handed to the printer (see [`Engine::hand_over_at`]).
+    hand_over_at: usize,
     /// Where `--follow` output goes (nowhere until [`Engine::follow_to`]).
     follow_out: FollowOut,
     pub stats: Stats,
@@ -245,9 +247,18 @@ impl Engine {
             tracker: Tracker::new(opts.tracker.clone()),
             opts,
             pending: Vec::new(),
+            hand_over_at: 1,
             follow_out: FollowOut::default(),
             stats: Stats::default(),
         }
+    }
+
+    /// Gather `n` records before handing them to the printer ([`Sink::take`]); 1, the
+    /// default, suits printers that print as they go. A printer on another thread takes whole
+    /// batches ([`crate::pipeline::PrintThread::HAND_OVER_AT`]), so that a record is moved once
+    /// on its way there rather than twice.
+    pub fn hand_over_at(&mut self, n: usize) {
+        self.hand_over_at = n.max(1);
     }
 
     /// The options it was made with.
@@ -294,7 +305,7 @@ impl Engine {
     }
 
     fn flush(&mut self, sink: &mut dyn Sink) -> io::Result<()> {
-        if self.pending.len() < sink.hand_over_at() {
+        if self.pending.len() < self.hand_over_at {
             return Ok(());
         }
         sink.take(&mut self.pending)

@@ -4,7 +4,7 @@
 use crate::capture::pcap_file;
 use crate::config::{OutputConfig, ReplayConfig};
 use crate::engine::{run_source_with, Engine, EngineOptions};
-use crate::output::{make_sink, Sink};
+use crate::output::{make_printer, Sink};
 use crate::pipeline::{self, Prepare, PrintThread};
 use crate::types::PacketSel;
 use std::io;
@@ -37,12 +37,12 @@ pub fn run(cfg: &ReplayConfig) -> anyhow::Result<ExitCode> {
     let out = &cfg.out;
     let source = pcap_file::open(&cfg.file)?;
     let wants_report = out.wants_report();
-    let mut sink = make_sink(out, Box::new(io::stdout()));
+    let printer = make_printer(out, Box::new(io::stdout()));
     // Measured on two cores: reading ahead always pays; a printing thread pays when every
     // packet is printed (JSON lines 1.2x faster), not for the summary.
     let threads = cfg.threads.unwrap_or_else(|| {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        match (cores, sink.wants_packets()) {
+        match (cores, printer.wants_packets()) {
             (1, _) => 1,
             (_, PacketSel::All) => 3,
             _ => 2,
@@ -50,10 +50,18 @@ pub fn run(cfg: &ReplayConfig) -> anyhow::Result<ExitCode> {
     });
     // Printing on its own thread would reorder records against --follow's text on the same
     // standard output, and the report collects records here.
-    if threads >= 3 && !out.follows_to_stdout() && !wants_report {
-        sink = Box::new(PrintThread::new(sink)?);
-    }
+    let (mut sink, helper): (Box<dyn Sink + Send>, _) =
+        if threads >= 3 && !out.follows_to_stdout() && !wants_report {
+            let printing = PrintThread::new(printer)?;
+            let helper = printing.helper();
+            (Box::new(printing), Some(helper))
+        } else {
+            (printer.into_sink(), None)
+        };
     let mut engine = Engine::new(EngineOptions::from_config(out, sink.wants_packets()));
+    if helper.is_some() {
+        engine.hand_over_at(PrintThread::HAND_OVER_AT);
+    }
     super::follow(&mut engine, out)?;
     let mut collect = crate::report::Collect {
         inner: sink.as_mut(),
@@ -83,6 +91,7 @@ pub fn run(cfg: &ReplayConfig) -> anyhow::Result<ExitCode> {
             prepare,
             &mut engine,
             target,
+            helper,
             16384,
             &mut tick,
         )

@@ -3,7 +3,7 @@
 //! Each line is a flat object tagged with `"type"` (`packet`, `conn`, `http`, `ws`, `lab`).
 //! Optional fields are omitted when absent. Nothing else is written to standard output.
 
-use super::{Formatter, Sink};
+use super::Sink;
 use crate::record::{Addr, ConnRec, Dir, HttpRec, PacketRec, Record};
 use std::io::{self, Write};
 
@@ -54,14 +54,15 @@ impl JsonlSink {
 }
 
 /// The text of records, a line each: what [`JsonlSink`] prints, and what another thread can
-/// make for it ([`Sink::formatter`]). Each line depends only on its record.
+/// make for it ([`JsonlSink::write_formatted`]). Each line depends only on its record.
 #[derive(Default)]
 pub struct Lines {
     endpoints: Endpoints,
 }
 
-impl Formatter for Lines {
-    fn format(&mut self, rec: &Record, b: &mut Vec<u8>) -> io::Result<()> {
+impl Lines {
+    /// Append the line for `rec`.
+    pub fn format(&mut self, rec: &Record, b: &mut Vec<u8>) -> io::Result<()> {
         let start = b.len();
         // The hot paths, a line per segment and per HTTP message, have their own writers.
         let written = match rec {
@@ -89,10 +90,11 @@ impl Sink for JsonlSink {
         self.write_block()?;
         self.out.flush()
     }
-    fn formatter(&self) -> Option<Box<dyn Formatter + Send>> {
-        Some(Box::new(Lines::default()))
-    }
-    fn formatted(&mut self, text: &[u8]) -> io::Result<()> {
+}
+
+impl JsonlSink {
+    /// Print lines that a [`Lines`] made elsewhere, in their place among the records.
+    pub fn write_formatted(&mut self, text: &[u8]) -> io::Result<()> {
         if self.block.is_empty() && text.len() >= BLOCK {
             // A whole batch's lines: straight out, without a copy into the block.
             self.out.write_all(text)?;
