@@ -11,7 +11,7 @@ use crate::http::HttpConn;
 use crate::output::Sink;
 use crate::record::{ConnRec, Record};
 use crate::tcp::reassembly::Chunk;
-use crate::tcp::{Events, FlowKey, Tracker, TrackerConfig, UpperState};
+use crate::tcp::{Events, FlowKey, Tracker, TrackerConfig};
 use crate::types::{Dir, Frame, PacketSel, Timestamp};
 use std::collections::BTreeMap;
 use std::io::{self, Write};
@@ -101,22 +101,20 @@ struct Upper<'a> {
     prepared: Option<(usize, usize, &'a Prepared)>,
 }
 
-/// The connection's HTTP parser, kept in its [`UpperState`] (made on first use).
-fn http_of<'u>(upper: &'u mut UpperState, conn: u64, sel: &PacketSel) -> &'u mut HttpConn {
-    if !upper.as_ref().is_some_and(|u| u.is::<HttpConn>()) {
-        *upper = Some(Box::new(new_http(conn, sel)));
-    }
-    upper
-        .as_mut()
-        .and_then(|u| u.downcast_mut::<HttpConn>())
-        .expect("made above")
+/// What the engine keeps in each of the tracker's connections: its HTTP parser, made on first
+/// use (never, with HTTP off). Boxed, so a connection without HTTP costs one pointer.
+type HttpSlot = Option<Box<HttpConn>>;
+
+/// The connection's HTTP parser, made on first use.
+fn http_of<'u>(slot: &'u mut HttpSlot, conn: u64, sel: &PacketSel) -> &'u mut HttpConn {
+    slot.get_or_insert_with(|| Box::new(new_http(conn, sel)))
 }
 
-impl Events for Upper<'_> {
+impl Events<HttpSlot> for Upper<'_> {
     fn record(&mut self, rec: Record) {
         self.pending.push(rec);
     }
-    fn midstream(&mut self, conn: u64, upper: &mut UpperState) {
+    fn midstream(&mut self, conn: u64, upper: &mut HttpSlot) {
         if self.http_on {
             http_of(upper, conn, self.http_records).start_midstream();
         }
@@ -124,7 +122,7 @@ impl Events for Upper<'_> {
     fn chunk(
         &mut self,
         conn: u64,
-        upper: &mut UpperState,
+        upper: &mut HttpSlot,
         dir: Dir,
         chunk: Chunk<'_>,
         frame: u64,
@@ -150,13 +148,13 @@ impl Events for Upper<'_> {
             Chunk::Gap(n) => h.on_gap(dir, n, frame, self.pending),
         }
     }
-    fn end(&mut self, _conn: u64, upper: &mut UpperState, dir: Dir, frame: u64, ts: Timestamp) {
-        if let Some(h) = upper.as_mut().and_then(|u| u.downcast_mut::<HttpConn>()) {
+    fn end(&mut self, _conn: u64, upper: &mut HttpSlot, dir: Dir, frame: u64, ts: Timestamp) {
+        if let Some(h) = upper.as_mut() {
             h.on_end(dir, frame, ts, self.pending);
         }
     }
-    fn conn_finished(&mut self, mut rec: ConnRec, upper: UpperState) {
-        if let Some(mut h) = upper.and_then(|u| u.downcast::<HttpConn>().ok()) {
+    fn conn_finished(&mut self, mut rec: ConnRec, upper: HttpSlot) {
+        if let Some(mut h) = upper {
             rec.http_requests = h.requests();
             rec.http_responses = h.responses();
             rec.ws_frames = h.ws_frames();
@@ -182,7 +180,7 @@ fn new_http(conn: u64, records: &PacketSel) -> HttpConn {
 /// The engine's fields a frame passes through once decoded, borrowed apart from the decoder
 /// (whose buffers the segment may borrow).
 struct Parts<'a> {
-    tracker: &'a mut Tracker,
+    tracker: &'a mut Tracker<HttpSlot>,
     stats: &'a mut Stats,
     upper: Upper<'a>,
 }
@@ -230,7 +228,7 @@ macro_rules! parts {
 
 pub struct Engine {
     decoder: Decoder,
-    tracker: Tracker,
+    tracker: Tracker<HttpSlot>,
     opts: EngineOptions,
     pending: Vec<Record>,
     /// Records gathered before they are handed to the printer (see [`Engine::hand_over_at`]).

@@ -6,7 +6,7 @@ use super::history::History;
 use super::reassembly::{Chunk, Reassembler};
 use super::seq::{ge, Unwrapper};
 use super::state::{Event, State};
-use super::{Events, UpperState};
+use super::Events;
 use crate::decode::{Flags, Segment};
 use crate::record::{Addr, ConnRec, Name, PacketRec, Record, Transition};
 use crate::types::{Dir, PacketSel, Timestamp};
@@ -70,7 +70,7 @@ struct Endpoint {
 
 /// A connection: index, the two endpoints (0 = client, 1 = server) and what was seen.
 #[derive(Debug)]
-pub struct Conn {
+pub struct Conn<U = ()> {
     pub index: u64,
     ep: [Endpoint; 2],
     pub first_ts: Timestamp,
@@ -85,11 +85,11 @@ pub struct Conn {
     counts: [u64; 14],
     transitions: Vec<(u64, u8, State)>,
     gap_bytes: u64,
-    /// The layer above's state for this connection (see [`UpperState`]).
-    pub upper: UpperState,
+    /// The layer above's state for this connection (see [`Events`]).
+    pub upper: U,
 }
 
-impl Conn {
+impl<U: Default> Conn<U> {
     /// A new connection whose client is `client`.
     pub fn new(
         index: u64,
@@ -117,7 +117,7 @@ impl Conn {
             counts: [0; 14],
             transitions: Vec::new(),
             gap_bytes: 0,
-            upper: None,
+            upper: U::default(),
         }
     }
 
@@ -161,7 +161,7 @@ impl Conn {
         frame: u64,
         ts: Timestamp,
         cfg: &TrackerConfig,
-        events: &mut dyn Events,
+        events: &mut dyn Events<U>,
     ) {
         let (f, r) = (dir.idx(), dir.reverse().idx());
         let flags = seg.flags;
@@ -436,7 +436,7 @@ impl Conn {
         dir: Dir,
         frame: u64,
         ts: Timestamp,
-        events: &mut dyn Events,
+        events: &mut dyn Events<U>,
     ) {
         let (f, r) = (dir.idx(), dir.reverse().idx());
         let index = self.index;
@@ -492,7 +492,7 @@ impl Conn {
         }
     }
 
-    fn end_direction(&mut self, who: usize, frame: u64, ts: Timestamp, events: &mut dyn Events) {
+    fn end_direction(&mut self, who: usize, frame: u64, ts: Timestamp, events: &mut dyn Events<U>) {
         let index = self.index;
         let ep = &mut self.ep[who];
         if ep.ended {
@@ -514,14 +514,14 @@ impl Conn {
     }
 
     /// Finish the connection: end both directions and hand its summary upward.
-    pub fn finish(mut self, events: &mut dyn Events) {
+    pub fn finish(mut self, events: &mut dyn Events<U>) {
         let (frame, ts) = (self.last_frame, self.last_ts);
         if self.ep[0].reasm.is_some() {
             self.end_direction(0, frame, ts, events);
             self.end_direction(1, frame, ts, events);
         }
         let rec = self.summary();
-        events.conn_finished(rec, self.upper.take());
+        events.conn_finished(rec, std::mem::take(&mut self.upper));
     }
 
     /// Endpoint `i`'s address as text.
