@@ -2,6 +2,11 @@
 //!
 //! Each line is a flat object tagged with `"type"` (`packet`, `conn`, `http`, `ws`, `lab`).
 //! Optional fields are omitted when absent. Nothing else is written to standard output.
+//!
+//! serde's derive on [`Record`] defines the text. The lines made per segment, per HTTP message
+//! and per connection are written by hand here for speed, and must be byte for byte what
+//! serde_json writes: `tests/jsonl.rs` checks that on every line of `tests/golden/`, and the
+//! tests below on every optional field and on text that needs escaping.
 
 use super::Sink;
 use crate::record::{Addr, ConnRec, Dir, HttpRec, PacketRec, Record};
@@ -272,8 +277,9 @@ fn put_names<S: AsRef<str>>(b: &mut Vec<u8>, key: &[u8], names: &[S]) -> io::Res
     Ok(())
 }
 
-/// A `packet` record, byte for byte what serde would write for `Record::Packet` (the golden
-/// tests compare the two), without serde's per-key escaping and small writes.
+/// A `packet` record, byte for byte what serde_json writes for `Record::Packet` (see the
+/// module doc for the tests that hold it to that), without serde's per-key escaping and small
+/// writes.
 fn write_packet(b: &mut Vec<u8>, p: &PacketRec, endpoints: &mut Endpoints) -> io::Result<()> {
     let json = |b: &mut Vec<u8>, v: &dyn erased::Ser| v.ser(b);
     // A typical line is under 400 bytes: grow once here, not in each small write.
@@ -389,7 +395,7 @@ impl Endpoints {
     }
 }
 
-/// An `http` record, byte for byte what serde would write for `Record::Http` (tested below).
+/// An `http` record, byte for byte what serde_json writes for `Record::Http`.
 fn write_http(b: &mut Vec<u8>, h: &HttpRec) -> io::Result<()> {
     put_uint(b, b"{\"type\":\"http\",\"conn\":", h.conn);
     b.extend_from_slice(b",\"dir\":");
@@ -440,7 +446,7 @@ fn write_http(b: &mut Vec<u8>, h: &HttpRec) -> io::Result<()> {
     Ok(())
 }
 
-/// A `conn` record, byte for byte what serde would write for `Record::Conn` (tested below).
+/// A `conn` record, byte for byte what serde_json writes for `Record::Conn`.
 fn write_conn(b: &mut Vec<u8>, c: &ConnRec) -> io::Result<()> {
     b.reserve(512);
     put_uint(b, b"{\"type\":\"conn\",\"conn\":", c.conn);
