@@ -5,8 +5,9 @@
 //! [`UsageError`] the conversions here give (one line naming the flag). Everything else is
 //! reported by `main` as a one-line error after whatever records could be produced.
 
+use crate::commands::serve::ServeConfig;
 use crate::config::{
-    self, Format, LabConfig, LiveConfig, OutputConfig, ReplayConfig, ServeConfig, UsageError,
+    self, Format, LabConfig, LiveConfig, OutputConfig, ReplayConfig, UsageError,
     DEFAULT_IDLE_TIMEOUT, DEFAULT_REASSEMBLY_CAP,
 };
 use clap::{Args, Parser, Subcommand, ValueEnum};

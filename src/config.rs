@@ -1,5 +1,6 @@
 //! Validated settings, one struct per command, built from the command line by `TryFrom` in
-//! [`crate::cli`].
+//! [`crate::cli`]. (`serve`'s are [`crate::server::ServerConfig`], checked there, plus the
+//! address: [`crate::commands::serve::ServeConfig`].)
 //!
 //! Every value here has been checked once, where it was parsed: ranges, NaN, and flags that
 //! contradict each other. Nothing below the CLI names clap or re-checks a flag; what a command
@@ -7,8 +8,6 @@
 //! pretending to be a flag.
 
 use crate::capture::filter::Expr;
-use crate::server::ServerConfig;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -137,15 +136,6 @@ pub struct LiveConfig {
     /// Whether `--format` was given; without it, piped output is JSON lines.
     pub format_chosen: bool,
     pub out: OutputConfig,
-}
-
-/// `statescope serve`.
-#[derive(Clone)]
-pub struct ServeConfig {
-    pub listen: SocketAddr,
-    /// Share WebSocket events through this broker URL.
-    pub broker: Option<String>,
-    pub server: ServerConfig,
 }
 
 /// `statescope lab`.
