@@ -7,7 +7,6 @@
 
 use statescope::lab::common::replay_records;
 use statescope::output::jsonl::Lines;
-use statescope::output::Formatter;
 use std::time::Instant;
 
 fn main() {

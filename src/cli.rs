@@ -1,8 +1,15 @@
-//! The command line: clap definitions and the dispatch to each command.
+//! The command line: clap definitions, their conversion into the checked settings of
+//! [`crate::config`], and the dispatch to [`crate::commands`].
 //!
-//! Bad usage exits 2 (clap's own errors); everything else is reported by `main` as a one-line
-//! error after whatever records could be produced.
+//! This is the only module that names clap. Bad usage exits 2: clap's own errors, and every
+//! [`UsageError`] the conversions here give (one line naming the flag). Everything else is
+//! reported by `main` as a one-line error after whatever records could be produced.
 
+use crate::commands::serve::ServeConfig;
+use crate::config::{
+    self, Format, LabConfig, LiveConfig, OutputConfig, ReplayConfig, UsageError,
+    DEFAULT_IDLE_TIMEOUT, DEFAULT_REASSEMBLY_CAP,
+};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -30,8 +37,9 @@ pub enum Command {
     Lab(LabArgs),
 }
 
+/// `--format`'s values ([`Format`] past this module).
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Format {
+pub enum FormatArg {
     /// Human tables: a connection summary, timelines on request
     #[default]
     Table,
@@ -39,17 +47,21 @@ pub enum Format {
     Jsonl,
 }
 
-/// Default idle timeout (seconds of capture time) after which a connection is finished.
-pub const DEFAULT_IDLE_TIMEOUT: f64 = 300.0;
-/// Default per-direction reassembly cap in bytes.
-pub const DEFAULT_REASSEMBLY_CAP: usize = 4 << 20;
+impl From<FormatArg> for Format {
+    fn from(f: FormatArg) -> Format {
+        match f {
+            FormatArg::Table => Format::Table,
+            FormatArg::Jsonl => Format::Jsonl,
+        }
+    }
+}
 
 /// Options shared by `replay` and `live`: what to report and how.
 #[derive(Args, Debug, Clone)]
 pub struct OutputArgs {
-    /// Output format
-    #[arg(long, value_enum, default_value_t = Format::Table)]
-    pub format: Format,
+    /// Output format [default: table; `live` whose standard output is not a terminal: jsonl]
+    #[arg(long, value_enum)]
+    pub format: Option<FormatArg>,
     /// Table: the per-packet timeline of connection N (repeatable)
     #[arg(long = "conn", value_name = "N")]
     pub conns: Vec<u64>,
@@ -59,9 +71,13 @@ pub struct OutputArgs {
     /// Explain each analysis event (table), and add a `why` object to packet records (jsonl)
     #[arg(long)]
     pub explain: bool,
-    /// Print connection N's reassembled bytes, like Wireshark's Follow TCP Stream
+    /// Print connection N's reassembled bytes, like Wireshark's Follow TCP Stream (to standard
+    /// output before the table; with --format jsonl, --follow-out is needed)
     #[arg(long, value_name = "N")]
     pub follow: Option<u64>,
+    /// Write --follow's text to FILE instead of standard output
+    #[arg(long, value_name = "FILE")]
+    pub follow_out: Option<PathBuf>,
     /// Write a self-contained HTML report (connection table, ladder diagrams, time-sequence graphs)
     #[arg(long, value_name = "FILE")]
     pub html: Option<PathBuf>,
@@ -69,7 +85,7 @@ pub struct OutputArgs {
     #[arg(long, value_name = "DIR")]
     pub svg: Option<PathBuf>,
     /// Finish and evict a connection idle for this many seconds of capture time
-    #[arg(long, value_name = "SECS", default_value_t = DEFAULT_IDLE_TIMEOUT)]
+    #[arg(long, value_name = "SECS", default_value_t = DEFAULT_IDLE_TIMEOUT, allow_negative_numbers = true)]
     pub idle_timeout: f64,
     /// Skip HTTP and WebSocket parsing (TCP only)
     #[arg(long)]
@@ -83,30 +99,6 @@ pub struct OutputArgs {
     /// Benchmarks only: skip Wireshark analysis (tracking and states only)
     #[arg(long, hide = true)]
     pub no_analysis: bool,
-    /// Flush every JSON line as it is written (live capture: records as they happen)
-    #[arg(skip)]
-    pub line_buffered: bool,
-}
-
-impl Default for OutputArgs {
-    /// The same values the command line gives when no flag is passed.
-    fn default() -> Self {
-        OutputArgs {
-            format: Format::Table,
-            conns: Vec::new(),
-            packets: false,
-            explain: false,
-            follow: None,
-            html: None,
-            svg: None,
-            idle_timeout: DEFAULT_IDLE_TIMEOUT,
-            no_http: false,
-            reassembly_cap: DEFAULT_REASSEMBLY_CAP,
-            quiet: false,
-            no_analysis: false,
-            line_buffered: false,
-        }
-    }
 }
 
 #[derive(Args, Debug)]
@@ -115,8 +107,8 @@ pub struct ReplayArgs {
     pub file: PathBuf,
     /// Threads, same output with any: 1 does everything on one; 2 reads and decodes the
     /// capture on a second thread while the first tracks connections; 3 also prints on a
-    /// third (not with --follow, --html or --svg). Default with two cores or more: 3 when
-    /// every packet is printed (--format jsonl, --packets), else 2
+    /// third (not with --html, --svg or --follow to standard output). Default with two cores
+    /// or more: 3 when every packet is printed (--format jsonl, --packets), else 2
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(1..=3))]
     pub threads: Option<u8>,
     #[command(flatten)]
@@ -135,7 +127,7 @@ pub struct LiveArgs {
     #[arg(long, short = 'c')]
     pub count: Option<u64>,
     /// Stop after this many seconds
-    #[arg(long, value_name = "SECS")]
+    #[arg(long, value_name = "SECS", allow_negative_numbers = true)]
     pub duration: Option<f64>,
     /// Only TCP traffic to or from this port (repeatable)
     #[arg(long)]
@@ -177,7 +169,7 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 16 << 10)]
     pub max_header: usize,
     /// Seconds a client may take to send a request head (slowloris guard)
-    #[arg(long, default_value_t = 10.0)]
+    #[arg(long, default_value_t = 10.0, allow_negative_numbers = true)]
     pub header_timeout: f64,
 }
 
@@ -186,8 +178,8 @@ pub struct LabArgs {
     /// The exercise to run; without it, list them
     pub name: Option<String>,
     /// Output format
-    #[arg(long, value_enum, default_value_t = Format::Table)]
-    pub format: Format,
+    #[arg(long, value_enum, default_value_t = FormatArg::Table)]
+    pub format: FormatArg,
     /// Use this Redis (redis://HOST:PORT) where a lab needs a broker
     #[arg(long, value_name = "URL")]
     pub redis: Option<String>,
@@ -199,13 +191,141 @@ pub struct LabArgs {
     pub html: Option<PathBuf>,
 }
 
-/// Run the parsed command line.
+/// A bad value: the usage error naming it.
+fn bad(msg: String) -> UsageError {
+    UsageError(msg)
+}
+
+impl TryFrom<&OutputArgs> for OutputConfig {
+    type Error = UsageError;
+
+    fn try_from(a: &OutputArgs) -> Result<Self, UsageError> {
+        let t = a.idle_timeout;
+        // NaN and negative values would finish every connection at its next packet.
+        if !(t.is_finite() && t > 0.0) {
+            return Err(bad(format!(
+                "--idle-timeout {t}: give a number of seconds more than 0"
+            )));
+        }
+        let format = a.format.map(Format::from).unwrap_or_default();
+        match (a.follow, &a.follow_out) {
+            (None, Some(_)) => {
+                return Err(bad("--follow-out needs --follow N".into()));
+            }
+            (Some(n), None) if format == Format::Jsonl => {
+                return Err(bad(format!(
+                    "--follow {n} with --format jsonl: standard output carries only the records; \
+                     give --follow-out FILE for the stream's text"
+                )));
+            }
+            _ => {}
+        }
+        Ok(OutputConfig {
+            format,
+            conns: a.conns.clone(),
+            packets: a.packets,
+            explain: a.explain,
+            follow: a.follow,
+            follow_out: a.follow_out.clone(),
+            html: a.html.clone(),
+            svg: a.svg.clone(),
+            idle_timeout_ns: config::idle_timeout_ns(t),
+            no_http: a.no_http,
+            reassembly_cap: a.reassembly_cap,
+            quiet: a.quiet,
+            no_analysis: a.no_analysis,
+            line_buffered: false,
+        })
+    }
+}
+
+impl TryFrom<&ReplayArgs> for ReplayConfig {
+    type Error = UsageError;
+
+    fn try_from(a: &ReplayArgs) -> Result<Self, UsageError> {
+        Ok(ReplayConfig {
+            file: a.file.clone(),
+            threads: a.threads,
+            out: OutputConfig::try_from(&a.out)?,
+        })
+    }
+}
+
+impl TryFrom<&LiveArgs> for LiveConfig {
+    type Error = UsageError;
+
+    fn try_from(a: &LiveArgs) -> Result<Self, UsageError> {
+        let filter = crate::capture::filter::from_options(&a.port, &a.host, a.filter.as_deref())
+            .map_err(|e| bad(e.to_string()))?;
+        let duration = match a.duration {
+            Some(s) if !(s.is_finite() && s >= 0.0) => {
+                return Err(bad(format!("--duration {s}: give a number of seconds ≥ 0")));
+            }
+            s => s.map(std::time::Duration::from_secs_f64),
+        };
+        Ok(LiveConfig {
+            interface: a.interface.clone(),
+            write: a.write.clone(),
+            count: a.count,
+            duration,
+            filter,
+            filter_text: a.filter.clone(),
+            promisc: a.promisc,
+            format_chosen: a.out.format.is_some(),
+            out: OutputConfig::try_from(&a.out)?,
+        })
+    }
+}
+
+impl TryFrom<&ServeArgs> for ServeConfig {
+    /// Not a [`UsageError`]: `serve` has always reported bad values with exit status 1, and
+    /// scripts may rely on it.
+    type Error = anyhow::Error;
+
+    fn try_from(a: &ServeArgs) -> anyhow::Result<Self> {
+        let listen = crate::server::parse_listen(&a.listen)?;
+        let t = a.header_timeout;
+        if !(t.is_finite() && t > 0.0 && t <= 86_400.0) {
+            anyhow::bail!("--header-timeout {t}: give a number of seconds between 0 and 86400");
+        }
+        let server = crate::server::ServerConfig {
+            quiet: a.quiet,
+            max_connections: a.max_connections,
+            max_body: a.max_body,
+            max_header: a.max_header,
+            header_timeout: std::time::Duration::from_secs_f64(t),
+            token_key_file: a.token_key_file.clone(),
+            ..crate::server::ServerConfig::default()
+        };
+        server.validate()?;
+        Ok(ServeConfig {
+            listen,
+            broker: a.broker.clone(),
+            server,
+        })
+    }
+}
+
+impl From<&LabArgs> for LabConfig {
+    fn from(a: &LabArgs) -> Self {
+        LabConfig {
+            name: a.name.clone(),
+            format: a.format.into(),
+            redis: a.redis.clone(),
+            out_dir: a.out_dir.clone(),
+            html: a.html.clone(),
+        }
+    }
+}
+
+/// Run the parsed command line: check it, then hand the settings to the command.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    match cli.command {
-        Command::Replay(args) => crate::engine::replay_command(&args),
-        Command::Live(args) => crate::capture::live::live_command(&args),
-        Command::Serve(args) => crate::server::serve_command(&args),
-        Command::Lab(args) => crate::lab::lab_command(&args),
+    use crate::commands;
+    match &cli.command {
+        Command::Replay(a) => commands::replay::run(&ReplayConfig::try_from(a)?),
+        Command::Live(a) => commands::live::run(&LiveConfig::try_from(a)?),
+        Command::Serve(a) => commands::serve::run(ServeConfig::try_from(a)?),
+        Command::Lab(a) => commands::lab::run(&LabConfig::from(a)),
     }
 }
 
@@ -213,15 +333,32 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 mod tests {
     use super::*;
 
-    /// `OutputArgs::default()` must equal what clap gives with no flags.
-    #[test]
-    fn output_defaults_match_the_command_line() {
-        let cli = Cli::try_parse_from(["statescope", "replay", "x.pcap"]).unwrap();
+    fn replay(extra: &[&str]) -> Result<ReplayConfig, String> {
+        let mut argv = vec!["statescope", "replay", "x.pcap"];
+        argv.extend_from_slice(extra);
+        let cli = Cli::try_parse_from(argv).map_err(|e| e.to_string())?;
         let Command::Replay(r) = cli.command else {
             panic!("not replay")
         };
-        let d = OutputArgs::default();
-        assert_eq!(r.out.idle_timeout, d.idle_timeout);
+        ReplayConfig::try_from(&r).map_err(|e| e.to_string())
+    }
+
+    fn serve(extra: &[&str]) -> anyhow::Result<ServeConfig> {
+        let mut argv = vec!["statescope", "serve"];
+        argv.extend_from_slice(extra);
+        match Cli::parse_from(argv).command {
+            Command::Serve(a) => ServeConfig::try_from(&a),
+            _ => unreachable!(),
+        }
+    }
+
+    /// `OutputConfig::default()` must equal what the command line gives with no flags.
+    #[test]
+    fn output_defaults_match_the_command_line() {
+        let r = replay(&[]).unwrap();
+        let d = OutputConfig::default();
+        assert_eq!(r.out.idle_timeout_ns, d.idle_timeout_ns);
+        assert_eq!(r.out.idle_timeout_ns, 300_000_000_000);
         assert_eq!(r.out.reassembly_cap, d.reassembly_cap);
         assert_eq!(r.out.format, d.format);
     }
@@ -230,5 +367,83 @@ mod tests {
     fn bad_usage_is_an_error() {
         assert!(Cli::try_parse_from(["statescope", "replay"]).is_err());
         assert!(Cli::try_parse_from(["statescope", "replay", "x", "--format", "xml"]).is_err());
+    }
+
+    #[test]
+    fn idle_timeout_must_be_a_positive_number() {
+        for bad in ["-1", "nan", "NaN", "0", "inf", "-0"] {
+            let err = replay(&["--idle-timeout", bad]).unwrap_err();
+            assert!(err.starts_with("--idle-timeout "), "{bad}: {err}");
+            assert_eq!(err.lines().count(), 1, "{err}");
+        }
+        assert_eq!(
+            replay(&["--idle-timeout", "0.5"])
+                .unwrap()
+                .out
+                .idle_timeout_ns,
+            500_000_000
+        );
+    }
+
+    #[test]
+    fn follow_and_its_output_must_agree() {
+        let err = replay(&["--follow", "0", "--format", "jsonl"]).unwrap_err();
+        assert!(err.contains("--follow-out FILE"), "{err}");
+        assert!(replay(&["--follow-out", "f.txt"]).is_err());
+        let ok = replay(&[
+            "--follow",
+            "0",
+            "--format",
+            "jsonl",
+            "--follow-out",
+            "f.txt",
+        ])
+        .unwrap();
+        assert!(!ok.out.follows_to_stdout());
+        assert!(replay(&["--follow", "0"]).unwrap().out.follows_to_stdout());
+    }
+
+    #[test]
+    fn live_values_are_checked() {
+        let live = |extra: &[&str]| {
+            let mut argv = vec!["statescope", "live", "-i", "lo"];
+            argv.extend_from_slice(extra);
+            let Command::Live(a) = Cli::try_parse_from(argv).unwrap().command else {
+                panic!("not live")
+            };
+            LiveConfig::try_from(&a).map_err(|e| e.to_string())
+        };
+        assert!(live(&["--duration", "-1"])
+            .unwrap_err()
+            .contains("--duration"));
+        assert!(live(&["--duration", "nan"]).is_err());
+        assert!(live(&["--idle-timeout", "nan"]).is_err());
+        assert!(live(&["--filter", "tcp portrange 1-9"]).is_err());
+        let c = live(&["--duration", "1.5", "--port", "80"]).unwrap();
+        assert_eq!(c.duration, Some(std::time::Duration::from_millis(1500)));
+        assert!(c.filter.is_some() && !c.format_chosen);
+        assert!(live(&["--format", "table"]).unwrap().format_chosen);
+    }
+
+    #[test]
+    fn serve_config_from_args() {
+        let c = serve(&["--quiet", "--max-body", "10"]).unwrap();
+        assert!(c.server.quiet);
+        assert_eq!(c.server.max_body, 10);
+        assert_eq!(c.server.header_timeout, std::time::Duration::from_secs(10));
+    }
+
+    #[test]
+    fn serve_config_rejects_bad_values() {
+        for bad in [
+            &["--max-header", "100"][..],
+            &["--max-connections", "0"],
+            &["--header-timeout", "0"],
+            &["--header-timeout", "NaN"],
+            &["--header-timeout", "-1"],
+            &["--listen", "nonsense"],
+        ] {
+            assert!(serve(bad).is_err(), "{bad:?} accepted");
+        }
     }
 }

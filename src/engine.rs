@@ -3,18 +3,18 @@
 //! Replay, live capture and the labs all drive an [`Engine`] one frame at a time and print what
 //! it produces through a [`Sink`]. Per-frame decode problems are counted, never fatal.
 
-use crate::capture::{pcap_file, Frame, FrameSource, Timestamp};
-use crate::cli::{OutputArgs, ReplayArgs};
+use crate::capture::FrameSource;
+use crate::config::OutputConfig;
 use crate::decode::{DecodeError, Decoder, Segment};
 use crate::http::parser::Prepared;
 use crate::http::HttpConn;
-use crate::output::{make_sink, Sink};
-use crate::record::{ConnRec, Dir, Record};
+use crate::output::Sink;
+use crate::record::{ConnRec, Record};
 use crate::tcp::reassembly::Chunk;
-use crate::tcp::{Events, FlowKey, PacketSel, Tracker, TrackerConfig, UpperState};
+use crate::tcp::{Events, FlowKey, Tracker, TrackerConfig};
+use crate::types::{Dir, Frame, PacketSel, Timestamp};
 use std::collections::BTreeMap;
 use std::io::{self, Write};
-use std::process::ExitCode;
 
 /// Counters reported on standard error at the end of a run.
 #[derive(Debug, Default, Clone)]
@@ -46,17 +46,17 @@ pub struct EngineOptions {
 }
 
 impl EngineOptions {
-    /// Options from the shared command-line flags; `wants_packets` from the chosen printer.
-    pub fn from_args(args: &OutputArgs, wants_packets: PacketSel) -> Self {
+    /// Options from the shared output settings; `wants_packets` from the chosen printer.
+    pub fn from_config(args: &OutputConfig, wants_packets: PacketSel) -> Self {
         let http = !args.no_http;
-        let detail = if args.html.is_some() || args.svg.is_some() {
+        let detail = if args.wants_report() {
             PacketSel::All
         } else {
             wants_packets
         };
         EngineOptions {
             tracker: TrackerConfig {
-                idle_timeout_ns: (args.idle_timeout * 1e9) as i64,
+                idle_timeout_ns: args.idle_timeout_ns,
                 emit_packets: detail.clone(),
                 explain: args.explain,
                 reassemble: http || args.follow.is_some(),
@@ -71,33 +71,50 @@ impl EngineOptions {
     }
 }
 
+/// Where `--follow`'s text goes, and the first error writing it.
+#[derive(Default)]
+struct FollowOut {
+    out: Option<Box<dyn Write>>,
+    /// Once set, nothing more is written; the command reports it when the run ends.
+    failed: Option<io::Error>,
+}
+
+impl FollowOut {
+    fn write(&mut self, text: &[u8]) {
+        if let Some(w) = self.out.as_mut() {
+            if let Err(e) = w.write_all(text) {
+                self.out = None;
+                self.failed = Some(e);
+            }
+        }
+    }
+}
+
 /// The layers above the tracker, as the tracker sees them.
 struct Upper<'a> {
     http_on: bool,
     http_records: &'a PacketSel,
     follow: Option<u64>,
-    follow_out: &'a mut Option<Box<dyn Write>>,
+    follow_out: &'a mut FollowOut,
     pending: &'a mut Vec<Record>,
     /// The current segment's payload (address and length) and its head parsed ahead, if any.
     prepared: Option<(usize, usize, &'a Prepared)>,
 }
 
-/// The connection's HTTP parser, kept in its [`UpperState`] (made on first use).
-fn http_of<'u>(upper: &'u mut UpperState, conn: u64, sel: &PacketSel) -> &'u mut HttpConn {
-    if !upper.as_ref().is_some_and(|u| u.is::<HttpConn>()) {
-        *upper = Some(Box::new(new_http(conn, sel)));
-    }
-    upper
-        .as_mut()
-        .and_then(|u| u.downcast_mut::<HttpConn>())
-        .expect("made above")
+/// What the engine keeps in each of the tracker's connections: its HTTP parser, made on first
+/// use (never, with HTTP off). Boxed, so a connection without HTTP costs one pointer.
+type HttpSlot = Option<Box<HttpConn>>;
+
+/// The connection's HTTP parser, made on first use.
+fn http_of<'u>(slot: &'u mut HttpSlot, conn: u64, sel: &PacketSel) -> &'u mut HttpConn {
+    slot.get_or_insert_with(|| Box::new(new_http(conn, sel)))
 }
 
-impl Events for Upper<'_> {
+impl Events<HttpSlot> for Upper<'_> {
     fn record(&mut self, rec: Record) {
         self.pending.push(rec);
     }
-    fn midstream(&mut self, conn: u64, upper: &mut UpperState) {
+    fn midstream(&mut self, conn: u64, upper: &mut HttpSlot) {
         if self.http_on {
             http_of(upper, conn, self.http_records).start_midstream();
         }
@@ -105,16 +122,15 @@ impl Events for Upper<'_> {
     fn chunk(
         &mut self,
         conn: u64,
-        upper: &mut UpperState,
+        upper: &mut HttpSlot,
         dir: Dir,
         chunk: Chunk<'_>,
         frame: u64,
         ts: Timestamp,
     ) {
         if self.follow == Some(conn) {
-            if let Some(w) = self.follow_out.as_mut() {
-                let _ = w.write_all(crate::http::follow::format_chunk(dir, &chunk).as_bytes());
-            }
+            self.follow_out
+                .write(crate::http::follow::format_chunk(dir, &chunk).as_bytes());
         }
         if !self.http_on {
             return;
@@ -132,13 +148,13 @@ impl Events for Upper<'_> {
             Chunk::Gap(n) => h.on_gap(dir, n, frame, self.pending),
         }
     }
-    fn end(&mut self, _conn: u64, upper: &mut UpperState, dir: Dir, frame: u64, ts: Timestamp) {
-        if let Some(h) = upper.as_mut().and_then(|u| u.downcast_mut::<HttpConn>()) {
+    fn end(&mut self, _conn: u64, upper: &mut HttpSlot, dir: Dir, frame: u64, ts: Timestamp) {
+        if let Some(h) = upper.as_mut() {
             h.on_end(dir, frame, ts, self.pending);
         }
     }
-    fn conn_finished(&mut self, mut rec: ConnRec, upper: UpperState) {
-        if let Some(mut h) = upper.and_then(|u| u.downcast::<HttpConn>().ok()) {
+    fn conn_finished(&mut self, mut rec: ConnRec, upper: HttpSlot) {
+        if let Some(mut h) = upper {
             rec.http_requests = h.requests();
             rec.http_responses = h.responses();
             rec.ws_frames = h.ws_frames();
@@ -164,7 +180,7 @@ fn new_http(conn: u64, records: &PacketSel) -> HttpConn {
 /// The engine's fields a frame passes through once decoded, borrowed apart from the decoder
 /// (whose buffers the segment may borrow).
 struct Parts<'a> {
-    tracker: &'a mut Tracker,
+    tracker: &'a mut Tracker<HttpSlot>,
     stats: &'a mut Stats,
     upper: Upper<'a>,
 }
@@ -212,11 +228,13 @@ macro_rules! parts {
 
 pub struct Engine {
     decoder: Decoder,
-    tracker: Tracker,
+    tracker: Tracker<HttpSlot>,
     opts: EngineOptions,
     pending: Vec<Record>,
-    /// Where `--follow` output goes (standard output by default).
-    pub follow_out: Option<Box<dyn Write>>,
+    /// Records gathered before they are handed to the printer (see [`Engine::hand_over_at`]).
+    hand_over_at: usize,
+    /// Where `--follow` output goes (nowhere until [`Engine::follow_to`]).
+    follow_out: FollowOut,
     pub stats: Stats,
 }
 
@@ -227,9 +245,34 @@ impl Engine {
             tracker: Tracker::new(opts.tracker.clone()),
             opts,
             pending: Vec::new(),
-            follow_out: None,
+            hand_over_at: 1,
+            follow_out: FollowOut::default(),
             stats: Stats::default(),
         }
+    }
+
+    /// Gather `n` records before handing them to the printer ([`Sink::take`]); 1, the
+    /// default, suits printers that print as they go. A printer on another thread takes whole
+    /// batches ([`crate::pipeline::PrintThread::HAND_OVER_AT`]), so that a record is moved once
+    /// on its way there rather than twice.
+    pub fn hand_over_at(&mut self, n: usize) {
+        self.hand_over_at = n.max(1);
+    }
+
+    /// The options it was made with.
+    pub fn options(&self) -> &EngineOptions {
+        &self.opts
+    }
+
+    /// Write the followed connection's text (`--follow`) to `out`. A write error stops the
+    /// writing; [`Engine::follow_error`] gives it once the run is over.
+    pub fn follow_to(&mut self, out: Box<dyn Write>) {
+        self.follow_out.out = Some(out);
+    }
+
+    /// The error that stopped `--follow`'s text, if any.
+    pub fn follow_error(&mut self) -> Option<io::Error> {
+        self.follow_out.failed.take()
     }
 
     /// One frame: decode, track, and print what it produced.
@@ -260,7 +303,7 @@ impl Engine {
     }
 
     fn flush(&mut self, sink: &mut dyn Sink) -> io::Result<()> {
-        if self.pending.len() < sink.hand_over_at() {
+        if self.pending.len() < self.hand_over_at {
             return Ok(());
         }
         sink.take(&mut self.pending)
@@ -274,8 +317,10 @@ impl Engine {
         if !self.pending.is_empty() {
             sink.take(&mut self.pending)?;
         }
-        if let Some(w) = self.follow_out.as_mut() {
-            w.flush()?;
+        if let Some(w) = self.follow_out.out.as_mut() {
+            if let Err(e) = w.flush() {
+                self.follow_out.failed.get_or_insert(e);
+            }
         }
         sink.finish()
     }
@@ -364,104 +409,4 @@ pub fn run_source_with(
         Some(e) => Err(e.into()),
         None => Ok(()),
     }
-}
-
-/// A progress bar on standard error for files big enough to wait for, on a terminal only.
-fn progress_bar(args: &ReplayArgs) -> Option<indicatif::ProgressBar> {
-    use std::io::IsTerminal;
-    if args.out.quiet || !io::stderr().is_terminal() {
-        return None;
-    }
-    let size = std::fs::metadata(&args.file).ok()?.len();
-    if size < 32 << 20 {
-        return None;
-    }
-    let bar = indicatif::ProgressBar::new(size);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{spinner} {bytes}/{total_bytes} [{bar:30}] {bytes_per_sec}, {eta} left",
-        )
-        .ok()?
-        .progress_chars("=> "),
-    );
-    Some(bar)
-}
-
-/// `statescope replay`.
-pub fn replay_command(args: &ReplayArgs) -> anyhow::Result<ExitCode> {
-    let mut source = pcap_file::open(&args.file)?;
-    let wants_report = args.out.html.is_some() || args.out.svg.is_some();
-    let mut sink = make_sink(&args.out, Box::new(io::stdout()));
-    // Measured on two cores: reading ahead always pays; a printing thread pays when every
-    // packet is printed (JSON lines 1.2x faster), not for the summary.
-    let threads = args.threads.unwrap_or_else(|| {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        match (cores, sink.wants_packets()) {
-            (1, _) => 1,
-            (_, crate::tcp::PacketSel::All) => 3,
-            _ => 2,
-        }
-    });
-    // Printing on its own thread would reorder records against --follow's text on the same
-    // standard output, and the report collects records here.
-    if threads >= 3 && args.out.follow.is_none() && !wants_report {
-        sink = Box::new(crate::pipeline::PrintThread::new(sink)?);
-    }
-    let mut engine = Engine::new(EngineOptions::from_args(&args.out, sink.wants_packets()));
-    if args.out.follow.is_some() {
-        engine.follow_out = Some(Box::new(io::stdout()));
-    }
-    let mut collect = crate::report::Collect {
-        inner: sink.as_mut(),
-        records: Vec::new(),
-    };
-    let bar = progress_bar(args);
-    let mut tick = |_: &Engine, (done, _total): (u64, Option<u64>)| {
-        if let Some(b) = &bar {
-            b.set_position(done);
-        }
-    };
-    let keep_payload = engine.opts.tracker.reassemble;
-    let target: &mut dyn Sink = if wants_report {
-        &mut collect
-    } else {
-        collect.inner
-    };
-    let result = if threads >= 2 {
-        let prepare = if engine.opts.http {
-            crate::pipeline::Prepare::WhenAhead
-        } else {
-            crate::pipeline::Prepare::Never
-        };
-        crate::pipeline::run_threaded(
-            source,
-            keep_payload,
-            prepare,
-            &mut engine,
-            target,
-            16384,
-            &mut tick,
-        )
-    } else {
-        run_source_with(source.as_mut(), &mut engine, target, 16384, &mut tick)
-    };
-    if let Some(b) = &bar {
-        b.finish_and_clear();
-    }
-    if !args.out.quiet || engine.stats.decode_failures() > 0 {
-        eprintln!("statescope: {}", engine.summary_line());
-    }
-    // The report covers whatever was read, even when the capture ended in an error.
-    if wants_report {
-        let title = format!("statescope replay {}", args.file.display());
-        crate::report::write_requested(&args.out, &collect.records, &title)?;
-    }
-    // Capture errors name their file; an I/O error here can only be the output's.
-    result.map_err(|e| match e.downcast::<io::Error>() {
-        Ok(io) => anyhow::Error::new(io).context(
-            "writing the records to standard output failed (disk full, or the reader gone?)",
-        ),
-        Err(other) => other,
-    })?;
-    Ok(ExitCode::SUCCESS)
 }

@@ -2,22 +2,32 @@
 //!
 //! # Layout
 //!
-//! Data flows one way through the layers below; each depends only on the ones above it.
+//! Each module imports only from the rows above it (`tests/layering.rs` checks the rules
+//! that matter most on the source: nothing but [`cli`] names `cli`; [`capture`], [`decode`],
+//! [`tcp`] and [`http`] name none of `engine`, `pipeline`, `output`, `report`, `commands`;
+//! no two modules import each other, however indirectly).
 //!
 //! | module      | what it does |
 //! |-------------|--------------|
-//! | [`capture`] | where frames come from: pcap/pcapng files ([`capture::pcap_file`]), live interfaces ([`capture::live`]), memory |
-//! | [`decode`]  | frame bytes → [`decode::Segment`]: link layers, IPv4 (with fragment reassembly), IPv6, TCP options. The only user of etherparse |
-//! | [`tcp`]     | the passive observer: connection table, both endpoints' RFC 9293 state machines, relative seq/ack, Wireshark analysis, Zeek history, reassembly |
-//! | [`http`]    | HTTP/1.x and WebSocket parsed on reassembled byte streams |
+//! | [`types`]   | the shared vocabulary: [`types::Timestamp`], [`types::Frame`], [`types::LinkType`], [`types::Dir`], [`types::PacketSel`]. Imports nothing of the crate |
 //! | [`record`]  | the JSON-lines records of the contract (`packet`, `conn`, `http`, `ws`, `lab`) |
-//! | [`engine`]  | glues tcp and http together: frames in, records out |
-//! | [`output`]  | printers behind one trait: JSON lines, human tables |
+//! | [`capture`] | where frames come from, and nothing else: pcap/pcapng files ([`capture::pcap_file`]), live interfaces ([`capture::live`]), memory; the pcap writer |
+//! | [`decode`]  | frame bytes → [`decode::Segment`]: link layers, IPv4 (with fragment reassembly), IPv6, TCP options. The only user of etherparse |
+//! | [`tcp`]     | the passive observer: connection table, both endpoints' RFC 9293 state machines, relative seq/ack, Wireshark analysis, Zeek history, reassembly; keeps the layer above's state per connection in a slot of its choosing ([`tcp::Events`]) |
+//! | [`http`]    | HTTP/1.x and WebSocket parsed on reassembled byte streams; Follow TCP Stream text |
+//! | [`config`]  | the checked settings of each command ([`config::OutputConfig`], [`config::ReplayConfig`], [`config::LiveConfig`], [`config::LabConfig`]); no clap types |
+//! | [`output`]  | printers behind one trait, [`output::Sink`]: JSON lines, human tables |
+//! | [`engine`]  | glues decode, tcp and http together: frames in, records out to a `Sink` |
+//! | [`pipeline`] | the engine on up to three threads: read and decode ahead, track, print ([`pipeline::PrintThread`]) |
 //! | [`report`]  | ladder diagrams, time-sequence graphs, the HTML report (reads records only) |
-//! | [`server`]  | `serve`: the minimal hyper server that keeps no per-request state, and its stateful contrasts |
 //! | [`broker`]  | pub-sub and a consumer-group queue, embedded or over Redis, behind one trait; a stateful WebSocket chat server relaying through it |
+//! | [`server`]  | `serve`'s server: keeps no per-request state, with stateful contrasts |
 //! | [`kernel`]  | the kernel's own log of socket states (tracepoint `sock:inet_sock_set_state`) and the one mapping of Linux's bookkeeping onto RFC 9293: the oracle for endpoint states |
 //! | [`lab`]     | the lab exercises, each answering one of the lesson's questions from measurements |
+//! | [`commands`] | one file per subcommand: the wiring of sources, engine, printers and pictures |
+//! | [`cli`]     | clap's definitions, their conversion into [`config`], the dispatch to [`commands`]. The only module that names clap |
+//!
+//! `main.rs` (the binary) parses, calls [`cli::run`], and maps errors to exit codes.
 //!
 //! Analysis never reads the clock: capture time comes in with each frame, so replay and live
 //! share one code path and the same capture always gives the same records.
@@ -25,6 +35,8 @@
 pub mod broker;
 pub mod capture;
 pub mod cli;
+pub mod commands;
+pub mod config;
 pub mod decode;
 pub mod engine;
 pub mod http;
@@ -36,3 +48,4 @@ pub mod record;
 pub mod report;
 pub mod server;
 pub mod tcp;
+pub mod types;

@@ -1,4 +1,5 @@
-//! The `statescope` binary: parse the command line, run, map errors to exit codes.
+//! The `statescope` binary: parse the command line, run, map errors to exit codes (2 for bad
+//! usage, 1 for anything else; a closed pipe counts as success).
 use std::process::ExitCode;
 
 // Connection setup and teardown allocate small objects at a high rate; mimalloc halves that cost.
@@ -40,7 +41,12 @@ fn main() -> ExitCode {
                 return ExitCode::SUCCESS;
             }
             eprintln!("statescope: error: {err:#}");
-            ExitCode::from(1)
+            // Bad values on the command line are bad usage, as clap's own errors are.
+            if err.is::<statescope::config::UsageError>() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::from(1)
+            }
         }
     }
 }

@@ -26,9 +26,11 @@ use crate::capture::{CaptureError, FrameSource, Timestamp};
 use crate::decode::{DecodeError, Decoder, Segment};
 use crate::engine::{Engine, Progress};
 use crate::http::parser::Prepared;
-use crate::output::{Formatter, Sink};
+use crate::output::jsonl::Lines;
+use crate::output::{Printer, Sink};
 use crate::record::Record;
-use crate::tcp::{FlowKey, PacketSel};
+use crate::tcp::FlowKey;
+use crate::types::PacketSel;
 use std::io;
 use std::ops::Range;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -89,7 +91,7 @@ fn read_ahead(
     tx: SyncSender<Batch>,
     recycled: Receiver<Batch>,
     queued: Arc<AtomicUsize>,
-    printer: Option<Arc<dyn crate::output::Helper>>,
+    printer: Option<PrintHelper>,
 ) {
     let mut decoder = Decoder::new();
     loop {
@@ -180,13 +182,16 @@ pub enum Prepare {
 /// own decoder is not used. `keep_payload`: copy payload bytes (needed by reassembly).
 /// `prepare`: when to parse payloads as the start of an HTTP message on the reader thread too
 /// ([`crate::http::parser::prepare`]), which the HTTP layer then need not do; the records are
-/// the same either way.
+/// the same either way. `helper`: when `sink` is (or leads to) a [`PrintThread`], its
+/// [`PrintThread::helper`], so that the reader prints for it when it falls behind.
+#[allow(clippy::too_many_arguments)]
 pub fn run_threaded(
     source: Box<dyn FrameSource + Send>,
     keep_payload: bool,
     prepare: Prepare,
     engine: &mut Engine,
     sink: &mut dyn Sink,
+    helper: Option<PrintHelper>,
     every: u32,
     progress: &mut Progress<'_>,
 ) -> anyhow::Result<()> {
@@ -197,9 +202,8 @@ pub fn run_threaded(
         let queued = queued.clone();
         std::thread::Builder::new()
             .name("statescope-read".into())
-            .spawn({
-                let printer = sink.helper();
-                move || read_ahead(source, keep_payload, prepare, tx, recycled, queued, printer)
+            .spawn(move || {
+                read_ahead(source, keep_payload, prepare, tx, recycled, queued, helper)
             })?
     };
     let mut n = 0u32;
@@ -245,7 +249,7 @@ pub fn run_threaded(
     }
 }
 
-/// Records per hand-over to the printing thread.
+/// Records per hand-over to the printing thread ([`PrintThread::HAND_OVER_AT`]).
 const PRINT_BATCH: usize = 512;
 /// Room in each batch: the engine hands over once it holds PRINT_BATCH records, and the packet
 /// that got it there may have added a few more (its HTTP message, a finished connection's
@@ -275,12 +279,12 @@ struct Job {
 /// come back, are emptied here and reused.
 ///
 /// When the printer falls behind (its queue is full) and its output is each record's own
-/// text ([`Sink::formatter`]), the sending thread formats the batch itself instead of waiting,
+/// text ([`Printer::Lines`]), the sending thread formats the batch itself instead of waiting,
 /// and the printer only writes that text, in the batch's place. On two cores the printer
 /// shares one with the reader while tracking has the other: measured there, tracking had
 /// waited on the printer for a fifth of the run.
 ///
-/// The reader thread prints too, when batches pile up ([`Sink::helper`]): a printing thread
+/// The reader thread prints too, when batches pile up ([`PrintThread::helper`]): a printing thread
 /// that is woken but not yet running holds nothing, so whichever thread gets to the printer
 /// first prints the oldest batch. Left to the scheduler, the woken printer often waited its
 /// turn on the core tracking runs on (half a second of a 2-second run) while the reader's core
@@ -293,7 +297,8 @@ pub struct PrintThread {
     batch: Vec<Record>,
     handle: Option<std::thread::JoinHandle<io::Result<()>>>,
     wants: PacketSel,
-    formatter: Option<Box<dyn Formatter + Send>>,
+    /// Set for JSON lines: makes the text here when the printer falls behind.
+    formatter: Option<Lines>,
     /// Batches formatted here, in order, that the printer had no room for yet.
     behind: std::collections::VecDeque<Job>,
     /// How many batches were formatted here.
@@ -311,7 +316,7 @@ struct Printing {
     room: Condvar,
     /// The printer itself. Whoever holds it takes the oldest batch and prints it before
     /// letting go, so batches are printed in the order they were queued.
-    printer: Mutex<Box<dyn Sink + Send>>,
+    printer: Mutex<Printer>,
     /// Printed batches, back to the thread that made them.
     back: SyncSender<Job>,
 }
@@ -375,7 +380,7 @@ impl Printing {
 
     /// With the printer held: print the oldest batch if at least `min` are queued. Whether
     /// one was printed.
-    fn print_one(&self, printer: &mut dyn Sink, min: usize) -> bool {
+    fn print_one(&self, printer: &mut Printer, min: usize) -> bool {
         let job = {
             let mut q = lock(&self.queue);
             if q.stopped || q.jobs.len() < min {
@@ -387,10 +392,11 @@ impl Printing {
             }
         };
         self.room.notify_one();
-        let printed = if job.formatted {
-            printer.formatted(&job.text)
-        } else {
-            job.recs.iter().try_for_each(|rec| printer.record(rec))
+        // One match a batch, so each record's call is the printer's own.
+        let printed = match printer {
+            Printer::Lines(p) if job.formatted => p.write_formatted(&job.text),
+            Printer::Lines(p) => job.recs.iter().try_for_each(|rec| p.record(rec)),
+            Printer::Records(p) => job.recs.iter().try_for_each(|rec| p.record(rec)),
         };
         // Records go back to be dropped where they were made: freeing on the thread that
         // allocated keeps the allocator's pages local (dropping them here measured 2% slower).
@@ -427,26 +433,43 @@ impl Printing {
                 }
             }
             let mut printer = lock(&self.printer);
-            while self.print_one(printer.as_mut(), 1) {}
+            while self.print_one(&mut printer, 1) {}
         }
         lock(&self.printer).finish()
     }
-}
 
-impl crate::output::Helper for Printing {
+    /// Print the oldest waiting batch if at least `min` are waiting and nobody is printing
+    /// right now; never waits. Whether one was printed.
     fn help(&self, min: usize) -> bool {
         // Never wait here: a busy printer means another thread is printing already.
         match self.printer.try_lock() {
-            Ok(mut printer) => self.print_one(printer.as_mut(), min),
+            Ok(mut printer) => self.print_one(&mut printer, min),
             Err(_) => false,
         }
     }
 }
 
+/// A way for another thread of the run to print for a [`PrintThread`] that falls behind.
+#[derive(Clone)]
+pub struct PrintHelper(Arc<Printing>);
+
+impl PrintHelper {
+    /// Print the oldest waiting batch if at least `min` are waiting and nobody is printing
+    /// right now; never waits. Whether one was printed.
+    pub fn help(&self, min: usize) -> bool {
+        self.0.help(min)
+    }
+}
+
 impl PrintThread {
-    pub fn new(inner: Box<dyn Sink + Send>) -> io::Result<Self> {
+    /// How many records the engine should gather before handing them over
+    /// ([`crate::engine::Engine::hand_over_at`]): whole batches are moved once on their way
+    /// here rather than copied record by record.
+    pub const HAND_OVER_AT: usize = PRINT_BATCH;
+
+    pub fn new(inner: Printer) -> io::Result<Self> {
         let wants = inner.wants_packets();
-        let formatter = inner.formatter();
+        let formatter = matches!(inner, Printer::Lines(_)).then(Lines::default);
         let (back, recycled) = sync_channel::<Job>(PRINT_DEPTH + BEHIND + 2);
         let shared = Arc::new(Printing {
             queue: Mutex::new(Queue::default()),
@@ -608,11 +631,12 @@ impl Sink for PrintThread {
     fn wants_packets(&self) -> PacketSel {
         self.wants.clone()
     }
-    fn hand_over_at(&self) -> usize {
-        PRINT_BATCH
-    }
-    fn helper(&self) -> Option<Arc<dyn crate::output::Helper>> {
-        Some(self.shared.clone())
+}
+
+impl PrintThread {
+    /// For the reader thread of [`run_threaded`]: printing it may do for this printer.
+    pub fn helper(&self) -> PrintHelper {
+        PrintHelper(self.shared.clone())
     }
 }
 
@@ -694,7 +718,7 @@ mod tests {
             open: Some(gate),
             out: out.clone(),
         }));
-        let mut printer = PrintThread::new(Box::new(sink)).unwrap();
+        let mut printer = PrintThread::new(Printer::Lines(sink)).unwrap();
         // The printer holds the first batch at its first write: the queue fills, and the
         // sender formats as many as it may keep before it would have to wait (one more if
         // the printer had not yet taken the first when the queue filled).
@@ -744,10 +768,9 @@ mod tests {
             queue: Mutex::new(Queue::default()),
             work: Condvar::new(),
             room: Condvar::new(),
-            printer: Mutex::new(Box::new(sink)),
+            printer: Mutex::new(Printer::Lines(sink)),
             back,
         };
-        use crate::output::Helper;
         for n in 0..3 {
             assert!(matches!(printing.push(job(n), false), Pushed::Queued));
         }
@@ -778,7 +801,7 @@ mod tests {
         }
         let (done, result) = sync_channel(1);
         std::thread::spawn(move || {
-            let mut printer = PrintThread::new(Box::new(Panics)).unwrap();
+            let mut printer = PrintThread::new(Printer::Records(Box::new(Panics))).unwrap();
             let mut sent = Ok(());
             for n in 0..4 * (PRINT_DEPTH + BEHIND + 2) {
                 sent = printer.take(&mut batch(n));
@@ -805,8 +828,8 @@ mod tests {
             open: None,
             out: out.clone(),
         }));
-        let mut printer = PrintThread::new(Box::new(sink)).unwrap();
-        let helper = printer.helper().unwrap();
+        let mut printer = PrintThread::new(Printer::Lines(sink)).unwrap();
+        let helper = printer.helper();
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let helping = std::thread::spawn({
             let stop = stop.clone();

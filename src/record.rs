@@ -14,6 +14,8 @@ use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
+pub use crate::types::Dir;
+
 /// A name from a fixed set (flags, analysis events, states): borrowed when the engine makes
 /// it, so building a packet record allocates almost nothing; owned when read back from JSON.
 pub type Name = Cow<'static, str>;
@@ -37,36 +39,6 @@ pub fn name_subsets(names: &[&'static str]) -> Vec<Vec<Name>> {
 /// For `skip_serializing_if`: an empty list of names is left out.
 fn no_names(names: &[Name]) -> bool {
     names.is_empty()
-}
-
-/// Direction of a segment or message relative to the connection's client.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum Dir {
-    #[default]
-    /// From the client (the sender of the first SYN) to the server.
-    C2s,
-    /// From the server to the client.
-    S2c,
-}
-
-impl Dir {
-    pub fn reverse(self) -> Dir {
-        match self {
-            Dir::C2s => Dir::S2c,
-            Dir::S2c => Dir::C2s,
-        }
-    }
-    /// 0 for c2s, 1 for s2c: an index into per-direction arrays.
-    pub fn idx(self) -> usize {
-        self as usize
-    }
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Dir::C2s => "c2s",
-            Dir::S2c => "s2c",
-        }
-    }
 }
 
 /// An endpoint of a packet: IP address and port, written `10.0.0.1:80` or `[::1]:80` (as

@@ -10,9 +10,10 @@
 //!   `UPDATE_GOLDEN=1 cargo test --test replay` and review the diff.
 
 use statescope::capture::pcap_file;
-use statescope::cli::{Format, OutputArgs};
+use statescope::config::{Format, OutputConfig};
 use statescope::engine::{run_source, Engine, EngineOptions};
-use statescope::output::{make_sink, Sink};
+use statescope::output::{make_printer, make_sink, Sink};
+use statescope::pipeline::PrintThread;
 use statescope::record::Record;
 use statescope::tcp::PacketSel;
 use std::collections::{BTreeMap, HashMap};
@@ -56,7 +57,7 @@ fn captures() -> Vec<PathBuf> {
 
 fn records(path: &Path) -> Vec<Record> {
     let mut src = pcap_file::open(path).unwrap();
-    let mut opts = EngineOptions::from_args(&OutputArgs::default(), PacketSel::All);
+    let mut opts = EngineOptions::from_config(&OutputConfig::default(), PacketSel::All);
     opts.http = true;
     opts.tracker.reassemble = true;
     let mut engine = Engine::new(opts);
@@ -338,17 +339,20 @@ fn render(path: &Path, format: Format) -> String {
 /// Print `path` as `format`, on one thread or with the reader thread of `statescope::pipeline`;
 /// also returns the capture error, if any.
 fn render_run(path: &Path, format: Format, threads: u8) -> (String, Option<String>) {
-    let args = OutputArgs {
+    let args = OutputConfig {
         format,
         quiet: true,
-        ..OutputArgs::default()
+        ..OutputConfig::default()
     };
     let out = Shared::default();
-    let mut sink = make_sink(&args, Box::new(out.clone()));
-    if threads >= 3 {
-        sink = Box::new(statescope::pipeline::PrintThread::new(sink).unwrap());
-    }
-    let opts = EngineOptions::from_args(&args, sink.wants_packets());
+    let (mut sink, helper): (Box<dyn Sink + Send>, _) = if threads >= 3 {
+        let printing = PrintThread::new(make_printer(&args, Box::new(out.clone()))).unwrap();
+        let helper = printing.helper();
+        (Box::new(printing), Some(helper))
+    } else {
+        (make_sink(&args, Box::new(out.clone())), None)
+    };
+    let opts = EngineOptions::from_config(&args, sink.wants_packets());
     let keep_payload = opts.tracker.reassemble;
     // Heads parsed ahead for every payload: the path the reader takes when it is ahead.
     let prepare = if opts.http {
@@ -357,6 +361,9 @@ fn render_run(path: &Path, format: Format, threads: u8) -> (String, Option<Strin
         statescope::pipeline::Prepare::Never
     };
     let mut engine = Engine::new(opts);
+    if helper.is_some() {
+        engine.hand_over_at(PrintThread::HAND_OVER_AT);
+    }
     let src = pcap_file::open(path).unwrap();
     let result = if threads >= 2 {
         statescope::pipeline::run_threaded(
@@ -365,6 +372,7 @@ fn render_run(path: &Path, format: Format, threads: u8) -> (String, Option<Strin
             prepare,
             &mut engine,
             sink.as_mut(),
+            helper,
             1000,
             &mut |_, _| {},
         )

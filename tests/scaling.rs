@@ -6,7 +6,7 @@
 
 use bytes::Bytes;
 use statescope::broker::{self, Broker};
-use statescope::cli::Format;
+use statescope::config::Format;
 use statescope::lab::{LabCtx, LabOut, LABS};
 use statescope::record::LabRec;
 use std::io::{Read, Write};

@@ -1,5 +1,6 @@
 //! Live capture from a network interface: [`LiveSource`], a [`FrameSource`] over a Linux
-//! `AF_PACKET` socket, and the `statescope live` command.
+//! `AF_PACKET` socket. (The `statescope live` command that drives it is
+//! [`crate::commands::live`].)
 //!
 //! # Which parts use pnet, and why
 //!
@@ -29,17 +30,12 @@
 //! `lo` frames arrive whole. The socket is non-blocking and waits in `poll` with a short
 //! timeout, so Ctrl-C, `--duration` and `--count` are honoured on an idle interface.
 
-use super::filter::{self, Expr};
-use super::pcap_writer::{PcapTee, PcapWriter};
+use super::filter::Expr;
 use super::ring::Ring;
 use super::{bpf, CaptureError, Frame, FrameSource, LinkType, Timestamp};
-use crate::cli::{Format, LiveArgs};
-use crate::engine::{run_source_with, Engine};
-use crate::output::make_sink;
-use std::io::{self, IsTerminal, Write};
+use std::io;
 use std::mem;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -608,198 +604,10 @@ impl FrameSource for LiveSource {
     }
 }
 
-/// Print a diagnostic line on standard error.
-fn note(msg: &str) {
-    eprintln!("statescope: {msg}");
-}
-
-/// Did the user choose `--format` on the command line? (clap fills the default otherwise.)
-fn format_given() -> bool {
-    std::env::args_os().any(|a| {
-        a.to_str()
-            .is_some_and(|a| a == "--format" || a.starts_with("--format="))
-    })
-}
-
-/// `statescope live`.
-pub fn live_command(args: &LiveArgs) -> anyhow::Result<ExitCode> {
-    let Some(iface) = args.interface.as_deref() else {
-        let mut out = io::stdout().lock();
-        for line in describe_interfaces() {
-            writeln!(out, "{line}")?;
-        }
-        return Ok(ExitCode::SUCCESS);
-    };
-    let filter = match filter::from_options(&args.port, &args.host, args.filter.as_deref()) {
-        Ok(f) => f,
-        Err(e) => {
-            note(&format!("error: {e}"));
-            return Ok(ExitCode::from(2));
-        }
-    };
-    let duration = match args.duration {
-        Some(s) if !(s.is_finite() && s >= 0.0) => {
-            note(&format!(
-                "error: --duration {s}: give a number of seconds ≥ 0"
-            ));
-            return Ok(ExitCode::from(2));
-        }
-        s => s.map(Duration::from_secs_f64),
-    };
-
-    // Piped output streams records as JSON lines unless a format was asked for; on a terminal
-    // the table is printed at the end, with a status line meanwhile.
-    let mut out_args = args.out.clone();
-    out_args.line_buffered = true;
-    let stdout_tty = io::stdout().is_terminal();
-    if !stdout_tty && !format_given() {
-        out_args.format = Format::Jsonl;
-    }
-    // On a terminal the open connections refresh in place on standard error while capturing;
-    // the final table goes to standard output at the end.
-    let refresh = out_args.format == Format::Table && !args.out.quiet && io::stderr().is_terminal();
-    let status = false;
-
-    install_stop_signals();
-    let mut source = LiveSource::open(
-        iface,
-        LiveOptions {
-            filter,
-            promisc: args.promisc,
-            count: args.count,
-            duration,
-            status,
-            stop: None,
-            no_ring: false,
-        },
-    )?;
-    let writer = match &args.write {
-        Some(path) => Some(PcapWriter::create(path, source.linktype(), SNAPLEN)?),
-        None => None,
-    };
-    // Always said, like tcpdump's "listening on": scripts wait for it before making traffic.
-    note(&format!(
-        "capturing on {iface}{}{} (Ctrl-C to stop)",
-        args.filter
-            .as_deref()
-            .map(|f| format!(", filter {f:?}"))
-            .unwrap_or_default(),
-        args.write
-            .as_ref()
-            .map(|p| format!(", writing {}", p.display()))
-            .unwrap_or_default()
-    ));
-
-    let mut sink = make_sink(&out_args, Box::new(io::stdout()));
-    let mut engine = Engine::new(crate::engine::EngineOptions::from_args(
-        &out_args,
-        sink.wants_packets(),
-    ));
-    let wants_report = out_args.html.is_some() || out_args.svg.is_some();
-    let mut collect = crate::report::Collect {
-        inner: sink.as_mut(),
-        records: Vec::new(),
-    };
-    let target: &mut dyn crate::output::Sink = if wants_report {
-        &mut collect
-    } else {
-        collect.inner
-    };
-    let mut table = LiveTable::new(refresh);
-    let mut tick = |e: &Engine, _: (u64, Option<u64>)| table.draw(e, false);
-    let result = match writer {
-        Some(w) => run_source_with(
-            &mut PcapTee::new(&mut source, w),
-            &mut engine,
-            target,
-            1,
-            &mut tick,
-        ),
-        None => run_source_with(&mut source, &mut engine, target, 1, &mut tick),
-    };
-    table.clear();
-    // The report covers everything captured, even when the capture ended in an error.
-    if wants_report {
-        let title = format!("statescope live -i {iface}");
-        crate::report::write_requested(&out_args, &collect.records, &title)?;
-    }
-    source.clear_status();
-    let st = source.stats();
-    let failed: u64 = engine.stats.decode_errors.values().sum();
-    note(&format!(
-        "{} frames, {} dropped by kernel, {} failed to decode",
-        st.frames, st.dropped, failed
-    ));
-    result?;
-    Ok(ExitCode::SUCCESS)
-}
-
-/// The open connections, redrawn in place on standard error about twice a second.
-struct LiveTable {
-    on: bool,
-    lines: usize,
-    last: Instant,
-}
-
-impl LiveTable {
-    /// Rows shown at most: a screenful.
-    const ROWS: usize = 20;
-
-    fn new(on: bool) -> Self {
-        LiveTable {
-            on,
-            lines: 0,
-            last: Instant::now(),
-        }
-    }
-
-    fn draw(&mut self, engine: &Engine, force: bool) {
-        if !self.on || (!force && self.last.elapsed() < Duration::from_millis(500)) {
-            return;
-        }
-        self.last = Instant::now();
-        let (open, rows) = engine.open_conns(Self::ROWS);
-        let (seen, _) = engine.conn_counts();
-        let mut s = String::new();
-        if self.lines > 0 {
-            s.push_str(&format!("\x1b[{}A\x1b[J", self.lines));
-        }
-        s.push_str(&format!(
-            "{} frames, {} connections ({} open, most recent first)\n",
-            engine.stats.frames, seen, open
-        ));
-        s.push_str(&format!(
-            "{:>5}  {:<27} {:<27} {:>8} {:>10}  {:<13} {:<13}\n",
-            "conn", "client", "server", "packets", "bytes", "client", "server"
-        ));
-        for c in &rows {
-            s.push_str(&format!(
-                "{:>5}  {:<27} {:<27} {:>8} {:>10}  {:<13} {:<13}\n",
-                c.conn,
-                c.client,
-                c.server,
-                c.packets_c2s + c.packets_s2c,
-                c.bytes_c2s + c.bytes_s2c,
-                c.client_state,
-                c.server_state
-            ));
-        }
-        self.lines = 2 + rows.len();
-        eprint!("{s}");
-    }
-
-    /// Erase the table before the final output.
-    fn clear(&mut self) {
-        if self.on && self.lines > 0 {
-            eprint!("\x1b[{}A\x1b[J", self.lines);
-            self.lines = 0;
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::capture::filter;
     use std::net::UdpSocket;
 
     /// The kernel's verifier accepts every kind of program the compiler makes.

@@ -9,7 +9,7 @@
 //! the oldest is dropped. Datagrams older than [`TIMEOUT_NS`] of capture time (Linux's
 //! `ipfrag_time`) are expired. Time comes from the frames, never from the clock.
 
-use crate::capture::Timestamp;
+use crate::types::Timestamp;
 use std::net::IpAddr;
 
 pub(crate) const MAX_DATAGRAMS: usize = 64;

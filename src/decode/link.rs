@@ -4,7 +4,7 @@
 //! etherparse's SLL parser rejects the loopback hardware type that `tcpdump -i any` produces.
 
 use super::DecodeError;
-use crate::capture::LinkType;
+use crate::types::LinkType;
 
 /// The network layer a link header announced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

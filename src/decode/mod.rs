@@ -20,7 +20,7 @@ mod ip;
 mod link;
 mod tcp;
 
-use crate::capture::Frame;
+use crate::types::Frame;
 use std::net::IpAddr;
 
 /// TCP flags as the bitset on the wire (FIN = 0x01 … CWR = 0x80).
@@ -195,7 +195,7 @@ impl Decoder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::capture::{LinkType, Timestamp};
+    use crate::types::{LinkType, Timestamp};
     use etherparse::{PacketBuilder, TcpOptionElement};
     use proptest::prelude::*;
     use std::net::{Ipv4Addr, Ipv6Addr};

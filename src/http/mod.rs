@@ -43,8 +43,8 @@ pub mod follow;
 pub mod parser;
 pub mod ws;
 
-use crate::capture::Timestamp;
 use crate::record::{Dir, HttpRec, Record, WsRec};
+use crate::types::Timestamp;
 use body::{BodyKind, Chunked};
 use parser::{Head, Kind, Outcome, Parsed, Prepared};
 use std::borrow::Cow;

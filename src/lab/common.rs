@@ -13,12 +13,12 @@ use crate::capture::filter::{Expr, Prim, Proto, Side};
 use crate::capture::live::{LiveOptions, LiveSource, SNAPLEN};
 use crate::capture::pcap_writer::PcapWriter;
 use crate::capture::{pcap_file, FrameSource};
-use crate::cli::OutputArgs;
+use crate::config::OutputConfig;
 use crate::engine::{run_source, Engine, EngineOptions};
 use crate::output::Sink;
 use crate::record::{ConnRec, HttpRec, LabRec, PacketRec, Record};
 use crate::server::{self, ServerConfig, ServerHandle};
-use crate::tcp::PacketSel;
+use crate::types::PacketSel;
 use anyhow::Context;
 use serde_json::{Map, Value};
 use std::io::{self, Read, Write};
@@ -138,8 +138,8 @@ impl Sink for Collect {
 /// Run a saved capture through the engine, as `statescope replay` does: every record.
 pub fn replay_records(path: &Path) -> anyhow::Result<Vec<Record>> {
     let mut source = pcap_file::open(path)?;
-    let mut engine = Engine::new(EngineOptions::from_args(
-        &OutputArgs::default(),
+    let mut engine = Engine::new(EngineOptions::from_config(
+        &OutputConfig::default(),
         PacketSel::All,
     ));
     let mut sink = Collect::default();

@@ -1,4 +1,5 @@
-//! `statescope lab`: exercises that answer the lesson's questions from measurements.
+//! `statescope lab`: exercises that answer the lesson's questions from measurements (the
+//! command itself, listing them or running one, is [`crate::commands::lab`]).
 //!
 //! Each exercise is one file opening with what the learner will see and why, registered in
 //! [`LABS`]. A lab drives real traffic on loopback, measures, and ends with one `lab` record
@@ -22,11 +23,10 @@ pub mod stateless_vs_stateful;
 pub mod tcp_vs_http;
 pub mod websocket;
 
-use crate::cli::{Format, LabArgs};
+use crate::config::Format;
 use crate::record::{LabRec, Record};
 use std::io::Write;
 use std::path::PathBuf;
-use std::process::ExitCode;
 
 /// What a lab gets to work with.
 pub struct LabCtx {
@@ -92,54 +92,3 @@ pub const LABS: &[LabDef] = &[
     scale_stateful::LAB,
     queue::LAB,
 ];
-
-/// `statescope lab [NAME]`.
-pub fn lab_command(args: &LabArgs) -> anyhow::Result<ExitCode> {
-    let Some(name) = &args.name else {
-        println!("Lab exercises (statescope lab NAME):");
-        for lab in LABS {
-            println!("  {:<24} {}", lab.name, lab.summary);
-        }
-        return Ok(ExitCode::SUCCESS);
-    };
-    let Some(lab) = LABS.iter().find(|l| l.name == name) else {
-        let names: Vec<_> = LABS.iter().map(|l| l.name).collect();
-        anyhow::bail!("no lab named {name:?}; the labs are: {}", names.join(", "));
-    };
-    let ctx = LabCtx {
-        format: args.format,
-        redis: args.redis.clone(),
-        out_dir: args.out_dir.clone(),
-        html: args.html.clone(),
-        exe: std::env::current_exe()?,
-    };
-    std::fs::create_dir_all(&ctx.out_dir)?;
-    let mut out = LabOut::new(args.format, Box::new(std::io::stdout()));
-    let rec = (lab.run)(&ctx, &mut out)?;
-    if let Some(h) = &args.html {
-        if !h.exists() {
-            // The scaling labs measure messages between processes, not packets: say so rather
-            // than leave the user looking for a file.
-            eprintln!(
-                "statescope: lab {name} captures no packets, so there is no report to write to {}",
-                h.display()
-            );
-        }
-    }
-    let ok = rec.ok;
-    if args.format == Format::Table {
-        out.say("")?;
-        out.say(&format!("Question: {}", rec.question))?;
-        out.say(&format!("Answer:   {}", rec.answer))?;
-        out.say(&format!(
-            "Checks:   {}",
-            if ok { "all held" } else { "SOME FAILED" }
-        ))?;
-    }
-    out.record(&Record::Lab(rec))?;
-    Ok(if ok {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
-}

@@ -2,8 +2,13 @@
 //!
 //! Each line is a flat object tagged with `"type"` (`packet`, `conn`, `http`, `ws`, `lab`).
 //! Optional fields are omitted when absent. Nothing else is written to standard output.
+//!
+//! serde's derive on [`Record`] defines the text. The lines made per segment, per HTTP message
+//! and per connection are written by hand here for speed, and must be byte for byte what
+//! serde_json writes: `tests/jsonl.rs` checks that on every line of `tests/golden/`, and the
+//! tests below on every optional field and on text that needs escaping.
 
-use super::{Formatter, Sink};
+use super::Sink;
 use crate::record::{Addr, ConnRec, Dir, HttpRec, PacketRec, Record};
 use std::io::{self, Write};
 
@@ -54,14 +59,15 @@ impl JsonlSink {
 }
 
 /// The text of records, a line each: what [`JsonlSink`] prints, and what another thread can
-/// make for it ([`Sink::formatter`]). Each line depends only on its record.
+/// make for it ([`JsonlSink::write_formatted`]). Each line depends only on its record.
 #[derive(Default)]
 pub struct Lines {
     endpoints: Endpoints,
 }
 
-impl Formatter for Lines {
-    fn format(&mut self, rec: &Record, b: &mut Vec<u8>) -> io::Result<()> {
+impl Lines {
+    /// Append the line for `rec`.
+    pub fn format(&mut self, rec: &Record, b: &mut Vec<u8>) -> io::Result<()> {
         let start = b.len();
         // The hot paths, a line per segment and per HTTP message, have their own writers.
         let written = match rec {
@@ -89,10 +95,11 @@ impl Sink for JsonlSink {
         self.write_block()?;
         self.out.flush()
     }
-    fn formatter(&self) -> Option<Box<dyn Formatter + Send>> {
-        Some(Box::new(Lines::default()))
-    }
-    fn formatted(&mut self, text: &[u8]) -> io::Result<()> {
+}
+
+impl JsonlSink {
+    /// Print lines that a [`Lines`] made elsewhere, in their place among the records.
+    pub fn write_formatted(&mut self, text: &[u8]) -> io::Result<()> {
         if self.block.is_empty() && text.len() >= BLOCK {
             // A whole batch's lines: straight out, without a copy into the block.
             self.out.write_all(text)?;
@@ -270,8 +277,9 @@ fn put_names<S: AsRef<str>>(b: &mut Vec<u8>, key: &[u8], names: &[S]) -> io::Res
     Ok(())
 }
 
-/// A `packet` record, byte for byte what serde would write for `Record::Packet` (the golden
-/// tests compare the two), without serde's per-key escaping and small writes.
+/// A `packet` record, byte for byte what serde_json writes for `Record::Packet` (see the
+/// module doc for the tests that hold it to that), without serde's per-key escaping and small
+/// writes.
 fn write_packet(b: &mut Vec<u8>, p: &PacketRec, endpoints: &mut Endpoints) -> io::Result<()> {
     let json = |b: &mut Vec<u8>, v: &dyn erased::Ser| v.ser(b);
     // A typical line is under 400 bytes: grow once here, not in each small write.
@@ -387,7 +395,7 @@ impl Endpoints {
     }
 }
 
-/// An `http` record, byte for byte what serde would write for `Record::Http` (tested below).
+/// An `http` record, byte for byte what serde_json writes for `Record::Http`.
 fn write_http(b: &mut Vec<u8>, h: &HttpRec) -> io::Result<()> {
     put_uint(b, b"{\"type\":\"http\",\"conn\":", h.conn);
     b.extend_from_slice(b",\"dir\":");
@@ -438,7 +446,7 @@ fn write_http(b: &mut Vec<u8>, h: &HttpRec) -> io::Result<()> {
     Ok(())
 }
 
-/// A `conn` record, byte for byte what serde would write for `Record::Conn` (tested below).
+/// A `conn` record, byte for byte what serde_json writes for `Record::Conn`.
 fn write_conn(b: &mut Vec<u8>, c: &ConnRec) -> io::Result<()> {
     b.reserve(512);
     put_uint(b, b"{\"type\":\"conn\",\"conn\":", c.conn);

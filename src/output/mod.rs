@@ -1,15 +1,19 @@
-//! Printers behind one trait, [`Sink`]. Choosing a format is one `match` in [`make_sink`].
+//! Printers behind one trait, [`Sink`]. Choosing a format is one `match` in [`make_printer`].
 //!
 //! Standard output carries records and nothing else; diagnostics go to standard error.
 
 pub mod jsonl;
 pub mod table;
 
-use crate::cli::{Format, OutputArgs};
+use crate::config::{Format, OutputConfig};
 use crate::record::Record;
+use crate::types::PacketSel;
 use std::io::{self, Write};
 
 /// Something that prints records.
+///
+/// Only printing: how records reach a printer on another thread, and how that thread gets
+/// help, belong to [`crate::pipeline`]'s own types.
 pub trait Sink {
     /// One record, in the order the packets produced them.
     fn record(&mut self, rec: &Record) -> io::Result<()>;
@@ -21,55 +25,74 @@ pub trait Sink {
         }
         Ok(())
     }
-    /// How many records the engine may gather before handing them to [`Sink::take`]: 1 for
-    /// printers that print as they go; a printer on another thread takes whole batches, so a
-    /// record is moved once on its way there rather than twice.
-    fn hand_over_at(&self) -> usize {
-        1
-    }
     /// End of input: print whatever was held back (tables), flush.
     fn finish(&mut self) -> io::Result<()>;
     /// Which connections' `packet` records this printer looks at; the engine builds no others.
-    fn wants_packets(&self) -> crate::tcp::PacketSel {
-        crate::tcp::PacketSel::All
-    }
-    /// A [`Formatter`] making this printer's text elsewhere, when the text is each record's
-    /// own, independent of the others (JSON lines, not tables). A printer on another thread
-    /// uses one to let the thread that hands it records format them when it falls behind.
-    fn formatter(&self) -> Option<Box<dyn Formatter + Send>> {
-        None
-    }
-    /// Print text that this printer's [`Sink::formatter`] made, in its place among the
-    /// records.
-    fn formatted(&mut self, _text: &[u8]) -> io::Result<()> {
-        Err(io::Error::other("this printer formats its records itself"))
-    }
-    /// For a printer on its own thread: a way for another thread of the run to print for it
-    /// when it falls behind.
-    fn helper(&self) -> Option<std::sync::Arc<dyn Helper>> {
-        None
+    fn wants_packets(&self) -> PacketSel {
+        PacketSel::All
     }
 }
 
-/// Printing another thread can do for a printer that runs on its own thread.
-pub trait Helper: Send + Sync {
-    /// Print the oldest waiting batch if at least `min` are waiting and nobody is printing
-    /// right now; never waits. Whether one was printed.
-    fn help(&self, min: usize) -> bool;
+/// A printer as [`make_printer`] builds it. The kind matters to a printing thread
+/// ([`crate::pipeline::PrintThread`]): JSON lines are each their record's own text, so
+/// another thread can make them ahead of the printer; a table cannot be cut up so.
+pub enum Printer {
+    /// JSON lines ([`jsonl::JsonlSink`]).
+    Lines(jsonl::JsonlSink),
+    /// Any other printer (tables; tests' own).
+    Records(Box<dyn Sink + Send>),
 }
 
-/// Makes a printer's text for records, to be printed by [`Sink::formatted`].
-pub trait Formatter {
-    /// Append the text for `rec`.
-    fn format(&mut self, rec: &Record, out: &mut Vec<u8>) -> io::Result<()>;
+impl Printer {
+    /// The printer behind the common trait.
+    pub fn into_sink(self) -> Box<dyn Sink + Send> {
+        match self {
+            Printer::Lines(p) => Box::new(p),
+            Printer::Records(p) => p,
+        }
+    }
 }
 
-/// Build the printer for `args`, writing to `out`.
-pub fn make_sink(args: &OutputArgs, out: Box<dyn Write + Send>) -> Box<dyn Sink + Send> {
+impl Sink for Printer {
+    fn record(&mut self, rec: &Record) -> io::Result<()> {
+        match self {
+            Printer::Lines(p) => p.record(rec),
+            Printer::Records(p) => p.record(rec),
+        }
+    }
+    fn take(&mut self, recs: &mut Vec<Record>) -> io::Result<()> {
+        match self {
+            Printer::Lines(p) => p.take(recs),
+            Printer::Records(p) => p.take(recs),
+        }
+    }
+    fn finish(&mut self) -> io::Result<()> {
+        match self {
+            Printer::Lines(p) => p.finish(),
+            Printer::Records(p) => p.finish(),
+        }
+    }
+    fn wants_packets(&self) -> PacketSel {
+        match self {
+            Printer::Lines(p) => p.wants_packets(),
+            Printer::Records(p) => p.wants_packets(),
+        }
+    }
+}
+
+/// Build the printer for `args`, writing to `out`. Choosing a format is this one `match`.
+pub fn make_printer(args: &OutputConfig, out: Box<dyn Write + Send>) -> Printer {
     match args.format {
-        Format::Jsonl => Box::new(jsonl::JsonlSink::new(out).line_buffered(args.line_buffered)),
-        Format::Table => Box::new(table::TableSink::new(out, args)),
+        Format::Jsonl => {
+            Printer::Lines(jsonl::JsonlSink::new(out).line_buffered(args.line_buffered))
+        }
+        Format::Table => Printer::Records(Box::new(table::TableSink::new(out, args))),
     }
+}
+
+/// [`make_printer`] behind the common trait.
+pub fn make_sink(args: &OutputConfig, out: Box<dyn Write + Send>) -> Box<dyn Sink + Send> {
+    make_printer(args, out).into_sink()
 }
 
 /// Was this error a closed pipe (`statescope ... | head`)? That counts as success.

@@ -11,9 +11,9 @@
 //!   adds why each event was given.
 
 use super::Sink;
-use crate::cli::OutputArgs;
+use crate::config::OutputConfig;
 use crate::record::{ConnRec, Dir, HttpRec, PacketRec, Record, WsRec};
-use crate::tcp::PacketSel;
+use crate::types::PacketSel;
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::io::{self, BufWriter, Write};
@@ -48,7 +48,7 @@ pub struct TableSink {
 const HEADER: &str = "conn  client                      server                       packets c>s/s>c    bytes c>s/s>c  duration  client_state  server_state  zeek  http";
 
 impl TableSink {
-    pub fn new(out: Box<dyn Write + Send>, args: &OutputArgs) -> Self {
+    pub fn new(out: Box<dyn Write + Send>, args: &OutputConfig) -> Self {
         TableSink {
             out: BufWriter::new(out),
             all_packets: args.packets,

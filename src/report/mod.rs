@@ -74,7 +74,7 @@ pub fn write_html_with(
 /// HTML draws the connections of `--conn N` whatever their position. Says on standard error
 /// what it wrote unless `--quiet`.
 pub fn write_requested(
-    out: &crate::cli::OutputArgs,
+    out: &crate::config::OutputConfig,
     records: &[Record],
     title: &str,
 ) -> anyhow::Result<()> {
@@ -117,8 +117,8 @@ impl crate::output::Sink for Collect<'_> {
         self.inner.finish()
     }
     /// The report draws every segment, whatever the printer wants.
-    fn wants_packets(&self) -> crate::tcp::PacketSel {
-        crate::tcp::PacketSel::All
+    fn wants_packets(&self) -> crate::types::PacketSel {
+        crate::types::PacketSel::All
     }
 }
 

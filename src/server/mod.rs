@@ -5,7 +5,7 @@
 //!
 //! | file | what it holds |
 //! |------|---------------|
-//! | `mod.rs` | [`ServerConfig`], the accept loop ([`run`]), connection limits, graceful shutdown, [`spawn`] for in-process users, [`serve_command`] |
+//! | `mod.rs` | [`ServerConfig`], the accept loop ([`run`]), connection limits, graceful shutdown, [`spawn`] for in-process users, [`run_until_signal`] for `statescope serve` |
 //! | [`routes`] | the endpoints: `/`, `/echo`, `/state` (stateless) and `/session/*`, `/token/*`, `/me` (login two ways) |
 //! | [`auth`] | server-side sessions versus signed tokens, and the key file |
 //! | [`ws`] | `/ws`: WebSocket with per-connection state, and the [`ws::Broker`] seam |
@@ -36,7 +36,6 @@ pub mod routes;
 pub mod stats;
 pub mod ws;
 
-use crate::cli::ServeArgs;
 use anyhow::Context;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -45,7 +44,6 @@ use stats::{OpenConnection, Stats};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
@@ -99,26 +97,8 @@ impl Default for ServerConfig {
 }
 
 impl ServerConfig {
-    /// Settings from the command line, checked.
-    pub fn from_args(args: &ServeArgs) -> anyhow::Result<Self> {
-        let t = args.header_timeout;
-        if !(t.is_finite() && t > 0.0 && t <= 86_400.0) {
-            anyhow::bail!("--header-timeout {t}: give a number of seconds between 0 and 86400");
-        }
-        let config = ServerConfig {
-            quiet: args.quiet,
-            max_connections: args.max_connections,
-            max_body: args.max_body,
-            max_header: args.max_header,
-            header_timeout: Duration::from_secs_f64(t),
-            token_key_file: args.token_key_file.clone(),
-            ..ServerConfig::default()
-        };
-        config.validate()?;
-        Ok(config)
-    }
-
-    fn validate(&self) -> anyhow::Result<()> {
+    /// Check settings made by hand or from the command line ([`crate::cli`]).
+    pub fn validate(&self) -> anyhow::Result<()> {
         if self.max_connections == 0 || self.max_connections > Semaphore::MAX_PERMITS {
             anyhow::bail!(
                 "--max-connections {}: give at least 1 (and a sane upper bound)",
@@ -463,16 +443,19 @@ fn shutdown_signal() -> impl Future<Output = ()> {
     }
 }
 
-/// `statescope serve`.
-pub fn serve_command(args: &ServeArgs) -> anyhow::Result<ExitCode> {
-    let addr = parse_listen(&args.listen)?;
-    let mut config = ServerConfig::from_args(args)?;
+/// Serve on `addr` until SIGINT or SIGTERM (`statescope serve`), sharing WebSocket events
+/// through `broker` when given.
+pub fn run_until_signal(
+    addr: SocketAddr,
+    mut config: ServerConfig,
+    broker: Option<&str>,
+) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
     rt.block_on(async {
-        if let Some(url) = &args.broker {
+        if let Some(url) = broker {
             config.broker = Some(bridge::connect(url).await?);
             eprintln!("sharing WebSocket messages through {url} (channel {})", bridge::CHANNEL);
         }
@@ -493,23 +476,12 @@ pub fn serve_command(args: &ServeArgs) -> anyhow::Result<ExitCode> {
         let shutdown = shutdown_signal();
         eprintln!("listening on {addr}");
         serve(listener, app, shutdown).await
-    })?;
-    Ok(ExitCode::SUCCESS)
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::Parser;
-
-    fn args(extra: &[&str]) -> ServeArgs {
-        let mut argv = vec!["statescope", "serve"];
-        argv.extend_from_slice(extra);
-        match crate::cli::Cli::parse_from(argv).command {
-            crate::cli::Command::Serve(a) => a,
-            _ => unreachable!(),
-        }
-    }
 
     #[test]
     fn listen_addresses() {
@@ -519,26 +491,5 @@ mod tests {
         let err = parse_listen("nonsense").unwrap_err().to_string();
         assert!(err.contains("invalid --listen"), "{err}");
         assert!(parse_listen("127.0.0.1:99999").is_err());
-    }
-
-    #[test]
-    fn config_from_args() {
-        let c = ServerConfig::from_args(&args(&["--quiet", "--max-body", "10"])).unwrap();
-        assert!(c.quiet);
-        assert_eq!(c.max_body, 10);
-        assert_eq!(c.header_timeout, Duration::from_secs(10));
-    }
-
-    #[test]
-    fn config_rejects_bad_values() {
-        for bad in [
-            &["--max-header", "100"][..],
-            &["--max-connections", "0"],
-            &["--header-timeout", "0"],
-            &["--header-timeout", "NaN"],
-        ] {
-            let err = ServerConfig::from_args(&args(bad)).err();
-            assert!(err.is_some(), "{bad:?} accepted");
-        }
     }
 }

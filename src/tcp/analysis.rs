@@ -11,8 +11,8 @@
 //! (Wireshark's own cap is 10 000), so a direction whose ACKs are never seen costs fixed memory.
 
 use super::seq::{gt, le, lt};
-use crate::capture::Timestamp;
 use crate::decode::Flags;
+use crate::types::Timestamp;
 use std::fmt::Write as _;
 
 /// Most unacknowledged segments kept per direction.

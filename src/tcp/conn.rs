@@ -6,36 +6,13 @@ use super::history::History;
 use super::reassembly::{Chunk, Reassembler};
 use super::seq::{ge, Seq, Unwrapper};
 use super::state::{read_segment, Change, Event, SegFacts, State, View};
-use super::{Events, UpperState};
-use crate::capture::Timestamp;
+use super::Events;
 use crate::decode::{Flags, Segment};
-use crate::record::{Addr, ConnRec, Dir, Name, PacketRec, Record, Transition};
+use crate::record::{Addr, ConnRec, Name, PacketRec, Record, Transition};
+use crate::types::{Dir, PacketSel, Timestamp};
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-
-/// Which connections' segments become `packet` records.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub enum PacketSel {
-    #[default]
-    All,
-    None,
-    /// Connections with an index below `below`, and those listed.
-    Some {
-        below: u64,
-        list: Vec<u64>,
-    },
-}
-
-impl PacketSel {
-    pub fn wants(&self, conn: u64) -> bool {
-        match self {
-            PacketSel::All => true,
-            PacketSel::None => false,
-            PacketSel::Some { below, list } => conn < *below || list.contains(&conn),
-        }
-    }
-}
 
 /// Settings the tracker applies to every connection.
 #[derive(Debug, Clone)]
@@ -103,7 +80,7 @@ struct Step {
 
 /// A connection: index, the two endpoints (0 = client, 1 = server) and what was seen.
 #[derive(Debug)]
-pub struct Conn {
+pub struct Conn<U = ()> {
     pub index: u64,
     ep: [Endpoint; 2],
     pub first_ts: Timestamp,
@@ -118,11 +95,11 @@ pub struct Conn {
     counts: [u64; 14],
     transitions: Vec<Step>,
     gap_bytes: u64,
-    /// The layer above's state for this connection (see [`UpperState`]).
-    pub upper: UpperState,
+    /// The layer above's state for this connection (see [`Events`]).
+    pub upper: U,
 }
 
-impl Conn {
+impl<U: Default> Conn<U> {
     /// A new connection whose client is `client`.
     pub fn new(
         index: u64,
@@ -150,7 +127,7 @@ impl Conn {
             counts: [0; 14],
             transitions: Vec::new(),
             gap_bytes: 0,
-            upper: None,
+            upper: U::default(),
         }
     }
 
@@ -236,7 +213,7 @@ impl Conn {
         frame: u64,
         ts: Timestamp,
         cfg: &TrackerConfig,
-        events: &mut dyn Events,
+        events: &mut dyn Events<U>,
     ) {
         let (f, r) = (dir.idx(), dir.reverse().idx());
         let flags = seg.flags;
@@ -498,7 +475,7 @@ impl Conn {
         dir: Dir,
         frame: u64,
         ts: Timestamp,
-        events: &mut dyn Events,
+        events: &mut dyn Events<U>,
     ) {
         let (f, r) = (dir.idx(), dir.reverse().idx());
         let index = self.index;
@@ -554,7 +531,7 @@ impl Conn {
         }
     }
 
-    fn end_direction(&mut self, who: usize, frame: u64, ts: Timestamp, events: &mut dyn Events) {
+    fn end_direction(&mut self, who: usize, frame: u64, ts: Timestamp, events: &mut dyn Events<U>) {
         let index = self.index;
         let ep = &mut self.ep[who];
         if ep.ended {
@@ -576,14 +553,14 @@ impl Conn {
     }
 
     /// Finish the connection: end both directions and hand its summary upward.
-    pub fn finish(mut self, events: &mut dyn Events) {
+    pub fn finish(mut self, events: &mut dyn Events<U>) {
         let (frame, ts) = (self.last_frame, self.last_ts);
         if self.ep[0].reasm.is_some() {
             self.end_direction(0, frame, ts, events);
             self.end_direction(1, frame, ts, events);
         }
         let rec = self.summary();
-        events.conn_finished(rec, self.upper.take());
+        events.conn_finished(rec, std::mem::take(&mut self.upper));
     }
 
     /// Endpoint `i`'s address as text.
@@ -689,19 +666,10 @@ mod observer {
     struct Quiet;
     impl Events for Quiet {
         fn record(&mut self, _: Record) {}
-        fn midstream(&mut self, _: u64, _: &mut UpperState) {}
-        fn chunk(
-            &mut self,
-            _: u64,
-            _: &mut UpperState,
-            _: Dir,
-            _: Chunk<'_>,
-            _: u64,
-            _: Timestamp,
-        ) {
-        }
-        fn end(&mut self, _: u64, _: &mut UpperState, _: Dir, _: u64, _: Timestamp) {}
-        fn conn_finished(&mut self, _: ConnRec, _: UpperState) {}
+        fn midstream(&mut self, _: u64, _: &mut ()) {}
+        fn chunk(&mut self, _: u64, _: &mut (), _: Dir, _: Chunk<'_>, _: u64, _: Timestamp) {}
+        fn end(&mut self, _: u64, _: &mut (), _: Dir, _: u64, _: Timestamp) {}
+        fn conn_finished(&mut self, _: ConnRec, _: ()) {}
     }
 
     const C: &str = "10.0.0.1:40000";

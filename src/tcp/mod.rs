@@ -18,37 +18,37 @@ pub mod seq;
 pub mod state;
 pub mod table;
 
-pub use conn::{PacketSel, TrackerConfig};
+pub use crate::types::PacketSel;
+pub use conn::TrackerConfig;
 pub use table::{FlowKey, Tracker};
 
-use crate::capture::Timestamp;
 use crate::record::{ConnRec, Dir, Record};
+use crate::types::Timestamp;
 use reassembly::Chunk;
 
-/// The layer above's own state for one connection, kept in the connection itself: the tracker
-/// never looks inside, and handing it over with each event saves that layer a table of its own
-/// (a lookup, and a cache miss, per segment).
-pub type UpperState = Option<Box<dyn std::any::Any + Send>>;
-
-/// What the tracker hands upward as it works: records, and reassembled stream data. Events
-/// about a connection come with its [`UpperState`].
-pub trait Events {
+/// What the tracker hands upward as it works: records, and reassembled stream data.
+///
+/// Events about a connection come with `U`, the layer above's own state for that connection
+/// (the engine's HTTP parser), kept in the connection itself: the tracker only makes it
+/// (`U::default()`) and hands it over, and the layer above saves a table of its own (a
+/// lookup, and a cache miss, per segment). `()` when nothing above keeps any.
+pub trait Events<U = ()> {
     /// A record (packet) in packet order.
     fn record(&mut self, rec: Record);
     /// Connection `conn` was picked up without its SYN: its streams start mid-message.
-    fn midstream(&mut self, conn: u64, upper: &mut UpperState);
+    fn midstream(&mut self, conn: u64, upper: &mut U);
     /// In-order stream bytes (or a gap) of connection `conn`, direction `dir`.
     fn chunk(
         &mut self,
         conn: u64,
-        upper: &mut UpperState,
+        upper: &mut U,
         dir: Dir,
         chunk: Chunk<'_>,
         frame: u64,
         ts: Timestamp,
     );
     /// Direction `dir` of `conn` ended (FIN, RST, eviction or end of input).
-    fn end(&mut self, conn: u64, upper: &mut UpperState, dir: Dir, frame: u64, ts: Timestamp);
+    fn end(&mut self, conn: u64, upper: &mut U, dir: Dir, frame: u64, ts: Timestamp);
     /// The connection is finished: its summary, which the receiver completes and emits.
-    fn conn_finished(&mut self, rec: ConnRec, upper: UpperState);
+    fn conn_finished(&mut self, rec: ConnRec, upper: U);
 }

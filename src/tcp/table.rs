@@ -8,8 +8,8 @@
 
 use super::conn::{pure_syn, Conn, TrackerConfig};
 use super::Events;
-use crate::capture::Timestamp;
 use crate::decode::Segment;
+use crate::types::Timestamp;
 use hashbrown::HashTable;
 use std::hash::BuildHasher;
 use std::net::{IpAddr, SocketAddr};
@@ -80,28 +80,30 @@ impl FlowKey {
 }
 
 /// A connection with the key (and its hash, for the table's growth) that finds it.
-struct Entry {
+struct Entry<U> {
     flow: FlowKey,
-    conn: Conn,
+    conn: Conn<U>,
 }
 
 /// Follows every connection; frames in (as segments), records and stream data out.
-pub struct Tracker {
+///
+/// `U` is the layer above's state kept in each connection (see [`Events`]).
+pub struct Tracker<U = ()> {
     cfg: TrackerConfig,
-    open: Open,
+    open: Open<U>,
     next_sweep: Timestamp,
 }
 
 /// The open connections, found by key. The table holds pointers (8 bytes a connection): a
 /// lookup reads the table's control bytes, one pointer and the entry it then works on.
-struct Open {
-    table: HashTable<Box<Entry>>,
+struct Open<U> {
+    table: HashTable<Box<Entry<U>>>,
     next_conn: u64,
     /// Most connections held at once (for memory reports).
     peak: usize,
 }
 
-impl Tracker {
+impl<U: Default> Tracker<U> {
     pub fn new(cfg: TrackerConfig) -> Self {
         Tracker {
             cfg,
@@ -134,7 +136,7 @@ impl Tracker {
         seg: &Segment<'_>,
         frame: u64,
         ts: Timestamp,
-        events: &mut dyn Events,
+        events: &mut dyn Events<U>,
     ) {
         self.on_keyed_segment(seg, FlowKey::of(seg), frame, ts, events)
     }
@@ -146,7 +148,7 @@ impl Tracker {
         flow: FlowKey,
         frame: u64,
         ts: Timestamp,
-        events: &mut dyn Events,
+        events: &mut dyn Events<U>,
     ) {
         debug_assert_eq!(flow, FlowKey::of(seg));
         if ts >= self.next_sweep {
@@ -170,7 +172,7 @@ impl Tracker {
     }
 
     /// Finish connections idle past the timeout, and closed ones past the linger, in index order.
-    fn sweep(&mut self, now: Timestamp, events: &mut dyn Events) {
+    fn sweep(&mut self, now: Timestamp, events: &mut dyn Events<U>) {
         let idle = self.cfg.idle_timeout_ns;
         let linger = self.cfg.closed_linger_ns.min(idle);
         let done = self.open.table.extract_if(|e| {
@@ -186,7 +188,7 @@ impl Tracker {
     /// Summaries of the open connections, most recently active first, at most `limit`; and how
     /// many are open in all. For live displays: nothing is finished or changed.
     pub fn open_summaries(&self, limit: usize) -> (usize, Vec<crate::record::ConnRec>) {
-        let mut open: Vec<&Conn> = self.open.table.iter().map(|e| &e.conn).collect();
+        let mut open: Vec<&Conn<U>> = self.open.table.iter().map(|e| &e.conn).collect();
         let total = open.len();
         open.sort_unstable_by_key(|c| std::cmp::Reverse((c.last_ts, c.index)));
         (
@@ -196,12 +198,12 @@ impl Tracker {
     }
 
     /// End of input: finish every connection still open, in index order.
-    pub fn finish(&mut self, events: &mut dyn Events) {
+    pub fn finish(&mut self, events: &mut dyn Events<U>) {
         finish_in_order(self.open.table.drain().collect(), events);
     }
 }
 
-impl Open {
+impl<U: Default> Open<U> {
     /// Open connection number `next_conn` for `seg`, sent from `src` to `dst`.
     fn insert(
         &mut self,
@@ -210,8 +212,8 @@ impl Open {
         seg: &Segment<'_>,
         (src, dst): (SocketAddr, SocketAddr),
         ts: Timestamp,
-        events: &mut dyn Events,
-    ) -> &mut Entry {
+        events: &mut dyn Events<U>,
+    ) -> &mut Entry<U> {
         // The client sent the first SYN; a SYN-ACK's receiver is the client; otherwise the
         // sender of the first segment seen.
         let (client, server) = if seg.flags.syn() && seg.flags.ack() {
@@ -233,7 +235,7 @@ impl Open {
 }
 
 /// Port reuse: does this SYN (or SYN-ACK) begin a new connection on an old 5-tuple?
-fn starts_new(conn: &Conn, seg: &Segment<'_>, src: SocketAddr) -> bool {
+fn starts_new<U: Default>(conn: &Conn<U>, seg: &Segment<'_>, src: SocketAddr) -> bool {
     if !seg.flags.syn() {
         return false;
     }
@@ -250,7 +252,7 @@ fn starts_new(conn: &Conn, seg: &Segment<'_>, src: SocketAddr) -> bool {
 /// Finish connections taken out of the table, in index order (the order records come in).
 /// Boxed, so sorting moves pointers rather than kilobyte-sized connections.
 #[allow(clippy::vec_box)]
-fn finish_in_order(mut done: Vec<Box<Entry>>, events: &mut dyn Events) {
+fn finish_in_order<U: Default>(mut done: Vec<Box<Entry<U>>>, events: &mut dyn Events<U>) {
     done.sort_unstable_by_key(|e| e.conn.index);
     for e in done {
         e.conn.finish(events);
@@ -263,26 +265,17 @@ mod tests {
     use crate::decode::{Flags, TcpOptions};
     use crate::record::{ConnRec, Record};
     use crate::tcp::reassembly::Chunk;
-    use crate::tcp::{Dir, UpperState};
+    use crate::tcp::Dir;
 
     #[derive(Default)]
     struct Finished(Vec<ConnRec>);
 
     impl Events for Finished {
         fn record(&mut self, _: Record) {}
-        fn midstream(&mut self, _: u64, _: &mut UpperState) {}
-        fn chunk(
-            &mut self,
-            _: u64,
-            _: &mut UpperState,
-            _: Dir,
-            _: Chunk<'_>,
-            _: u64,
-            _: Timestamp,
-        ) {
-        }
-        fn end(&mut self, _: u64, _: &mut UpperState, _: Dir, _: u64, _: Timestamp) {}
-        fn conn_finished(&mut self, rec: ConnRec, _: UpperState) {
+        fn midstream(&mut self, _: u64, _: &mut ()) {}
+        fn chunk(&mut self, _: u64, _: &mut (), _: Dir, _: Chunk<'_>, _: u64, _: Timestamp) {}
+        fn end(&mut self, _: u64, _: &mut (), _: Dir, _: u64, _: Timestamp) {}
+        fn conn_finished(&mut self, rec: ConnRec, _: ()) {
             self.0.push(rec);
         }
     }
