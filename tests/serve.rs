@@ -679,9 +679,13 @@ fn cli_serves_logs_and_stops_on_sigterm() {
         line.contains("\"GET /echo HTTP/1.1\" 200"),
         "log line: {line}"
     );
-    // SIGTERM to the child we started, by its PID.
+    sigterm_and_wait(&mut child);
+}
+
+/// SIGTERM to a child we started, by its PID; it must exit successfully within 15 s.
+fn sigterm_and_wait(child: &mut std::process::Child) {
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(15);
     let status = loop {
         if let Some(s) = child.try_wait().unwrap() {
             break s;
@@ -783,3 +787,42 @@ async fn two_instances_share_websocket_messages_through_redis() {
     assert_eq!(relayed["kind"], "relay");
     assert_eq!(relayed["text"], "across instances");
 }
+
+/// `serve` as a user runs it, standard error redirected to a file: SIGTERM right after the last
+/// of N answered requests still leaves all N access-log lines (the log is buffered, issue 26).
+#[test]
+fn cli_sigterm_right_after_n_requests_leaves_all_n_log_lines() {
+    use std::process::{Command, Stdio};
+    const N: usize = 3000;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("access.log");
+    let mut child = Command::new(assert_cmd::cargo::cargo_bin("statescope"))
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .stderr(std::fs::File::create(&path).unwrap())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let addr: SocketAddr = loop {
+        let text = std::fs::read_to_string(&path).unwrap();
+        if let Some(a) = text.lines().find_map(|l| l.strip_prefix("listening on ")) {
+            break a.parse().unwrap();
+        }
+        assert!(Instant::now() < deadline, "serve did not start: {text}");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    // Several keep-alive connections, each answered in full before the signal.
+    let mut clients: Vec<Client> = (0..4).map(|_| Client::connect(addr)).collect();
+    for i in 0..N {
+        assert_eq!(clients[i % 4].get("/", "").status, 200);
+    }
+    drop(clients);
+    sigterm_and_wait(&mut child);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let logged = text
+        .lines()
+        .filter(|l| l.contains("\"GET / HTTP/1.1\" 200"))
+        .count();
+    assert_eq!(logged, N, "{}", &text[text.len().saturating_sub(2000)..]);
+}
+

@@ -35,6 +35,7 @@ pub mod bridge;
 pub mod routes;
 pub mod stats;
 pub mod ws;
+pub mod log;
 
 use crate::cli::ServeArgs;
 use anyhow::Context;
@@ -160,6 +161,8 @@ impl App {
             sessions: auth::Sessions::new(config.max_sessions, config.login_ttl),
             stats: Arc::new(Stats::default()),
             token_key,
+    /// The access log; `None` with `--quiet`.
+    pub log: Option<log::AccessLog>,
             stop: watch::channel(false).0,
             config,
         })
@@ -179,6 +182,7 @@ pub struct ConnCtx {
     pub local: SocketAddr,
     /// Requests seen on this connection so far.
     pub requests: AtomicU64,
+            log: (!config.quiet).then(log::AccessLog::stderr),
     _open: OpenConnection,
     _permit: OwnedSemaphorePermit,
     /// Held so shutdown can wait for every connection to end.
@@ -304,10 +308,11 @@ async fn connection(stream: TcpStream, conn: Arc<ConnCtx>, http: Arc<http1::Buil
         }
     };
     watcher.abort();
-    if let Err(e) = result {
-        if !app.config.quiet {
-            eprintln!("{} conn#{} closed: {e}", conn.peer, conn.serial);
-        }
+    if let (Err(e), Some(log)) = (result, &app.log) {
+        log.line(format_args!(
+            "{} conn#{} closed: {e}",
+            conn.peer, conn.serial
+        ));
     }
 }
 
@@ -333,6 +338,10 @@ async fn refuse(mut stream: TcpStream, _pending: OwnedSemaphorePermit) {
         let mut sink = [0u8; 1024];
         while stream.read(&mut sink).await? > 0 {}
         Ok::<_, std::io::Error>(())
+    // Lines still buffered go out before the shutdown messages, so the log stays in order.
+    if let Some(log) = &app.log {
+        log.flush();
+    }
     })
     .await;
 }
@@ -350,6 +359,9 @@ impl ServerHandle {
         self.addr
     }
 
+    if let Some(log) = &app.log {
+        log.close();
+    }
     /// Stop accepting, let in-flight requests finish, and wait for the thread.
     pub fn shutdown(mut self) -> anyhow::Result<()> {
         self.stop_and_join()
@@ -459,7 +471,6 @@ fn shutdown_signal() -> impl Future<Output = ()> {
             _ = wait(int) => {}
             _ = wait(term) => {}
         }
-        eprintln!("statescope serve: signal received; finishing in-flight requests");
     }
 }
 
@@ -490,7 +501,18 @@ pub fn serve_command(args: &ServeArgs) -> anyhow::Result<ExitCode> {
                 "token key: per-process (tokens die with this process; share one with --token-key-file)"
             ),
         }
-        let shutdown = shutdown_signal();
+        let signal = shutdown_signal();
+        let shutdown = {
+            let app = app.clone();
+            async move {
+                signal.await;
+                // The lines logged before the signal come before the message saying so.
+                if let Some(log) = &app.log {
+                    log.flush();
+                }
+                eprintln!("statescope serve: signal received; finishing in-flight requests");
+            }
+        };
         eprintln!("listening on {addr}");
         serve(listener, app, shutdown).await
     })?;

@@ -44,27 +44,26 @@ pub async fn handle(
     let _in_flight = InFlight::new(&app.stats);
     let nth = conn.requests.fetch_add(1, Relaxed) + 1;
     let rec = RequestRecord::new(&app.stats, nth);
-    let log = (!app.config.quiet).then(|| {
-        format!(
-            "{} \"{} {} {:?}\"",
-            conn.peer,
-            req.method(),
-            req.uri().path(),
-            req.version()
-        )
-    });
+    // What the log line needs from the request, kept before routing consumes it: cheap
+    // clones (a standard method is inline, the path shares hyper's buffer).
+    let logged = app
+        .log
+        .as_ref()
+        .map(|_| (req.method().clone(), req.uri().clone(), req.version()));
     let resp = route(req, app, &conn, &rec).await;
     app.stats.requests_total.add(1);
-    if let Some(line) = log {
+    if let (Some(log), Some((method, uri, version))) = (&app.log, logged) {
         use hyper::body::Body as _;
-        eprintln!(
-            "{line} {} {}B conn#{} req#{} {:.3}ms",
+        log.line(format_args!(
+            "{} \"{method} {} {version:?}\" {} {}B conn#{} req#{} {:.3}ms",
+            conn.peer,
+            uri.path(),
             resp.status().as_u16(),
             resp.body().size_hint().exact().unwrap_or(0),
             conn.serial,
             nth,
             rec.started.elapsed().as_secs_f64() * 1e3
-        );
+        ));
     }
     Ok(resp)
 }
