@@ -179,6 +179,12 @@ pub struct ServeArgs {
     /// Seconds a client may take to send a request head (slowloris guard)
     #[arg(long, default_value_t = 10.0)]
     pub header_timeout: f64,
+    /// Most simultaneous connections from one client address (IPv6: one /64)
+    #[arg(long, default_value_t = 256)]
+    pub max_connections_per_address: usize,
+    /// Seconds a WebSocket may stay silent before the server closes it
+    #[arg(long, value_name = "SECS", default_value_t = 60.0)]
+    pub ws_idle_timeout: f64,
 }
 
 #[derive(Args, Debug, Clone)]

@@ -26,16 +26,19 @@
 //! Header size (`--max-header`, hyper's `max_buf_size`: a larger head gets `431`), header read
 //! time (`--header-timeout`, hyper's `header_read_timeout`: the connection is closed, which
 //! also ends idle keep-alive connections), body size (`--max-body`: `413`), body read time (the
-//! same timeout: `408`) and connection count (`--max-connections`: excess connections are
+//! same timeout: `408`), connection count (`--max-connections`: excess connections are
 //! accepted, answered `503` with `Connection: close`, and closed; past 64 such answers pending at
-//! once, further excess connections are closed without a reply).
+//! once, further excess connections are closed without a reply), connections from one client
+//! address (`--max-connections-per-address`, turned away the same way, so one address holding
+//! idle sockets or WebSockets cannot take every slot), WebSocket silence
+//! (`--ws-idle-timeout`), and login sessions (the oldest is forgotten to make room).
 
 pub mod auth;
 pub mod bridge;
+pub mod log;
 pub mod routes;
 pub mod stats;
 pub mod ws;
-pub mod log;
 
 use crate::cli::ServeArgs;
 use anyhow::Context;
@@ -43,12 +46,13 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use stats::{OpenConnection, Stats};
+use std::collections::HashMap;
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -61,6 +65,8 @@ pub struct ServerConfig {
     pub quiet: bool,
     /// Most simultaneous TCP connections (HTTP and WebSocket together).
     pub max_connections: usize,
+    /// Most simultaneous TCP connections from one client address (IPv6: one /64).
+    pub max_connections_per_address: usize,
     /// Largest request body, and largest WebSocket message, in bytes.
     pub max_body: usize,
     /// Largest request head in bytes (at least 8192, hyper's minimum buffer).
@@ -86,13 +92,18 @@ impl Default for ServerConfig {
         ServerConfig {
             quiet: false,
             max_connections: 1024,
+            // A quarter of the default total: a classroom behind one NAT still fits, and one
+            // address cannot hold every slot.
+            max_connections_per_address: 256,
             max_body: 1 << 20,
             max_header: 16 << 10,
             header_timeout: Duration::from_secs(10),
             token_key_file: None,
             login_ttl: Duration::from_secs(3600),
             max_sessions: 100_000,
-            ws_idle_timeout: Duration::from_secs(300),
+            // Long enough for a person reading a lab's output between messages; short enough
+            // that abandoned sockets give their slots back within a minute.
+            ws_idle_timeout: Duration::from_secs(60),
             shutdown_grace: Duration::from_secs(10),
             broker: None,
         }
@@ -102,16 +113,20 @@ impl Default for ServerConfig {
 impl ServerConfig {
     /// Settings from the command line, checked.
     pub fn from_args(args: &ServeArgs) -> anyhow::Result<Self> {
-        let t = args.header_timeout;
-        if !(t.is_finite() && t > 0.0 && t <= 86_400.0) {
-            anyhow::bail!("--header-timeout {t}: give a number of seconds between 0 and 86400");
-        }
+        let secs = |flag: &str, t: f64| {
+            if !(t.is_finite() && t > 0.0 && t <= 86_400.0) {
+                anyhow::bail!("{flag} {t}: give a number of seconds between 0 and 86400");
+            }
+            Ok(Duration::from_secs_f64(t))
+        };
         let config = ServerConfig {
             quiet: args.quiet,
             max_connections: args.max_connections,
+            max_connections_per_address: args.max_connections_per_address,
+            ws_idle_timeout: secs("--ws-idle-timeout", args.ws_idle_timeout)?,
             max_body: args.max_body,
             max_header: args.max_header,
-            header_timeout: Duration::from_secs_f64(t),
+            header_timeout: secs("--header-timeout", args.header_timeout)?,
             token_key_file: args.token_key_file.clone(),
             ..ServerConfig::default()
         };
@@ -125,6 +140,9 @@ impl ServerConfig {
                 "--max-connections {}: give at least 1 (and a sane upper bound)",
                 self.max_connections
             );
+        }
+        if self.max_connections_per_address == 0 {
+            anyhow::bail!("--max-connections-per-address 0: give at least 1");
         }
         if self.max_header < 8192 {
             anyhow::bail!(
@@ -143,10 +161,14 @@ impl ServerConfig {
 pub struct App {
     pub config: ServerConfig,
     pub stats: Arc<Stats>,
+    /// The access log; `None` with `--quiet`.
+    pub log: Option<log::AccessLog>,
     pub sessions: auth::Sessions,
     pub token_key: auth::TokenKey,
     /// Set to `true` once to tell every connection to wind down.
     pub stop: watch::Sender<bool>,
+    /// Open connections per client address ([`address_key`]); entries at zero are removed.
+    per_address: Mutex<HashMap<IpAddr, usize>>,
 }
 
 impl App {
@@ -160,10 +182,10 @@ impl App {
         Ok(App {
             sessions: auth::Sessions::new(config.max_sessions, config.login_ttl),
             stats: Arc::new(Stats::default()),
+            log: (!config.quiet).then(log::AccessLog::stderr),
             token_key,
-    /// The access log; `None` with `--quiet`.
-    pub log: Option<log::AccessLog>,
             stop: watch::channel(false).0,
+            per_address: Mutex::new(HashMap::new()),
             config,
         })
     }
@@ -182,11 +204,59 @@ pub struct ConnCtx {
     pub local: SocketAddr,
     /// Requests seen on this connection so far.
     pub requests: AtomicU64,
-            log: (!config.quiet).then(log::AccessLog::stderr),
     _open: OpenConnection,
     _permit: OwnedSemaphorePermit,
+    _address: AddressSlot,
     /// Held so shutdown can wait for every connection to end.
     _alive: mpsc::Sender<()>,
+}
+
+/// What the per-address limit counts by: the IP address, or for IPv6 its /64, which one
+/// client usually holds whole.
+fn address_key(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & (!0u128 << 64))),
+        v4 => v4,
+    }
+}
+
+/// One connection counted against its client address until dropped.
+struct AddressSlot {
+    app: Arc<App>,
+    key: IpAddr,
+}
+
+impl AddressSlot {
+    /// A slot for a connection from `ip`, or `None` when that address has its limit open.
+    fn take(app: &Arc<App>, ip: IpAddr) -> Option<Self> {
+        let key = address_key(ip);
+        let mut map = app.per_address.lock().unwrap_or_else(|e| e.into_inner());
+        let n = map.entry(key).or_insert(0);
+        if *n >= app.config.max_connections_per_address {
+            return None;
+        }
+        *n += 1;
+        Some(AddressSlot {
+            app: app.clone(),
+            key,
+        })
+    }
+}
+
+impl Drop for AddressSlot {
+    fn drop(&mut self) {
+        let mut map = self
+            .app
+            .per_address
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = map.get_mut(&self.key) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&self.key);
+            }
+        }
+    }
 }
 
 /// Serve on `listener` until `shutdown` completes, then let in-flight requests finish (up to
@@ -236,7 +306,16 @@ async fn serve(
         let Ok(permit) = slots.clone().try_acquire_owned() else {
             app.stats.connections_refused.fetch_add(1, Relaxed);
             if let Ok(p) = refusals.clone().try_acquire_owned() {
-                tokio::spawn(refuse(stream, p));
+                tokio::spawn(refuse(stream, p, BUSY));
+            }
+            continue;
+        };
+        let Some(address) = AddressSlot::take(&app, peer.ip()) else {
+            app.stats
+                .connections_refused_per_address
+                .fetch_add(1, Relaxed);
+            if let Ok(p) = refusals.clone().try_acquire_owned() {
+                tokio::spawn(refuse(stream, p, PER_ADDRESS));
             }
             continue;
         };
@@ -252,11 +331,16 @@ async fn serve(
             requests: AtomicU64::new(0),
             _open: OpenConnection::new(&app.stats),
             _permit: permit,
+            _address: address,
             _alive: alive_tx.clone(),
         });
         tokio::spawn(connection(stream, conn, http.clone()));
     }
     drop(listener);
+    // Lines still buffered go out before the shutdown messages, so the log stays in order.
+    if let Some(log) = &app.log {
+        log.flush();
+    }
     let _ = app.stop.send(true);
     drop(alive_tx);
     let open = app.stats.open_connections.load(Relaxed);
@@ -273,6 +357,9 @@ async fn serve(
             app.stats.open_connections.load(Relaxed),
             app.config.shutdown_grace
         );
+    }
+    if let Some(log) = &app.log {
+        log.close();
     }
     Ok(())
 }
@@ -322,13 +409,16 @@ pub(crate) async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await.map(|_| ());
 }
 
-/// Turn away a connection over the limit: a 503 and close, bounded in time.
-async fn refuse(mut stream: TcpStream, _pending: OwnedSemaphorePermit) {
-    const BODY: &str = "server busy: too many open connections; try again shortly\n";
+const BUSY: &str = "server busy: too many open connections; try again shortly\n";
+const PER_ADDRESS: &str =
+    "too many open connections from your address; close some and try again shortly\n";
+
+/// Turn away a connection over a limit: a 503 and close, bounded in time.
+async fn refuse(mut stream: TcpStream, _pending: OwnedSemaphorePermit, body: &'static str) {
     let reply = format!(
         "HTTP/1.1 503 Service Unavailable\r\nconnection: close\r\nretry-after: 1\r\n\
-         content-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\n\r\n{BODY}",
-        BODY.len()
+         content-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
     );
     let _ = tokio::time::timeout(Duration::from_secs(2), async {
         stream.write_all(reply.as_bytes()).await?;
@@ -338,10 +428,6 @@ async fn refuse(mut stream: TcpStream, _pending: OwnedSemaphorePermit) {
         let mut sink = [0u8; 1024];
         while stream.read(&mut sink).await? > 0 {}
         Ok::<_, std::io::Error>(())
-    // Lines still buffered go out before the shutdown messages, so the log stays in order.
-    if let Some(log) = &app.log {
-        log.flush();
-    }
     })
     .await;
 }
@@ -359,9 +445,6 @@ impl ServerHandle {
         self.addr
     }
 
-    if let Some(log) = &app.log {
-        log.close();
-    }
     /// Stop accepting, let in-flight requests finish, and wait for the thread.
     pub fn shutdown(mut self) -> anyhow::Result<()> {
         self.stop_and_join()
@@ -549,6 +632,18 @@ mod tests {
         assert!(c.quiet);
         assert_eq!(c.max_body, 10);
         assert_eq!(c.header_timeout, Duration::from_secs(10));
+        assert_eq!(c.ws_idle_timeout, Duration::from_secs(60));
+        assert_eq!(c.max_connections_per_address, 256);
+        let c = ServerConfig::from_args(&args(&["--ws-idle-timeout", "2.5"])).unwrap();
+        assert_eq!(c.ws_idle_timeout, Duration::from_millis(2500));
+    }
+
+    #[test]
+    fn per_address_key_is_the_ip_or_the_ipv6_64() {
+        let k = |s: &str| address_key(s.parse().unwrap()).to_string();
+        assert_eq!(k("192.0.2.7"), "192.0.2.7");
+        assert_eq!(k("::ffff:192.0.2.7"), "192.0.2.7");
+        assert_eq!(k("2001:db8:1:2:aaaa:bbbb:cccc:dddd"), "2001:db8:1:2::");
     }
 
     #[test]
@@ -558,6 +653,8 @@ mod tests {
             &["--max-connections", "0"],
             &["--header-timeout", "0"],
             &["--header-timeout", "NaN"],
+            &["--ws-idle-timeout", "0"],
+            &["--max-connections-per-address", "0"],
         ] {
             let err = ServerConfig::from_args(&args(bad)).err();
             assert!(err.is_some(), "{bad:?} accepted");

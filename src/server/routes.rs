@@ -181,6 +181,7 @@ fn state(app: &App) -> Response<Body> {
                 "open_tcp_connections": s.open_connections.load(Relaxed),
                 "connections_accepted_total": s.connections_total.load(Relaxed),
                 "connections_refused_busy": s.connections_refused.load(Relaxed),
+                "connections_refused_per_address": s.connections_refused_per_address.load(Relaxed),
             },
             "per_request": {
                 "note": "records are counted by their constructor and Drop; this /state request's own \
@@ -192,6 +193,7 @@ fn state(app: &App) -> Response<Body> {
             },
             "stateful_contrasts": {
                 "sessions_held": app.sessions.len(),
+                "sessions_evicted_oldest": app.sessions.evicted(),
                 "websocket_connections_open": s.ws_open.load(Relaxed),
                 "websocket_history_entries": s.ws_history_entries.load(Relaxed),
             },
@@ -220,10 +222,7 @@ async fn session_login(req: Request<Incoming>, app: &App) -> Response<Body> {
         Ok(u) => u,
         Err(resp) => return resp,
     };
-    let id = match app.sessions.create(&user) {
-        Ok(id) => id,
-        Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
-    };
+    let id = app.sessions.create(&user);
     let mut resp = json_response(
         StatusCode::OK,
         json!({
