@@ -434,6 +434,9 @@ fn write_http(b: &mut Vec<u8>, h: &HttpRec) -> io::Result<()> {
     if let Some(v) = h.end_frame {
         put_uint(b, b",\"end_frame\":", v);
     }
+    if h.unpaired {
+        b.extend_from_slice(b",\"unpaired\":true");
+    }
     b.extend_from_slice(b"}\n");
     Ok(())
 }
@@ -761,6 +764,7 @@ mod tests {
             request_frame: Some(3),
             carries: vec!["Host".into(), "Cookie".into()].into(),
             end_frame: Some(11),
+            unpaired: true,
         };
         for h in [
             full.clone(),
@@ -776,6 +780,7 @@ mod tests {
                 request_frame: None,
                 carries: Default::default(),
                 end_frame: None,
+                unpaired: false,
                 ..full
             },
         ] {
