@@ -696,7 +696,12 @@ impl Crafted {
         }
         let mut frame = Vec::new();
         b.write(&mut frame, payload).unwrap();
-        let step = payload.len() as u32 + u32::from(flags.contains('S') || flags.contains('F'));
+        // A RST's data occupies no sequence space: the receiver never takes it in.
+        let step = if flags.contains('R') {
+            0
+        } else {
+            payload.len() as u32 + u32::from(flags.contains('S') || flags.contains('F'))
+        };
         self.next[me] = self.next[me].wrapping_add(step);
         self.frames += 1;
         let us = self.frames * 100;
@@ -809,3 +814,34 @@ fn hundred_thousand_pipelined_requests_each_paired_with_its_response() {
     }
 }
 
+/// Data on a RST is never the application's (RFC 1122 §4.2.2.12; tshark shows no request
+/// there): a RST carrying a whole request with a Cookie, at the very sequence number the
+/// client's next bytes take, yields no HTTP, and the real request sent there afterwards on the
+/// same connection is found and paired.
+#[test]
+fn a_rst_carrying_a_request_yields_no_http_and_the_real_request_is_found() {
+    let mut c = Crafted::handshake();
+    c.segment(
+        true,
+        "AR",
+        b"GET /evil HTTP/1.1\r\nHost: t\r\nCookie: sid=stolen\r\n\r\n",
+    );
+    let real = c.segment(true, "AP", b"GET /real HTTP/1.1\r\nHost: t\r\n\r\n");
+    let answer = c.segment(
+        false,
+        "AP",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+    );
+    c.close();
+    let recs = c.http_records();
+    assert_eq!(recs.len(), 2, "{recs:#?}");
+    assert_eq!(recs[0]["uri"], "/real");
+    assert_eq!(recs[0]["frame"], real);
+    assert!(recs[0]
+        .get("carries")
+        .is_none_or(|c| !c.to_string().contains("Cookie")));
+    assert_eq!(recs[1]["status"], 200);
+    assert_eq!(recs[1]["frame"], answer);
+    assert_eq!(recs[1]["request_frame"], real);
+    assert_eq!(recs[1]["body_len"], 2);
+}
