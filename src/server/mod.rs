@@ -200,6 +200,8 @@ pub struct ConnCtx {
     pub serial: u64,
     /// The client's address and port.
     pub peer: SocketAddr,
+    /// `peer` as the access log writes it, made once per connection (empty with `--quiet`).
+    pub peer_text: Box<str>,
     /// Our address and port.
     pub local: SocketAddr,
     /// Requests seen on this connection so far.
@@ -327,6 +329,11 @@ async fn serve(
             app: app.clone(),
             serial,
             peer,
+            peer_text: if app.log.is_some() {
+                peer.to_string().into()
+            } else {
+                Box::default()
+            },
             local,
             requests: AtomicU64::new(0),
             _open: OpenConnection::new(&app.stats),

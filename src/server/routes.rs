@@ -54,16 +54,18 @@ pub async fn handle(
     app.stats.requests_total.add(1);
     if let (Some(log), Some((method, uri, version))) = (&app.log, logged) {
         use hyper::body::Body as _;
-        log.line(format_args!(
-            "{} \"{method} {} {version:?}\" {} {}B conn#{} req#{} {:.3}ms",
-            conn.peer,
-            uri.path(),
-            resp.status().as_u16(),
-            resp.body().size_hint().exact().unwrap_or(0),
-            conn.serial,
+        let line = super::log::Request {
+            peer: &conn.peer_text,
+            method: method.as_str(),
+            path: uri.path(),
+            version,
+            status: resp.status().as_u16(),
+            body_bytes: resp.body().size_hint().exact().unwrap_or(0),
+            conn: conn.serial,
             nth,
-            rec.started.elapsed().as_secs_f64() * 1e3
-        ));
+            micros: rec.started.elapsed().as_micros() as u64,
+        };
+        log.write(|b| line.write_to(b));
     }
     Ok(resp)
 }
