@@ -171,6 +171,12 @@ pub struct ServeArgs {
     /// Seconds a client may take to send a request head (slowloris guard)
     #[arg(long, default_value_t = 10.0, allow_negative_numbers = true)]
     pub header_timeout: f64,
+    /// Most simultaneous connections from one client address (IPv6: one /64)
+    #[arg(long, default_value_t = 256)]
+    pub max_connections_per_address: usize,
+    /// Seconds a WebSocket may stay silent before the server closes it
+    #[arg(long, value_name = "SECS", default_value_t = 60.0)]
+    pub ws_idle_timeout: f64,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -284,16 +290,20 @@ impl TryFrom<&ServeArgs> for ServeConfig {
 
     fn try_from(a: &ServeArgs) -> anyhow::Result<Self> {
         let listen = crate::server::parse_listen(&a.listen)?;
-        let t = a.header_timeout;
-        if !(t.is_finite() && t > 0.0 && t <= 86_400.0) {
-            anyhow::bail!("--header-timeout {t}: give a number of seconds between 0 and 86400");
-        }
+        let secs = |flag: &str, t: f64| {
+            if !(t.is_finite() && t > 0.0 && t <= 86_400.0) {
+                anyhow::bail!("{flag} {t}: give a number of seconds between 0 and 86400");
+            }
+            Ok(std::time::Duration::from_secs_f64(t))
+        };
         let server = crate::server::ServerConfig {
             quiet: a.quiet,
             max_connections: a.max_connections,
+            max_connections_per_address: a.max_connections_per_address,
+            ws_idle_timeout: secs("--ws-idle-timeout", a.ws_idle_timeout)?,
             max_body: a.max_body,
             max_header: a.max_header,
-            header_timeout: std::time::Duration::from_secs_f64(t),
+            header_timeout: secs("--header-timeout", a.header_timeout)?,
             token_key_file: a.token_key_file.clone(),
             ..crate::server::ServerConfig::default()
         };
@@ -431,6 +441,13 @@ mod tests {
         assert!(c.server.quiet);
         assert_eq!(c.server.max_body, 10);
         assert_eq!(c.server.header_timeout, std::time::Duration::from_secs(10));
+        assert_eq!(c.server.ws_idle_timeout, std::time::Duration::from_secs(60));
+        assert_eq!(c.server.max_connections_per_address, 256);
+        let c = serve(&["--ws-idle-timeout", "2.5"]).unwrap();
+        assert_eq!(
+            c.server.ws_idle_timeout,
+            std::time::Duration::from_millis(2500)
+        );
     }
 
     #[test]
@@ -441,6 +458,8 @@ mod tests {
             &["--header-timeout", "0"],
             &["--header-timeout", "NaN"],
             &["--header-timeout", "-1"],
+            &["--ws-idle-timeout", "0"],
+            &["--max-connections-per-address", "0"],
             &["--listen", "nonsense"],
         ] {
             assert!(serve(bad).is_err(), "{bad:?} accepted");

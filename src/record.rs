@@ -249,6 +249,11 @@ pub struct HttpRec {
     /// Frame in which the whole message (body included) was complete.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub end_frame: Option<u64>,
+    /// Left out of request/response pairing: a request that arrived while too many were
+    /// unanswered to queue it, or a final response to such a request (so `request_frame` is
+    /// absent, and a response to a HEAD among them may be framed as if it had a body).
+    #[serde(skip_serializing_if = "std::ops::Not::not", default)]
+    pub unpaired: bool,
 }
 
 /// `"type": "ws"`: one per WebSocket frame after an upgrade.

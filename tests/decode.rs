@@ -638,16 +638,35 @@ fn patched_header(offset: usize, value: u32) -> Vec<u8> {
 }
 
 #[test]
-fn zero_and_absurd_snaplen_are_damage() {
-    for v in [0, 0x7fff_ffff] {
-        let f = write_temp(&patched_header(16, v));
-        match open(f.path()) {
-            Err(CaptureError::Damaged {
-                offset: 16, what, ..
-            }) => assert!(what.contains("snaplen")),
-            other => panic!("{v}: {:?}", other.map(|_| ())),
-        }
+fn absurd_snaplen_is_damage() {
+    let f = write_temp(&patched_header(16, 0x7fff_ffff));
+    match open(f.path()) {
+        Err(CaptureError::Damaged {
+            offset: 16, what, ..
+        }) => assert!(what.contains("snaplen")),
+        other => panic!("{:?}", other.map(|_| ())),
     }
+}
+
+/// snaplen 0 in a legacy header means "no limit", as libpcap reads it: every frame of the
+/// patched copy reads as in the original, streamed and mapped alike.
+#[test]
+fn snaplen_0_reads_as_no_limit() {
+    let original = std::fs::read(fixtures().join("linktype-eth.pcap")).unwrap();
+    let streamed = |bytes: Vec<u8>| {
+        let mut src =
+            open_reader("x".into(), Box::new(std::io::Cursor::new(bytes)), None).expect("opens");
+        frames_and_end(src.as_mut())
+    };
+    let want = streamed(original);
+    assert!(want.0.len() > 3 && want.1 == "end", "{want:?}");
+    let patched = write_temp(&patched_header(16, 0));
+    assert_eq!(streamed(patched_header(16, 0)), want);
+    let file = std::fs::File::open(patched.path()).unwrap();
+    let mut mapped = statescope::capture::mapped::open("patched", &file)
+        .unwrap()
+        .expect("a legacy pcap is mapped");
+    assert_eq!(frames_and_end(mapped.as_mut()), want);
 }
 
 #[test]

@@ -679,9 +679,13 @@ fn cli_serves_logs_and_stops_on_sigterm() {
         line.contains("\"GET /echo HTTP/1.1\" 200"),
         "log line: {line}"
     );
-    // SIGTERM to the child we started, by its PID.
+    sigterm_and_wait(&mut child);
+}
+
+/// SIGTERM to a child we started, by its PID; it must exit successfully within 15 s.
+fn sigterm_and_wait(child: &mut std::process::Child) {
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(15);
     let status = loop {
         if let Some(s) = child.try_wait().unwrap() {
             break s;
@@ -782,4 +786,217 @@ async fn two_instances_share_websocket_messages_through_redis() {
         serde_json::from_str(relayed.unwrap().unwrap().to_text().unwrap()).unwrap();
     assert_eq!(relayed["kind"], "relay");
     assert_eq!(relayed["text"], "across instances");
+}
+
+/// `serve` as a user runs it, standard error redirected to a file: SIGTERM right after the last
+/// of N answered requests still leaves all N access-log lines (the log is buffered, issue 26).
+#[test]
+fn cli_sigterm_right_after_n_requests_leaves_all_n_log_lines() {
+    use std::process::{Command, Stdio};
+    const N: usize = 3000;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("access.log");
+    let mut child = Command::new(assert_cmd::cargo::cargo_bin("statescope"))
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .stderr(std::fs::File::create(&path).unwrap())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let addr: SocketAddr = loop {
+        let text = std::fs::read_to_string(&path).unwrap();
+        if let Some(a) = text.lines().find_map(|l| l.strip_prefix("listening on ")) {
+            break a.parse().unwrap();
+        }
+        assert!(Instant::now() < deadline, "serve did not start: {text}");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    // Several keep-alive connections, each answered in full before the signal.
+    let mut clients: Vec<Client> = (0..4).map(|_| Client::connect(addr)).collect();
+    for i in 0..N {
+        assert_eq!(clients[i % 4].get("/", "").status, 200);
+    }
+    drop(clients);
+    sigterm_and_wait(&mut child);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let logged = text
+        .lines()
+        .filter(|l| l.contains("\"GET / HTTP/1.1\" 200"))
+        .count();
+    assert_eq!(logged, N, "{}", &text[text.len().saturating_sub(2000)..]);
+}
+
+// ---- hardening: the real binary under hostile load from one address ----
+
+/// A `statescope serve` process, stopped by its PID when dropped.
+struct ServeProcess {
+    child: std::process::Child,
+    addr: SocketAddr,
+}
+
+impl ServeProcess {
+    /// Start `statescope serve -q --listen 127.0.0.1:0 EXTRA...` and wait for its address.
+    fn start(extra: &[&str]) -> ServeProcess {
+        use std::process::{Command, Stdio};
+        let mut child = Command::new(assert_cmd::cargo::cargo_bin("statescope"))
+            .args(["serve", "-q", "--listen", "127.0.0.1:0"])
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut err = BufReader::new(child.stderr.take().unwrap());
+        let mut line = String::new();
+        let addr = loop {
+            line.clear();
+            assert!(err.read_line(&mut line).unwrap() > 0, "serve exited early");
+            if let Some(a) = line.trim().strip_prefix("listening on ") {
+                break a.parse().unwrap();
+            }
+        };
+        ServeProcess { child, addr }
+    }
+}
+
+impl Drop for ServeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Room for a few thousand sockets in this test process (the server is a child and inherits it).
+fn raise_nofile(want: u64) {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) };
+    if lim.rlim_cur < want {
+        lim.rlim_cur = want.min(lim.rlim_max);
+        unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) };
+    }
+}
+
+/// A TCP connection to `to` from the loopback address `from` (all of 127/8 is local on Linux).
+async fn connect_from(from: [u8; 4], to: SocketAddr) -> std::io::Result<tokio::net::TcpStream> {
+    let s = tokio::net::TcpSocket::new_v4()?;
+    s.bind(SocketAddr::from((from, 0)))?;
+    s.connect(to).await
+}
+
+/// `GET /` from the loopback address `from`: the status code, within 5 s.
+async fn get_root_from(from: [u8; 4], to: SocketAddr) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = connect_from(from, to).await.unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut got))
+        .await
+        .expect("no answer within 5 s")
+        .unwrap();
+    let text = String::from_utf8_lossy(&got);
+    text.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn normal_get_answered_while_one_address_holds_2000_idle_sockets_and_1000_websockets() {
+    raise_nofile(8192);
+    let srv = ServeProcess::start(&[]);
+    let addr = srv.addr;
+    // 2,000 idle TCP connections from 127.0.0.1: connected, never a byte sent.
+    let mut idle = Vec::new();
+    for _ in 0..2000 {
+        idle.push(connect_from([127, 0, 0, 1], addr).await.unwrap());
+    }
+    // 1,000 WebSockets from 127.0.0.3, each left silent after its handshake.
+    let mut sockets = Vec::new();
+    let mut refused = 0;
+    let url = format!("ws://{addr}/ws");
+    for _ in 0..1000 {
+        let tcp = connect_from([127, 0, 0, 3], addr).await.unwrap();
+        match tokio_tungstenite::client_async(url.as_str(), tcp).await {
+            Ok((ws, _)) => sockets.push(ws),
+            Err(_) => refused += 1,
+        }
+    }
+    // Each address got its share and no more; the rest were turned away.
+    assert_eq!(sockets.len(), 256, "websockets opened");
+    assert_eq!(refused, 744);
+    // A client from another address is answered at once.
+    let t = Instant::now();
+    assert_eq!(get_root_from([127, 0, 0, 2], addr).await, 200);
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    // ...while the flood is still open, as /state (asked from a third address) shows.
+    let mut s = connect_from([127, 0, 0, 4], addr).await.unwrap();
+    {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        s.write_all(b"GET /state HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut got = String::new();
+        s.read_to_string(&mut got).await.unwrap();
+        let state: Value = serde_json::from_str(got.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+        let t = &state["transport"];
+        assert!(
+            t["open_tcp_connections"].as_u64().unwrap() <= 2 * 256 + 1,
+            "{t}"
+        );
+        assert!(
+            t["connections_refused_per_address"].as_u64().unwrap() >= 1744 + 744,
+            "{t}"
+        );
+        assert_eq!(
+            state["stateful_contrasts"]["websocket_connections_open"],
+            256
+        );
+    }
+    assert_eq!(idle.len(), 2000);
+    drop(sockets);
+    drop(idle);
+}
+
+#[test]
+fn real_logins_succeed_after_200k_anonymous_ones() {
+    const FLOOD: usize = 200_000;
+    const THREADS: usize = 4;
+    const BATCH: usize = 200;
+    let srv = ServeProcess::start(&[]);
+    let addr = srv.addr;
+    let deadline = Instant::now() + Duration::from_secs(240);
+    // Password-less logins, pipelined in batches on a few keep-alive connections.
+    let threads: Vec<_> = (0..THREADS)
+        .map(|t| {
+            std::thread::spawn(move || {
+                let mut c = Client::connect(addr);
+                for b in 0..FLOOD / THREADS / BATCH {
+                    assert!(Instant::now() < deadline, "flood too slow");
+                    let batch: String = (0..BATCH)
+                        .map(|i| post_form("/session/login", &format!("user=anon{t}x{b}x{i}"), ""))
+                        .collect();
+                    c.send(batch.as_bytes());
+                    for _ in 0..BATCH {
+                        assert_eq!(c.read().status, 200);
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    // A real user logs in after the flood, and the session works.
+    let (cookie, _) = login(addr);
+    let r = me(addr, &format!("Cookie: {cookie}\r\n"));
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.json()["user"], "alice");
+    let s = state(addr);
+    let held = s["stateful_contrasts"]["sessions_held"].as_u64().unwrap();
+    let evicted = s["stateful_contrasts"]["sessions_evicted_oldest"]
+        .as_u64()
+        .unwrap();
+    assert_eq!(held, 100_000, "{s}");
+    assert_eq!(evicted, FLOOD as u64 + 1 - 100_000, "{s}");
 }

@@ -212,9 +212,8 @@ pub(super) fn legacy_header(name: &str, head: &[u8]) -> Result<LegacyHeader, Cap
         ));
     }
     let snaplen = u32_at(head, 16, big_endian);
-    if snaplen == 0 {
-        return Err(damaged(name, 16, "snaplen is 0".into()));
-    }
+    // 0 means "no limit" to libpcap, tcpdump and tshark (some writers leave it unset), so
+    // records get the standard maximum, as under any smaller snaplen.
     if snaplen > MAX_SNAPLEN {
         return Err(damaged(
             name,

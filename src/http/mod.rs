@@ -53,8 +53,15 @@ use ws::{WsEvent, WsParser};
 
 /// Diagnostics kept per connection; one more line says the rest were dropped.
 const MAX_DIAGNOSTICS: usize = 64;
-/// Requests waiting for a response, per connection (pipelining depth).
-const MAX_PENDING: usize = 4096;
+/// Requests waiting for a response, per connection (pipelining depth). The queue grows only
+/// as deep as the capture's pipelining goes; at this depth it holds 8 MiB (32 bytes a
+/// request), as much as the two directions' reassembly caps, and real clients stay far below
+/// it. Past it, pairing stops rather than guess ([`HttpConn::unqueued`]).
+#[cfg(not(test))]
+const MAX_PENDING: usize = 1 << 18;
+/// Small in unit tests, so they can reach it.
+#[cfg(test)]
+const MAX_PENDING: usize = 8;
 
 /// How the current body ends, and how far it has got.
 #[derive(Debug)]
@@ -136,6 +143,10 @@ pub struct HttpConn {
     sides: [Side; 2],
     /// Requests not yet answered by a final response, oldest first.
     pending: VecDeque<Pending>,
+    /// Requests that came while `pending` was full, not queued. Their responses come after
+    /// those of every queued request and are left unpaired; requests stay unqueued until all
+    /// of them are answered, so a response is never paired with a request it does not answer.
+    unqueued: u64,
     /// Heads cut by a gap, per direction.
     heads_cut: [u64; 2],
 }
@@ -701,15 +712,24 @@ impl HttpConn {
                 if head.upgrade_websocket || method == "CONNECT" {
                     after = Mode::AwaitUpgrade;
                 }
-                if self.pending.len() >= MAX_PENDING {
-                    self.pending.pop_front();
-                    self.diag(
-                        dir,
-                        frame,
-                        format_args!("more than {MAX_PENDING} requests unanswered; pairing dropped the oldest"),
-                    );
+                if self.unqueued == 0 && self.pending.len() < MAX_PENDING {
+                    self.pending.push_back(Pending { method, frame });
+                } else {
+                    if self.unqueued == 0 {
+                        self.diag(
+                            dir,
+                            frame,
+                            format_args!(
+                                "more than {MAX_PENDING} requests unanswered; pairing stops \
+                                 until they are answered (records marked unpaired)"
+                            ),
+                        );
+                    }
+                    self.unqueued += 1;
+                    if let Some(rec) = rec.as_mut() {
+                        rec.unpaired = true;
+                    }
                 }
-                self.pending.push_back(Pending { method, frame });
                 head.request_body()
             }
             Kind::Response => {
@@ -725,8 +745,19 @@ impl HttpConn {
                 } else {
                     self.pending.pop_front()
                 };
+                // Past the queue: a final response to one of the unqueued requests.
+                let unpaired = req.is_none() && self.unqueued > 0;
+                if unpaired && !interim {
+                    self.unqueued -= 1;
+                }
+                // A deep burst answered: give its memory back rather than hold it for the
+                // connection's life.
+                if self.pending.is_empty() && self.pending.capacity() > 4096 {
+                    self.pending = VecDeque::new();
+                }
                 if let Some(rec) = rec.as_mut() {
                     rec.request_frame = req.as_ref().map(|r| r.frame);
+                    rec.unpaired = unpaired;
                 }
                 let method = req.as_ref().map(|r| r.method.as_ref());
                 if status == 101 {

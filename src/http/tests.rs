@@ -185,6 +185,53 @@ conv! {
 
 // ---- gaps --------------------------------------------------------------------------------------
 
+/// Past the pending queue's depth (8 in unit tests), pairing stops instead of shifting: the
+/// queued requests are paired, the rest and their responses are marked unpaired, a HEAD among
+/// the queued ones keeps its body-less framing, and pairing resumes once all are answered.
+#[test]
+fn pipelining_past_the_queue_stops_pairing_and_never_shifts() {
+    let n = MAX_PENDING + 3;
+    let mut reqs = Vec::new();
+    let mut resps = Vec::new();
+    for i in 0..n {
+        let method = if i == 2 { "HEAD" } else { "GET" };
+        reqs.push(format!("{method} /{i} HTTP/1.1\r\n\r\n").into_bytes());
+        // The HEAD's answer declares a body it does not carry.
+        let body = if i == 2 { "" } else { "x" };
+        resps.push(format!("HTTP/1.1 200 R{i}\r\nContent-Length: 1\r\n\r\n{body}").into_bytes());
+    }
+    let mut steps: Vec<(Dir, &[u8])> = reqs.iter().map(|r| (C, r.as_slice())).collect();
+    steps.extend(resps.iter().map(|r| (S, r.as_slice())));
+    steps.push((C, b"GET /after HTTP/1.1\r\n\r\n"));
+    steps.push((S, b"HTTP/1.1 200 after\r\nContent-Length: 0\r\n\r\n"));
+    let (out, conn) = run(&steps);
+    let http: Vec<&HttpRec> = out
+        .iter()
+        .filter_map(|r| match r {
+            Record::Http(h) => Some(h),
+            _ => None,
+        })
+        .collect();
+    let (rq, rs): (Vec<&HttpRec>, Vec<&HttpRec>) =
+        http.iter().copied().partition(|h| h.method.is_some());
+    assert_eq!((rq.len(), rs.len()), (n + 1, n + 1));
+    for i in 0..n {
+        let queued = i < MAX_PENDING;
+        assert_eq!(rq[i].unpaired, !queued, "request {i}");
+        assert_eq!(rs[i].reason.as_deref(), Some(format!("R{i}").as_str()));
+        assert_eq!(rs[i].unpaired, !queued, "response {i}");
+        let want = queued.then_some(rq[i].frame);
+        assert_eq!(rs[i].request_frame, want, "response {i}");
+    }
+    // Pairing resumed for the request after them.
+    assert_eq!(rs[n].reason.as_deref(), Some("after"));
+    assert_eq!(rs[n].request_frame, Some(rq[n].frame));
+    assert!(!rs[n].unpaired && !rq[n].unpaired);
+    let diags = conn.diagnostics();
+    assert_eq!(diags.len(), 1, "{diags:?}");
+    assert!(diags[0].contains("pairing stops"), "{diags:?}");
+}
+
 #[test]
 fn gap_inside_a_length_body_keeps_framing() {
     let mut c = HttpConn::new(0);

@@ -442,6 +442,9 @@ fn write_http(b: &mut Vec<u8>, h: &HttpRec) -> io::Result<()> {
     if let Some(v) = h.end_frame {
         put_uint(b, b",\"end_frame\":", v);
     }
+    if h.unpaired {
+        b.extend_from_slice(b",\"unpaired\":true");
+    }
     b.extend_from_slice(b"}\n");
     Ok(())
 }
@@ -778,6 +781,7 @@ mod tests {
             request_frame: Some(3),
             carries: vec!["Host".into(), "Cookie".into()].into(),
             end_frame: Some(11),
+            unpaired: true,
         };
         for h in [
             full.clone(),
@@ -793,6 +797,7 @@ mod tests {
                 request_frame: None,
                 carries: Default::default(),
                 end_frame: None,
+                unpaired: false,
                 ..full
             },
         ] {

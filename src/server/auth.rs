@@ -19,11 +19,11 @@ use base64::Engine;
 use hmac::{Hmac, Mac};
 use rand::RngCore;
 use sha2::Sha256;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Bytes in a token key (the HMAC-SHA256 block would take up to 64; 32 is its output size and
@@ -245,70 +245,102 @@ pub fn unix_now() -> u64 {
 
 /// Server-side sessions: `session id → user`, in this process's memory only.
 ///
-/// Bounded: expired sessions are dropped when met, and when the store is full a sweep removes
-/// every expired one before a new login is refused.
+/// Bounded: expired sessions are dropped when met, and when the store is full the oldest session
+/// is forgotten to make room. So a flood of logins costs the earliest sessions their login,
+/// never every new user theirs (refusing new logins when full locked real users out for the
+/// TTL after 100 k anonymous logins).
 pub struct Sessions {
-    map: Mutex<HashMap<String, Session>>,
+    store: Mutex<Store>,
     /// Most sessions held at once.
     capacity: usize,
     /// How long a session lasts after login.
     ttl: Duration,
 }
 
+#[derive(Default)]
+struct Store {
+    by_id: HashMap<Arc<str>, Session>,
+    /// Creation order. The TTL is the same for all, so this is also expiry order: the first
+    /// entry is the next to expire and the one to evict.
+    order: BTreeMap<u64, Arc<str>>,
+    next: u64,
+    evicted: u64,
+}
+
 struct Session {
     user: String,
     expires: Instant,
+    /// Key in [`Store::order`].
+    seq: u64,
 }
 
-/// The session store is at capacity with live sessions.
-#[derive(Debug, thiserror::Error)]
-#[error("session store is full ({0} live sessions); try again later or use a token")]
-pub struct SessionsFull(pub usize);
+impl Store {
+    fn remove(&mut self, id: &str) -> bool {
+        match self.by_id.remove(id) {
+            Some(s) => {
+                self.order.remove(&s.seq);
+                true
+            }
+            None => false,
+        }
+    }
+}
 
 impl Sessions {
     pub fn new(capacity: usize, ttl: Duration) -> Self {
         Sessions {
-            map: Mutex::new(HashMap::new()),
+            store: Mutex::new(Store::default()),
             capacity,
             ttl,
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Session>> {
-        // A panic elsewhere while holding the lock leaves the map consistent (single inserts and
-        // removes), so carry on rather than poison every later login.
-        self.map.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> std::sync::MutexGuard<'_, Store> {
+        // A panic elsewhere while holding the lock leaves the store consistent (each change
+        // touches both maps before anything can panic), so carry on rather than poison every
+        // later login.
+        self.store.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Log `user` in; returns the new session id (32 bytes from the OS-seeded CSPRNG, base64url).
-    pub fn create(&self, user: &str) -> Result<String, SessionsFull> {
-        let mut id = [0u8; 32];
-        rand::rng().fill_bytes(&mut id);
-        let id = B64.encode(id);
+    pub fn create(&self, user: &str) -> String {
+        let mut raw = [0u8; 32];
+        rand::rng().fill_bytes(&mut raw);
+        let id: Arc<str> = B64.encode(raw).into();
         let now = Instant::now();
-        let mut map = self.lock();
-        if map.len() >= self.capacity {
-            map.retain(|_, s| s.expires > now);
-            if map.len() >= self.capacity {
-                return Err(SessionsFull(map.len()));
+        let mut store = self.lock();
+        // Expired sessions first (they lead the order), then the oldest live ones.
+        while let Some(entry) = store.order.first_entry() {
+            let oldest = entry.get().clone();
+            let expired = store.by_id.get(&oldest).is_none_or(|s| s.expires <= now);
+            if !expired && store.by_id.len() < self.capacity.max(1) {
+                break;
             }
+            if !expired {
+                store.evicted += 1;
+            }
+            store.remove(&oldest);
         }
-        map.insert(
+        let seq = store.next;
+        store.next += 1;
+        store.order.insert(seq, id.clone());
+        store.by_id.insert(
             id.clone(),
             Session {
                 user: user.to_owned(),
                 expires: now + self.ttl,
+                seq,
             },
         );
-        Ok(id)
+        id.to_string()
     }
 
     /// Who this session id belongs to, if it is known and not expired.
     pub fn lookup(&self, id: &str) -> Option<String> {
-        let mut map = self.lock();
-        let s = map.get(id)?;
+        let mut store = self.lock();
+        let s = store.by_id.get(id)?;
         if s.expires <= Instant::now() {
-            map.remove(id);
+            store.remove(id);
             return None;
         }
         Some(s.user.clone())
@@ -316,16 +348,21 @@ impl Sessions {
 
     /// Forget a session; true when it existed.
     pub fn remove(&self, id: &str) -> bool {
-        self.lock().remove(id).is_some()
+        self.lock().remove(id)
     }
 
     /// Sessions held right now (expired ones not yet swept included).
     pub fn len(&self) -> usize {
-        self.lock().len()
+        self.lock().by_id.len()
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Live sessions forgotten so far to make room for newer ones.
+    pub fn evicted(&self) -> u64 {
+        self.lock().evicted
     }
 
     /// How long a session lasts.
@@ -511,7 +548,7 @@ mod tests {
     #[test]
     fn sessions_create_lookup_remove() {
         let s = Sessions::new(10, Duration::from_secs(60));
-        let id = s.create("alice").unwrap();
+        let id = s.create("alice");
         assert_eq!(id.len(), 43);
         assert_eq!(s.lookup(&id).as_deref(), Some("alice"));
         assert_eq!(s.lookup("forged"), None);
@@ -521,16 +558,26 @@ mod tests {
     }
 
     #[test]
-    fn sessions_full_then_expired_swept() {
+    fn sessions_full_then_expired_swept_then_oldest_evicted() {
         let s = Sessions::new(2, Duration::ZERO);
-        s.create("a").unwrap();
-        s.create("b").unwrap();
-        // Both already expired (ttl 0), so the sweep makes room.
-        s.create("c").unwrap();
+        s.create("a");
+        s.create("b");
+        // Both already expired (ttl 0), so they make room without counting as evicted.
+        s.create("c");
         assert_eq!(s.len(), 1);
-        let s = Sessions::new(1, Duration::from_secs(60));
-        s.create("a").unwrap();
-        assert!(s.create("b").is_err());
+        assert_eq!(s.evicted(), 0);
+        let s = Sessions::new(2, Duration::from_secs(60));
+        let a = s.create("a");
+        let b = s.create("b");
+        let c = s.create("c");
+        assert_eq!(s.lookup(&a), None, "the oldest made room");
+        assert_eq!(s.lookup(&b).as_deref(), Some("b"));
+        assert_eq!(s.lookup(&c).as_deref(), Some("c"));
+        assert_eq!((s.len(), s.evicted()), (2, 1));
+        // A logged-out session leaves no trace in the order either.
+        assert!(s.remove(&b));
+        s.create("d");
+        assert_eq!((s.len(), s.evicted()), (2, 1));
     }
 
     // ---- parsers ----

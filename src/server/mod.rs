@@ -26,12 +26,16 @@
 //! Header size (`--max-header`, hyper's `max_buf_size`: a larger head gets `431`), header read
 //! time (`--header-timeout`, hyper's `header_read_timeout`: the connection is closed, which
 //! also ends idle keep-alive connections), body size (`--max-body`: `413`), body read time (the
-//! same timeout: `408`) and connection count (`--max-connections`: excess connections are
+//! same timeout: `408`), connection count (`--max-connections`: excess connections are
 //! accepted, answered `503` with `Connection: close`, and closed; past 64 such answers pending at
-//! once, further excess connections are closed without a reply).
+//! once, further excess connections are closed without a reply), connections from one client
+//! address (`--max-connections-per-address`, turned away the same way, so one address holding
+//! idle sockets or WebSockets cannot take every slot), WebSocket silence
+//! (`--ws-idle-timeout`), and login sessions (the oldest is forgotten to make room).
 
 pub mod auth;
 pub mod bridge;
+pub mod log;
 pub mod routes;
 pub mod stats;
 pub mod ws;
@@ -41,11 +45,12 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use stats::{OpenConnection, Stats};
+use std::collections::HashMap;
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -58,6 +63,8 @@ pub struct ServerConfig {
     pub quiet: bool,
     /// Most simultaneous TCP connections (HTTP and WebSocket together).
     pub max_connections: usize,
+    /// Most simultaneous TCP connections from one client address (IPv6: one /64).
+    pub max_connections_per_address: usize,
     /// Largest request body, and largest WebSocket message, in bytes.
     pub max_body: usize,
     /// Largest request head in bytes (at least 8192, hyper's minimum buffer).
@@ -83,13 +90,18 @@ impl Default for ServerConfig {
         ServerConfig {
             quiet: false,
             max_connections: 1024,
+            // A quarter of the default total: a classroom behind one NAT still fits, and one
+            // address cannot hold every slot.
+            max_connections_per_address: 256,
             max_body: 1 << 20,
             max_header: 16 << 10,
             header_timeout: Duration::from_secs(10),
             token_key_file: None,
             login_ttl: Duration::from_secs(3600),
             max_sessions: 100_000,
-            ws_idle_timeout: Duration::from_secs(300),
+            // Long enough for a person reading a lab's output between messages; short enough
+            // that abandoned sockets give their slots back within a minute.
+            ws_idle_timeout: Duration::from_secs(60),
             shutdown_grace: Duration::from_secs(10),
             broker: None,
         }
@@ -104,6 +116,9 @@ impl ServerConfig {
                 "--max-connections {}: give at least 1 (and a sane upper bound)",
                 self.max_connections
             );
+        }
+        if self.max_connections_per_address == 0 {
+            anyhow::bail!("--max-connections-per-address 0: give at least 1");
         }
         if self.max_header < 8192 {
             anyhow::bail!(
@@ -122,10 +137,14 @@ impl ServerConfig {
 pub struct App {
     pub config: ServerConfig,
     pub stats: Arc<Stats>,
+    /// The access log; `None` with `--quiet`.
+    pub log: Option<log::AccessLog>,
     pub sessions: auth::Sessions,
     pub token_key: auth::TokenKey,
     /// Set to `true` once to tell every connection to wind down.
     pub stop: watch::Sender<bool>,
+    /// Open connections per client address ([`address_key`]); entries at zero are removed.
+    per_address: Mutex<HashMap<IpAddr, usize>>,
 }
 
 impl App {
@@ -139,8 +158,10 @@ impl App {
         Ok(App {
             sessions: auth::Sessions::new(config.max_sessions, config.login_ttl),
             stats: Arc::new(Stats::default()),
+            log: (!config.quiet).then(log::AccessLog::stderr),
             token_key,
             stop: watch::channel(false).0,
+            per_address: Mutex::new(HashMap::new()),
             config,
         })
     }
@@ -155,14 +176,65 @@ pub struct ConnCtx {
     pub serial: u64,
     /// The client's address and port.
     pub peer: SocketAddr,
+    /// `peer` as the access log writes it, made once per connection (empty with `--quiet`).
+    pub peer_text: Box<str>,
     /// Our address and port.
     pub local: SocketAddr,
     /// Requests seen on this connection so far.
     pub requests: AtomicU64,
     _open: OpenConnection,
     _permit: OwnedSemaphorePermit,
+    _address: AddressSlot,
     /// Held so shutdown can wait for every connection to end.
     _alive: mpsc::Sender<()>,
+}
+
+/// What the per-address limit counts by: the IP address, or for IPv6 its /64, which one
+/// client usually holds whole.
+fn address_key(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & (!0u128 << 64))),
+        v4 => v4,
+    }
+}
+
+/// One connection counted against its client address until dropped.
+struct AddressSlot {
+    app: Arc<App>,
+    key: IpAddr,
+}
+
+impl AddressSlot {
+    /// A slot for a connection from `ip`, or `None` when that address has its limit open.
+    fn take(app: &Arc<App>, ip: IpAddr) -> Option<Self> {
+        let key = address_key(ip);
+        let mut map = app.per_address.lock().unwrap_or_else(|e| e.into_inner());
+        let n = map.entry(key).or_insert(0);
+        if *n >= app.config.max_connections_per_address {
+            return None;
+        }
+        *n += 1;
+        Some(AddressSlot {
+            app: app.clone(),
+            key,
+        })
+    }
+}
+
+impl Drop for AddressSlot {
+    fn drop(&mut self) {
+        let mut map = self
+            .app
+            .per_address
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = map.get_mut(&self.key) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&self.key);
+            }
+        }
+    }
 }
 
 /// Serve on `listener` until `shutdown` completes, then let in-flight requests finish (up to
@@ -212,7 +284,16 @@ async fn serve(
         let Ok(permit) = slots.clone().try_acquire_owned() else {
             app.stats.connections_refused.fetch_add(1, Relaxed);
             if let Ok(p) = refusals.clone().try_acquire_owned() {
-                tokio::spawn(refuse(stream, p));
+                tokio::spawn(refuse(stream, p, BUSY));
+            }
+            continue;
+        };
+        let Some(address) = AddressSlot::take(&app, peer.ip()) else {
+            app.stats
+                .connections_refused_per_address
+                .fetch_add(1, Relaxed);
+            if let Ok(p) = refusals.clone().try_acquire_owned() {
+                tokio::spawn(refuse(stream, p, PER_ADDRESS));
             }
             continue;
         };
@@ -224,15 +305,25 @@ async fn serve(
             app: app.clone(),
             serial,
             peer,
+            peer_text: if app.log.is_some() {
+                peer.to_string().into()
+            } else {
+                Box::default()
+            },
             local,
             requests: AtomicU64::new(0),
             _open: OpenConnection::new(&app.stats),
             _permit: permit,
+            _address: address,
             _alive: alive_tx.clone(),
         });
         tokio::spawn(connection(stream, conn, http.clone()));
     }
     drop(listener);
+    // Lines still buffered go out before the shutdown messages, so the log stays in order.
+    if let Some(log) = &app.log {
+        log.flush();
+    }
     let _ = app.stop.send(true);
     drop(alive_tx);
     let open = app.stats.open_connections.load(Relaxed);
@@ -249,6 +340,9 @@ async fn serve(
             app.stats.open_connections.load(Relaxed),
             app.config.shutdown_grace
         );
+    }
+    if let Some(log) = &app.log {
+        log.close();
     }
     Ok(())
 }
@@ -284,10 +378,11 @@ async fn connection(stream: TcpStream, conn: Arc<ConnCtx>, http: Arc<http1::Buil
         }
     };
     watcher.abort();
-    if let Err(e) = result {
-        if !app.config.quiet {
-            eprintln!("{} conn#{} closed: {e}", conn.peer, conn.serial);
-        }
+    if let (Err(e), Some(log)) = (result, &app.log) {
+        log.line(format_args!(
+            "{} conn#{} closed: {e}",
+            conn.peer, conn.serial
+        ));
     }
 }
 
@@ -297,13 +392,16 @@ pub(crate) async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await.map(|_| ());
 }
 
-/// Turn away a connection over the limit: a 503 and close, bounded in time.
-async fn refuse(mut stream: TcpStream, _pending: OwnedSemaphorePermit) {
-    const BODY: &str = "server busy: too many open connections; try again shortly\n";
+const BUSY: &str = "server busy: too many open connections; try again shortly\n";
+const PER_ADDRESS: &str =
+    "too many open connections from your address; close some and try again shortly\n";
+
+/// Turn away a connection over a limit: a 503 and close, bounded in time.
+async fn refuse(mut stream: TcpStream, _pending: OwnedSemaphorePermit, body: &'static str) {
     let reply = format!(
         "HTTP/1.1 503 Service Unavailable\r\nconnection: close\r\nretry-after: 1\r\n\
-         content-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\n\r\n{BODY}",
-        BODY.len()
+         content-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
     );
     let _ = tokio::time::timeout(Duration::from_secs(2), async {
         stream.write_all(reply.as_bytes()).await?;
@@ -439,7 +537,6 @@ fn shutdown_signal() -> impl Future<Output = ()> {
             _ = wait(int) => {}
             _ = wait(term) => {}
         }
-        eprintln!("statescope serve: signal received; finishing in-flight requests");
     }
 }
 
@@ -473,7 +570,18 @@ pub fn run_until_signal(
                 "token key: per-process (tokens die with this process; share one with --token-key-file)"
             ),
         }
-        let shutdown = shutdown_signal();
+        let signal = shutdown_signal();
+        let shutdown = {
+            let app = app.clone();
+            async move {
+                signal.await;
+                // The lines logged before the signal come before the message saying so.
+                if let Some(log) = &app.log {
+                    log.flush();
+                }
+                eprintln!("statescope serve: signal received; finishing in-flight requests");
+            }
+        };
         eprintln!("listening on {addr}");
         serve(listener, app, shutdown).await
     })
@@ -491,5 +599,13 @@ mod tests {
         let err = parse_listen("nonsense").unwrap_err().to_string();
         assert!(err.contains("invalid --listen"), "{err}");
         assert!(parse_listen("127.0.0.1:99999").is_err());
+    }
+
+    #[test]
+    fn per_address_key_is_the_ip_or_the_ipv6_64() {
+        let k = |s: &str| address_key(s.parse().unwrap()).to_string();
+        assert_eq!(k("192.0.2.7"), "192.0.2.7");
+        assert_eq!(k("::ffff:192.0.2.7"), "192.0.2.7");
+        assert_eq!(k("2001:db8:1:2:aaaa:bbbb:cccc:dddd"), "2001:db8:1:2::");
     }
 }

@@ -44,27 +44,28 @@ pub async fn handle(
     let _in_flight = InFlight::new(&app.stats);
     let nth = conn.requests.fetch_add(1, Relaxed) + 1;
     let rec = RequestRecord::new(&app.stats, nth);
-    let log = (!app.config.quiet).then(|| {
-        format!(
-            "{} \"{} {} {:?}\"",
-            conn.peer,
-            req.method(),
-            req.uri().path(),
-            req.version()
-        )
-    });
+    // What the log line needs from the request, kept before routing consumes it: cheap
+    // clones (a standard method is inline, the path shares hyper's buffer).
+    let logged = app
+        .log
+        .as_ref()
+        .map(|_| (req.method().clone(), req.uri().clone(), req.version()));
     let resp = route(req, app, &conn, &rec).await;
     app.stats.requests_total.add(1);
-    if let Some(line) = log {
+    if let (Some(log), Some((method, uri, version))) = (&app.log, logged) {
         use hyper::body::Body as _;
-        eprintln!(
-            "{line} {} {}B conn#{} req#{} {:.3}ms",
-            resp.status().as_u16(),
-            resp.body().size_hint().exact().unwrap_or(0),
-            conn.serial,
+        let line = super::log::Request {
+            peer: &conn.peer_text,
+            method: method.as_str(),
+            path: uri.path(),
+            version,
+            status: resp.status().as_u16(),
+            body_bytes: resp.body().size_hint().exact().unwrap_or(0),
+            conn: conn.serial,
             nth,
-            rec.started.elapsed().as_secs_f64() * 1e3
-        );
+            micros: rec.started.elapsed().as_micros() as u64,
+        };
+        log.write(|b| line.write_to(b));
     }
     Ok(resp)
 }
@@ -182,6 +183,7 @@ fn state(app: &App) -> Response<Body> {
                 "open_tcp_connections": s.open_connections.load(Relaxed),
                 "connections_accepted_total": s.connections_total.load(Relaxed),
                 "connections_refused_busy": s.connections_refused.load(Relaxed),
+                "connections_refused_per_address": s.connections_refused_per_address.load(Relaxed),
             },
             "per_request": {
                 "note": "records are counted by their constructor and Drop; this /state request's own \
@@ -193,6 +195,7 @@ fn state(app: &App) -> Response<Body> {
             },
             "stateful_contrasts": {
                 "sessions_held": app.sessions.len(),
+                "sessions_evicted_oldest": app.sessions.evicted(),
                 "websocket_connections_open": s.ws_open.load(Relaxed),
                 "websocket_history_entries": s.ws_history_entries.load(Relaxed),
             },
@@ -221,10 +224,7 @@ async fn session_login(req: Request<Incoming>, app: &App) -> Response<Body> {
         Ok(u) => u,
         Err(resp) => return resp,
     };
-    let id = match app.sessions.create(&user) {
-        Ok(id) => id,
-        Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
-    };
+    let id = app.sessions.create(&user);
     let mut resp = json_response(
         StatusCode::OK,
         json!({

@@ -19,6 +19,8 @@ pub struct Stats {
     pub connections_total: AtomicU64,
     /// Connections turned away with 503 because `--max-connections` were open.
     pub connections_refused: AtomicU64,
+    /// Connections turned away with 503 because their address had its limit open.
+    pub connections_refused_per_address: AtomicU64,
     /// Requests answered since start (an aggregate counter).
     pub requests_total: Counter,
     /// Requests whose handler is running now.

@@ -221,11 +221,11 @@ pub async fn session(
             }
         }
     };
-    if !app.config.quiet {
-        eprintln!(
+    if let Some(log) = &app.log {
+        log.line(format_args!(
             "{} conn#{} websocket ended after {} messages: {why}",
             conn.peer, conn.serial, state.messages
-        );
+        ));
     }
 }
 

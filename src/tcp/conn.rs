@@ -487,13 +487,17 @@ impl<U: Default> Conn<U> {
             }
             events.chunk(index, upper, d, c, frame, ts);
         };
+        // RFC 1122 §4.2.2.12: a RST's data is a diagnostic, never the application's (tshark
+        // dissects none). A receiver that took such a RST gets nothing more, so bytes after it
+        // show it was not taken (an injected reset): it ends no stream either.
+        let rst_data = seg.flags.rst() && seg.len > 0;
         if seg.len > 0 || seg.flags.syn() {
             let ep = &mut self.ep[f];
             let base = ep.base.unwrap_or(0);
             let start = seg.seq.wrapping_add(seg.flags.syn() as u32);
             let pos = ep.unwrap.unwrap(start) as i64 - ((1i64 << 32) + base as i64);
             if let Some(ra) = ep.reasm.as_mut() {
-                if seg.len > 0 {
+                if seg.len > 0 && !rst_data {
                     // Bytes before the base (pos < 1) belong to nothing we follow.
                     let skip = (1 - pos).max(0) as u64;
                     if skip < seg.len as u64 {
@@ -523,9 +527,10 @@ impl<U: Default> Conn<U> {
         if gaps > 0 {
             self.history.gap(f);
         }
-        if seg.flags.fin() || seg.flags.rst() {
+        let reset = seg.flags.rst() && !rst_data;
+        if seg.flags.fin() || reset {
             self.end_direction(f, frame, ts, events);
-            if seg.flags.rst() {
+            if reset {
                 self.end_direction(r, frame, ts, events);
             }
         }
