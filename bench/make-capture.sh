@@ -3,6 +3,7 @@
 #
 #   bench/make-capture.sh [OUTDIR] [COPIES]
 #   CLOSE_SECS=1 KEEP_SECS=4 bench/make-capture.sh ...   (how long each wrk phase runs)
+#   SNAPLEN=0 bench/make-capture.sh ...                  (full payloads; default 256)
 #
 # 1. nginx on 127.0.0.1 (a private config in a temp dir) serves a 2 KiB file.
 # 2. tcpdump -i lo records wrk's load: 1 s with "Connection: close" (many short connections,
@@ -44,7 +45,7 @@ cleanup() { kill "$ngx" 2>/dev/null || true; [ -n "${tcpd:-}" ] && kill "$tcpd" 
 trap cleanup EXIT
 for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.1; done
 
-tcpdump -i lo -s 256 -B 65536 -w "$out/base.pcap" "tcp port $port" 2>"$work/tcpdump.err" & tcpd=$!
+tcpdump -i lo -s "${SNAPLEN:-256}" -B 65536 -w "$out/base.pcap" "tcp port $port" 2>"$work/tcpdump.err" & tcpd=$!
 sleep 1
 wrk -t2 -c32 -d"${CLOSE_SECS:-1}"s -H 'Connection: close' "http://127.0.0.1:$port/index.html" | sed 's/^/  /'
 wrk -t2 -c16 -d"${KEEP_SECS:-4}"s "http://127.0.0.1:$port/index.html" | sed 's/^/  /'

@@ -238,6 +238,13 @@ fn handshake_and_close() {
     assert_eq!(rej.conn_state, "REJ");
     assert_eq!(run.fact("refused_conn_state"), "REJ");
     assert_eq!(run.fact("refused_kernel_client"), "CLOSED");
+    // The kernel's own transitions beside statescope's: four connections, both ends each
+    // (the refused one's server has no kernel socket and must show no SYN_RECEIVED).
+    assert!(run.fact_u64("kernel_changes") >= 15);
+    assert_eq!(run.fact_u64("endpoints_compared"), 8);
+    assert_eq!(run.fact_u64("endpoints_agree"), 8);
+    assert!(run.fact_u64("changes_inferred") >= 3, "passive opens are inferred");
+    assert!(run.fact("half_close_fin_wait_2_ms").as_f64().unwrap() >= 150.0);
 }
 
 #[test]
