@@ -101,6 +101,29 @@ pub struct Segment<'a> {
     pub payload: &'a [u8],
 }
 
+#[cfg(test)]
+impl Segment<'static> {
+    /// A segment for tests: addresses as `ip:port`, window 1000, no options, no payload bytes
+    /// (`len` counts what the IP header would say).
+    pub fn for_test(src: &str, dst: &str, flags: u8, seq: u32, ack: u32, len: u32) -> Self {
+        let src: std::net::SocketAddr = src.parse().unwrap();
+        let dst: std::net::SocketAddr = dst.parse().unwrap();
+        Segment {
+            src: src.ip(),
+            dst: dst.ip(),
+            sport: src.port(),
+            dport: dst.port(),
+            seq,
+            ack,
+            flags: Flags(flags),
+            window: 1000,
+            options: TcpOptions::default(),
+            len,
+            payload: &[],
+        }
+    }
+}
+
 /// Why a frame gave no segment. Counted and summarised, never fatal.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {

@@ -664,7 +664,6 @@ mod tests {
 #[cfg(test)]
 mod observer {
     use super::*;
-    use crate::decode::TcpOptions;
     use crate::tcp::reassembly::Chunk;
     use State::*;
 
@@ -712,24 +711,8 @@ mod observer {
 
         /// Feed one segment from the client (`c2s`) or the server; both states after it.
         fn seg(&mut self, c2s: bool, flags: u8, seq: u32, ack: u32, len: u32) -> (State, State) {
-            let (src, dst): (SocketAddr, SocketAddr) = if c2s {
-                (C.parse().unwrap(), S.parse().unwrap())
-            } else {
-                (S.parse().unwrap(), C.parse().unwrap())
-            };
-            let s = Segment {
-                src: src.ip(),
-                dst: dst.ip(),
-                sport: src.port(),
-                dport: dst.port(),
-                seq,
-                ack,
-                flags: Flags(flags),
-                window: 1000,
-                options: TcpOptions::default(),
-                len,
-                payload: &[],
-            };
+            let (src, dst) = if c2s { (C, S) } else { (S, C) };
+            let s = Segment::for_test(src, dst, flags, seq, ack, len);
             self.frame += 1;
             let dir = if c2s { Dir::C2s } else { Dir::S2c };
             let ts = Timestamp(self.frame as i64 * 1000);

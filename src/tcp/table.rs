@@ -262,7 +262,7 @@ fn finish_in_order<U: Default>(mut done: Vec<Box<Entry<U>>>, events: &mut dyn Ev
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::decode::{Flags, TcpOptions};
+    use crate::decode::Flags;
     use crate::record::{ConnRec, Record};
     use crate::tcp::reassembly::Chunk;
     use crate::tcp::Dir;
@@ -281,21 +281,7 @@ mod tests {
     }
 
     fn seg(src: &str, dst: &str, flags: u8, seq: u32, ack: u32) -> Segment<'static> {
-        let src: SocketAddr = src.parse().unwrap();
-        let dst: SocketAddr = dst.parse().unwrap();
-        Segment {
-            src: src.ip(),
-            dst: dst.ip(),
-            sport: src.port(),
-            dport: dst.port(),
-            seq,
-            ack,
-            flags: Flags(flags),
-            window: 1000,
-            options: TcpOptions::default(),
-            len: 0,
-            payload: &[],
-        }
+        Segment::for_test(src, dst, flags, seq, ack, 0)
     }
 
     /// Feed segments, finish, and give each connection as "index client packets".
