@@ -244,6 +244,16 @@ impl TableSink {
         for (f, e) in &pc.events {
             let _ = writeln!(s, "  frame {f:>6}  {e}");
         }
+        // Changes no captured segment caused, but a later one revealed: said where they began.
+        for t in &c.transitions {
+            if let Some(why) = &t.inferred {
+                let _ = writeln!(
+                    s,
+                    "  inferred: {} {} since frame {} ({why})",
+                    t.endpoint, t.state, t.frame
+                );
+            }
+        }
         if pc.ws != [0, 0] {
             let _ = writeln!(s, "  WebSocket frames: {} client->server, {} server->client, all on this one connection", pc.ws[0], pc.ws[1]);
         }
