@@ -243,7 +243,10 @@ fn handshake_and_close() {
     assert!(run.fact_u64("kernel_changes") >= 15);
     assert_eq!(run.fact_u64("endpoints_compared"), 8);
     assert_eq!(run.fact_u64("endpoints_agree"), 8);
-    assert!(run.fact_u64("changes_inferred") >= 3, "passive opens are inferred");
+    assert!(
+        run.fact_u64("changes_inferred") >= 3,
+        "passive opens are inferred"
+    );
     assert!(run.fact("half_close_fin_wait_2_ms").as_f64().unwrap() >= 150.0);
 }
 
