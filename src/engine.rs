@@ -402,6 +402,10 @@ pub fn run_source_with(
         n = n.wrapping_add(1);
         if n.is_multiple_of(every.max(1)) {
             progress(engine, source.progress());
+            // SIGINT/SIGTERM (once installed) end the input here, once per `every` frames.
+            if crate::capture::stop::stop_requested() {
+                break;
+            }
         }
     }
     engine.finish(sink)?;

@@ -104,7 +104,14 @@ fn read_ahead(
         batch.payload.clear();
         batch.items.clear();
         batch.prepared.clear();
-        while batch.items.len() < BATCH_FRAMES {
+        // SIGINT/SIGTERM (once installed) end the input here, once per batch.
+        let room = if crate::capture::stop::stop_requested() {
+            batch.end = Some(Ok(()));
+            0
+        } else {
+            BATCH_FRAMES
+        };
+        while batch.items.len() < room {
             if batch.items.len().is_multiple_of(HELP_EVERY) {
                 if let Some(p) = &printer {
                     // Print while tracking has input and the printer is behind: tracking

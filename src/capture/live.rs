@@ -111,34 +111,7 @@ pub struct LiveStats {
     pub dropped: u64,
 }
 
-/// Set by SIGINT/SIGTERM; [`LiveSource`] ends at the next check (at most [`POLL_MS`] later).
-static STOP: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_signal(_: libc::c_int) {
-    // Only an atomic store: anything else is not async-signal-safe.
-    STOP.store(true, Ordering::SeqCst);
-}
-
-/// Make SIGINT and SIGTERM end the capture cleanly instead of killing the process. A second
-/// signal kills as usual (`SA_RESETHAND`), for when something hangs.
-pub fn install_stop_signals() {
-    STOP.store(false, Ordering::SeqCst);
-    for sig in [libc::SIGINT, libc::SIGTERM] {
-        // SAFETY: a zeroed sigaction is valid; the handler only stores to an atomic.
-        unsafe {
-            let mut sa: libc::sigaction = mem::zeroed();
-            sa.sa_sigaction = on_signal as *const () as libc::sighandler_t;
-            sa.sa_flags = libc::SA_RESETHAND;
-            libc::sigemptyset(&mut sa.sa_mask);
-            libc::sigaction(sig, &sa, std::ptr::null_mut());
-        }
-    }
-}
-
-/// Was a stop signal received?
-pub fn stop_requested() -> bool {
-    STOP.load(Ordering::SeqCst)
-}
+pub use super::stop::{install_stop_signals, stop_requested};
 
 /// The link type the interface's frames have on an `AF_PACKET` `SOCK_RAW` socket.
 fn link_type(name: &str) -> Result<LinkType, CaptureError> {

@@ -12,6 +12,7 @@ pub mod memory;
 pub mod pcap_file;
 pub mod pcap_writer;
 pub mod ring;
+pub mod stop;
 
 pub use crate::types::{Frame, LinkType, Timestamp};
 

@@ -47,7 +47,12 @@ const OBSOLETE_PB_TYPE: u32 = 2;
 /// Open a capture file ("-" for standard input).
 pub fn open(path: &Path) -> Result<Box<dyn FrameSource + Send>, CaptureError> {
     if path == Path::new("-") {
-        return open_reader("standard input".into(), Box::new(io::stdin()), None);
+        // Ends at a stop signal even while the writer keeps the pipe open and quiet.
+        return open_reader(
+            "standard input".into(),
+            Box::new(super::stop::StdinUntilStop),
+            None,
+        );
     }
     let name = path.display().to_string();
     let open_err = |what: String| CaptureError::Open {
@@ -729,7 +734,9 @@ impl FrameSource for PcapFile {
                 }
                 Step::Truncated => {
                     let left = self.reader.data().len();
-                    if left == 0 {
+                    // A stop signal ends standard input wherever it was, maybe within a
+                    // record: the frames before it are all there.
+                    if left == 0 || super::stop::stop_requested() {
                         self.done = true;
                         return Ok(None);
                     }

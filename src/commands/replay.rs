@@ -2,6 +2,7 @@
 //! ([`crate::pipeline`]), into the chosen printer and, when asked, the report.
 
 use crate::capture::pcap_file;
+use crate::capture::stop::{install_stop_signals_restarting, stop_signal};
 use crate::config::{OutputConfig, ReplayConfig};
 use crate::engine::{run_source_with, Engine, EngineOptions};
 use crate::output::{make_printer, Sink};
@@ -35,6 +36,9 @@ fn progress_bar(file: &Path, out: &OutputConfig) -> Option<indicatif::ProgressBa
 /// `statescope replay`.
 pub fn run(cfg: &ReplayConfig) -> anyhow::Result<ExitCode> {
     let out = &cfg.out;
+    // Ctrl-C or SIGTERM: stop reading, finish every connection, print everything and the
+    // summary, then exit 130 or 143 like a shell reports a process killed by the signal.
+    install_stop_signals_restarting();
     let source = pcap_file::open(&cfg.file)?;
     let wants_report = out.wants_report();
     let printer = make_printer(out, Box::new(io::stdout()));
@@ -102,6 +106,15 @@ pub fn run(cfg: &ReplayConfig) -> anyhow::Result<ExitCode> {
     if let Some(b) = &bar {
         b.finish_and_clear();
     }
+    let stopped = stop_signal();
+    if let Some(sig) = stopped {
+        let name = if sig == libc::SIGTERM {
+            "SIGTERM"
+        } else {
+            "SIGINT"
+        };
+        eprintln!("statescope: {name}: stopped reading; every connection still open was finished");
+    }
     if !out.quiet || engine.stats.decode_failures() > 0 {
         eprintln!("statescope: {}", engine.summary_line());
     }
@@ -118,5 +131,8 @@ pub fn run(cfg: &ReplayConfig) -> anyhow::Result<ExitCode> {
         ),
         Err(other) => other,
     })?;
-    Ok(ExitCode::SUCCESS)
+    Ok(match stopped {
+        Some(sig) => ExitCode::from(128u8.saturating_add(sig as u8)),
+        None => ExitCode::SUCCESS,
+    })
 }
