@@ -280,17 +280,18 @@ fn run(ctx: &LabCtx, out: &mut LabOut) -> anyhow::Result<LabRec> {
     // ---- the kernel's own transitions beside statescope's ----
     let mut checks = Checks::default();
     let ports = [addr.port(), closed, plain_addr.port()];
-    let changes: Vec<kernel::Change> = match tracer.and_then(|t| t.changes()) {
-        Ok(v) => v
+    let changes: Vec<kernel::Change> = match tracer.map(|t| t.changes()) {
+        Ok(Ok(v)) => v
             .into_iter()
             .filter(|c| ports.contains(&c.local.port()) || ports.contains(&c.remote.port()))
             .collect(),
-        Err(e) => {
+        Ok(Err(e)) => {
             out.say(&format!(
                 "the kernel's transition log could not be read: {e}"
             ))?;
             Vec::new()
         }
+        Err(_) => Vec::new(), // said when it failed to start
     };
     checks.check(
         "the kernel's own transition log was recorded",
