@@ -276,8 +276,16 @@ pub struct LabRec {
     pub name: String,
     pub question: String,
     pub answer: String,
+    /// Only what was measured; the lab's own knobs go in `settings`.
     pub facts: serde_json::Map<String, serde_json::Value>,
     pub ok: bool,
+    /// The lab's settings (request counts, users, timings it chose), kept apart from `facts`
+    /// so that nothing the lab decided is read as a measurement.
+    #[serde(skip_serializing_if = "serde_json::Map::is_empty", default)]
+    pub settings: serde_json::Map<String, serde_json::Value>,
+    /// The name of every check that did not hold (empty when `ok`), so a failed run says why.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub failed: Vec<String>,
 }
 
 #[cfg(test)]

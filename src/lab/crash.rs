@@ -322,5 +322,6 @@ pub async fn run_with(
             ("external_stored_unacked", json!(ext.stored_unacked)),
         ]),
         ok,
+        ..Default::default()
     })
 }

@@ -503,6 +503,7 @@ fn run(ctx: &LabCtx, out: &mut LabOut) -> anyhow::Result<LabRec> {
         answer,
         facts: f.into_iter().collect(),
         ok: checks.ok(out)?,
+        ..Default::default()
     })
 }
 

@@ -207,5 +207,6 @@ pub async fn run_with(ctx: &LabCtx, out: &mut LabOut, k: u64) -> anyhow::Result<
             ("broker_failed_ops", json!(stats.failed_ops)),
         ]),
         ok: pubsub_ok && queue_ok,
+        ..Default::default()
     })
 }

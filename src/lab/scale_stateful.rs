@@ -221,5 +221,6 @@ pub async fn run_with(ctx: &LabCtx, out: &mut LabOut, messages: u64) -> anyhow::
             ("elapsed_ms", json!(elapsed.as_millis() as u64)),
         ]),
         ok,
+        ..Default::default()
     })
 }

@@ -563,6 +563,7 @@ pub async fn run_with(ctx: &LabCtx, out: &mut LabOut, requests: u64) -> anyhow::
         answer,
         facts: f,
         ok,
+        ..Default::default()
     })
 }
 

@@ -295,5 +295,6 @@ fn run_with_key(ctx: &LabCtx, out: &mut LabOut, key: &std::path::Path) -> anyhow
             ("pcap", json!(cap.path.display().to_string())),
         ]),
         ok: checks.ok(out)?,
+        ..Default::default()
     })
 }

@@ -242,5 +242,6 @@ fn run(ctx: &LabCtx, out: &mut LabOut) -> anyhow::Result<LabRec> {
             ("pcap", json!(cap.path.display().to_string())),
         ]),
         ok: checks.ok(out)?,
+        ..Default::default()
     })
 }

@@ -202,6 +202,7 @@ fn run(ctx: &LabCtx, out: &mut LabOut) -> anyhow::Result<LabRec> {
             ("pcap", json!(cap.path.display().to_string())),
         ]),
         ok: checks.ok(out)?,
+        ..Default::default()
     })
 }
 
