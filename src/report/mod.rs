@@ -11,11 +11,13 @@
 //! | `tsg.rs`    | the time-sequence ("tcptrace") graph of one direction, thinned when long |
 //! | `html.rs`   | the self-contained page: connection table, diagrams, timelines, self-check |
 //! | `svg.rs`    | escaping, number formatting, the shared stylesheet |
+//! | `lesson.rs` | a lab's question, answer, facts and settings; its self-contained page |
 //!
 //! Entry points: [`write_html`] (`--html FILE`) and [`write_svgs`] (`--svg DIR`).
 
 mod html;
 mod ladder;
+pub mod lesson;
 mod model;
 mod svg;
 mod tsg;
