@@ -195,6 +195,10 @@ pub struct ConnRec {
     /// Counted problems on this connection (HTTP parse errors, WebSocket errors, caps hit).
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub diagnostics: Vec<String>,
+    /// The tunnel the connection ran in, innermost layer first (`["vxlan vni=42",
+    /// "ipv4 10.0.0.1>10.0.0.2"]`); absent when it ran in none.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub encap: Vec<String>,
 }
 
 fn is_zero(v: &u64) -> bool {

@@ -106,16 +106,14 @@ fn compare(pcap: &Path, oracle: &Path) -> Agreement {
         a.tcp_frames += in_stream as u64;
         match (dec.decode(&frame), in_stream) {
             (Ok(Some(seg)), true) => {
-                let ip_src = if row.get("ip.src").is_empty() {
-                    row.get("ipv6.src")
-                } else {
-                    row.get("ip.src")
+                // Inside tunnels tshark lists every IP header's address, outermost first: the
+                // segment's own is the innermost of its IP version.
+                let innermost = |v4: &str, v6: &str| {
+                    let field = if seg.src.is_ipv6() { v6 } else { v4 };
+                    row.get(field).rsplit(',').next().unwrap_or("").to_string()
                 };
-                let ip_dst = if row.get("ip.dst").is_empty() {
-                    row.get("ipv6.dst")
-                } else {
-                    row.get("ip.dst")
-                };
+                let ip_src = innermost("ip.src", "ipv6.src");
+                let ip_dst = innermost("ip.dst", "ipv6.dst");
                 let ours = [
                     seg.seq.to_string(),
                     seg.ack.to_string(),
@@ -131,8 +129,8 @@ fn compare(pcap: &Path, oracle: &Path) -> Agreement {
                     row.get("tcp.len"),
                     row.get("tcp.srcport"),
                     row.get("tcp.dstport"),
-                    ip_src,
-                    ip_dst,
+                    ip_src.as_str(),
+                    ip_dst.as_str(),
                 ];
                 let names = ["seq", "ack", "len", "sport", "dport", "src", "dst"];
                 for i in 0..names.len() {

@@ -3,14 +3,16 @@
 //! declares, which is what a TCP segment's length is computed from even when the snaplen cut the
 //! frame short.
 //!
-//! Only TCP is of interest: anything else (UDP, ICMP, including ICMP errors that quote a TCP
-//! header) is `None`.
+//! Only TCP is of interest, and the protocols that may carry a tunnel (IP in IP, IPv6 in IP,
+//! GRE, UDP): those come back as [`Ip::Carrier`] for [`super::tunnel`] to look inside. Anything
+//! else (ICMP, including ICMP errors that quote a TCP header) is [`Ip::Other`].
 
 use super::link::Net;
 use super::DecodeError;
 use etherparse::err::{ip_auth, ipv4, ipv6, ipv6_exts, Layer, LenError};
 use etherparse::{
-    IpNumber, Ipv6ExtensionSlice, Ipv6ExtensionsSlice, LaxIpv4Slice, LaxIpv6Slice, LenSource,
+    IpNumber, Ipv6ExtensionSlice, Ipv6ExtensionsSlice, LaxIpPayloadSlice, LaxIpv4Slice,
+    LaxIpv6Slice, LenSource,
 };
 use std::net::IpAddr;
 
@@ -41,6 +43,27 @@ pub(crate) struct IpPacket<'a> {
     pub fragment: Option<Fragment>,
 }
 
+/// What an IP packet carries.
+#[derive(Debug)]
+pub(crate) enum Ip<'a> {
+    Tcp(IpPacket<'a>),
+    /// An unfragmented packet of a protocol that may carry a tunnel; its payload is
+    /// `payload_at..end` of the frame (cut to what the header declares and was captured).
+    Carrier {
+        proto: u8,
+        src: IpAddr,
+        dst: IpAddr,
+        payload_at: usize,
+        end: usize,
+    },
+    Other,
+}
+
+/// Protocols a tunnel rides on: IPv4 in IP, IPv6 in IP, GRE, UDP (VXLAN, Geneve, MPLS).
+fn carries_tunnels(p: IpNumber) -> bool {
+    matches!(p.0, 4 | 41 | 47 | 17)
+}
+
 fn layer_name(layer: Layer) -> &'static str {
     match layer {
         Layer::Ipv4Header | Layer::Ipv4Packet => "IPv4",
@@ -62,8 +85,8 @@ fn len_err(e: &LenError, at: usize) -> DecodeError {
     }
 }
 
-/// Parse the IP layer starting at `at`. `Ok(None)` when the packet does not carry TCP.
-pub(crate) fn parse(d: &[u8], at: usize, net: Net) -> Result<Option<IpPacket<'_>>, DecodeError> {
+/// Parse the IP layer starting at `at`.
+pub(crate) fn parse(d: &[u8], at: usize, net: Net) -> Result<Ip<'_>, DecodeError> {
     let bytes = d.get(at..).unwrap_or(&[]);
     let net = match net {
         Net::Either => match bytes.first().map(|b| b >> 4) {
@@ -92,7 +115,7 @@ pub(crate) fn parse(d: &[u8], at: usize, net: Net) -> Result<Option<IpPacket<'_>
     }
 }
 
-fn ipv4(bytes: &[u8], at: usize) -> Result<Option<IpPacket<'_>>, DecodeError> {
+fn ipv4(bytes: &[u8], at: usize) -> Result<Ip<'_>, DecodeError> {
     let (ip, ext_err) = LaxIpv4Slice::from_slice(bytes).map_err(|e| match e {
         ipv4::HeaderSliceError::Len(l) => len_err(&l, at),
         ipv4::HeaderSliceError::Content(ipv4::HeaderError::UnexpectedVersion { .. }) => {
@@ -121,7 +144,9 @@ fn ipv4(bytes: &[u8], at: usize) -> Result<Option<IpPacket<'_>>, DecodeError> {
     }
     let p = ip.payload();
     if p.ip_number != IpNumber::TCP {
-        return Ok(None);
+        let h = ip.header();
+        let addrs = (h.source_addr().into(), h.destination_addr().into());
+        return Ok(carrier(p, bytes, at, addrs));
     }
     let h = ip.header();
     let header_len = p.payload.as_ptr() as usize - bytes.as_ptr() as usize;
@@ -138,7 +163,7 @@ fn ipv4(bytes: &[u8], at: usize) -> Result<Option<IpPacket<'_>>, DecodeError> {
         more: h.more_fragments(),
         next: IpNumber::TCP,
     });
-    Ok(Some(IpPacket {
+    Ok(Ip::Tcp(IpPacket {
         src: IpAddr::V4(h.source_addr()),
         dst: IpAddr::V4(h.destination_addr()),
         payload: p.payload,
@@ -148,7 +173,28 @@ fn ipv4(bytes: &[u8], at: usize) -> Result<Option<IpPacket<'_>>, DecodeError> {
     }))
 }
 
-fn ipv6(bytes: &[u8], at: usize) -> Result<Option<IpPacket<'_>>, DecodeError> {
+/// A non-TCP payload: a [`Ip::Carrier`] when it may hold a tunnel, else [`Ip::Other`].
+fn carrier<'a>(
+    p: &LaxIpPayloadSlice<'a>,
+    bytes: &'a [u8],
+    at: usize,
+    (src, dst): (IpAddr, IpAddr),
+) -> Ip<'a> {
+    let (proto, payload) = (p.ip_number, p.payload);
+    if p.fragmented || !carries_tunnels(proto) {
+        return Ip::Other;
+    }
+    let start = payload.as_ptr() as usize - bytes.as_ptr() as usize;
+    Ip::Carrier {
+        proto: proto.0,
+        src,
+        dst,
+        payload_at: at + start,
+        end: at + start + payload.len(),
+    }
+}
+
+fn ipv6(bytes: &[u8], at: usize) -> Result<Ip<'_>, DecodeError> {
     let (ip, ext_err) = LaxIpv6Slice::from_slice(bytes).map_err(|e| match e {
         ipv6::HeaderSliceError::Len(l) => len_err(&l, at),
         ipv6::HeaderSliceError::Content(_) => DecodeError::Malformed {
@@ -161,7 +207,7 @@ fn ipv6(bytes: &[u8], at: usize) -> Result<Option<IpPacket<'_>>, DecodeError> {
         // Headers after the fragment header belong to the fragmentable part (RFC 8200 §4.5):
         // in non-first fragments what etherparse read past it is payload, so its errors there
         // mean nothing. Reassemble first, parse those headers after.
-        return Ok(ipv6_fragment(&ip, bytes, at));
+        return Ok(ipv6_fragment(&ip, bytes, at).map_or(Ip::Other, Ip::Tcp));
     }
     if let Some((e, layer)) = ext_err {
         return Err(match e {
@@ -180,7 +226,9 @@ fn ipv6(bytes: &[u8], at: usize) -> Result<Option<IpPacket<'_>>, DecodeError> {
     }
     let p = ip.payload();
     if p.ip_number != IpNumber::TCP {
-        return Ok(None);
+        let h = ip.header();
+        let addrs = (h.source_addr().into(), h.destination_addr().into());
+        return Ok(carrier(p, bytes, at, addrs));
     }
     let h = ip.header();
     let header_len = p.payload.as_ptr() as usize - bytes.as_ptr() as usize;
@@ -189,7 +237,7 @@ fn ipv6(bytes: &[u8], at: usize) -> Result<Option<IpPacket<'_>>, DecodeError> {
     } else {
         p.payload.len()
     };
-    Ok(Some(IpPacket {
+    Ok(Ip::Tcp(IpPacket {
         src: IpAddr::V6(h.source_addr()),
         dst: IpAddr::V6(h.destination_addr()),
         payload: p.payload,

@@ -1,6 +1,9 @@
 //! Frame bytes → [`Segment`]: the only module that knows link layers, IP and TCP wire formats.
 //!
-//! Link types: Ethernet (with 802.1Q/QinQ), Linux cooked SLL and SLL2, raw IP, BSD null/loop.
+//! Link types: Ethernet (with 802.1Q/QinQ, MPLS, PPPoE), Linux cooked SLL and SLL2, raw IP, BSD
+//! null/loop, PPP, Cisco HDLC, Juniper Ethernet, IP over InfiniBand, ARCnet. Tunnels: IP in IP,
+//! IPv6 in IPv4, GRE, VXLAN, Geneve, MPLS in GRE/UDP; the segment names its tunnel by identity
+//! ([`Segment::tunnel`], described by [`tunnel_path`]).
 //! IPv4 with reassembly of fragments that carry TCP (the segment is reported at the frame that
 //! completes it, as Wireshark does), IPv6 with extension headers. Frames cut by the snaplen are
 //! decoded from what was captured; lengths come from the IP header.
@@ -10,6 +13,7 @@
 //! | `link` | link-layer headers → where the IP header starts and which version |
 //! | `ip` | IPv4/IPv6 (etherparse's lax slicing), extension headers, lengths from the header |
 //! | `frag` | bounded reassembly of fragmented datagrams that carry TCP |
+//! | `tunnel` | looking inside tunnels; their identities and descriptions |
 //! | `tcp` | the TCP header and its options → [`Segment`] |
 //!
 //! Nothing here rejects odd TCP: SYN+FIN is a finding for the tracker, not an error. Checksums
@@ -19,6 +23,9 @@ mod frag;
 mod ip;
 mod link;
 mod tcp;
+mod tunnel;
+
+pub use tunnel::describe as tunnel_path;
 
 use crate::types::Frame;
 use std::net::IpAddr;
@@ -99,6 +106,9 @@ pub struct Segment<'a> {
     pub len: u32,
     /// The captured payload bytes: `payload.len() <= len`.
     pub payload: &'a [u8],
+    /// The tunnel the segment came through: 0 for none, else an identity that is the same for
+    /// both directions ([`tunnel_path`] names it). Part of the connection's key.
+    pub tunnel: u64,
 }
 
 #[cfg(test)]
@@ -120,6 +130,7 @@ impl Segment<'static> {
             options: TcpOptions::default(),
             len,
             payload: &[],
+            tunnel: 0,
         }
     }
 }
@@ -154,6 +165,7 @@ impl DecodeError {
 #[derive(Default)]
 pub struct Decoder {
     frags: frag::Reassembler,
+    tunnels: tunnel::Seen,
 }
 
 impl Decoder {
@@ -166,16 +178,51 @@ impl Decoder {
     ///
     /// Unfragmented frames are decoded without allocating; the segment borrows the frame.
     pub fn decode<'a>(&'a mut self, frame: &Frame<'a>) -> Result<Option<Segment<'a>>, DecodeError> {
-        let data = frame.data;
-        let Some((at, net)) = link::locate(frame.linktype, data)? else {
+        let mut data = frame.data;
+        let Some((mut at, mut net)) = link::locate(frame.linktype, data)? else {
             return Ok(None);
         };
-        let ip = ip::parse(data, at, net)?;
-        let Some(ip) = ip else {
-            return Ok(None);
+        // The tunnels passed through, only built when a packet turns out to carry one.
+        let mut path = tunnel::Path::default();
+        let ip = loop {
+            match ip::parse(data, at, net)? {
+                ip::Ip::Tcp(ip) => break ip,
+                ip::Ip::Other => return Ok(None),
+                ip::Ip::Carrier {
+                    proto,
+                    src,
+                    dst,
+                    payload_at,
+                    end,
+                } => {
+                    // What follows is cut to the outer header's length (Ethernet padding out).
+                    data = &data[..end];
+                    let Some((inner, inner_net, layer)) = tunnel::inner(data, proto, payload_at)?
+                    else {
+                        return Ok(None);
+                    };
+                    let room = path.push(tunnel::Layer::Ip { src, dst })
+                        && layer.is_none_or(|l| path.push(l));
+                    if !room {
+                        return Ok(None);
+                    }
+                    (at, net) = (inner, inner_net);
+                }
+            }
         };
-        match ip.fragment {
-            None => tcp::parse(ip.src, ip.dst, ip.payload, ip.declared, ip.payload_at).map(Some),
+        let tunnel = if path.depth() == 0 {
+            0
+        } else {
+            self.tunnels.identify(&path)
+        };
+        let mut seg = match ip.fragment {
+            None => {
+                // A header claiming more than the wire carried lies (or the frame was cut before
+                // capture): the frame's own length bounds it, as in tshark.
+                let wire = (frame.orig_len as usize).saturating_sub(ip.payload_at);
+                let declared = ip.declared.min(wire.max(ip.payload.len()));
+                tcp::parse(ip.src, ip.dst, ip.payload, declared, ip.payload_at)?
+            }
             Some(f) => {
                 if ip.payload.len() < ip.declared {
                     return Err(DecodeError::Malformed {
@@ -204,9 +251,11 @@ impl Decoder {
                 else {
                     return Ok(None);
                 };
-                tcp::parse(ip.src, ip.dst, tcp_bytes, tcp_bytes.len(), ip.payload_at).map(Some)
+                tcp::parse(ip.src, ip.dst, tcp_bytes, tcp_bytes.len(), ip.payload_at)?
             }
-        }
+        };
+        seg.tunnel = tunnel;
+        Ok(Some(seg))
     }
 
     /// Fragmented datagrams waiting for their missing pieces.

@@ -60,6 +60,7 @@ pub(crate) fn parse(
         options: parse_options(&bytes[20..captured_header]),
         len: (declared.max(bytes.len()) - header_len) as u32,
         payload: &bytes[captured_header..],
+        tunnel: 0,
     })
 }
 

@@ -509,6 +509,9 @@ fn write_conn(b: &mut Vec<u8>, c: &ConnRec) -> io::Result<()> {
     if !c.diagnostics.is_empty() {
         put_names(b, b",\"diagnostics\":", &c.diagnostics)?;
     }
+    if !c.encap.is_empty() {
+        put_names(b, b",\"encap\":", &c.encap)?;
+    }
     b.extend_from_slice(b"}\n");
     Ok(())
 }
@@ -640,6 +643,7 @@ mod tests {
             gap_bytes: 10,
             ws_frames: 3,
             diagnostics: vec!["a \"quoted\"\nproblem".into(), "second".into()],
+            encap: vec!["vxlan vni=42".into(), "ipv4 10.0.0.1>10.0.0.2".into()],
         };
         for c in [
             full.clone(),
@@ -650,6 +654,7 @@ mod tests {
                 gap_bytes: 0,
                 ws_frames: 0,
                 diagnostics: vec![],
+                encap: vec![],
                 history: "odd \u{1}".into(),
                 first_ts: f64::NAN,
                 ..full

@@ -441,13 +441,18 @@ pub fn analyze(fwd: &mut Flow, rev: &mut Flow, s: &SegView<'_>, cx: &ConnCtx) ->
         fwd.is_first_ack = false;
     }
 
-    // Walk the reverse direction's unacked segments with this ACK.
-    if s.flags.ack() {
+    // Walk the reverse direction's unacked segments with this ACK. Wireshark walks with the
+    // header's acknowledgement field whether or not the ACK flag is set: an RST without ACK
+    // (field 0) drops every segment that 0 is "after" in sequence space.
+    {
         let ack = s.ack;
         let mut acked: Option<(u64, Timestamp)> = None;
         rev.unacked.retain_mut(|u| {
             if ack == u.nextseq {
-                acked = Some((u.frame, u.ts));
+                // Wireshark walks its list newest first and lets each exact match overwrite
+                // the last: the frame it names is the oldest one this ACK covers (the original
+                // transmission, not a retransmission of it).
+                acked.get_or_insert((u.frame, u.ts));
                 false
             } else if gt(ack, u.seq) && le(ack, u.nextseq) {
                 u.seq = ack;
@@ -458,8 +463,10 @@ pub fn analyze(fwd: &mut Flow, rev: &mut Flow, s: &SegView<'_>, cx: &ConnCtx) ->
         });
         if let Some((f, t)) = acked {
             a.acks_frame = Some(f);
+            // Negative when frames are out of time order (merged files, reassembled fragments):
+            // shown as tshark shows it; only a zero RTT is left out.
             let rtt = s.ts.secs_since(t);
-            if rtt > 0.0 {
+            if rtt != 0.0 {
                 a.ack_rtt = Some(rtt);
             }
         }

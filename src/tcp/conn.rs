@@ -95,6 +95,8 @@ pub struct Conn<U = ()> {
     counts: [u64; 14],
     transitions: Vec<Step>,
     gap_bytes: u64,
+    /// The tunnel it runs in (0: none; see [`crate::decode::tunnel_path`]).
+    pub tunnel: u64,
     /// The layer above's state for this connection (see [`Events`]).
     pub upper: U,
 }
@@ -127,6 +129,7 @@ impl<U: Default> Conn<U> {
             counts: [0; 14],
             transitions: Vec::new(),
             gap_bytes: 0,
+            tunnel: 0,
             upper: U::default(),
         }
     }
@@ -612,6 +615,7 @@ impl<U: Default> Conn<U> {
             gap_bytes: self.gap_bytes,
             ws_frames: 0,
             diagnostics: Vec::new(),
+            encap: crate::decode::tunnel_path(self.tunnel),
         }
     }
 }

@@ -24,6 +24,8 @@ struct Key {
     ap: u16,
     bp: u16,
     v6: bool,
+    /// The tunnel's identity (0: none): the same addresses in two tunnels are two connections.
+    tunnel: u64,
 }
 
 impl Key {
@@ -43,6 +45,7 @@ impl Key {
                 ap: seg.sport,
                 bp: seg.dport,
                 v6,
+                tunnel: seg.tunnel,
             }
         } else {
             Key {
@@ -51,6 +54,7 @@ impl Key {
                 ap: seg.dport,
                 bp: seg.sport,
                 v6,
+                tunnel: seg.tunnel,
             }
         }
     }
@@ -222,6 +226,7 @@ impl<U: Default> Open<U> {
             (src, dst)
         };
         let mut conn = Conn::new(self.next_conn, client, server, ts, cfg);
+        conn.tunnel = seg.tunnel;
         if !pure_syn(seg.flags) {
             events.midstream(self.next_conn, &mut conn.upper);
         }
