@@ -308,7 +308,7 @@ pub fn analyze(fwd: &mut Flow, rev: &mut Flow, s: &SegView<'_>, cx: &ConnCtx) ->
         }
         // 10. Duplicate ACK.
         if same && win != 0 && win == fwd.window {
-            fwd.dupacknum += 1;
+            fwd.dupacknum = fwd.dupacknum.wrapping_add(1);
             a.dup_ack_num = Some(fwd.dupacknum);
             a.dup_ack_frame = Some(fwd.lastnondupack);
             let (n, f) = (fwd.dupacknum, fwd.lastnondupack);
@@ -339,10 +339,23 @@ pub fn analyze(fwd: &mut Flow, rev: &mut Flow, s: &SegView<'_>, cx: &ConnCtx) ->
             rev.maxseqtobeacked = s.ack;
         } else {
             let m = rev.maxseqtobeacked;
-            a.set(ev::ACK_LOST_SEGMENT, x, || {
-                format!("ack {} > highest contiguous seq seen {}: acknowledges data the capture never saw", rrel(s.ack), rrel(m))
-            });
-            rev.maxseqtobeacked = rev.nextseq;
+            // tshark 4.0 flags one ACK per gap: past the first, the other side's duplicate-ACK
+            // counter is parked at -1 (an unsigned all-ones) until that side's ACK number
+            // moves, and ACKs beyond the gap meanwhile say nothing new. (A plain, not a
+            // modular, comparison, as there.)
+            let flag = if rev.maxseqtobeacked > rev.nextseq {
+                rev.maxseqtobeacked = rev.nextseq;
+                true
+            } else {
+                let first = rev.dupacknum == 0;
+                rev.dupacknum = u32::MAX;
+                first
+            };
+            if flag {
+                a.set(ev::ACK_LOST_SEGMENT, x, || {
+                    format!("ack {} > highest contiguous seq seen {}: acknowledges data the capture never saw", rrel(s.ack), rrel(m))
+                });
+            }
         }
     }
 
