@@ -3,6 +3,7 @@
 //! Standard output carries records and nothing else; diagnostics go to standard error.
 
 pub mod jsonl;
+pub mod live_view;
 pub mod table;
 
 use crate::config::{Format, OutputConfig};
