@@ -325,10 +325,10 @@ impl Engine {
         sink.finish()
     }
 
-    /// The open connections (most recently active first, at most `limit`) and how many there
-    /// are, for displays that refresh while capturing.
-    pub fn open_conns(&self, limit: usize) -> (usize, Vec<ConnRec>) {
-        self.tracker.open_summaries(limit)
+    /// Every open connection as it stands now, into `out`: for displays that refresh while
+    /// capturing (they keep the clock; the engine only answers).
+    pub fn open_now(&self, out: &mut Vec<crate::tcp::OpenConn>) {
+        self.tracker.open_now(out)
     }
 
     /// Connections seen and the most held at once.

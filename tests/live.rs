@@ -52,7 +52,7 @@ impl Live {
         let first = rx
             .recv_timeout(Duration::from_secs(20))
             .expect("statescope live starts");
-        assert!(first.contains("capturing on lo"), "{first}");
+        assert!(first.contains("capturing on "), "{first}");
         Live { child, stderr: rx }
     }
 
@@ -412,6 +412,7 @@ fn without_privileges_it_says_how_to_fix() {
         return;
     }
     assert_eq!(o.status.code(), Some(1), "{err}");
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
     assert!(err.contains("CAP_NET_RAW"), "{err}");
     assert!(
         err.contains("setcap cap_net_raw,cap_net_admin+eip"),
@@ -431,7 +432,8 @@ fn interface_errors_name_the_problem() {
         err.contains("no-such-if0: no such interface (there are: "),
         "{err}"
     );
-    assert!(err.contains("lo"), "{err}");
+    assert!(err.contains("lo") && err.contains("\"any\""), "{err}");
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
 
     // Without -i: the list, with up/down and addresses.
     let o = Command::new(BIN).arg("live").output().unwrap();
@@ -442,6 +444,7 @@ fn interface_errors_name_the_problem() {
         .find(|l| l.starts_with("lo "))
         .unwrap_or_else(|| panic!("{list}"));
     assert!(lo.contains(" up ") && lo.contains("127.0.0.1/8"), "{lo}");
+    assert!(list.lines().any(|l| l.starts_with("any ")), "{list}");
 
     // An interface that is down, where the machine has one.
     if let Some(down) = list
@@ -470,4 +473,71 @@ fn unsupported_filter_is_bad_usage() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("unsupported \"portrange\""), "{err}");
     assert!(err.contains("[tcp|udp] [src|dst] port N"), "{err}");
+}
+
+/// `-i any` (Linux cooked capture): a loopback connection is seen once per packet, exactly as
+/// on `lo`; `-w` writes LINUX_SLL2 frames that `replay` reads back to the same records.
+#[test]
+fn any_sees_loopback_as_lo_does_and_writes_sll2() {
+    if !is_root() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port().to_string();
+    let pcap = dir.path().join("any.pcap");
+    let any = Live::start(&[
+        "-i",
+        "any",
+        "--port",
+        &port,
+        "--format",
+        "jsonl",
+        "-q",
+        "-w",
+        pcap.to_str().unwrap(),
+    ]);
+    let lo = Live::start(&["-i", "lo", "--port", &port, "--format", "jsonl", "-q"]);
+    exchange(&listener, 3000);
+    thread::sleep(Duration::from_millis(300));
+    any.signal(libc::SIGINT);
+    lo.signal(libc::SIGINT);
+    let (any_out, err, status) = any.finish(Duration::from_secs(10));
+    assert!(status.success(), "{err:?}");
+    let (lo_out, _, _) = lo.finish(Duration::from_secs(10));
+    // What a packet is, apart from when and where it was captured.
+    let packets = |s: &str| -> Vec<serde_json::Value> {
+        s.lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .filter(|r| r["type"] == "packet")
+            .map(|mut r| {
+                let o = r.as_object_mut().unwrap();
+                for k in ["ts", "ack_rtt", "frame", "acks_frame"] {
+                    o.remove(k);
+                }
+                r
+            })
+            .collect()
+    };
+    let (on_any, on_lo) = (packets(&any_out), packets(&lo_out));
+    assert!(on_lo.len() >= 8, "{lo_out}");
+    assert_eq!(on_any, on_lo, "each packet once, as on lo");
+    assert!(
+        any_out.contains("\"client_state\":\"TIME_WAIT\""),
+        "{any_out}"
+    );
+
+    let (linktype, frames) = read_pcap(&pcap);
+    assert_eq!(linktype, 276, "LINUX_SLL2");
+    assert_eq!(frames.len(), on_any.len());
+    // The cooked header: IPv4, the loopback's hardware type.
+    assert_eq!(&frames[0].data[0..2], &[0x08, 0x00]);
+    assert_eq!(&frames[0].data[8..10], &772u16.to_be_bytes());
+    let replay = Command::new(BIN)
+        .args(["replay", "--format", "jsonl", "-q"])
+        .arg(&pcap)
+        .output()
+        .unwrap();
+    assert!(replay.status.success());
+    assert_eq!(packets(&String::from_utf8_lossy(&replay.stdout)), on_any);
 }

@@ -29,10 +29,20 @@
 //! [`SNAPLEN`]-byte slot, with `MSG_TRUNC` reporting a frame's real length. Either way 64 KiB
 //! `lo` frames arrive whole. The socket is non-blocking and waits in `poll` with a short
 //! timeout, so Ctrl-C, `--duration` and `--count` are honoured on an idle interface.
+//! [`FrameSource::poll_frame`] returns after a given wait even without a frame, so the live
+//! view can redraw on its timer.
+//!
+//! `-i any` (like libpcap's): a `SOCK_DGRAM` socket bound to every interface (index 0). Frames
+//! of different interfaces have different link layers, so they arrive without one, each read
+//! into its slot after 20 bytes of room where a `LINUX_SLL2` header is written from its
+//! `sockaddr_ll` (protocol, interface index, hardware type, packet type, address). The kernel
+//! filter sees the packet from its network header, so it is compiled as for raw IP. Outgoing
+//! copies are dropped on `lo` only (elsewhere they are real traffic); `any` uses the copying
+//! path, not the ring.
 
 use super::filter::Expr;
 use super::ring::Ring;
-use super::{bpf, CaptureError, Frame, FrameSource, LinkType, Timestamp};
+use super::{bpf, CaptureError, Frame, FrameSource, LinkType, Polled, Timestamp};
 use std::io;
 use std::mem;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -50,6 +60,10 @@ const RCVBUF: i32 = 64 << 20;
 const COALESCE: Duration = Duration::from_micros(500);
 /// Longest wait in `poll` before checking the stop conditions again.
 const POLL_MS: i32 = 100;
+/// The name that captures on every interface (Linux cooked capture, like tcpdump's).
+pub const ANY: &str = "any";
+/// The Linux cooked capture v2 header put before each frame on "any".
+const SLL2_LEN: usize = 20;
 
 // From linux/if_packet.h and linux/if_ether.h; spelled out so the code does not depend on which
 // of them the libc crate exports for this target.
@@ -141,6 +155,7 @@ fn link_type(name: &str) -> Result<LinkType, CaptureError> {
 pub fn describe_interfaces() -> Vec<String> {
     let mut ifaces = pnet_datalink::interfaces();
     ifaces.sort_by_key(|i| i.index);
+    let any = format!("{ANY:<16} all interfaces, Linux cooked capture (SLL2)");
     ifaces
         .iter()
         .map(|i| {
@@ -155,6 +170,7 @@ pub fn describe_interfaces() -> Vec<String> {
                 mac.unwrap_or_default()
             )
         })
+        .chain(std::iter::once(any))
         .collect()
 }
 
@@ -189,8 +205,11 @@ pub struct LiveSource {
     fd: OwnedFd,
     iface: String,
     linktype: LinkType,
-    /// Drop `PACKET_OUTGOING` frames: on `lo` each one comes back as an incoming frame.
-    skip_outgoing: bool,
+    /// Drop `PACKET_OUTGOING` frames of this interface (`lo`): each comes back as an
+    /// incoming frame.
+    skip_outgoing_on: Option<i32>,
+    /// "any": frames arrive without a link-layer header and get an SLL2 one.
+    cooked: bool,
     /// The shared-memory ring, or `None` for the copying path below.
     ring: Option<Ring>,
     /// `BATCH` slots of `SNAPLEN` bytes (copying path only).
@@ -213,25 +232,47 @@ impl LiveSource {
     /// Open interface `iface` for capture.
     pub fn open(iface: &str, opts: LiveOptions) -> Result<LiveSource, CaptureError> {
         let all = pnet_datalink::interfaces();
-        let Some(ni) = all.iter().find(|i| i.name == iface) else {
-            let mut names: Vec<&str> = all.iter().map(|i| i.name.as_str()).collect();
-            names.sort();
-            return Err(CaptureError::Open {
-                path: iface.into(),
-                what: format!("no such interface (there are: {})", names.join(", ")),
-            });
+        // `lo`'s frames pass twice (out and back in): its outgoing copies are dropped.
+        let lo_index = all.iter().find(|i| i.is_loopback()).map(|i| i.index as i32);
+        let any = iface == ANY;
+        let (index, linktype, skip_outgoing_on) = if any {
+            if opts.promisc {
+                return Err(CaptureError::Open {
+                    path: iface.into(),
+                    what: "--promisc is not supported on \"any\"; name one interface".into(),
+                });
+            }
+            (0, LinkType::LINUX_SLL2, lo_index)
+        } else {
+            let Some(ni) = all.iter().find(|i| i.name == iface) else {
+                let mut names: Vec<&str> = all.iter().map(|i| i.name.as_str()).collect();
+                names.sort();
+                return Err(CaptureError::Open {
+                    path: iface.into(),
+                    what: format!(
+                        "no such interface (there are: {}, and \"any\" for all)",
+                        names.join(", ")
+                    ),
+                });
+            };
+            if !ni.is_up() {
+                return Err(CaptureError::Open {
+                    path: iface.into(),
+                    what: format!(
+                        "the interface is down; bring it up with `ip link set {iface} up`"
+                    ),
+                });
+            }
+            let skip = ni.is_loopback().then_some(ni.index as i32);
+            (ni.index as i32, link_type(iface)?, skip)
         };
-        if !ni.is_up() {
-            return Err(CaptureError::Open {
-                path: iface.into(),
-                what: format!("the interface is down; bring it up with `ip link set {iface} up`"),
-            });
-        }
-        let linktype = link_type(iface)?;
+        // On "any" the kernel filter sees the packet from its network header (a cooked
+        // socket), as on a raw-IP interface.
+        let filter_link = if any { LinkType::RAW } else { linktype };
         let program = opts
             .filter
             .as_ref()
-            .map(|e| bpf::compile(e, linktype, SNAPLEN))
+            .map(|e| bpf::compile(e, filter_link, SNAPLEN))
             .transpose()
             .map_err(|e| CaptureError::Open {
                 path: iface.into(),
@@ -239,11 +280,18 @@ impl LiveSource {
             })?;
 
         // Protocol 0 receives nothing until bind: the filter is in place before any frame.
+        // "any" mixes link layers, so it reads packets without theirs (SOCK_DGRAM) and each
+        // frame gets a Linux cooked (SLL2) header made from its sender address, as libpcap does.
+        let kind = if any {
+            libc::SOCK_DGRAM
+        } else {
+            libc::SOCK_RAW
+        };
         // SAFETY: plain system call; the fd is owned right after.
         let raw = unsafe {
             libc::socket(
                 libc::AF_PACKET,
-                libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+                kind | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
                 0,
             )
         };
@@ -279,15 +327,16 @@ impl LiveSource {
         if setsockopt(s, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, &RCVBUF).is_err() {
             let _ = setsockopt(s, libc::SOL_SOCKET, libc::SO_RCVBUF, &RCVBUF);
         }
-        let loopback = ni.is_loopback();
-        if loopback {
+        if !any && skip_outgoing_on.is_some() {
             // Kernels before 4.20 lack the option; the packet type check below still applies.
+            // (Not on "any": other interfaces' outgoing frames are real traffic.)
             let _ = setsockopt(s, libc::SOL_PACKET, PACKET_IGNORE_OUTGOING, &1i32);
         }
 
         // The ring is set up before bind, like the filter. A kernel that refuses it (memory
-        // limits) still gives the copying path, which is correct, only slower.
-        let ring = if opts.no_ring {
+        // limits) still gives the copying path, which is correct, only slower. "any" takes
+        // the copying path, which leaves room for the cooked header before each frame.
+        let ring = if opts.no_ring || any {
             None
         } else {
             Ring::new(s).ok()
@@ -297,7 +346,7 @@ impl LiveSource {
         let mut sll: libc::sockaddr_ll = unsafe { mem::zeroed() };
         sll.sll_family = libc::AF_PACKET as u16;
         sll.sll_protocol = ETH_P_ALL.to_be();
-        sll.sll_ifindex = ni.index as i32;
+        sll.sll_ifindex = index;
         // SAFETY: `sll` is a valid sockaddr_ll of the size given.
         let r = unsafe {
             libc::bind(
@@ -311,7 +360,7 @@ impl LiveSource {
         }
         if opts.promisc {
             let mreq = PacketMreq {
-                mr_ifindex: ni.index as i32,
+                mr_ifindex: index,
                 mr_type: PACKET_MR_PROMISC,
                 mr_alen: 0,
                 mr_address: [0; 8],
@@ -324,7 +373,8 @@ impl LiveSource {
             fd,
             iface: iface.into(),
             linktype,
-            skip_outgoing: loopback,
+            skip_outgoing_on,
+            cooked: any,
             buf: if ring.is_some() {
                 Vec::new()
             } else {
@@ -404,12 +454,14 @@ impl LiveSource {
     /// Read up to `BATCH` frames without blocking; returns how many (0: none waiting).
     fn receive(&mut self) -> Result<usize, CaptureError> {
         let slot = SNAPLEN as usize;
+        // Cooked frames are read after room for their header.
+        let head = if self.cooked { SLL2_LEN } else { 0 };
         let base = self.buf.as_mut_ptr();
         let mut iovs: Vec<libc::iovec> = (0..BATCH)
             .map(|i| libc::iovec {
-                // SAFETY: slot i lies inside `buf`.
-                iov_base: unsafe { base.add(i * slot) } as *mut libc::c_void,
-                iov_len: slot,
+                // SAFETY: slot i lies inside `buf`, and `head` inside the slot.
+                iov_base: unsafe { base.add(i * slot + head) } as *mut libc::c_void,
+                iov_len: slot - head,
             })
             .collect();
         let mut msgs: Vec<libc::mmsghdr> = (0..BATCH)
@@ -452,14 +504,25 @@ impl LiveSource {
         let n = n as usize;
         for (i, m) in msgs.iter().enumerate().take(n) {
             let ts = timestamp(&m.msg_hdr).unwrap_or_else(now);
-            self.lens[i] = (m.msg_len as usize, ts);
+            self.lens[i] = (m.msg_len as usize + head, ts);
+        }
+        if self.cooked {
+            for i in 0..n {
+                let h = sll2_header(&self.addrs[i]);
+                self.buf[i * slot..i * slot + SLL2_LEN].copy_from_slice(&h);
+            }
         }
         Ok(n)
     }
 
-    /// Wait until a frame may be ready, at most `POLL_MS` (less when `--duration` ends sooner).
-    fn wait(&mut self) {
+    /// Wait until a frame may be ready, at most `POLL_MS` (less when `--duration` ends or
+    /// the caller's `deadline` comes sooner).
+    fn wait(&mut self, deadline: Option<Instant>) {
         let mut ms = POLL_MS;
+        if let Some(d) = deadline {
+            let left = d.saturating_duration_since(Instant::now());
+            ms = ms.min(left.as_millis() as i32 + 1);
+        }
         if let Some(d) = self.opts.duration {
             let left = d.saturating_sub(self.started.elapsed());
             ms = ms.min(left.as_millis() as i32 + 1);
@@ -497,6 +560,20 @@ impl LiveSource {
     }
 }
 
+/// The `DLT_LINUX_SLL2` header of a frame from its sender address (libpcap's `sll2_header`,
+/// every field in network byte order).
+fn sll2_header(a: &libc::sockaddr_ll) -> [u8; SLL2_LEN] {
+    let mut h = [0u8; SLL2_LEN];
+    // sll_protocol is kept in network byte order already: its bytes as they lie.
+    h[0..2].copy_from_slice(&a.sll_protocol.to_ne_bytes());
+    h[4..8].copy_from_slice(&a.sll_ifindex.to_be_bytes());
+    h[8..10].copy_from_slice(&a.sll_hatype.to_be_bytes());
+    h[10] = a.sll_pkttype;
+    h[11] = a.sll_halen.min(8);
+    h[12..20].copy_from_slice(&a.sll_addr);
+    h
+}
+
 /// The kernel's receive time from a message's `SCM_TIMESTAMPNS` control data.
 fn timestamp(h: &libc::msghdr) -> Option<Timestamp> {
     // SAFETY: the CMSG_* macros walk the control buffer the kernel filled, within controllen.
@@ -520,60 +597,110 @@ fn now() -> Timestamp {
     Timestamp::from_secs_nanos(d.as_secs() as i64, d.subsec_nanos().into())
 }
 
-impl FrameSource for LiveSource {
-    fn next_frame(&mut self) -> Result<Option<Frame<'_>>, CaptureError> {
+/// What [`LiveSource::ready`] found.
+enum Ready {
+    /// A frame is ready: in the ring (`Ring::current`) or in slot `usize`.
+    Frame(Option<usize>),
+    Idle,
+    End,
+}
+
+impl LiveSource {
+    /// Move to the next frame, waiting until `deadline` at most (`None`: as long as the
+    /// capture runs).
+    fn ready(&mut self, deadline: Option<Instant>) -> Result<Ready, CaptureError> {
         loop {
             if self.done() {
                 self.status(true);
-                return Ok(None);
+                return Ok(Ready::End);
             }
             if let Some(ring) = self.ring.as_mut() {
-                if ring.advance(self.skip_outgoing) {
+                if ring.advance(self.skip_outgoing_on.is_some()) {
                     self.stats.frames += 1;
-                    let f = self.ring.as_ref().expect("checked above").current();
-                    return Ok(Some(Frame {
-                        number: self.stats.frames,
-                        ts: Timestamp::from_secs_nanos(f.sec.into(), f.nsec.into()),
-                        linktype: self.linktype,
-                        data: f.data,
-                        orig_len: f.orig_len,
-                    }));
+                    return Ok(Ready::Frame(None));
+                }
+            } else {
+                while self.next < self.filled {
+                    let i = self.next;
+                    self.next += 1;
+                    let a = &self.addrs[i];
+                    if a.sll_pkttype == PACKET_OUTGOING
+                        && self.skip_outgoing_on == Some(a.sll_ifindex)
+                    {
+                        continue;
+                    }
+                    self.stats.frames += 1;
+                    return Ok(Ready::Frame(Some(i)));
                 }
                 self.status(false);
-                self.wait();
-                continue;
-            }
-            while self.next < self.filled {
-                let i = self.next;
-                self.next += 1;
-                if self.skip_outgoing && self.addrs[i].sll_pkttype == PACKET_OUTGOING {
+                // A short batch means we drain faster than frames arrive: pause a moment so
+                // the next call reads a full batch, instead of waking (and paying a system
+                // call) for every frame or two. The kernel queue holds what arrives meanwhile.
+                if self.filled > 0 && self.filled < BATCH {
+                    std::thread::sleep(COALESCE);
+                }
+                self.filled = self.receive()?;
+                self.next = 0;
+                if self.filled > 0 {
                     continue;
                 }
+            }
+            self.status(false);
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Ok(Ready::Idle);
+            }
+            self.wait(deadline);
+        }
+    }
+
+    /// The frame [`LiveSource::ready`] moved to: in the ring, or in slot `slot`.
+    fn frame(&self, slot: Option<usize>) -> Frame<'_> {
+        match slot {
+            None => {
+                let f = self.ring.as_ref().expect("a ring frame").current();
+                Frame {
+                    number: self.stats.frames,
+                    ts: Timestamp::from_secs_nanos(f.sec.into(), f.nsec.into()),
+                    linktype: self.linktype,
+                    data: f.data,
+                    orig_len: f.orig_len,
+                }
+            }
+            Some(i) => {
                 let (len, ts) = self.lens[i];
-                self.stats.frames += 1;
                 let slot = SNAPLEN as usize;
-                let data = &self.buf[i * slot..i * slot + len.min(slot)];
-                return Ok(Some(Frame {
+                Frame {
                     number: self.stats.frames,
                     ts,
                     linktype: self.linktype,
-                    data,
+                    data: &self.buf[i * slot..i * slot + len.min(slot)],
                     orig_len: len as u32,
-                }));
-            }
-            self.status(false);
-            // A short batch means we drain faster than frames arrive: pause a moment so the
-            // next call reads a full batch, instead of waking (and paying a system call) for
-            // every frame or two. The kernel queue holds what arrives meanwhile.
-            if self.filled > 0 && self.filled < BATCH {
-                std::thread::sleep(COALESCE);
-            }
-            self.filled = self.receive()?;
-            self.next = 0;
-            if self.filled == 0 {
-                self.wait();
+                }
             }
         }
+    }
+}
+
+impl FrameSource for LiveSource {
+    fn next_frame(&mut self) -> Result<Option<Frame<'_>>, CaptureError> {
+        Ok(match self.ready(None)? {
+            Ready::Frame(slot) => Some(self.frame(slot)),
+            Ready::Idle | Ready::End => None,
+        })
+    }
+
+    fn poll_frame(&mut self, wait: Duration) -> Result<Polled<'_>, CaptureError> {
+        // A wait too long to add to now is a wait without limit (and reads no clock).
+        let deadline = if wait == Duration::MAX {
+            None
+        } else {
+            Instant::now().checked_add(wait)
+        };
+        Ok(match self.ready(deadline)? {
+            Ready::Frame(slot) => Polled::Frame(self.frame(slot)),
+            Ready::Idle => Polled::Idle,
+            Ready::End => Polled::End,
+        })
     }
 }
 
@@ -582,6 +709,24 @@ mod tests {
     use super::*;
     use crate::capture::filter;
     use std::net::UdpSocket;
+
+    /// The cooked header carries the sender address's fields, in network byte order.
+    #[test]
+    fn sll2_header_from_a_sender_address() {
+        // SAFETY: all-zero is a valid sockaddr_ll.
+        let mut a: libc::sockaddr_ll = unsafe { mem::zeroed() };
+        a.sll_protocol = 0x86ddu16.to_be();
+        a.sll_ifindex = 0x0102_0304;
+        a.sll_hatype = ARPHRD_ETHER;
+        a.sll_pkttype = PACKET_OUTGOING;
+        a.sll_halen = 6;
+        a.sll_addr = [1, 2, 3, 4, 5, 6, 0, 0];
+        let h = sll2_header(&a);
+        assert_eq!(
+            h,
+            [0x86, 0xdd, 0, 0, 1, 2, 3, 4, 0, 1, 4, 6, 1, 2, 3, 4, 5, 6, 0, 0]
+        );
+    }
 
     /// The kernel's verifier accepts every kind of program the compiler makes.
     #[test]

@@ -15,6 +15,7 @@ pub mod ring;
 pub mod stop;
 
 pub use crate::types::{Frame, LinkType, Timestamp};
+use std::time::Duration;
 
 /// An error reading frames. Displayed as one line naming the source, where and what.
 #[derive(Debug, thiserror::Error)]
@@ -40,4 +41,24 @@ pub trait FrameSource {
     fn progress(&self) -> (u64, Option<u64>) {
         (0, None)
     }
+
+    /// The next frame, waiting for it at most about `wait`: [`Polled::Idle`] when none came
+    /// in time, so a display can refresh while an interface is quiet. Sources that never wait
+    /// (files, memory) never say idle.
+    fn poll_frame(&mut self, wait: Duration) -> Result<Polled<'_>, CaptureError> {
+        let _ = wait;
+        Ok(match self.next_frame()? {
+            Some(f) => Polled::Frame(f),
+            None => Polled::End,
+        })
+    }
+}
+
+/// What [`FrameSource::poll_frame`] found.
+pub enum Polled<'a> {
+    Frame(Frame<'a>),
+    /// No frame within the wait; the source goes on.
+    Idle,
+    /// End of input.
+    End,
 }

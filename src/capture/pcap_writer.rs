@@ -12,10 +12,11 @@
 //! stays readable: a record is either whole or, if the disk filled mid-record, the file ends
 //! with a partial record that readers report as a cut-short last frame.
 
-use super::{CaptureError, Frame, FrameSource, LinkType};
+use super::{CaptureError, Frame, FrameSource, LinkType, Polled};
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::Path;
+use std::time::Duration;
 
 /// pcap with nanosecond timestamps (the microsecond magic is 0xa1b2c3d4).
 const MAGIC_NANOS: u32 = 0xa1b2_3c4d;
@@ -133,23 +134,45 @@ impl<'a, W: Write> PcapTee<'a, W> {
     }
 }
 
-impl<W: Write> FrameSource for PcapTee<'_, W> {
-    fn next_frame(&mut self) -> Result<Option<Frame<'_>>, CaptureError> {
-        match self.inner.next_frame() {
-            Ok(Some(frame)) => {
-                self.writer.write_frame(&frame)?;
-                Ok(Some(frame))
+impl<W: Write> PcapTee<'_, W> {
+    /// Write what passes, flush at the end or on an error.
+    fn pass<'f>(
+        writer: &mut PcapWriter<W>,
+        got: Result<Polled<'f>, CaptureError>,
+    ) -> Result<Polled<'f>, CaptureError> {
+        match got {
+            Ok(Polled::Frame(frame)) => {
+                writer.write_frame(&frame)?;
+                Ok(Polled::Frame(frame))
             }
-            Ok(None) => {
-                self.writer.flush()?;
-                Ok(None)
+            Ok(Polled::Idle) => Ok(Polled::Idle),
+            Ok(Polled::End) => {
+                writer.flush()?;
+                Ok(Polled::End)
             }
             Err(e) => {
                 // The capture error is the one to report; the flush keeps what was captured.
-                let _ = self.writer.flush();
+                let _ = writer.flush();
                 Err(e)
             }
         }
+    }
+}
+
+impl<W: Write> FrameSource for PcapTee<'_, W> {
+    fn next_frame(&mut self) -> Result<Option<Frame<'_>>, CaptureError> {
+        let got = self.inner.next_frame().map(|f| match f {
+            Some(f) => Polled::Frame(f),
+            None => Polled::End,
+        });
+        Ok(match Self::pass(&mut self.writer, got)? {
+            Polled::Frame(f) => Some(f),
+            Polled::Idle | Polled::End => None,
+        })
+    }
+
+    fn poll_frame(&mut self, wait: Duration) -> Result<Polled<'_>, CaptureError> {
+        Self::pass(&mut self.writer, self.inner.poll_frame(wait))
     }
 
     fn progress(&self) -> (u64, Option<u64>) {

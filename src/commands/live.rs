@@ -1,13 +1,15 @@
 //! `statescope live`: a live interface ([`LiveSource`]) through the engine into the chosen
-//! printer, with the open connections refreshed in place on a terminal, and a pcap of what was
-//! captured on request.
+//! printer, with the open connections redrawn in place on a terminal on a timer (see
+//! [`crate::output::live_view`]), and a pcap of what was captured on request.
 
 use crate::capture::live::{
     describe_interfaces, install_stop_signals, LiveOptions, LiveSource, SNAPLEN,
 };
 use crate::capture::pcap_writer::{PcapTee, PcapWriter};
+use crate::capture::{FrameSource, Polled};
 use crate::config::{Format, LiveConfig};
-use crate::engine::{run_source_with, Engine, EngineOptions};
+use crate::engine::{Engine, EngineOptions};
+use crate::output::live_view::{terminal_size, AboveView, LiveView, Region, Screen};
 use crate::output::{make_sink, Sink};
 use std::io::{self, IsTerminal, Write};
 use std::process::ExitCode;
@@ -30,16 +32,20 @@ pub fn run(cfg: &LiveConfig) -> anyhow::Result<ExitCode> {
 
     // Piped output streams records as JSON lines unless a format was asked for (or --follow's
     // text goes to standard output, which JSON lines keep for records); on a terminal the
-    // table is printed at the end, with a status line meanwhile.
+    // table is printed at the end, with the live view meanwhile.
     let mut out = cfg.out.clone();
     out.line_buffered = true;
     let stdout_tty = io::stdout().is_terminal();
     if !stdout_tty && !cfg.format_chosen && !out.follows_to_stdout() {
         out.format = Format::Jsonl;
     }
-    // On a terminal the open connections refresh in place on standard error while capturing;
-    // the final table goes to standard output at the end.
-    let refresh = out.format == Format::Table && !out.quiet && io::stderr().is_terminal();
+    // On a terminal the open connections are redrawn in place on standard error while
+    // capturing; the final table goes to standard output at the end, below the erased view.
+    // (Not with --follow's text on standard output: it is written past the view's erasing.)
+    let refresh = out.format == Format::Table
+        && !out.quiet
+        && !out.follows_to_stdout()
+        && io::stderr().is_terminal();
     let status = false;
 
     install_stop_signals();
@@ -72,7 +78,13 @@ pub fn run(cfg: &LiveConfig) -> anyhow::Result<ExitCode> {
             .unwrap_or_default()
     ));
 
-    let mut sink = make_sink(&out, Box::new(io::stdout()));
+    let region = Region::default();
+    let stdout: Box<dyn Write + Send> = if refresh && stdout_tty {
+        Box::new(AboveView::new(io::stdout(), region.clone()))
+    } else {
+        Box::new(io::stdout())
+    };
+    let mut sink = make_sink(&out, stdout);
     let mut engine = Engine::new(EngineOptions::from_config(&out, sink.wants_packets()));
     super::follow(&mut engine, &out)?;
     let wants_report = out.wants_report();
@@ -85,19 +97,18 @@ pub fn run(cfg: &LiveConfig) -> anyhow::Result<ExitCode> {
     } else {
         collect.inner
     };
-    let mut table = LiveTable::new(refresh);
-    let mut tick = |e: &Engine, _: (u64, Option<u64>)| table.draw(e, false);
+    let mut view = refresh.then(|| View::new(region.clone()));
     let result = match writer {
-        Some(w) => run_source_with(
+        Some(w) => capture(
             &mut PcapTee::new(&mut source, w),
             &mut engine,
             target,
-            1,
-            &mut tick,
+            view.as_mut(),
         ),
-        None => run_source_with(&mut source, &mut engine, target, 1, &mut tick),
+        None => capture(&mut source, &mut engine, target, view.as_mut()),
     };
-    table.clear();
+    // Whatever ended the capture, the view is gone before anything more is said.
+    region.erase();
     // The report covers everything captured, even when the capture ended in an error.
     if wants_report {
         let title = format!("statescope live -i {iface}");
@@ -115,65 +126,79 @@ pub fn run(cfg: &LiveConfig) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The open connections, redrawn in place on standard error about twice a second.
-struct LiveTable {
-    on: bool,
-    lines: usize,
-    last: Instant,
+/// Frames from `source` through `engine` into `sink` until the capture ends, redrawing `view`
+/// on its timer meanwhile; the view is erased before the engine's final output. A capture
+/// error ends the run after everything before it has been printed.
+fn capture(
+    source: &mut dyn FrameSource,
+    engine: &mut Engine,
+    sink: &mut dyn Sink,
+    mut view: Option<&mut View>,
+) -> anyhow::Result<()> {
+    let mut failure = None;
+    loop {
+        let wait = view
+            .as_ref()
+            .map_or(Duration::MAX, |v| v.screen.until_due(Instant::now()));
+        let frame = match source.poll_frame(wait) {
+            Ok(Polled::Frame(f)) => {
+                engine.on_frame(&f, sink)?;
+                true
+            }
+            Ok(Polled::Idle) => false,
+            Ok(Polled::End) => break,
+            Err(e) => {
+                failure = Some(e);
+                break;
+            }
+        };
+        if let Some(v) = view.as_mut() {
+            v.tick(engine, frame);
+        }
+    }
+    if let Some(v) = view {
+        v.screen.erase();
+    }
+    engine.finish(sink)?;
+    match failure {
+        Some(e) => Err(e.into()),
+        None => Ok(()),
+    }
 }
 
-impl LiveTable {
-    /// Rows shown at most: a screenful.
-    const ROWS: usize = 20;
+/// The live view and where it is drawn.
+struct View {
+    view: LiveView,
+    screen: Screen,
+    open: Vec<crate::tcp::OpenConn>,
+    /// `STATESCOPE_LIVE_VIEW_STALE=1`: redraw only when a frame arrives, as before the view
+    /// had a timer. Only for the terminal test's negative control, which shows that its check
+    /// catches a stale view.
+    stale: bool,
+}
 
-    fn new(on: bool) -> Self {
-        LiveTable {
-            on,
-            lines: 0,
-            last: Instant::now(),
+impl View {
+    fn new(region: Region) -> Self {
+        View {
+            view: LiveView::new(),
+            screen: Screen::new(region),
+            open: Vec::new(),
+            stale: std::env::var_os("STATESCOPE_LIVE_VIEW_STALE").is_some_and(|v| v == "1"),
         }
     }
 
-    fn draw(&mut self, engine: &Engine, force: bool) {
-        if !self.on || (!force && self.last.elapsed() < Duration::from_millis(500)) {
+    /// Redraw from the engine's state now, if due. `frame`: a frame has just been handled.
+    fn tick(&mut self, engine: &Engine, frame: bool) {
+        let now = Instant::now();
+        if !self.screen.due(now) || (self.stale && !frame) {
             return;
         }
-        self.last = Instant::now();
-        let (open, rows) = engine.open_conns(Self::ROWS);
+        engine.open_now(&mut self.open);
+        self.view.update(now, &self.open);
         let (seen, _) = engine.conn_counts();
-        let mut s = String::new();
-        if self.lines > 0 {
-            s.push_str(&format!("\x1b[{}A\x1b[J", self.lines));
-        }
-        s.push_str(&format!(
-            "{} frames, {} connections ({} open, most recent first)\n",
-            engine.stats.frames, seen, open
-        ));
-        s.push_str(&format!(
-            "{:>5}  {:<27} {:<27} {:>8} {:>10}  {:<13} {:<13}\n",
-            "conn", "client", "server", "packets", "bytes", "client", "server"
-        ));
-        for c in &rows {
-            s.push_str(&format!(
-                "{:>5}  {:<27} {:<27} {:>8} {:>10}  {:<13} {:<13}\n",
-                c.conn,
-                c.client,
-                c.server,
-                c.packets_c2s + c.packets_s2c,
-                c.bytes_c2s + c.bytes_s2c,
-                c.client_state,
-                c.server_state
-            ));
-        }
-        self.lines = 2 + rows.len();
-        eprint!("{s}");
-    }
-
-    /// Erase the table before the final output.
-    fn clear(&mut self) {
-        if self.on && self.lines > 0 {
-            eprint!("\x1b[{}A\x1b[J", self.lines);
-            self.lines = 0;
-        }
+        let lines = self
+            .view
+            .render(now, engine.stats.frames, seen, terminal_size());
+        self.screen.draw(now, &lines);
     }
 }

@@ -8,7 +8,7 @@
 //! | file | command |
 //! |------|---------|
 //! | [`replay`] | `statescope replay`: a capture file on up to three threads |
-//! | [`live`] | `statescope live`: a live interface, with a table refreshed in place |
+//! | [`live`] | `statescope live`: a live interface, with a live view redrawn on a timer |
 //! | [`serve`] | `statescope serve` |
 //! | [`lab`] | `statescope lab`: the listing, or one exercise |
 

@@ -1,8 +1,12 @@
 //! Printers behind one trait, [`Sink`]. Choosing a format is one `match` in [`make_printer`].
 //!
 //! Standard output carries records and nothing else; diagnostics go to standard error.
+//!
+//! Not a printer: [`live_view`], the open connections `live` redraws on standard error while
+//! capturing on a terminal, from snapshots of the engine's state.
 
 pub mod jsonl;
+pub mod live_view;
 pub mod table;
 
 use crate::config::{Format, OutputConfig};

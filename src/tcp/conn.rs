@@ -78,6 +78,30 @@ struct Step {
     inferred: Option<&'static str>,
 }
 
+/// An open connection as it stands, for displays that refresh while capturing
+/// ([`super::Tracker::open_now`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OpenConn {
+    pub conn: u64,
+    pub client: Option<SocketAddr>,
+    pub server: Option<SocketAddr>,
+    /// Both ways.
+    pub packets: u64,
+    /// Payload bytes, both ways.
+    pub bytes: u64,
+    pub client_state: State,
+    pub server_state: State,
+    /// Capture time of its latest segment.
+    pub last_ts: Timestamp,
+}
+
+impl OpenConn {
+    /// Both endpoints are done (CLOSED or TIME_WAIT): only a new SYN changes it now.
+    pub fn closed(&self) -> bool {
+        self.client_state.is_closed() && self.server_state.is_closed()
+    }
+}
+
 /// A connection: index, the two endpoints (0 = client, 1 = server) and what was seen.
 #[derive(Debug)]
 pub struct Conn<U = ()> {
@@ -574,6 +598,21 @@ impl<U: Default> Conn<U> {
     /// Endpoint `i`'s address as text.
     fn addr_text(&self, i: usize) -> String {
         self.ep[i].addr.map(|a| Addr(a).text()).unwrap_or_default()
+    }
+
+    /// What a live display shows of the connection now (no allocation; nothing changes).
+    pub fn now(&self) -> OpenConn {
+        let [c, s] = &self.ep;
+        OpenConn {
+            conn: self.index,
+            client: c.addr,
+            server: s.addr,
+            packets: c.packets + s.packets,
+            bytes: c.bytes + s.bytes,
+            client_state: c.view.state,
+            server_state: s.view.state,
+            last_ts: self.last_ts,
+        }
     }
 
     /// The `conn` record (HTTP counts are filled in by the engine).

@@ -19,7 +19,7 @@ pub mod state;
 pub mod table;
 
 pub use crate::types::PacketSel;
-pub use conn::TrackerConfig;
+pub use conn::{OpenConn, TrackerConfig};
 pub use table::{FlowKey, Tracker};
 
 use crate::record::{ConnRec, Dir, Record};

@@ -6,7 +6,7 @@
 //! configured timeout, and closed ones after a short linger, are finished and evicted, so memory
 //! follows concurrent connections, not the length of the capture.
 
-use super::conn::{pure_syn, Conn, TrackerConfig};
+use super::conn::{pure_syn, Conn, OpenConn, TrackerConfig};
 use super::Events;
 use crate::decode::Segment;
 use crate::types::Timestamp;
@@ -189,16 +189,11 @@ impl<U: Default> Tracker<U> {
         self.next_sweep = Timestamp(now.0.saturating_add(step));
     }
 
-    /// Summaries of the open connections, most recently active first, at most `limit`; and how
-    /// many are open in all. For live displays: nothing is finished or changed.
-    pub fn open_summaries(&self, limit: usize) -> (usize, Vec<crate::record::ConnRec>) {
-        let mut open: Vec<&Conn<U>> = self.open.table.iter().map(|e| &e.conn).collect();
-        let total = open.len();
-        open.sort_unstable_by_key(|c| std::cmp::Reverse((c.last_ts, c.index)));
-        (
-            total,
-            open.into_iter().take(limit).map(Conn::summary).collect(),
-        )
+    /// Every open connection as it stands, into `out` (emptied first), in no set order.
+    /// For live displays: nothing is finished or changed.
+    pub fn open_now(&self, out: &mut Vec<OpenConn>) {
+        out.clear();
+        out.extend(self.open.table.iter().map(|e| e.conn.now()));
     }
 
     /// End of input: finish every connection still open, in index order.
