@@ -480,7 +480,7 @@ mod any_records {
                     })
                 })
                 .collect();
-            let opts = HtmlOptions { detail_limit: limit, select: vec![] };
+            let opts = HtmlOptions { detail_limit: limit, ..HtmlOptions::default() };
             let full = report::render_html(&recs, "<any>", &opts);
             let page = &full[..full.find("<script type=\"application/json\" id=\"folds\">").unwrap()];
             let arrows = page.matches("<g class=\"arrow").count();

@@ -147,24 +147,124 @@ pub fn replay_records(path: &Path) -> anyhow::Result<Vec<Record>> {
     Ok(sink.0)
 }
 
-/// Stop the capture, replay it, print every record (jsonl) before the lab record, and write
-/// the HTML report of the capture when `--html` asked for one.
-pub fn finish_capture(
-    cap: CaptureHandle,
-    ctx: &LabCtx,
-    name: &str,
-    out: &mut LabOut,
-) -> anyhow::Result<(Captured, Records)> {
+/// Stop the capture, replay it, and print every record (jsonl) before the lab record. The
+/// HTML report waits for the lab record ([`write_report`]), since it opens with the lesson.
+pub fn finish_capture(cap: CaptureHandle, out: &mut LabOut) -> anyhow::Result<(Captured, Records)> {
     let captured = cap.stop()?;
     let records = replay_records(&captured.path)?;
     for r in &records {
         out.record(r)?;
     }
-    if let Some(html) = &ctx.html {
-        crate::report::write_html(&records, &format!("statescope lab {name}"), html)?;
-        out.say(&format!("HTML report: {}", html.display()))?;
-    }
     Ok((captured, Records(records)))
+}
+
+/// When `--html` asked for one, write the report of the lab's capture: the lesson first (the
+/// lab record's question, answer, verdict, facts and settings), what each server remembers,
+/// then every connection labelled with the lab step that made it ([`step`]).
+pub fn write_report(
+    ctx: &LabCtx,
+    out: &mut LabOut,
+    rec: &LabRec,
+    recs: &Records,
+    remembers: &[(&str, String)],
+) -> anyhow::Result<()> {
+    let steps = take_steps();
+    let Some(html) = &ctx.html else {
+        return Ok(());
+    };
+    let labels = steps
+        .iter()
+        .filter_map(|(client, step)| Some((recs.conn_of(*client)?.conn, step.clone())))
+        .collect();
+    let lead = format!(
+        "<style>{}{STEP_CSS}</style>{}{}",
+        crate::report::lesson::LESSON_CSS,
+        crate::report::lesson::lesson_html(rec),
+        crate::report::lesson::remembers_html(remembers)
+    );
+    let opts = crate::report::HtmlOptions {
+        lead,
+        labels,
+        ..crate::report::HtmlOptions::default()
+    };
+    crate::report::write_html_with(
+        &recs.0,
+        &format!("statescope lab {}", rec.name),
+        html,
+        &opts,
+    )?;
+    out.say(&format!("HTML report: {}", html.display()))?;
+    Ok(())
+}
+
+const STEP_CSS: &str = ".step{color:#5d4037;font:italic 12px system-ui,sans-serif}";
+
+thread_local! {
+    /// The lab step running on this thread, and every client address it connected from.
+    static STEPS: std::cell::RefCell<(String, Vec<(SocketAddr, String)>)> =
+        std::cell::RefCell::default();
+}
+
+/// Connections opened from now on (on this thread) belong to lab step `name`; the report labels
+/// them with it. A lab's clients run on its own thread, so nothing else's are mixed in.
+pub fn step(name: &str) {
+    STEPS.with(|s| s.borrow_mut().0 = name.to_string());
+}
+
+/// Remember that the current step connected from `client` (every [`Conn`] does this itself).
+pub fn note_conn(client: SocketAddr) {
+    STEPS.with(|s| {
+        let mut s = s.borrow_mut();
+        let label = s.0.clone();
+        if !label.is_empty() {
+            s.1.push((client, label));
+        }
+    });
+}
+
+/// The steps noted so far on this thread, forgetting them (and the current step).
+pub fn take_steps() -> Vec<(SocketAddr, String)> {
+    STEPS.with(|s| std::mem::take(&mut *s.borrow_mut()).1)
+}
+
+/// The environment variable that turns a lab into its own negative control.
+pub const CONTROL_ENV: &str = "STATESCOPE_LAB_CONTROL";
+
+/// Negative controls that are not a server variant: the observer's side is wrong.
+pub const OBSERVER_CONTROLS: &[&str] = &["missed-segment"];
+
+/// The negative control asked for with [`CONTROL_ENV`] (for the test suite: a lab run against a
+/// deliberately wrong variant must end `ok: false`), or `None` for the real lab. An unknown
+/// name is an error, so a typo cannot make a control silently run the real thing.
+pub fn control() -> anyhow::Result<Option<String>> {
+    let Ok(name) = std::env::var(CONTROL_ENV) else {
+        return Ok(None);
+    };
+    if server::Fault::parse(&name).is_none() && !OBSERVER_CONTROLS.contains(&name.as_str()) {
+        let known: Vec<&str> = server::Fault::ALL
+            .iter()
+            .map(|f| f.name())
+            .chain(OBSERVER_CONTROLS.iter().copied())
+            .collect();
+        anyhow::bail!(
+            "{CONTROL_ENV}={name}: no such negative control; known: {}",
+            known.join(", ")
+        );
+    }
+    Ok(Some(name))
+}
+
+/// Start a lab: forget earlier steps, and say on the narrative when this run is a negative
+/// control. Returns the control's name, for the lab's settings.
+pub fn begin(out: &mut LabOut) -> anyhow::Result<Option<String>> {
+    take_steps();
+    let c = control()?;
+    if let Some(name) = &c {
+        out.say(&format!(
+            "NEGATIVE CONTROL {name}: this run uses a deliberately wrong variant and must end ok: false"
+        ))?;
+    }
+    Ok(c)
 }
 
 /// Where a lab's capture goes: `OUT_DIR/NAME.pcap`.
@@ -317,8 +417,13 @@ pub fn restart_server(old: ServerHandle, config: ServerConfig) -> anyhow::Result
 }
 
 fn quiet(config: ServerConfig) -> ServerConfig {
+    let fault = control()
+        .ok()
+        .flatten()
+        .and_then(|c| server::Fault::parse(&c));
     ServerConfig {
         quiet: true,
+        fault: config.fault.or(fault),
         shutdown_grace: Duration::from_secs(2),
         ..config
     }
@@ -394,6 +499,7 @@ impl Conn {
         stream.set_read_timeout(Some(IO_TIMEOUT))?;
         stream.set_write_timeout(Some(IO_TIMEOUT))?;
         stream.set_nodelay(true)?;
+        note_conn(stream.local_addr()?);
         Ok(Conn {
             stream,
             buf: Vec::new(),
@@ -620,6 +726,12 @@ impl Checks {
             out.say(&format!("CHECK FAILED: {f}"))?;
         }
         Ok(self.failed.is_empty())
+    }
+    /// The names of the checks that did not hold (said on the narrative), for the lab
+    /// record's `failed`; empty when every check held.
+    pub fn failed(self, out: &mut LabOut) -> io::Result<Vec<String>> {
+        self.ok(out)?;
+        Ok(self.failed)
     }
 }
 

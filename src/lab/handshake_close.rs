@@ -275,7 +275,7 @@ fn run(ctx: &LabCtx, out: &mut LabOut) -> anyhow::Result<LabRec> {
     std::thread::sleep(PAUSE);
     drop(server);
 
-    let (cap, recs) = common::finish_capture(cap, ctx, LAB.name, out)?;
+    let (cap, recs) = common::finish_capture(cap, out)?;
 
     // ---- the kernel's own transitions beside statescope's ----
     let mut checks = Checks::default();

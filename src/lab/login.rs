@@ -75,7 +75,7 @@ fn run_with_key(ctx: &LabCtx, out: &mut LabOut, key: &std::path::Path) -> anyhow
     let t_after_logout = me(aa, &bearer)?.status;
     drop((a, b));
 
-    let (cap, recs) = common::finish_capture(cap, ctx, LAB.name, out)?;
+    let (cap, recs) = common::finish_capture(cap, out)?;
 
     // ---- measure ----
     let mut checks = Checks::default();

@@ -153,7 +153,7 @@ fn run_with_key(ctx: &LabCtx, out: &mut LabOut, key: &std::path::Path) -> anyhow
     let http_msg_resp = fresh(aa, &http_msg)?;
     drop((a, b));
 
-    let (cap, recs) = common::finish_capture(cap, ctx, LAB.name, out)?;
+    let (cap, recs) = common::finish_capture(cap, out)?;
 
     // ---- from the capture ----
     let mut checks = Checks::default();

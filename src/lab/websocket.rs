@@ -77,7 +77,7 @@ fn run(ctx: &LabCtx, out: &mut LabOut) -> anyhow::Result<LabRec> {
     drop(ws3);
     drop(server);
 
-    let (cap, recs) = common::finish_capture(cap, ctx, LAB.name, out)?;
+    let (cap, recs) = common::finish_capture(cap, out)?;
 
     // ---- measure ----
     let mut checks = Checks::default();
