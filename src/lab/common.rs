@@ -150,7 +150,18 @@ pub fn replay_records(path: &Path) -> anyhow::Result<Vec<Record>> {
 /// Stop the capture, replay it, and print every record (jsonl) before the lab record. The
 /// HTML report waits for the lab record ([`write_report`]), since it opens with the lesson.
 pub fn finish_capture(cap: CaptureHandle, out: &mut LabOut) -> anyhow::Result<(Captured, Records)> {
+    finish_capture_edited(cap, out, |_| Ok(()))
+}
+
+/// [`finish_capture`], letting `edit` change the saved capture before it is replayed (a
+/// negative control's observer that missed a segment: [`drop_frame`]).
+pub fn finish_capture_edited(
+    cap: CaptureHandle,
+    out: &mut LabOut,
+    edit: impl FnOnce(&Path) -> anyhow::Result<()>,
+) -> anyhow::Result<(Captured, Records)> {
     let captured = cap.stop()?;
+    edit(&captured.path)?;
     let records = replay_records(&captured.path)?;
     for r in &records {
         out.record(r)?;
@@ -265,6 +276,32 @@ pub fn begin(out: &mut LabOut) -> anyhow::Result<Option<String>> {
         ))?;
     }
     Ok(c)
+}
+
+/// Rewrite the capture at `path` without frame `number` (1-based), as if the observer had
+/// never seen it. Returns the frames kept.
+pub fn drop_frame(path: &Path, number: u64) -> anyhow::Result<u64> {
+    let tmp = path.with_extension("pcap.tmp");
+    let mut source = pcap_file::open(path)?;
+    let mut writer: Option<PcapWriter<std::fs::File>> = None;
+    let mut kept = 0;
+    while let Some(frame) = source.next_frame()? {
+        if frame.number == number {
+            continue;
+        }
+        let w = match &mut writer {
+            Some(w) => w,
+            None => writer.insert(PcapWriter::create(&tmp, frame.linktype, SNAPLEN)?),
+        };
+        w.write_frame(&frame)?;
+        kept += 1;
+    }
+    if let Some(mut w) = writer {
+        w.flush()?;
+        drop(w);
+        std::fs::rename(&tmp, path)?;
+    }
+    Ok(kept)
 }
 
 /// Where a lab's capture goes: `OUT_DIR/NAME.pcap`.
