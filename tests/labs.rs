@@ -524,7 +524,9 @@ fn handshake_and_close_control_observer_missed_the_servers_fin() {
         "handshake-and-close",
         "missed-segment",
         None,
-        &["every_endpoint_matches_kernel", "sampled_moments_agree"],
+        // The kernel's log is the comparison that cannot miss a moment; the three sampled
+        // moments may fall before the server's FIN, so they are not required to differ.
+        &["every_endpoint_matches_kernel"],
         true,
     );
 }

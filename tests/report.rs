@@ -134,6 +134,26 @@ fn long_connections_are_condensed() {
 }
 
 #[test]
+fn a_lead_and_per_connection_labels_are_placed_and_escaped() {
+    let recs = fixture("http-keepalive");
+    let plain = report::render_html(&recs, "t", &HtmlOptions::default());
+    assert!(!plain.contains("class=\"step\""), "no labels unless given");
+    let mut labels = BTreeMap::new();
+    labels.insert(0u64, "step <one>".to_string());
+    let opts = HtmlOptions {
+        lead: "<section id=\"lead\">L</section>".into(),
+        labels,
+        ..HtmlOptions::default()
+    };
+    let page = report::render_html(&recs, "t", &opts);
+    let h1 = page.find("<h1>").unwrap();
+    let lead = page.find("<section id=\"lead\">").unwrap();
+    assert!(h1 < lead && lead < page.find("<h2>Connections</h2>").unwrap());
+    assert!(page.contains("<div class=\"step\">step &lt;one&gt;</div>"));
+    assert!(page.contains("<p class=\"step\">Lab step: step &lt;one&gt;</p>"));
+}
+
+#[test]
 fn many_connections_draw_the_first_ones_and_selected_ones() {
     let recs = fixture("many-conns-120");
     let opts = HtmlOptions {

@@ -545,6 +545,34 @@ mod tests {
     // ---- tokens ----
 
     #[test]
+    fn claims_are_readable_without_the_key_but_only_verify_proves_them() {
+        let t = key().sign("alice", 2_000);
+        assert_eq!(
+            read_claims(&t),
+            Ok(Claims {
+                user: "alice".into(),
+                expires: 2_000
+            })
+        );
+        // Another user with alice's signature: readable, and refused by verify.
+        let forged = format!("{}.{}", B64.encode("mallory"), t.split_once('.').unwrap().1);
+        assert_eq!(read_claims(&forged).unwrap().user, "mallory");
+        assert_eq!(key().verify(&forged, 1_000), Err(TokenError::BadSignature));
+        assert_eq!(read_claims("a.b"), Err(TokenError::Malformed));
+        assert_eq!(read_claims("!!.5.x"), Err(TokenError::Malformed));
+    }
+
+    #[test]
+    fn a_shared_store_url_is_checked_when_opened() {
+        assert!(SharedSessions::open("redis://127.0.0.1:6379", Duration::from_secs(5)).is_ok());
+        let e = SharedSessions::open("not a url", Duration::from_secs(5))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("redis://"), "{e}");
+    }
+
+    #[test]
     fn token_round_trip() {
         let t = key().sign("alice", 2000);
         let c = key().verify(&t, 1999).unwrap();

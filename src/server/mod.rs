@@ -18,7 +18,8 @@
 //! - Per TCP connection: its addresses and a request counter ([`ConnCtx`]), dropped when the
 //!   connection closes — transport state, which HTTP/1.1 keep-alive rides on.
 //! - Per WebSocket connection: a message count and short history ([`ws::WsState`]).
-//! - Per login session: `id → user` in [`auth::Sessions`], until logout or expiry.
+//! - Per login session: `id → user` in [`auth::Sessions`], until logout or expiry; or, with
+//!   `session_store`, in Redis ([`auth::SharedSessions`]), where every instance sees it.
 //! - Aggregate counters (connections and requests served): a few integers, not records.
 //!
 //! # Limits
@@ -642,6 +643,15 @@ pub fn run_until_signal(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_fault_parses_from_its_name_and_nothing_else_does() {
+        for f in Fault::ALL {
+            assert_eq!(Fault::parse(f.name()), Some(f));
+        }
+        assert_eq!(Fault::parse("conn-counter"), None);
+        assert!(ServerConfig::default().fault.is_none());
+    }
 
     #[test]
     fn listen_addresses() {

@@ -6,7 +6,7 @@
 //! | `GET /` | stateless | a greeting |
 //! | `* /echo` | stateless | everything the server knows about this request, as JSON |
 //! | `GET /state` | — | what the server holds right now, measured |
-//! | `POST /session/login` | stateful | `user=NAME` → a cookie naming a session kept in memory |
+//! | `POST /session/login` | stateful | `user=NAME` → a cookie naming a session kept in memory (or in Redis, with `ServerConfig::session_store`) |
 //! | `POST /session/logout` | stateful | forget the session |
 //! | `POST /token/login` | stateless | `user=NAME` → `{"token": ...}`, signed, kept nowhere |
 //! | `GET /me` | both | who the cookie or `Authorization: Bearer` token says you are, or 401 |
