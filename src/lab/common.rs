@@ -39,7 +39,7 @@ const IO_TIMEOUT: Duration = Duration::from_secs(5);
 /// A capture of `lo` running in a thread, writing a pcap file.
 pub struct CaptureHandle {
     stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<anyhow::Result<u64>>>,
+    thread: Option<JoinHandle<anyhow::Result<(u64, u64)>>>,
     path: PathBuf,
 }
 
@@ -47,6 +47,9 @@ pub struct CaptureHandle {
 pub struct Captured {
     pub path: PathBuf,
     pub frames: u64,
+    /// Frames the kernel dropped because the capture could not keep up (a busy machine);
+    /// checks on the capture may then fail, and the narrative says why.
+    pub dropped: u64,
 }
 
 /// Start capturing TCP on `lo` to and from any of `ports`, into `path`. Returns once the
@@ -83,7 +86,7 @@ pub fn start_capture(ports: &[u16], path: &Path) -> anyhow::Result<CaptureHandle
                 frames += 1;
             }
             writer.flush()?;
-            Ok(frames)
+            Ok((frames, source.stats().dropped))
         })
         .context("cannot start the capture thread")?;
     Ok(CaptureHandle {
@@ -98,15 +101,16 @@ impl CaptureHandle {
     pub fn stop(mut self) -> anyhow::Result<Captured> {
         std::thread::sleep(SETTLE);
         self.stop.store(true, Ordering::Relaxed);
-        let frames = match self.thread.take() {
+        let (frames, dropped) = match self.thread.take() {
             Some(t) => t
                 .join()
                 .map_err(|_| anyhow::anyhow!("the capture thread panicked"))??,
-            None => 0,
+            None => (0, 0),
         };
         Ok(Captured {
             path: self.path.clone(),
             frames,
+            dropped,
         })
     }
 }
@@ -161,6 +165,12 @@ pub fn finish_capture_edited(
     edit: impl FnOnce(&Path) -> anyhow::Result<()>,
 ) -> anyhow::Result<(Captured, Records)> {
     let captured = cap.stop()?;
+    if captured.dropped > 0 {
+        out.say(&format!(
+            "WARNING: the capture lost {} frames (the machine was too busy to keep up); checks on the capture may fail for that reason alone",
+            captured.dropped
+        ))?;
+    }
     edit(&captured.path)?;
     let records = replay_records(&captured.path)?;
     for r in &records {
@@ -185,7 +195,9 @@ pub fn write_report(
     };
     let labels = steps
         .iter()
-        .filter_map(|(client, step)| Some((recs.conn_of(*client)?.conn, step.clone())))
+        .filter_map(|(client, server, step)| {
+            Some((recs.conn_to(*client, *server)?.conn, step.clone()))
+        })
         .collect();
     let lead = format!(
         "<style>{}{STEP_CSS}</style>{}{}",
@@ -212,7 +224,7 @@ const STEP_CSS: &str = ".step{color:#5d4037;font:italic 12px system-ui,sans-seri
 
 thread_local! {
     /// The lab step running on this thread, and every client address it connected from.
-    static STEPS: std::cell::RefCell<(String, Vec<(SocketAddr, String)>)> =
+    static STEPS: std::cell::RefCell<(String, Vec<(SocketAddr, SocketAddr, String)>)> =
         std::cell::RefCell::default();
 }
 
@@ -222,19 +234,20 @@ pub fn step(name: &str) {
     STEPS.with(|s| s.borrow_mut().0 = name.to_string());
 }
 
-/// Remember that the current step connected from `client` (every [`Conn`] does this itself).
-pub fn note_conn(client: SocketAddr) {
+/// Remember that the current step connected from `client` to `server` (every [`Conn`] does
+/// this itself).
+pub fn note_conn(client: SocketAddr, server: SocketAddr) {
     STEPS.with(|s| {
         let mut s = s.borrow_mut();
         let label = s.0.clone();
         if !label.is_empty() {
-            s.1.push((client, label));
+            s.1.push((client, server, label));
         }
     });
 }
 
 /// The steps noted so far on this thread, forgetting them (and the current step).
-pub fn take_steps() -> Vec<(SocketAddr, String)> {
+pub fn take_steps() -> Vec<(SocketAddr, SocketAddr, String)> {
     STEPS.with(|s| std::mem::take(&mut *s.borrow_mut()).1)
 }
 
@@ -331,10 +344,16 @@ impl Records {
             _ => None,
         })
     }
-    /// The connection whose client end was `client`.
+    /// The connection whose client end was `client`. With several servers in one capture the
+    /// kernel may reuse a client port towards another server: use [`Records::conn_to`] there.
     pub fn conn_of(&self, client: SocketAddr) -> Option<&ConnRec> {
         let c = client.to_string();
         self.conns().find(|r| *r.client == *c)
+    }
+    /// The connection from `client` to `server`.
+    pub fn conn_to(&self, client: SocketAddr, server: SocketAddr) -> Option<&ConnRec> {
+        let (c, s) = (client.to_string(), server.to_string());
+        self.conns().find(|r| *r.client == *c && *r.server == *s)
     }
     /// The packets of connection `conn`, in order.
     pub fn packets_of(&self, conn: u64) -> Vec<&PacketRec> {
@@ -536,7 +555,7 @@ impl Conn {
         stream.set_read_timeout(Some(IO_TIMEOUT))?;
         stream.set_write_timeout(Some(IO_TIMEOUT))?;
         stream.set_nodelay(true)?;
-        note_conn(stream.local_addr()?);
+        note_conn(stream.local_addr()?, addr);
         Ok(Conn {
             stream,
             buf: Vec::new(),

@@ -200,16 +200,20 @@ struct Moment {
     name: &'static str,
     kernel_client: &'static str,
     kernel_server: &'static str,
+    /// `/proc/net/tcp` was read between these two clock readings.
+    from: f64,
     at: f64,
 }
 
 fn moment(name: &'static str, client: SocketAddr, server: SocketAddr) -> anyhow::Result<Moment> {
     std::thread::sleep(PAUSE);
+    let from = common::now_secs();
     let socks = kernel_sockets()?;
     Ok(Moment {
         name,
         kernel_client: kernel_state(&socks, client, server),
         kernel_server: kernel_state(&socks, server, client),
+        from,
         at: common::now_secs(),
     })
 }
@@ -258,9 +262,11 @@ fn run(ctx: &LabCtx, out: &mut LabOut) -> anyhow::Result<LabRec> {
         Err(e) => e.kind().to_string(),
     };
     std::thread::sleep(PAUSE);
+    // Only a socket still trying (SYN_SENT) can be the refused one: once refused, the port is
+    // free again, and a concurrent program may listen on it and take connections.
     let refused_kernel = kernel_sockets()?
         .iter()
-        .find(|s| s.remote == closed_addr)
+        .find(|s| s.remote == closed_addr && s.state == "SYN_SENT")
         .map_or("CLOSED", |s| s.state);
     drop(refused);
 
@@ -268,7 +274,7 @@ fn run(ctx: &LabCtx, out: &mut LabOut) -> anyhow::Result<LabRec> {
     let peer = plain_peer(plain);
     let mut half = TcpStream::connect(plain_addr)?;
     common::step("half-close held open");
-    common::note_conn(half.local_addr()?);
+    common::note_conn(half.local_addr()?, plain_addr);
     half.set_read_timeout(Some(Duration::from_secs(3)))?;
     half.write_all(b"hello\n")?;
     half.shutdown(Shutdown::Write)?; // FIN: FIN_WAIT_1, then FIN_WAIT_2 once it is ACKed
@@ -278,7 +284,7 @@ fn run(ctx: &LabCtx, out: &mut LabOut) -> anyhow::Result<LabRec> {
     drop(half);
     let mut ab = TcpStream::connect(plain_addr)?;
     common::step("abort (SO_LINGER 0: RST)");
-    common::note_conn(ab.local_addr()?);
+    common::note_conn(ab.local_addr()?, plain_addr);
     ab.write_all(b"x")?;
     std::thread::sleep(PAUSE);
     let abort_client = ab.local_addr()?;
@@ -386,7 +392,7 @@ fn run(ctx: &LabCtx, out: &mut LabOut) -> anyhow::Result<LabRec> {
     let shown_total: usize = eps.iter().map(|e| e.shown.len()).sum();
 
     // ---- compare at the sampled moments ----
-    let conn_rec = recs.conn_of(client);
+    let conn_rec = recs.conn_to(client, addr);
     checks.check("conn_captured", conn_rec.is_some());
     checks.check("server_socket_listen", listening == "LISTEN");
     let conn_idx = conn_rec.map(|c| c.conn).unwrap_or(u64::MAX);
@@ -421,10 +427,24 @@ fn run(ctx: &LabCtx, out: &mut LabOut) -> anyhow::Result<LabRec> {
     let mut facts = Vec::new();
     let mut all_agree = true;
     for m in &moments {
-        let (ic, is) = recs
-            .states_at(conn_idx, m.at)
-            .unwrap_or(("NONE".into(), "NONE".into()));
-        let agree = ic == m.kernel_client && is == m.kernel_server;
+        // The kernel was read at some instant between `from` and `at`: each side agrees when
+        // its state matches the inferred one at the start of that window or after any segment
+        // inside it (on a busy machine a FIN can go out while /proc is being read).
+        let none = || ("NONE".to_string(), "NONE".to_string());
+        let mut during = vec![recs.states_at(conn_idx, m.from).unwrap_or_else(none)];
+        during.extend(
+            pk.iter()
+                .filter(|p| p.ts > m.from && p.ts <= m.at)
+                .map(|p| (p.client_state.to_string(), p.server_state.to_string())),
+        );
+        let (ic, is) = recs.states_at(conn_idx, m.at).unwrap_or_else(none);
+        let agree = during.iter().any(|(c, _)| c == m.kernel_client)
+            && during.iter().any(|(_, s)| s == m.kernel_server);
+        let (ic, is) = if agree {
+            (m.kernel_client.to_string(), m.kernel_server.to_string())
+        } else {
+            (ic, is)
+        };
         all_agree &= agree;
         out.say(&format!(
             "{:<26} {:>13} {:>13}   {:>13} {:>13}{}",

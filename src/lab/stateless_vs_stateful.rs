@@ -255,11 +255,11 @@ fn run_with_key(ctx: &LabCtx, out: &mut LabOut, key: &std::path::Path) -> anyhow
 
     // ---- from the capture ----
     let mut checks = Checks::default();
-    let keep = recs.conn_of(keep_client);
+    let keep = recs.conn_to(keep_client, aa);
     let keep_packets = keep.map_or(0, |c| c.packets_c2s + c.packets_s2c);
     let fresh_recs: Vec<_> = fresh_clients
         .iter()
-        .filter_map(|c| recs.conn_of(*c))
+        .filter_map(|c| recs.conn_to(*c, aa))
         .collect();
     let fresh_packets: u64 = fresh_recs
         .iter()
@@ -277,7 +277,7 @@ fn run_with_key(ctx: &LabCtx, out: &mut LabOut, key: &std::path::Path) -> anyhow
     // Request bytes: one /me with the cookie, one with the token, as captured (bytes_c2s).
     let cookie_req_bytes = session_clients
         .first()
-        .and_then(|c| recs.conn_of(*c))
+        .and_then(|c| recs.conn_to(*c, aa))
         .map_or(0, |c| c.bytes_c2s);
     let token_req_bytes = recs
         .http()
@@ -293,7 +293,7 @@ fn run_with_key(ctx: &LabCtx, out: &mut LabOut, key: &std::path::Path) -> anyhow
     if let Some((local, shared, _)) = context {
         checks.check("local_context_faster_than_shared_store", local < shared);
     }
-    let ws_rec = recs.conn_of(ws_client);
+    let ws_rec = recs.conn_to(ws_client, aa);
     let ws_msgs: Vec<u32> = ws_rec
         .map(|c| recs.packets_of(c.conn))
         .unwrap_or_default()
@@ -306,7 +306,7 @@ fn run_with_key(ctx: &LabCtx, out: &mut LabOut, key: &std::path::Path) -> anyhow
     let ws_msg_bytes =
         ws_msgs.iter().map(|&l| u64::from(l)).sum::<u64>() as f64 / ws_msgs.len().max(1) as f64;
     let http_msg_bytes = recs
-        .conn_of(http_msg_resp.client)
+        .conn_to(http_msg_resp.client, aa)
         .map_or(0, |c| c.bytes_c2s);
     checks.check("n_ws_messages_captured", ws_msgs.len() == N);
     checks.check(
