@@ -485,10 +485,29 @@ fn quiet(config: ServerConfig) -> ServerConfig {
     }
 }
 
-/// A port nothing listens on (bound a moment ago, then released).
-pub fn closed_port() -> anyhow::Result<u16> {
-    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
-    Ok(l.local_addr()?.port())
+/// A loopback port nobody listens on, held for as long as the returned socket lives: bound
+/// but never listening, so a SYN to it is answered by RST, and (bound without
+/// `SO_REUSEADDR`) no other program's server can take the port meanwhile.
+pub fn closed_port() -> anyhow::Result<(std::os::fd::OwnedFd, u16)> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: plain socket calls on a descriptor we own; the address structs are sized as
+    // passed.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        anyhow::ensure!(fd >= 0, "socket: {}", io::Error::last_os_error());
+        let owned = std::os::fd::OwnedFd::from_raw_fd(fd);
+        let mut sa: libc::sockaddr_in = std::mem::zeroed();
+        sa.sin_family = libc::AF_INET as libc::sa_family_t;
+        sa.sin_addr.s_addr = u32::from(std::net::Ipv4Addr::LOCALHOST).to_be();
+        let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+        let rc = libc::bind(fd, &sa as *const _ as *const libc::sockaddr, len);
+        anyhow::ensure!(rc == 0, "bind: {}", io::Error::last_os_error());
+        let mut got: libc::sockaddr_in = std::mem::zeroed();
+        let mut got_len = len;
+        let rc = libc::getsockname(fd, &mut got as *mut _ as *mut libc::sockaddr, &mut got_len);
+        anyhow::ensure!(rc == 0, "getsockname: {}", io::Error::last_os_error());
+        Ok((owned, u16::from_be(got.sin_port)))
+    }
 }
 
 /// One HTTP response as the client read it.

@@ -222,7 +222,7 @@ fn run(ctx: &LabCtx, out: &mut LabOut) -> anyhow::Result<LabRec> {
     let control = common::begin(out)?;
     let server = common::start_server(ServerConfig::default())?;
     let addr = server.addr();
-    let closed = common::closed_port()?;
+    let (_held, closed) = common::closed_port()?;
     let closed_addr = SocketAddr::from(([127, 0, 0, 1], closed));
     let plain = TcpListener::bind("127.0.0.1:0")?;
     let plain_addr = plain.local_addr()?;
@@ -252,6 +252,16 @@ fn run(ctx: &LabCtx, out: &mut LabOut) -> anyhow::Result<LabRec> {
     let resp = conn.request(&raw_request(addr, "GET", "/", &[], ""))?;
     moments.push(moment("after the response", client, addr)?);
     drop(conn); // the client closes first: the active close
+                // The server closes when it notices the client's FIN; on a busy machine that can take a
+                // while, so wait (bounded) until the kernel shows the client past FIN_WAIT.
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    while std::time::Instant::now() < deadline {
+        let socks = kernel_sockets()?;
+        if !kernel_state(&socks, client, addr).starts_with("FIN_WAIT") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
     moments.push(moment("after the client closed", client, addr)?);
 
     // A port nobody listens on.
