@@ -222,9 +222,12 @@ pub fn write_report(
 
 const STEP_CSS: &str = ".step{color:#5d4037;font:italic 12px system-ui,sans-serif}";
 
+/// A connection a lab step made: client, server, the step's name.
+type StepConn = (SocketAddr, SocketAddr, String);
+
 thread_local! {
-    /// The lab step running on this thread, and every client address it connected from.
-    static STEPS: std::cell::RefCell<(String, Vec<(SocketAddr, SocketAddr, String)>)> =
+    /// The lab step running on this thread, and every connection it made.
+    static STEPS: std::cell::RefCell<(String, Vec<StepConn>)> =
         std::cell::RefCell::default();
 }
 
@@ -247,7 +250,7 @@ pub fn note_conn(client: SocketAddr, server: SocketAddr) {
 }
 
 /// The steps noted so far on this thread, forgetting them (and the current step).
-pub fn take_steps() -> Vec<(SocketAddr, SocketAddr, String)> {
+pub fn take_steps() -> Vec<StepConn> {
     STEPS.with(|s| std::mem::take(&mut *s.borrow_mut()).1)
 }
 
