@@ -491,6 +491,10 @@ impl Tracer {
         };
         // TAI runs beside the realtime clock that stamps captured frames.
         put("trace_clock", "tai")?;
+        // The ring overwrites its oldest events when full, and it logs every TCP socket on the
+        // machine: on a busy one the default (about 1.4 MB per CPU) lost a lab's first
+        // transitions within seconds. Best effort: a smaller ring still records.
+        let _ = put("buffer_size_kb", "8192");
         put("events/sock/inet_sock_set_state/enable", "1")?;
         put("tracing_on", "1")?;
         Ok(t)

@@ -3,6 +3,15 @@
 //!
 //! Each test checks the final `lab` record (ok, and the facts it claims) against the other
 //! records of the same output, and that the saved capture replays to the same connections.
+//!
+//! Every lab also runs as its own negative control (`STATESCOPE_LAB_CONTROL=NAME`: a
+//! deliberately wrong server, or an observer that missed a segment) and must then end
+//! `ok: false`, exit 1, naming the check the wrong variant breaks. `login` and
+//! `stateless-vs-stateful` get a real `redis-server` started here (skipped, and said, where it
+//! is not installed).
+
+#[path = "support/redis.rs"]
+mod redis;
 
 use assert_cmd::Command;
 use serde_json::Value;
@@ -78,51 +87,113 @@ impl Run {
     }
 }
 
-/// Run a lab; `None` (after saying so) when not root.
-fn run_lab(name: &str) -> Option<Run> {
+/// Run a lab through the binary, as a negative control when `control` names one; `None`
+/// (after saying so) when not root. Checks only what every run must hold: one lab record, last.
+fn run_any(name: &str, redis: Option<&str>, control: Option<&str>) -> Option<(Run, bool)> {
     if !is_root() {
         eprintln!("skipped: needs root (live capture on lo)");
         return None;
     }
     let dir = tempfile::tempdir().unwrap();
-    let out = Command::cargo_bin("statescope")
-        .unwrap()
-        .args(["lab", name, "--format", "jsonl", "--out-dir"])
+    let mut cmd = Command::cargo_bin("statescope").unwrap();
+    cmd.args(["lab", name, "--format", "jsonl", "--out-dir"])
         .arg(dir.path())
-        .timeout(std::time::Duration::from_secs(60))
-        .output()
-        .unwrap();
+        .env_remove("STATESCOPE_LAB_CONTROL")
+        .timeout(std::time::Duration::from_secs(90));
+    if let Some(url) = redis {
+        cmd.args(["--redis", url]);
+    }
+    if let Some(c) = control {
+        cmd.env("STATESCOPE_LAB_CONTROL", c);
+    }
+    let out = cmd.output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "lab {name} failed: {}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        stdout
-    );
     let records: Vec<Record> = stdout
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad record {l}: {e}")))
         .collect();
     let Some(Record::Lab(lab)) = records.last().cloned() else {
-        panic!("lab {name}: the last record is not the lab record");
+        panic!(
+            "lab {name}: the last record is not the lab record: {}\n{stdout}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     };
     assert_eq!(lab.name, name);
-    assert!(lab.ok, "lab {name} says a check failed: {lab:?}");
     assert!(!lab.question.is_empty() && !lab.answer.is_empty());
     let lab_records = records
         .iter()
         .filter(|r| matches!(r, Record::Lab(_)))
         .count();
     assert_eq!(lab_records, 1, "exactly one lab record");
+    assert_eq!(
+        lab.ok,
+        lab.failed.is_empty(),
+        "ok is exactly 'nothing failed'"
+    );
+    assert_eq!(
+        lab.settings.get("control").and_then(|v| v.as_str()),
+        control,
+        "the lab says in its settings which control it ran"
+    );
     let pcap = dir.path().join(format!("{name}.pcap"));
-    let run = Run {
-        records,
-        lab,
-        pcap,
-        _dir: dir,
-    };
+    let success = out.status.success();
+    assert_eq!(success, lab.ok, "exit status follows ok");
+    Some((
+        Run {
+            records,
+            lab,
+            pcap,
+            _dir: dir,
+        },
+        success,
+    ))
+}
+
+/// The real lab: every check holds, and the capture replays to what it printed.
+fn run_lab_with(name: &str, redis: Option<&str>) -> Option<Run> {
+    let (run, _) = run_any(name, redis, None)?;
+    assert!(run.lab.ok, "lab {name} says a check failed: {:?}", run.lab);
     check_replay(&run);
     Some(run)
+}
+
+fn run_lab(name: &str) -> Option<Run> {
+    run_lab_with(name, None)
+}
+
+/// The lab against its deliberately wrong variant: `ok: false`, and exactly the checks in
+/// `must_fail` failed (or, with `at_least`, at least those).
+fn run_control(name: &str, control: &str, redis: Option<&str>, must_fail: &[&str], at_least: bool) {
+    let Some((run, success)) = run_any(name, redis, Some(control)) else {
+        return;
+    };
+    assert!(
+        !success && !run.lab.ok,
+        "control {control} of {name} ended ok"
+    );
+    if at_least {
+        for f in must_fail {
+            assert!(
+                run.lab.failed.iter().any(|x| x == f),
+                "control {control} of {name}: {f} did not fail; failed: {:?}",
+                run.lab.failed
+            );
+        }
+    } else {
+        assert_eq!(
+            run.lab.failed, must_fail,
+            "control {control} of {name}: the wrong checks failed"
+        );
+    }
+}
+
+/// A redis-server for one test, or `None` after saying the Redis part is skipped.
+fn redis_for(what: &str) -> Option<redis::RedisServer> {
+    let r = redis::RedisServer::start();
+    if r.is_none() {
+        eprintln!("{what}: the Redis part is skipped: redis-server is not installed (apt-get install redis-server; CI installs it)");
+    }
+    r
 }
 
 /// The saved capture exists, is the one the lab names, and `statescope replay` of it gives the
@@ -173,8 +244,18 @@ fn tcp_vs_http() {
         return;
     };
     let keep = run.conn(run.fact_u64("keepalive_conn"));
-    assert_eq!(keep.http_requests, 3);
-    assert_eq!(run.fact_u64("keepalive_http_requests"), 3);
+    assert_eq!(keep.http_requests, 7);
+    assert_eq!(run.fact_u64("keepalive_http_requests"), 7);
+    // On that connection, right after the login: /me without the cookie was refused, in the
+    // capture too (the 5th request's response).
+    assert_eq!(run.fact_u64("me_without_cookie_status"), 401);
+    let keep_statuses: Vec<u16> = run
+        .http()
+        .iter()
+        .filter(|h| h.conn == keep.conn && h.dir == statescope::record::Dir::S2c)
+        .filter_map(|h| h.status)
+        .collect();
+    assert_eq!(keep_statuses, [200, 200, 200, 200, 401, 200, 200]);
     // The claimed sequence numbers are the request segments' own.
     let seqs: Vec<u64> = run
         .packets(keep.conn)
@@ -196,10 +277,22 @@ fn tcp_vs_http() {
     );
     assert_eq!(run.fact_u64("records_retained"), 0);
     assert_eq!(run.fact("restart_same_answer"), &Value::Bool(true));
+    assert_eq!(run.fact_u64("me_with_cookie_after_restart_status"), 401);
     let requests = run.http().iter().filter(|h| h.method.is_some()).count();
     assert_eq!(
-        requests, 9,
-        "3 kept + 3 fresh + /state + 2 around the restart"
+        requests, 13,
+        "7 kept + 3 fresh + /state + 2 after the restart"
+    );
+}
+
+#[test]
+fn tcp_vs_http_control_server_counting_requests_in_root() {
+    run_control(
+        "tcp-vs-http",
+        "conn-counter-in-root",
+        None,
+        &["restart_same_answer"],
+        false,
     );
 }
 
@@ -264,6 +357,19 @@ fn websocket() {
     assert_eq!(run.fact_u64("upgrades"), upgrades);
     assert_eq!(run.fact_u64("ws_frames"), run.ws().len() as u64);
     assert_eq!(u64s(run.fact("counts_first")), [1, 2, 3]);
+    // The history the server kept is what was sent on that connection, and only that.
+    assert_eq!(
+        run.fact("history_first"),
+        &serde_json::json!(["hello 1", "hello 2", "hello 3"])
+    );
+    // The captured text frames up are those messages' sizes (7 bytes each).
+    let up_lens: Vec<u64> = run
+        .ws()
+        .iter()
+        .filter(|w| w.opcode == 1 && w.dir == statescope::record::Dir::C2s)
+        .map(|w| w.len)
+        .collect();
+    assert_eq!(&up_lens[..3], [7, 7, 7]);
     assert_eq!(u64s(run.fact("counts_after_restart")), [1]);
     assert_eq!(run.fact_u64("ws_open_before_restart"), 2);
     assert_eq!(run.fact_u64("ws_open_after_restart"), 1);
@@ -287,10 +393,33 @@ fn websocket() {
 }
 
 #[test]
+fn websocket_control_one_count_for_every_connection() {
+    run_control(
+        "websocket",
+        "shared-ws-counter",
+        None,
+        &["second_connection_counts_from_1"],
+        false,
+    );
+}
+
+#[test]
 fn login() {
-    let Some(run) = run_lab("login") else {
+    let redis = redis_for("login");
+    let url = redis.as_ref().map(|r| r.url());
+    let Some(run) = run_lab_with("login", url.as_deref()) else {
         return;
     };
+    if redis.is_some() {
+        assert_eq!(run.fact_u64("redis_session_me_r2"), 200);
+        assert_eq!(run.fact_u64("redis_session_me_r1_after_restart"), 200);
+        assert_eq!(run.fact_u64("redis_session_me_r1_after_logout_on_r2"), 401);
+    }
+    assert_eq!(run.fact("token_claims")["user"], "alice");
+    assert_eq!(run.fact_u64("tampered_token_status"), 401);
+    assert_eq!(run.fact_u64("no_key_file_token_after_restart"), 401);
+    assert!(run.fact_u64("token_valid_after_logout_seconds") > 3000);
+    assert!(run.lab.answer.contains("--token-key-file"));
     assert_eq!(run.fact_u64("session_me_same_instance"), 200);
     assert_eq!(run.fact_u64("session_me_other_instance"), 401);
     assert_eq!(run.fact_u64("session_me_after_restart"), 401);
@@ -315,11 +444,43 @@ fn login() {
 }
 
 #[test]
+fn login_control_token_not_checked() {
+    run_control(
+        "login",
+        "unchecked-token",
+        None,
+        &[
+            "tampered_token_refused",
+            "token_without_key_file_dies_on_restart",
+        ],
+        false,
+    );
+}
+
+#[test]
 fn stateless_vs_stateful() {
-    let Some(run) = run_lab("stateless-vs-stateful") else {
+    let redis = redis_for("stateless-vs-stateful");
+    let url = redis.as_ref().map(|r| r.url());
+    let Some(run) = run_lab_with("stateless-vs-stateful", url.as_deref()) else {
         return;
     };
-    let n = run.fact_u64("requests");
+    let n = run.lab.settings["requests"].as_u64().unwrap();
+    if redis.is_some() {
+        let local = run
+            .fact("context_local_memory_median_seconds")
+            .as_f64()
+            .unwrap();
+        let shared = run
+            .fact("context_shared_store_median_seconds")
+            .as_f64()
+            .unwrap();
+        assert!(local > 0.0 && local < shared);
+    }
+    // Keep-alive is not listed as a win of stateful design.
+    let answer = &run.lab.answer;
+    let stateful = &answer[answer.find("Stateful:").unwrap()..];
+    let stateful = &stateful[..stateful.find("Reusing a connection").unwrap()];
+    assert!(!stateful.contains("keep-alive") && !stateful.contains("reusing"));
     assert_eq!(run.fact_u64("round_robin_token_ok"), n);
     assert_eq!(run.fact_u64("round_robin_session_ok"), n / 2);
     let keep = run.conn(run.fact_u64("keepalive_conn"));
@@ -340,10 +501,49 @@ fn stateless_vs_stateful() {
     assert_eq!(
         run.fact_u64("sessions_held_after_session_logins")
             - run.fact_u64("sessions_held_after_token_logins"),
-        run.fact_u64("users")
+        run.lab.settings["users"].as_u64().unwrap()
     );
     assert_eq!(run.fact_u64("logout_session_status"), 401);
     assert_eq!(run.fact_u64("logout_token_status"), 200);
+}
+
+#[test]
+fn stateless_vs_stateful_control_token_logins_that_keep_state() {
+    run_control(
+        "stateless-vs-stateful",
+        "token-logins-kept",
+        None,
+        &["token_logins_leave_nothing_held"],
+        false,
+    );
+}
+
+#[test]
+fn handshake_and_close_control_observer_missed_the_servers_fin() {
+    run_control(
+        "handshake-and-close",
+        "missed-segment",
+        None,
+        // The kernel's log is the comparison that cannot miss a moment; the three sampled
+        // moments may fall before the server's FIN, so they are not required to differ.
+        &["every_endpoint_matches_kernel"],
+        true,
+    );
+}
+
+#[test]
+fn an_unknown_control_is_an_error_not_the_real_lab() {
+    let out = Command::cargo_bin("statescope")
+        .unwrap()
+        .args(["lab", "tcp-vs-http", "--out-dir"])
+        .arg(tempfile::tempdir().unwrap().path())
+        .env("STATESCOPE_LAB_CONTROL", "no-such-control")
+        .timeout(std::time::Duration::from_secs(30))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no such negative control"), "{err}");
 }
 
 /// `--html FILE` writes the report of the lab's capture (table format, as a person runs it).
@@ -370,4 +570,12 @@ fn html_report_of_a_lab() {
     assert!(stdout.contains("TIME_WAIT"), "{stdout}");
     let page = std::fs::read_to_string(&html).unwrap();
     assert!(page.contains("<html") && page.contains("statescope lab handshake-and-close"));
+    // The lesson opens the page, before the connections; connections carry their step.
+    let lesson = page
+        .find(r#"<section class="lesson" id="lesson">"#)
+        .expect("lesson");
+    assert!(lesson < page.find("<h2>Connections</h2>").unwrap());
+    assert!(page.contains("What each server remembers"));
+    assert!(page.contains("Lab step: handshake, GET /, the client closes first"));
+    assert!(page.contains("Lab step: abort (SO_LINGER 0: RST)"));
 }

@@ -134,11 +134,32 @@ fn long_connections_are_condensed() {
 }
 
 #[test]
+fn a_lead_and_per_connection_labels_are_placed_and_escaped() {
+    let recs = fixture("http-keepalive");
+    let plain = report::render_html(&recs, "t", &HtmlOptions::default());
+    assert!(!plain.contains("class=\"step\""), "no labels unless given");
+    let mut labels = BTreeMap::new();
+    labels.insert(0u64, "step <one>".to_string());
+    let opts = HtmlOptions {
+        lead: "<section id=\"lead\">L</section>".into(),
+        labels,
+        ..HtmlOptions::default()
+    };
+    let page = report::render_html(&recs, "t", &opts);
+    let h1 = page.find("<h1>").unwrap();
+    let lead = page.find("<section id=\"lead\">").unwrap();
+    assert!(h1 < lead && lead < page.find("<h2>Connections</h2>").unwrap());
+    assert!(page.contains("<div class=\"step\">step &lt;one&gt;</div>"));
+    assert!(page.contains("<p class=\"step\">Lab step: step &lt;one&gt;</p>"));
+}
+
+#[test]
 fn many_connections_draw_the_first_ones_and_selected_ones() {
     let recs = fixture("many-conns-120");
     let opts = HtmlOptions {
         detail_limit: 10,
         select: vec![100],
+        ..HtmlOptions::default()
     };
     let page = report::render_html(&recs, "many", &opts);
     assert_eq!(page.matches("<section class=\"conn\"").count(), 11);
@@ -480,7 +501,7 @@ mod any_records {
                     })
                 })
                 .collect();
-            let opts = HtmlOptions { detail_limit: limit, select: vec![] };
+            let opts = HtmlOptions { detail_limit: limit, ..HtmlOptions::default() };
             let full = report::render_html(&recs, "<any>", &opts);
             let page = &full[..full.find("<script type=\"application/json\" id=\"folds\">").unwrap()];
             let arrows = page.matches("<g class=\"arrow").count();
@@ -554,4 +575,83 @@ fn replay_writes_the_report_with_http_and_websocket_marked() {
         num(&sc, "arrows") + num(&sc, "folded") + num(&sc, "sectioned"),
         expect(&recs, 50).packets
     );
+}
+
+/// A lab's page, as `statescope lab NAME --html` writes it, opened in the browser: the lesson
+/// (question, answer, every measured fact, the verdict) comes first, every connection says
+/// which step of the lab made it, and the page has no script errors. Needs root (the lab
+/// captures `lo`) and chromium; says so and returns without either.
+#[test]
+fn a_lab_page_shows_its_lesson_in_the_browser() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: needs root (the lab captures lo live)");
+        return;
+    }
+    let Some(bin) = chromium() else {
+        eprintln!(
+            "skipped: chromium not found (apt-get install chromium, or set STATESCOPE_CHROMIUM)"
+        );
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let html = artifacts().join("lab-tcp-vs-http.html");
+    let out = Command::new(env!("CARGO_BIN_EXE_statescope"))
+        .args(["lab", "tcp-vs-http", "--format", "jsonl", "--out-dir"])
+        .arg(dir.path())
+        .arg("--html")
+        .arg(&html)
+        .env_remove("STATESCOPE_LAB_CONTROL")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let Some(Ok(Record::Lab(lab))) = stdout.lines().last().map(serde_json::from_str::<Record>)
+    else {
+        panic!("no lab record: {stdout}");
+    };
+    let conns = stdout
+        .lines()
+        .filter(|l| l.contains(r#""type":"conn""#))
+        .count();
+    let dom = run_chromium(&bin, &["--virtual-time-budget=5000", "--dump-dom"], &html);
+    let sc = selfcheck(&dom);
+    assert_eq!(num(&sc, "errors"), 0, "page errors {sc:?}");
+    let text = |s: &str| {
+        s.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+    };
+    let lesson = dom.find(r#"id="lesson""#).expect("the lesson section");
+    let table = dom
+        .find("<h2>Connections</h2>")
+        .expect("the connection table");
+    assert!(lesson < table, "the lesson opens the page");
+    let section = &dom[lesson..table];
+    assert!(section.contains(&text(&lab.question)), "question");
+    assert!(section.contains(&text(&lab.answer)), "answer");
+    assert!(section.contains("every check held"), "verdict");
+    for (k, v) in &lab.facts {
+        let v = match v {
+            serde_json::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        assert!(
+            section.contains(&format!("<th>{}</th><td>{}</td>", text(k), text(&v))),
+            "fact {k} = {v} on the page"
+        );
+    }
+    assert!(section.contains("What each server remembers"));
+    // Every connection drawn carries the step that made it.
+    assert_eq!(dom.matches(r#"<p class="step">Lab step: "#).count(), conns);
+    assert_eq!(
+        dom.matches("Lab step: kept-alive connection").count(),
+        1,
+        "one kept-alive connection"
+    );
+    assert_eq!(dom.matches("Lab step: fresh connection: /echo").count(), 3);
 }

@@ -39,7 +39,7 @@ const IO_TIMEOUT: Duration = Duration::from_secs(5);
 /// A capture of `lo` running in a thread, writing a pcap file.
 pub struct CaptureHandle {
     stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<anyhow::Result<u64>>>,
+    thread: Option<JoinHandle<anyhow::Result<(u64, u64)>>>,
     path: PathBuf,
 }
 
@@ -47,6 +47,9 @@ pub struct CaptureHandle {
 pub struct Captured {
     pub path: PathBuf,
     pub frames: u64,
+    /// Frames the kernel dropped because the capture could not keep up (a busy machine);
+    /// checks on the capture may then fail, and the narrative says why.
+    pub dropped: u64,
 }
 
 /// Start capturing TCP on `lo` to and from any of `ports`, into `path`. Returns once the
@@ -83,7 +86,7 @@ pub fn start_capture(ports: &[u16], path: &Path) -> anyhow::Result<CaptureHandle
                 frames += 1;
             }
             writer.flush()?;
-            Ok(frames)
+            Ok((frames, source.stats().dropped))
         })
         .context("cannot start the capture thread")?;
     Ok(CaptureHandle {
@@ -98,15 +101,16 @@ impl CaptureHandle {
     pub fn stop(mut self) -> anyhow::Result<Captured> {
         std::thread::sleep(SETTLE);
         self.stop.store(true, Ordering::Relaxed);
-        let frames = match self.thread.take() {
+        let (frames, dropped) = match self.thread.take() {
             Some(t) => t
                 .join()
                 .map_err(|_| anyhow::anyhow!("the capture thread panicked"))??,
-            None => 0,
+            None => (0, 0),
         };
         Ok(Captured {
             path: self.path.clone(),
             frames,
+            dropped,
         })
     }
 }
@@ -147,24 +151,173 @@ pub fn replay_records(path: &Path) -> anyhow::Result<Vec<Record>> {
     Ok(sink.0)
 }
 
-/// Stop the capture, replay it, print every record (jsonl) before the lab record, and write
-/// the HTML report of the capture when `--html` asked for one.
-pub fn finish_capture(
+/// Stop the capture, replay it, and print every record (jsonl) before the lab record. The
+/// HTML report waits for the lab record ([`write_report`]), since it opens with the lesson.
+pub fn finish_capture(cap: CaptureHandle, out: &mut LabOut) -> anyhow::Result<(Captured, Records)> {
+    finish_capture_edited(cap, out, |_| Ok(()))
+}
+
+/// [`finish_capture`], letting `edit` change the saved capture before it is replayed (a
+/// negative control's observer that missed a segment: [`drop_frame`]).
+pub fn finish_capture_edited(
     cap: CaptureHandle,
-    ctx: &LabCtx,
-    name: &str,
     out: &mut LabOut,
+    edit: impl FnOnce(&Path) -> anyhow::Result<()>,
 ) -> anyhow::Result<(Captured, Records)> {
     let captured = cap.stop()?;
+    if captured.dropped > 0 {
+        out.say(&format!(
+            "WARNING: the capture lost {} frames (the machine was too busy to keep up); checks on the capture may fail for that reason alone",
+            captured.dropped
+        ))?;
+    }
+    edit(&captured.path)?;
     let records = replay_records(&captured.path)?;
     for r in &records {
         out.record(r)?;
     }
-    if let Some(html) = &ctx.html {
-        crate::report::write_html(&records, &format!("statescope lab {name}"), html)?;
-        out.say(&format!("HTML report: {}", html.display()))?;
-    }
     Ok((captured, Records(records)))
+}
+
+/// When `--html` asked for one, write the report of the lab's capture: the lesson first (the
+/// lab record's question, answer, verdict, facts and settings), what each server remembers,
+/// then every connection labelled with the lab step that made it ([`step`]).
+pub fn write_report(
+    ctx: &LabCtx,
+    out: &mut LabOut,
+    rec: &LabRec,
+    recs: &Records,
+    remembers: &[(&str, String)],
+) -> anyhow::Result<()> {
+    let steps = take_steps();
+    let Some(html) = &ctx.html else {
+        return Ok(());
+    };
+    let labels = steps
+        .iter()
+        .filter_map(|(client, server, step)| {
+            Some((recs.conn_to(*client, *server)?.conn, step.clone()))
+        })
+        .collect();
+    let lead = format!(
+        "<style>{}{STEP_CSS}</style>{}{}",
+        crate::report::lesson::LESSON_CSS,
+        crate::report::lesson::lesson_html(rec),
+        crate::report::lesson::remembers_html(remembers)
+    );
+    let opts = crate::report::HtmlOptions {
+        lead,
+        labels,
+        ..crate::report::HtmlOptions::default()
+    };
+    crate::report::write_html_with(
+        &recs.0,
+        &format!("statescope lab {}", rec.name),
+        html,
+        &opts,
+    )?;
+    out.say(&format!("HTML report: {}", html.display()))?;
+    Ok(())
+}
+
+const STEP_CSS: &str = ".step{color:#5d4037;font:italic 12px system-ui,sans-serif}";
+
+/// A connection a lab step made: client, server, the step's name.
+type StepConn = (SocketAddr, SocketAddr, String);
+
+thread_local! {
+    /// The lab step running on this thread, and every connection it made.
+    static STEPS: std::cell::RefCell<(String, Vec<StepConn>)> =
+        std::cell::RefCell::default();
+}
+
+/// Connections opened from now on (on this thread) belong to lab step `name`; the report labels
+/// them with it. A lab's clients run on its own thread, so nothing else's are mixed in.
+pub fn step(name: &str) {
+    STEPS.with(|s| s.borrow_mut().0 = name.to_string());
+}
+
+/// Remember that the current step connected from `client` to `server` (every [`Conn`] does
+/// this itself).
+pub fn note_conn(client: SocketAddr, server: SocketAddr) {
+    STEPS.with(|s| {
+        let mut s = s.borrow_mut();
+        let label = s.0.clone();
+        if !label.is_empty() {
+            s.1.push((client, server, label));
+        }
+    });
+}
+
+/// The steps noted so far on this thread, forgetting them (and the current step).
+pub fn take_steps() -> Vec<StepConn> {
+    STEPS.with(|s| std::mem::take(&mut *s.borrow_mut()).1)
+}
+
+/// The environment variable that turns a lab into its own negative control.
+pub const CONTROL_ENV: &str = "STATESCOPE_LAB_CONTROL";
+
+/// Negative controls that are not a server variant: the observer's side is wrong.
+pub const OBSERVER_CONTROLS: &[&str] = &["missed-segment"];
+
+/// The negative control asked for with [`CONTROL_ENV`] (for the test suite: a lab run against a
+/// deliberately wrong variant must end `ok: false`), or `None` for the real lab. An unknown
+/// name is an error, so a typo cannot make a control silently run the real thing.
+pub fn control() -> anyhow::Result<Option<String>> {
+    let Ok(name) = std::env::var(CONTROL_ENV) else {
+        return Ok(None);
+    };
+    if server::Fault::parse(&name).is_none() && !OBSERVER_CONTROLS.contains(&name.as_str()) {
+        let known: Vec<&str> = server::Fault::ALL
+            .iter()
+            .map(|f| f.name())
+            .chain(OBSERVER_CONTROLS.iter().copied())
+            .collect();
+        anyhow::bail!(
+            "{CONTROL_ENV}={name}: no such negative control; known: {}",
+            known.join(", ")
+        );
+    }
+    Ok(Some(name))
+}
+
+/// Start a lab: forget earlier steps, and say on the narrative when this run is a negative
+/// control. Returns the control's name, for the lab's settings.
+pub fn begin(out: &mut LabOut) -> anyhow::Result<Option<String>> {
+    take_steps();
+    let c = control()?;
+    if let Some(name) = &c {
+        out.say(&format!(
+            "NEGATIVE CONTROL {name}: this run uses a deliberately wrong variant and must end ok: false"
+        ))?;
+    }
+    Ok(c)
+}
+
+/// Rewrite the capture at `path` without frame `number` (1-based), as if the observer had
+/// never seen it. Returns the frames kept.
+pub fn drop_frame(path: &Path, number: u64) -> anyhow::Result<u64> {
+    let tmp = path.with_extension("pcap.tmp");
+    let mut source = pcap_file::open(path)?;
+    let mut writer: Option<PcapWriter<std::fs::File>> = None;
+    let mut kept = 0;
+    while let Some(frame) = source.next_frame()? {
+        if frame.number == number {
+            continue;
+        }
+        let w = match &mut writer {
+            Some(w) => w,
+            None => writer.insert(PcapWriter::create(&tmp, frame.linktype, SNAPLEN)?),
+        };
+        w.write_frame(&frame)?;
+        kept += 1;
+    }
+    if let Some(mut w) = writer {
+        w.flush()?;
+        drop(w);
+        std::fs::rename(&tmp, path)?;
+    }
+    Ok(kept)
 }
 
 /// Where a lab's capture goes: `OUT_DIR/NAME.pcap`.
@@ -194,10 +347,16 @@ impl Records {
             _ => None,
         })
     }
-    /// The connection whose client end was `client`.
+    /// The connection whose client end was `client`. With several servers in one capture the
+    /// kernel may reuse a client port towards another server: use [`Records::conn_to`] there.
     pub fn conn_of(&self, client: SocketAddr) -> Option<&ConnRec> {
         let c = client.to_string();
         self.conns().find(|r| *r.client == *c)
+    }
+    /// The connection from `client` to `server`.
+    pub fn conn_to(&self, client: SocketAddr, server: SocketAddr) -> Option<&ConnRec> {
+        let (c, s) = (client.to_string(), server.to_string());
+        self.conns().find(|r| *r.client == *c && *r.server == *s)
     }
     /// The packets of connection `conn`, in order.
     pub fn packets_of(&self, conn: u64) -> Vec<&PacketRec> {
@@ -317,17 +476,41 @@ pub fn restart_server(old: ServerHandle, config: ServerConfig) -> anyhow::Result
 }
 
 fn quiet(config: ServerConfig) -> ServerConfig {
+    let fault = control()
+        .ok()
+        .flatten()
+        .and_then(|c| server::Fault::parse(&c));
     ServerConfig {
         quiet: true,
+        fault: config.fault.or(fault),
         shutdown_grace: Duration::from_secs(2),
         ..config
     }
 }
 
-/// A port nothing listens on (bound a moment ago, then released).
-pub fn closed_port() -> anyhow::Result<u16> {
-    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
-    Ok(l.local_addr()?.port())
+/// A loopback port nobody listens on, held for as long as the returned socket lives: bound
+/// but never listening, so a SYN to it is answered by RST, and (bound without
+/// `SO_REUSEADDR`) no other program's server can take the port meanwhile.
+pub fn closed_port() -> anyhow::Result<(std::os::fd::OwnedFd, u16)> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: plain socket calls on a descriptor we own; the address structs are sized as
+    // passed.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        anyhow::ensure!(fd >= 0, "socket: {}", io::Error::last_os_error());
+        let owned = std::os::fd::OwnedFd::from_raw_fd(fd);
+        let mut sa: libc::sockaddr_in = std::mem::zeroed();
+        sa.sin_family = libc::AF_INET as libc::sa_family_t;
+        sa.sin_addr.s_addr = u32::from(std::net::Ipv4Addr::LOCALHOST).to_be();
+        let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+        let rc = libc::bind(fd, &sa as *const _ as *const libc::sockaddr, len);
+        anyhow::ensure!(rc == 0, "bind: {}", io::Error::last_os_error());
+        let mut got: libc::sockaddr_in = std::mem::zeroed();
+        let mut got_len = len;
+        let rc = libc::getsockname(fd, &mut got as *mut _ as *mut libc::sockaddr, &mut got_len);
+        anyhow::ensure!(rc == 0, "getsockname: {}", io::Error::last_os_error());
+        Ok((owned, u16::from_be(got.sin_port)))
+    }
 }
 
 /// One HTTP response as the client read it.
@@ -394,6 +577,7 @@ impl Conn {
         stream.set_read_timeout(Some(IO_TIMEOUT))?;
         stream.set_write_timeout(Some(IO_TIMEOUT))?;
         stream.set_nodelay(true)?;
+        note_conn(stream.local_addr()?, addr);
         Ok(Conn {
             stream,
             buf: Vec::new(),
@@ -620,6 +804,12 @@ impl Checks {
             out.say(&format!("CHECK FAILED: {f}"))?;
         }
         Ok(self.failed.is_empty())
+    }
+    /// The names of the checks that did not hold (said on the narrative), for the lab
+    /// record's `failed`; empty when every check held.
+    pub fn failed(self, out: &mut LabOut) -> io::Result<Vec<String>> {
+        self.ok(out)?;
+        Ok(self.failed)
     }
 }
 

@@ -7,9 +7,14 @@
 //!
 //! At each moment the lab reads `/proc/net/tcp` (what `ss -tan` shows) for both ends of the
 //! connection, and compares with the states statescope inferred from the last packet captured
-//! before that moment. A socket the kernel no longer lists is `CLOSED`. They agree because the
-//! states are not a private detail of one side: each transition is caused by, and visible as,
-//! a segment on the wire, so an observer who sees the packets can follow both machines.
+//! before that moment. A socket the kernel no longer lists is `CLOSED`.
+//!
+//! What that shows is measured, not assumed: on these connections every change the kernel
+//! logged (below) came with a captured segment at which statescope showed it. It does not show
+//! that this holds on every path. An observer that misses a segment cannot follow (the
+//! negative control `missed-segment` drops the server's FIN from the capture, and the
+//! comparison fails), and changes driven by timers (the end of `TIME_WAIT`) or by a socket
+//! closed without sending anything put nothing on the wire at all.
 //!
 //! `TIME_WAIT` is visible right after the close; the lab does not wait the 60 s for it to end.
 //!
@@ -195,24 +200,29 @@ struct Moment {
     name: &'static str,
     kernel_client: &'static str,
     kernel_server: &'static str,
+    /// `/proc/net/tcp` was read between these two clock readings.
+    from: f64,
     at: f64,
 }
 
 fn moment(name: &'static str, client: SocketAddr, server: SocketAddr) -> anyhow::Result<Moment> {
     std::thread::sleep(PAUSE);
+    let from = common::now_secs();
     let socks = kernel_sockets()?;
     Ok(Moment {
         name,
         kernel_client: kernel_state(&socks, client, server),
         kernel_server: kernel_state(&socks, server, client),
+        from,
         at: common::now_secs(),
     })
 }
 
 fn run(ctx: &LabCtx, out: &mut LabOut) -> anyhow::Result<LabRec> {
+    let control = common::begin(out)?;
     let server = common::start_server(ServerConfig::default())?;
     let addr = server.addr();
-    let closed = common::closed_port()?;
+    let (_held, closed) = common::closed_port()?;
     let closed_addr = SocketAddr::from(([127, 0, 0, 1], closed));
     let plain = TcpListener::bind("127.0.0.1:0")?;
     let plain_addr = plain.local_addr()?;
@@ -235,30 +245,46 @@ fn run(ctx: &LabCtx, out: &mut LabOut) -> anyhow::Result<LabRec> {
         .map_or("CLOSED", |s| s.state);
 
     // The connection's life, the kernel read at each step.
+    common::step("handshake, GET /, the client closes first");
     let mut conn = Conn::open(addr)?;
     let client = conn.local()?;
     let mut moments = vec![moment("after connect", client, addr)?];
     let resp = conn.request(&raw_request(addr, "GET", "/", &[], ""))?;
     moments.push(moment("after the response", client, addr)?);
     drop(conn); // the client closes first: the active close
+                // The server closes when it notices the client's FIN; on a busy machine that can take a
+                // while, so wait (bounded) until the kernel shows the client past FIN_WAIT.
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    while std::time::Instant::now() < deadline {
+        let socks = kernel_sockets()?;
+        if !kernel_state(&socks, client, addr).starts_with("FIN_WAIT") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
     moments.push(moment("after the client closed", client, addr)?);
 
     // A port nobody listens on.
+    common::step("connect to a port nobody listens on");
     let refused = TcpStream::connect(closed_addr);
     let refused_error = match &refused {
         Ok(_) => "connected".to_string(),
         Err(e) => e.kind().to_string(),
     };
     std::thread::sleep(PAUSE);
+    // Only a socket still trying (SYN_SENT) can be the refused one: once refused, the port is
+    // free again, and a concurrent program may listen on it and take connections.
     let refused_kernel = kernel_sockets()?
         .iter()
-        .find(|s| s.remote == closed_addr)
+        .find(|s| s.remote == closed_addr && s.state == "SYN_SENT")
         .map_or("CLOSED", |s| s.state);
     drop(refused);
 
     // A half-close held open, then an abort, against the plain peer.
     let peer = plain_peer(plain);
     let mut half = TcpStream::connect(plain_addr)?;
+    common::step("half-close held open");
+    common::note_conn(half.local_addr()?, plain_addr);
     half.set_read_timeout(Some(Duration::from_secs(3)))?;
     half.write_all(b"hello\n")?;
     half.shutdown(Shutdown::Write)?; // FIN: FIN_WAIT_1, then FIN_WAIT_2 once it is ACKed
@@ -267,6 +293,8 @@ fn run(ctx: &LabCtx, out: &mut LabOut) -> anyhow::Result<LabRec> {
     let half_client = half.local_addr()?;
     drop(half);
     let mut ab = TcpStream::connect(plain_addr)?;
+    common::step("abort (SO_LINGER 0: RST)");
+    common::note_conn(ab.local_addr()?, plain_addr);
     ab.write_all(b"x")?;
     std::thread::sleep(PAUSE);
     let abort_client = ab.local_addr()?;
@@ -275,7 +303,31 @@ fn run(ctx: &LabCtx, out: &mut LabOut) -> anyhow::Result<LabRec> {
     std::thread::sleep(PAUSE);
     drop(server);
 
-    let (cap, recs) = common::finish_capture(cap, ctx, LAB.name, out)?;
+    let missed = control.as_deref() == Some("missed-segment");
+    let mut dropped = None;
+    let (cap, recs) = common::finish_capture_edited(cap, out, |path| {
+        if missed {
+            // The negative control: an observer that never saw the server's FIN.
+            let server_fin = common::replay_records(path)?.iter().find_map(|r| match r {
+                crate::record::Record::Packet(p)
+                    if p.dst.0 == client && p.flags.iter().any(|f| f == "FIN") =>
+                {
+                    Some(p.frame)
+                }
+                _ => None,
+            });
+            if let Some(f) = server_fin {
+                common::drop_frame(path, f)?;
+                dropped = Some(f);
+            }
+        }
+        Ok(())
+    })?;
+    if let Some(f) = dropped {
+        out.say(&format!(
+            "NEGATIVE CONTROL: frame {f} (the server's FIN) removed from the capture before replay"
+        ))?;
+    }
 
     // ---- the kernel's own transitions beside statescope's ----
     let mut checks = Checks::default();
@@ -293,10 +345,7 @@ fn run(ctx: &LabCtx, out: &mut LabOut) -> anyhow::Result<LabRec> {
         }
         Err(_) => Vec::new(), // said when it failed to start
     };
-    checks.check(
-        "the kernel's own transition log was recorded",
-        !changes.is_empty(),
-    );
+    checks.check("kernel_transition_log_recorded", !changes.is_empty());
     let eps = kernel::compare(&recs.0, &changes);
     out.say("The kernel's own state changes (tracepoint sock:inet_sock_set_state) beside statescope's, ms from each connection's first frame:")?;
     for e in &eps {
@@ -314,7 +363,7 @@ fn run(ctx: &LabCtx, out: &mut LabOut) -> anyhow::Result<LabRec> {
     }
     let agreeing = eps.iter().filter(|e| e.problems.is_empty()).count();
     checks.check(
-        "every endpoint's states match the kernel's, each change at its frame",
+        "every_endpoint_matches_kernel",
         !eps.is_empty() && agreeing == eps.len(),
     );
     let kernel_of = |local: SocketAddr| {
@@ -330,17 +379,17 @@ fn run(ctx: &LabCtx, out: &mut LabOut) -> anyhow::Result<LabRec> {
         .find(|w| w[0].state == State::FinWait2)
         .map(|w| (w[1].ts - w[0].ts) * 1e3);
     checks.check(
-        "the half-close held FIN_WAIT_2 (client) and CLOSE_WAIT (server) for a while",
+        "half_close_held_fin_wait_2",
         fin_wait_2_ms.is_some_and(|ms| ms >= HOLD.as_secs_f64() * 1e3 / 2.0),
     );
     let abort_k = kernel_of(abort_client);
     checks.check(
-        "the abort closed the client straight from ESTABLISHED",
+        "abort_closed_from_established",
         abort_k.iter().map(|k| k.state).collect::<Vec<_>>()
             == [State::SynSent, State::Established, State::Closed],
     );
     checks.check(
-        "the refused connection's server never was SYN_RECEIVED",
+        "refused_server_never_syn_received",
         eps.iter()
             .filter(|e| e.local == closed_addr)
             .all(|e| e.shown.iter().all(|s| s.state != State::SynReceived)),
@@ -353,26 +402,20 @@ fn run(ctx: &LabCtx, out: &mut LabOut) -> anyhow::Result<LabRec> {
     let shown_total: usize = eps.iter().map(|e| e.shown.len()).sum();
 
     // ---- compare at the sampled moments ----
-    let conn_rec = recs.conn_of(client);
-    checks.check("the connection is in the capture", conn_rec.is_some());
-    checks.check(
-        "the kernel listed the server's socket as LISTEN",
-        listening == "LISTEN",
-    );
+    let conn_rec = recs.conn_to(client, addr);
+    checks.check("conn_captured", conn_rec.is_some());
+    checks.check("server_socket_listen", listening == "LISTEN");
     let conn_idx = conn_rec.map(|c| c.conn).unwrap_or(u64::MAX);
     let pk = recs.packets_of(conn_idx);
     let flags: Vec<String> = pk.iter().map(|p| p.flags.join("+")).collect();
     let handshake_ok = flags.len() >= 3 && flags[..3] == ["SYN", "SYN+ACK", "ACK"];
-    checks.check("the handshake is SYN, SYN+ACK, ACK", handshake_ok);
+    checks.check("handshake_syn_synack_ack", handshake_ok);
     let fins: Vec<_> = pk
         .iter()
         .filter(|p| p.flags.iter().any(|f| f == "FIN"))
         .map(|p| p.dir.as_str())
         .collect();
-    checks.check(
-        "the client's FIN came first, then the server's",
-        fins == ["c2s", "s2c"],
-    );
+    checks.check("client_fin_first", fins == ["c2s", "s2c"]);
     out.say(&format!(
         "Connection {} -> {}: {} packets: {}",
         client,
@@ -394,10 +437,24 @@ fn run(ctx: &LabCtx, out: &mut LabOut) -> anyhow::Result<LabRec> {
     let mut facts = Vec::new();
     let mut all_agree = true;
     for m in &moments {
-        let (ic, is) = recs
-            .states_at(conn_idx, m.at)
-            .unwrap_or(("NONE".into(), "NONE".into()));
-        let agree = ic == m.kernel_client && is == m.kernel_server;
+        // The kernel was read at some instant between `from` and `at`: each side agrees when
+        // its state matches the inferred one at the start of that window or after any segment
+        // inside it (on a busy machine a FIN can go out while /proc is being read).
+        let none = || ("NONE".to_string(), "NONE".to_string());
+        let mut during = vec![recs.states_at(conn_idx, m.from).unwrap_or_else(none)];
+        during.extend(
+            pk.iter()
+                .filter(|p| p.ts > m.from && p.ts <= m.at)
+                .map(|p| (p.client_state.to_string(), p.server_state.to_string())),
+        );
+        let (ic, is) = recs.states_at(conn_idx, m.at).unwrap_or_else(none);
+        let agree = during.iter().any(|(c, _)| c == m.kernel_client)
+            && during.iter().any(|(_, s)| s == m.kernel_server);
+        let (ic, is) = if agree {
+            (m.kernel_client.to_string(), m.kernel_server.to_string())
+        } else {
+            (ic, is)
+        };
         all_agree &= agree;
         out.say(&format!(
             "{:<26} {:>13} {:>13}   {:>13} {:>13}{}",
@@ -414,14 +471,11 @@ fn run(ctx: &LabCtx, out: &mut LabOut) -> anyhow::Result<LabRec> {
         facts.push((format!("{key}_kernel_server"), json!(m.kernel_server)));
         facts.push((format!("{key}_inferred_server"), json!(is)));
     }
-    checks.check("the kernel and statescope agree at every moment", all_agree);
+    checks.check("sampled_moments_agree", all_agree);
     let last = moments.last().map(|m| m.kernel_client).unwrap_or("");
-    checks.check("the active closer waits in TIME_WAIT", last == "TIME_WAIT");
+    checks.check("active_closer_time_wait", last == "TIME_WAIT");
     let final_client = conn_rec.map(|c| c.client_state.clone()).unwrap_or_default();
-    checks.check(
-        "the conn record ends in TIME_WAIT for the client",
-        final_client == "TIME_WAIT",
-    );
+    checks.check("conn_record_client_time_wait", final_client == "TIME_WAIT");
 
     let rej = recs.conns().find(|c| *c.server == *closed_addr.to_string());
     let rej_flags: Vec<String> = rej
@@ -430,15 +484,9 @@ fn run(ctx: &LabCtx, out: &mut LabOut) -> anyhow::Result<LabRec> {
         .iter()
         .map(|p| p.flags.join("+"))
         .collect();
-    checks.check("the refused connect failed", refused_error != "connected");
-    checks.check(
-        "the refused connection is SYN answered by RST+ACK",
-        rej_flags == ["SYN", "RST+ACK"],
-    );
-    checks.check(
-        "no kernel socket remains for the refused connection",
-        refused_kernel == "CLOSED",
-    );
+    checks.check("refused_connect_failed", refused_error != "connected");
+    checks.check("refused_syn_rst_ack", rej_flags == ["SYN", "RST+ACK"]);
+    checks.check("refused_no_kernel_socket", refused_kernel == "CLOSED");
     let rej_state = rej.map(|c| (c.client_state.clone(), c.conn_state.clone()));
     out.say(&format!(
         "Refused: connect to {closed_addr} -> {refused_error}; packets {}; kernel socket {refused_kernel}; inferred client {}, Zeek state {}",
@@ -457,9 +505,10 @@ fn run(ctx: &LabCtx, out: &mut LabOut) -> anyhow::Result<LabRec> {
          while the server's socket was gone; a SYN to a closed port got RST+ACK and left no socket; a half-close \
          held FIN_WAIT_2 for {:.0} ms; an abort went from ESTABLISHED straight to CLOSED. Against the kernel's own log \
          of every state change, statescope showed the same states in the same order for {} of {} endpoints, each change \
-         the kernel timed at its frame; the sampled moments {}. {} of its {} changes were inferred rather than seen \
-         (a passive open shows only in the SYN-ACK), and it says so: an observer of the packets can follow both \
-         state machines because each change is caused by, or revealed by, a segment on the wire.",
+         the kernel timed at its frame; the three sampled moments {}. {} of its {} changes were inferred rather than seen \
+         (a passive open shows only in the SYN-ACK), and it says so. So on these {} endpoints an observer of the packets \
+         followed both state machines; that is what was measured, not a law: it needs every segment seen (the control \
+         that misses the server's FIN fails), and changes made by timers, like the end of TIME_WAIT, put nothing on the wire.",
         fins.join(" FIN, then ") + " FIN",
         last,
         fin_wait_2_ms.unwrap_or(0.0),
@@ -468,6 +517,7 @@ fn run(ctx: &LabCtx, out: &mut LabOut) -> anyhow::Result<LabRec> {
         if all_agree { "agreed too" } else { "did NOT all agree" },
         inferred,
         shown_total,
+        eps.len(),
     );
     let mut f = vec![
         ("conn", json!(conn_idx)),
@@ -497,14 +547,45 @@ fn run(ctx: &LabCtx, out: &mut LabOut) -> anyhow::Result<LabRec> {
     .map(|(k, v)| (k.to_string(), v))
     .collect::<Vec<_>>();
     f.extend(facts);
-    Ok(LabRec {
+    let failed = checks.failed(out)?;
+    let rec = LabRec {
         name: LAB.name.into(),
         question: LAB.question.into(),
         answer,
         facts: f.into_iter().collect(),
-        ok: checks.ok(out)?,
-        ..Default::default()
-    })
+        settings: common::facts(vec![
+            ("pause_ms", json!(PAUSE.as_millis() as u64)),
+            ("half_close_hold_ms", json!(HOLD.as_millis() as u64)),
+            ("control", json!(control)),
+            ("dropped_frame", json!(dropped)),
+        ]),
+        ok: failed.is_empty(),
+        failed,
+    };
+    common::write_report(
+        ctx,
+        out,
+        &rec,
+        &recs,
+        &[
+            (
+                "each end's kernel",
+                format!(
+                    "per connection, its TCP state: ESTABLISHED, then for the client that closed first {last}; {} state changes logged",
+                    changes.len()
+                ),
+            ),
+            (
+                "serve",
+                "nothing once the response was sent".into(),
+            ),
+            (
+                "statescope (the observer)",
+                "both ends' states, inferred from the segments it saw and nothing else".into(),
+            ),
+        ],
+    )?;
+    Ok(rec)
 }
 
 #[cfg(test)]

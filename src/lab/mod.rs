@@ -10,7 +10,11 @@
 //! `stateless-vs-stateful`) capture `lo` live while they make traffic against an in-process
 //! `serve`, save the capture as `OUT_DIR/NAME.pcap`, and print its records (replayed through the
 //! engine) before the `lab` record; what they share is in [`common`]. They need root or
-//! `CAP_NET_RAW`. The scaling labs (`crash`, `scale-*`, `queue`) measure delivery instead.
+//! `CAP_NET_RAW`. Their `--html` report is written after the `lab` record exists, so it opens
+//! with the lesson and labels each connection with the lab step that made it
+//! ([`common::step`], [`common::write_report`]). Each can run as its own negative control
+//! ([`common::CONTROL_ENV`]: a deliberately wrong server, [`crate::server::Fault`], or an
+//! observer that missed a segment) and must then end `ok: false` naming the failed check. The scaling labs (`crash`, `scale-*`, `queue`) measure delivery instead.
 
 pub mod common;
 pub mod crash;

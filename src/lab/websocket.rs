@@ -6,6 +6,9 @@
 //! and its replies show it growing: 1, 2, 3 on the first connection, while a second connection
 //! starts its own count at 1. `/state` counts both connections' state in server memory.
 //!
+//! Each reply also carries the history the server kept for that connection, which the lab
+//! prints: the first connection's three messages, never the second's.
+//!
 //! Then the server restarts. Its open connections get a Close frame (1001, going away) and the
 //! state is gone: a new connection to the restarted server starts at 1 with an empty history.
 //! That is why WebSocket is stateful: messages mean something only in the context of the
@@ -38,22 +41,44 @@ fn count(v: &Value) -> u64 {
     v["messages_on_this_connection"].as_u64().unwrap_or(0)
 }
 
+/// The history the server says it keeps for the connection, from a reply.
+fn history(v: &Value) -> Vec<String> {
+    v["history"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|x| x.as_str().unwrap_or("?").to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// "1 frame", "2 frames".
+fn plural(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 fn run(ctx: &LabCtx, out: &mut LabOut) -> anyhow::Result<LabRec> {
+    let control = common::begin(out)?;
     let (server, cap) = common::start_served(ctx, LAB.name, out)?;
     let addr = server.addr();
 
+    common::step("first WebSocket: hello 1, 2, 3; closed by the restart");
     let (mut ws1, _) = WsClient::connect(addr)?;
     let c1 = ws1.local()?;
+    let sent1: Vec<String> = (1..=3).map(|i| format!("hello {i}")).collect();
     let mut counts1 = Vec::new();
     let mut last1 = Value::Null;
-    for i in 1..=3 {
-        last1 = say(&mut ws1, &format!("hello {i}"))?;
+    for text in &sent1 {
+        last1 = say(&mut ws1, text)?;
         counts1.push(count(&last1));
     }
+    common::step("second WebSocket: its own count; closed by the restart");
     let (mut ws2, _) = WsClient::connect(addr)?;
     let c2 = ws2.local()?;
     let r2 = say(&mut ws2, "a second connection")?;
     let counts2 = vec![count(&r2)];
+    common::step("/state: what the server holds");
     let state_get = raw_request(addr, "GET", "/state", &[], "");
     let before = fresh(addr, &state_get)?.json();
     let open_before = before["stateful_contrasts"]["websocket_connections_open"].as_u64();
@@ -65,10 +90,12 @@ fn run(ctx: &LabCtx, out: &mut LabOut) -> anyhow::Result<LabRec> {
     let close2 = ws2.recv().map(|(op, p)| (op, close_code(&p))).ok();
     drop((ws1, ws2));
 
+    common::step("WebSocket to the restarted server: starts at 1");
     let (mut ws3, _) = WsClient::connect(addr)?;
     let c3 = ws3.local()?;
     let r3 = say(&mut ws3, "hello again")?;
     let counts3 = vec![count(&r3)];
+    common::step("/state after the restart");
     let after = fresh(addr, &state_get)?.json();
     let open_after = after["stateful_contrasts"]["websocket_connections_open"].as_u64();
     let hist_after = after["stateful_contrasts"]["websocket_history_entries"].as_u64();
@@ -77,7 +104,7 @@ fn run(ctx: &LabCtx, out: &mut LabOut) -> anyhow::Result<LabRec> {
     drop(ws3);
     drop(server);
 
-    let (cap, recs) = common::finish_capture(cap, ctx, LAB.name, out)?;
+    let (cap, recs) = common::finish_capture(cap, out)?;
 
     // ---- measure ----
     let mut checks = Checks::default();
@@ -85,26 +112,29 @@ fn run(ctx: &LabCtx, out: &mut LabOut) -> anyhow::Result<LabRec> {
         .http()
         .filter(|h| h.status == Some(101) && h.upgrade.as_deref() == Some("websocket"))
         .count();
-    checks.check("three 101 upgrades to websocket", upgrades == 3);
+    let (hist1, hist2, hist3) = (history(&last1), history(&r2), history(&r3));
+    checks.check("three_upgrades_101", upgrades == 3);
+    checks.check("first_connection_counts_1_2_3", counts1 == [1, 2, 3]);
+    checks.check("first_connection_history_is_its_messages", hist1 == sent1);
+    checks.check("second_connection_counts_from_1", counts2 == [1]);
     checks.check(
-        "connection 1 counted 1, 2, 3",
-        counts1 == [1, 2, 3] && last1["history"].as_array().map(Vec::len) == Some(3),
+        "second_connection_history_is_its_message",
+        hist2 == ["a second connection"],
     );
-    checks.check("connection 2 started its own count at 1", counts2 == [1]);
     checks.check(
-        "/state held 2 WebSocket connections and 4 history entries",
+        "state_holds_2_connections_4_entries",
         open_before == Some(2) && hist_before == Some(4),
     );
     checks.check(
-        "the restart sent each open connection a Close (1001)",
+        "restart_closes_each_with_1001",
         close1 == Some((0x8, Some(1001))) && close2 == Some((0x8, Some(1001))),
     );
     checks.check(
-        "after the restart a new connection starts at 1",
-        counts3 == [1] && r3["history"].as_array().map(Vec::len) == Some(1),
+        "after_restart_counts_from_1",
+        counts3 == [1] && hist3 == ["hello again"],
     );
     checks.check(
-        "/state after the restart: only the new connection's state",
+        "state_after_restart_only_new_connection",
         open_after == Some(1) && hist_after == Some(1),
     );
     let ws_frames = |conn: u64, dir: Dir| {
@@ -116,17 +146,15 @@ fn run(ctx: &LabCtx, out: &mut LabOut) -> anyhow::Result<LabRec> {
     let mut per_conn = Vec::new();
     for (label, c) in [("first", c1), ("second", c2), ("after restart", c3)] {
         let Some(rec) = recs.conn_of(c) else {
-            checks.check(
-                &format!("the {label} WebSocket connection is in the capture"),
-                false,
-            );
             continue;
         };
         let up = ws_frames(rec.conn, Dir::C2s);
         let down = ws_frames(rec.conn, Dir::S2c);
         out.say(&format!(
-            "WebSocket conn {} ({label}): 1 HTTP request, then {up} frames up and {down} down over {:.1} ms on the same TCP connection; ended {}/{}",
+            "WebSocket conn {} ({label}): 1 HTTP request, then {} up and {} down over {:.1} ms on the same TCP connection; ended {}/{}",
             rec.conn,
+            plural(up, "frame", "frames"),
+            plural(down, "frame", "frames"),
             (rec.last_ts - rec.first_ts) * 1e3,
             rec.client_state,
             rec.server_state
@@ -136,10 +164,7 @@ fn run(ctx: &LabCtx, out: &mut LabOut) -> anyhow::Result<LabRec> {
             "duration_s": rec.last_ts - rec.first_ts,
         }));
     }
-    checks.check(
-        "all three WebSocket connections captured",
-        per_conn.len() == 3,
-    );
+    checks.check("three_ws_connections_captured", per_conn.len() == 3);
     let ws_total = recs.0.iter().filter(|r| matches!(r, Record::Ws(_))).count();
     let text_up: Vec<u64> = recs
         .0
@@ -149,18 +174,22 @@ fn run(ctx: &LabCtx, out: &mut LabOut) -> anyhow::Result<LabRec> {
             _ => None,
         })
         .collect();
-    checks.check("5 text messages went up", text_up.len() == 5);
+    checks.check("five_text_messages_up", text_up.len() == 5);
+    let failed = checks.failed(out)?;
     out.say(&format!(
         "Replies carried the server's per-connection count: first {counts1:?}, second {counts2:?}; /state: {} connections, {} history entries held.",
         open_before.unwrap_or(0),
         hist_before.unwrap_or(0)
     ))?;
     out.say(&format!(
-        "Restart: both open connections got Close {}/{}; a new connection then counted {counts3:?}; /state: {} connection, {} entry.",
+        "History the server kept, as its last reply showed it: first connection {hist1:?}; second {hist2:?}."
+    ))?;
+    out.say(&format!(
+        "Restart: both open connections got Close {}/{}; a new connection then counted {counts3:?} with history {hist3:?}; /state: {}, {}.",
         close1.and_then(|c| c.1).map_or("none".into(), |c| c.to_string()),
         close2.and_then(|c| c.1).map_or("none".into(), |c| c.to_string()),
-        open_after.unwrap_or(0),
-        hist_after.unwrap_or(0)
+        plural(open_after.unwrap_or(0) as usize, "connection", "connections"),
+        plural(hist_after.unwrap_or(0) as usize, "history entry", "history entries")
     ))?;
     out.say(&format!(
         "Capture: {} ({} frames).",
@@ -170,13 +199,14 @@ fn run(ctx: &LabCtx, out: &mut LabOut) -> anyhow::Result<LabRec> {
 
     let answer = format!(
         "After one HTTP request upgraded it (101), each connection carried a conversation whose meaning lives in the server: \
-         replies counted {counts1:?} on one connection and {counts2:?} on another, and the server held {} connections' state ({} history entries). \
-         Restarting the server closed them (1001) and the state was gone: a new connection counted {counts3:?}. \
+         replies counted {counts1:?} on one connection and {counts2:?} on another, and the server held {} connections' state ({} history entries: \
+         {hist1:?} for the first, {hist2:?} for the second). \
+         Restarting the server closed them (1001) and the state was gone: a new connection counted {counts3:?} with history {hist3:?}. \
          The state belongs to one connection on one server process, so WebSocket is stateful.",
         open_before.unwrap_or(0),
         hist_before.unwrap_or(0)
     );
-    Ok(LabRec {
+    let rec = LabRec {
         name: LAB.name.into(),
         question: LAB.question.into(),
         answer,
@@ -188,6 +218,9 @@ fn run(ctx: &LabCtx, out: &mut LabOut) -> anyhow::Result<LabRec> {
             ("counts_first", json!(counts1)),
             ("counts_second", json!(counts2)),
             ("counts_after_restart", json!(counts3)),
+            ("history_first", json!(hist1)),
+            ("history_second", json!(hist2)),
+            ("history_after_restart", json!(hist3)),
             ("ws_open_before_restart", json!(open_before)),
             ("history_entries_before_restart", json!(hist_before)),
             ("ws_open_after_restart", json!(open_after)),
@@ -201,9 +234,34 @@ fn run(ctx: &LabCtx, out: &mut LabOut) -> anyhow::Result<LabRec> {
             ("frames", json!(cap.frames)),
             ("pcap", json!(cap.path.display().to_string())),
         ]),
-        ok: checks.ok(out)?,
-        ..Default::default()
-    })
+        settings: common::facts(vec![
+            ("messages_first", json!(sent1.len())),
+            ("control", json!(control)),
+        ]),
+        ok: failed.is_empty(),
+        failed,
+    };
+    common::write_report(
+        ctx,
+        out,
+        &rec,
+        &recs,
+        &[
+            (
+                "serve, per WebSocket connection",
+                format!("a per-connection history: {hist1:?} (first), {hist2:?} (second); gone at the restart"),
+            ),
+            (
+                "serve, for HTTP requests",
+                "nothing once answered (the upgrade request included)".into(),
+            ),
+            (
+                "serve after the restart",
+                format!("only the new connection's history: {hist3:?}"),
+            ),
+        ],
+    )?;
+    Ok(rec)
 }
 
 /// The status code of a Close frame's payload.

@@ -53,6 +53,7 @@ pub fn render(records: &[Record], title: &str, opts: &HtmlOptions) -> String {
         esc(title),
         esc(title)
     );
+    page.push_str(&opts.lead);
     summary(&mut page, records, &views);
     legend(&mut page);
     page.push_str("<h2>Connections</h2>\n");
@@ -68,13 +69,14 @@ pub fn render(records: &[Record], title: &str, opts: &HtmlOptions) -> String {
     // A long table scrolls in its own box, so the diagrams stay a short scroll away.
     let wrap = if views.len() > 25 { "conns-wrap" } else { "" };
     let _ = write!(page, r#"<div class="{wrap}">"#);
-    conn_table(&mut page, &views, &detailed, t_first);
+    conn_table(&mut page, &views, &detailed, t_first, &opts.labels);
     page.push_str("</div>\n");
     let budget = (PAGE_ROWS / detailed.len().max(1)).clamp(MIN_CONN_ROWS, MAX_CONN_ROWS);
     let mut folds = Vec::new();
     let mut sections = Vec::new();
     for v in views.iter().filter(|v| detailed.contains(&v.id)) {
-        section(&mut page, v, budget, &mut folds, &mut sections);
+        let label = opts.labels.get(&v.id).map(String::as_str);
+        section(&mut page, v, label, budget, &mut folds, &mut sections);
     }
     page.push_str("<pre id=\"selfcheck\">selfcheck pending</pre>\n");
     // The expand data stays inert text until the first click: the page opens without
@@ -148,7 +150,13 @@ fn legend(page: &mut String) {
     );
 }
 
-fn conn_table(page: &mut String, views: &[ConnView<'_>], detailed: &BTreeSet<u64>, t0: f64) {
+fn conn_table(
+    page: &mut String,
+    views: &[ConnView<'_>],
+    detailed: &BTreeSet<u64>,
+    t0: f64,
+    labels: &BTreeMap<u64, String>,
+) {
     page.push_str(
         "<table class=\"conns\"><thead><tr><th>conn</th><th>client</th><th>server</th><th>start (s)</th><th>duration (s)</th><th>segments →/←</th><th>bytes →/←</th><th>client state</th><th>server state</th><th>conn_state</th><th>history</th><th>HTTP req/resp</th><th>WS frames</th><th>analysis</th></tr></thead><tbody>\n",
     );
@@ -157,6 +165,10 @@ fn conn_table(page: &mut String, views: &[ConnView<'_>], detailed: &BTreeSet<u64
             format!(r##"<a href="#conn-{0}">{0}</a>"##, v.id)
         } else {
             v.id.to_string()
+        };
+        let id = match labels.get(&v.id) {
+            Some(l) => format!(r#"{id}<div class="step">{}</div>"#, esc(l)),
+            None => id,
         };
         let (seg, bytes, dur) = match v.conn {
             Some(c) => (
@@ -237,6 +249,7 @@ struct Fold {
 fn section(
     page: &mut String,
     v: &ConnView<'_>,
+    label: Option<&str>,
     budget: usize,
     folds: &mut Vec<Fold>,
     sections: &mut Vec<String>,
@@ -249,6 +262,9 @@ fn section(
         esc(&v.client()),
         esc(&v.server())
     );
+    if let Some(l) = label {
+        let _ = write!(page, r#"<p class="step">Lab step: {}</p>"#, esc(l));
+    }
     if let Some(c) = v.conn {
         let mut facts = format!(
             "final states: client <b>{}</b>, server <b>{}</b> · Zeek conn_state {} history {} · {} segments, {} bytes →, {} bytes ←",

@@ -35,6 +35,12 @@ pub struct HtmlOptions {
     pub detail_limit: usize,
     /// Connections drawn whatever their position (`--conn N`).
     pub select: Vec<u64>,
+    /// HTML placed right under the title (a lab's lesson: [`lesson::lesson_html`]); trusted,
+    /// written by this program, never from captured bytes.
+    pub lead: String,
+    /// A label per connection id (a lab's step that made it), shown in the table and the
+    /// connection's heading.
+    pub labels: std::collections::BTreeMap<u64, String>,
 }
 
 impl Default for HtmlOptions {
@@ -42,6 +48,8 @@ impl Default for HtmlOptions {
         HtmlOptions {
             detail_limit: 50,
             select: Vec::new(),
+            lead: String::new(),
+            labels: Default::default(),
         }
     }
 }

@@ -205,6 +205,24 @@ fn read_key(path: &Path) -> Result<TokenKey, KeyError> {
     })
 }
 
+/// What a token says, read without checking its signature: what anyone holding the token can
+/// see (a token is signed, not encrypted). Never a reason to believe it; see [`TokenKey::verify`].
+pub fn read_claims(token: &str) -> Result<Claims, TokenError> {
+    let mut parts = token.split('.');
+    let (Some(user_b64), Some(expires), Some(_tag), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(TokenError::Malformed);
+    };
+    let expires: u64 = expires.parse().map_err(|_| TokenError::Malformed)?;
+    let user = B64
+        .decode(user_b64)
+        .ok()
+        .and_then(|u| String::from_utf8(u).ok())
+        .ok_or(TokenError::Malformed)?;
+    Ok(Claims { user, expires })
+}
+
 /// What a valid token says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Claims {
@@ -241,6 +259,92 @@ pub fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
+}
+
+/// A new session id: 32 bytes from the OS-seeded CSPRNG, base64url.
+pub fn new_session_id() -> String {
+    let mut raw = [0u8; 32];
+    rand::rng().fill_bytes(&mut raw);
+    B64.encode(raw)
+}
+
+/// Server-side sessions kept in Redis (`SET statescope:session:ID USER EX TTL`), so every
+/// instance given the same store knows every session, and a restarted instance still does.
+/// The price is a round trip to the store on every request that needs the session.
+pub struct SharedSessions {
+    url: String,
+    client: redis::Client,
+    conn: tokio::sync::OnceCell<redis::aio::MultiplexedConnection>,
+    ttl: Duration,
+}
+
+impl SharedSessions {
+    /// Check the URL; the connection opens on first use.
+    pub fn open(url: &str, ttl: Duration) -> anyhow::Result<Self> {
+        let client = redis::Client::open(url).map_err(|e| {
+            anyhow::anyhow!("session store {url}: {e}; give a URL like redis://127.0.0.1:6379")
+        })?;
+        Ok(SharedSessions {
+            url: url.to_string(),
+            client,
+            conn: tokio::sync::OnceCell::new(),
+            ttl,
+        })
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    async fn conn(&self) -> Result<redis::aio::MultiplexedConnection, redis::RedisError> {
+        let cfg = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(1)))
+            .set_response_timeout(Some(Duration::from_secs(2)));
+        self.conn
+            .get_or_try_init(|| {
+                self.client
+                    .get_multiplexed_async_connection_with_config(&cfg)
+            })
+            .await
+            .cloned()
+    }
+
+    fn key(id: &str) -> String {
+        format!("statescope:session:{id}")
+    }
+
+    /// Log `user` in; returns the new session id.
+    pub async fn create(&self, user: &str) -> Result<String, redis::RedisError> {
+        let id = new_session_id();
+        let mut c = self.conn().await?;
+        let () = redis::cmd("SET")
+            .arg(Self::key(&id))
+            .arg(user)
+            .arg("EX")
+            .arg(self.ttl.as_secs().max(1))
+            .query_async(&mut c)
+            .await?;
+        Ok(id)
+    }
+
+    /// Who this session id belongs to, if the store knows it (Redis drops expired ones).
+    pub async fn lookup(&self, id: &str) -> Result<Option<String>, redis::RedisError> {
+        let mut c = self.conn().await?;
+        redis::cmd("GET")
+            .arg(Self::key(id))
+            .query_async(&mut c)
+            .await
+    }
+
+    /// Forget a session; true when it existed.
+    pub async fn remove(&self, id: &str) -> Result<bool, redis::RedisError> {
+        let mut c = self.conn().await?;
+        let n: u64 = redis::cmd("DEL")
+            .arg(Self::key(id))
+            .query_async(&mut c)
+            .await?;
+        Ok(n > 0)
+    }
 }
 
 /// Server-side sessions: `session id → user`, in this process's memory only.
@@ -302,11 +406,9 @@ impl Sessions {
         self.store.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Log `user` in; returns the new session id (32 bytes from the OS-seeded CSPRNG, base64url).
+    /// Log `user` in; returns the new session id ([`new_session_id`]).
     pub fn create(&self, user: &str) -> String {
-        let mut raw = [0u8; 32];
-        rand::rng().fill_bytes(&mut raw);
-        let id: Arc<str> = B64.encode(raw).into();
+        let id: Arc<str> = new_session_id().into();
         let now = Instant::now();
         let mut store = self.lock();
         // Expired sessions first (they lead the order), then the oldest live ones.
@@ -441,6 +543,34 @@ mod tests {
     }
 
     // ---- tokens ----
+
+    #[test]
+    fn claims_are_readable_without_the_key_but_only_verify_proves_them() {
+        let t = key().sign("alice", 2_000);
+        assert_eq!(
+            read_claims(&t),
+            Ok(Claims {
+                user: "alice".into(),
+                expires: 2_000
+            })
+        );
+        // Another user with alice's signature: readable, and refused by verify.
+        let forged = format!("{}.{}", B64.encode("mallory"), t.split_once('.').unwrap().1);
+        assert_eq!(read_claims(&forged).unwrap().user, "mallory");
+        assert_eq!(key().verify(&forged, 1_000), Err(TokenError::BadSignature));
+        assert_eq!(read_claims("a.b"), Err(TokenError::Malformed));
+        assert_eq!(read_claims("!!.5.x"), Err(TokenError::Malformed));
+    }
+
+    #[test]
+    fn a_shared_store_url_is_checked_when_opened() {
+        assert!(SharedSessions::open("redis://127.0.0.1:6379", Duration::from_secs(5)).is_ok());
+        let e = SharedSessions::open("not a url", Duration::from_secs(5))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("redis://"), "{e}");
+    }
 
     #[test]
     fn token_round_trip() {

@@ -18,7 +18,8 @@
 //! - Per TCP connection: its addresses and a request counter ([`ConnCtx`]), dropped when the
 //!   connection closes — transport state, which HTTP/1.1 keep-alive rides on.
 //! - Per WebSocket connection: a message count and short history ([`ws::WsState`]).
-//! - Per login session: `id → user` in [`auth::Sessions`], until logout or expiry.
+//! - Per login session: `id → user` in [`auth::Sessions`], until logout or expiry; or, with
+//!   `session_store`, in Redis ([`auth::SharedSessions`]), where every instance sees it.
 //! - Aggregate counters (connections and requests served): a few integers, not records.
 //!
 //! # Limits
@@ -83,6 +84,47 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     /// Where WebSocket messages are shared beyond their connection; `None`: nowhere.
     pub broker: Option<Arc<dyn ws::Broker>>,
+    /// A Redis URL to keep login sessions in, shared by every instance given the same one;
+    /// `None`: this process's memory.
+    pub session_store: Option<String>,
+    /// A deliberately wrong variant, for the labs' negative controls only; `None` in `serve`.
+    pub fault: Option<Fault>,
+}
+
+/// Deliberately wrong server variants. Only the labs set one (from `STATESCOPE_LAB_CONTROL`,
+/// see [`crate::lab::common::control`]); each breaks one lesson, so the lab that checks that
+/// lesson must end `ok: false` against it. `serve` has no flag for them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// `GET /` also says how many requests came before it on its connection: an HTTP answer
+    /// that depends on earlier requests.
+    ConnCounterInRoot,
+    /// Tokens are believed without checking their signature.
+    UncheckedToken,
+    /// A token login also keeps a session entry: a "stateless" login that holds state.
+    TokenLoginsKept,
+    /// One WebSocket message count for every connection of the process.
+    SharedWsCounter,
+}
+
+impl Fault {
+    pub const ALL: [Fault; 4] = [
+        Fault::ConnCounterInRoot,
+        Fault::UncheckedToken,
+        Fault::TokenLoginsKept,
+        Fault::SharedWsCounter,
+    ];
+    pub fn name(self) -> &'static str {
+        match self {
+            Fault::ConnCounterInRoot => "conn-counter-in-root",
+            Fault::UncheckedToken => "unchecked-token",
+            Fault::TokenLoginsKept => "token-logins-kept",
+            Fault::SharedWsCounter => "shared-ws-counter",
+        }
+    }
+    pub fn parse(name: &str) -> Option<Fault> {
+        Fault::ALL.into_iter().find(|f| f.name() == name)
+    }
 }
 
 impl Default for ServerConfig {
@@ -104,6 +146,8 @@ impl Default for ServerConfig {
             ws_idle_timeout: Duration::from_secs(60),
             shutdown_grace: Duration::from_secs(10),
             broker: None,
+            session_store: None,
+            fault: None,
         }
     }
 }
@@ -140,6 +184,10 @@ pub struct App {
     /// The access log; `None` with `--quiet`.
     pub log: Option<log::AccessLog>,
     pub sessions: auth::Sessions,
+    /// Sessions kept in Redis instead, with `session_store`.
+    pub shared_sessions: Option<auth::SharedSessions>,
+    /// The one count of [`Fault::SharedWsCounter`].
+    pub ws_shared_count: Arc<AtomicU64>,
     pub token_key: auth::TokenKey,
     /// Set to `true` once to tell every connection to wind down.
     pub stop: watch::Sender<bool>,
@@ -157,6 +205,11 @@ impl App {
         };
         Ok(App {
             sessions: auth::Sessions::new(config.max_sessions, config.login_ttl),
+            shared_sessions: match &config.session_store {
+                Some(url) => Some(auth::SharedSessions::open(url, config.login_ttl)?),
+                None => None,
+            },
+            ws_shared_count: Arc::new(AtomicU64::new(0)),
             stats: Arc::new(Stats::default()),
             log: (!config.quiet).then(log::AccessLog::stderr),
             token_key,
@@ -590,6 +643,15 @@ pub fn run_until_signal(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_fault_parses_from_its_name_and_nothing_else_does() {
+        for f in Fault::ALL {
+            assert_eq!(Fault::parse(f.name()), Some(f));
+        }
+        assert_eq!(Fault::parse("conn-counter"), None);
+        assert!(ServerConfig::default().fault.is_none());
+    }
 
     #[test]
     fn listen_addresses() {

@@ -6,7 +6,7 @@
 //! | `GET /` | stateless | a greeting |
 //! | `* /echo` | stateless | everything the server knows about this request, as JSON |
 //! | `GET /state` | — | what the server holds right now, measured |
-//! | `POST /session/login` | stateful | `user=NAME` → a cookie naming a session kept in memory |
+//! | `POST /session/login` | stateful | `user=NAME` → a cookie naming a session kept in memory (or in Redis, with `ServerConfig::session_store`) |
 //! | `POST /session/logout` | stateful | forget the session |
 //! | `POST /token/login` | stateless | `user=NAME` → `{"token": ...}`, signed, kept nowhere |
 //! | `GET /me` | both | who the cookie or `Authorization: Bearer` token says you are, or 401 |
@@ -15,7 +15,7 @@
 use super::auth;
 use super::stats::{InFlight, RequestRecord};
 use super::ws;
-use super::{App, ConnCtx};
+use super::{App, ConnCtx, Fault};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
@@ -77,13 +77,23 @@ async fn route(
     rec: &RequestRecord<'_>,
 ) -> Response<Body> {
     match pick(req.uri().path(), req.method()) {
+        Route::Root if app.config.fault == Some(Fault::ConnCounterInRoot) => {
+            // The negative control's wrong server: an answer that depends on earlier requests.
+            let body = format!(
+                "{GREETING}request {} on this connection\n",
+                rec.nth_on_connection
+            );
+            let mut resp = text(StatusCode::OK, "");
+            *resp.body_mut() = Body::new(Bytes::from(body));
+            resp
+        }
         Route::Root => text(StatusCode::OK, GREETING),
         Route::Echo => echo(req, app, conn, rec).await,
         Route::State => state(app),
         Route::SessionLogin => session_login(req, app).await,
-        Route::SessionLogout => session_logout(&req, app),
+        Route::SessionLogout => session_logout(&req, app).await,
         Route::TokenLogin => token_login(req, app).await,
-        Route::Me => me(&req, app),
+        Route::Me => me(&req, app).await,
         Route::Ws => websocket(req, app, conn),
         Route::WrongMethod(allow) => method_not_allowed(allow),
         Route::NotFound => json_response(
@@ -194,6 +204,10 @@ fn state(app: &App) -> Response<Body> {
                 "requests_total": s.requests_total.get(),
             },
             "stateful_contrasts": {
+                "session_store": match &app.shared_sessions {
+                    Some(s) => format!("redis {}", s.url()),
+                    None => "memory".to_string(),
+                },
                 "sessions_held": app.sessions.len(),
                 "sessions_evicted_oldest": app.sessions.evicted(),
                 "websocket_connections_open": s.ws_open.load(Relaxed),
@@ -224,15 +238,28 @@ async fn session_login(req: Request<Incoming>, app: &App) -> Response<Body> {
         Ok(u) => u,
         Err(resp) => return resp,
     };
-    let id = app.sessions.create(&user);
+    let (id, note) = match &app.shared_sessions {
+        Some(shared) => match shared.create(&user).await {
+            Ok(id) => (
+                id,
+                "the cookie holds only a random id; who it belongs to is kept in the shared \
+                 session store, so every instance using that store knows it, restarts included",
+            ),
+            Err(e) => return store_down(&e),
+        },
+        None => (
+            app.sessions.create(&user),
+            "the cookie holds only a random id; who it belongs to is kept in this server's \
+             memory, so a restart or another instance will not know it",
+        ),
+    };
     let mut resp = json_response(
         StatusCode::OK,
         json!({
             "kind": "session",
             "stateful": true,
             "user": user,
-            "note": "the cookie holds only a random id; who it belongs to is kept in this server's \
-                     memory, so a restart or another instance will not know it",
+            "note": note,
         }),
     );
     let cookie = format!(
@@ -245,8 +272,15 @@ async fn session_login(req: Request<Incoming>, app: &App) -> Response<Body> {
     resp
 }
 
-fn session_logout(req: &Request<Incoming>, app: &App) -> Response<Body> {
-    let removed = session_id(req).is_some_and(|id| app.sessions.remove(id));
+async fn session_logout(req: &Request<Incoming>, app: &App) -> Response<Body> {
+    let removed = match (session_id(req), &app.shared_sessions) {
+        (None, _) => false,
+        (Some(id), None) => app.sessions.remove(id),
+        (Some(id), Some(shared)) => match shared.remove(id).await {
+            Ok(r) => r,
+            Err(e) => return store_down(&e),
+        },
+    };
     let mut resp = json_response(
         StatusCode::OK,
         json!({ "kind": "session", "logged_out": removed }),
@@ -264,6 +298,10 @@ async fn token_login(req: Request<Incoming>, app: &App) -> Response<Body> {
         Err(resp) => return resp,
     };
     let expires = auth::unix_now().saturating_add(app.config.login_ttl.as_secs());
+    if app.config.fault == Some(Fault::TokenLoginsKept) {
+        // The negative control's wrong server: a token login that keeps state after all.
+        app.sessions.create(&user);
+    }
     json_response(
         StatusCode::OK,
         json!({
@@ -289,12 +327,12 @@ fn session_id(req: &Request<Incoming>) -> Option<&str> {
 
 /// `/me`: who the credentials say you are. A Bearer token is checked first, then the session
 /// cookie; 200 for the first one that holds, else 401 naming what was wrong with each.
-fn me(req: &Request<Incoming>, app: &App) -> Response<Body> {
+async fn me(req: &Request<Incoming>, app: &App) -> Response<Body> {
     let mut problems = Vec::new();
     if let Some(auth) = req.headers().get(header::AUTHORIZATION) {
         match auth.to_str().ok().and_then(|a| a.strip_prefix("Bearer ")) {
             None => problems.push("Authorization header is not `Bearer TOKEN`".to_string()),
-            Some(token) => match app.token_key.verify(token.trim(), auth::unix_now()) {
+            Some(token) => match verify_token(app, token.trim()) {
                 Ok(claims) => {
                     return json_response(
                         StatusCode::OK,
@@ -311,14 +349,27 @@ fn me(req: &Request<Incoming>, app: &App) -> Response<Body> {
         }
     }
     if let Some(id) = session_id(req) {
-        match app.sessions.lookup(id) {
+        let (found, how) = match &app.shared_sessions {
+            None => (
+                app.sessions.lookup(id),
+                "looked the cookie's session id up in this server's memory",
+            ),
+            Some(shared) => match shared.lookup(id).await {
+                Ok(u) => (
+                    u,
+                    "looked the cookie's session id up in the shared session store (a round trip)",
+                ),
+                Err(e) => return store_down(&e),
+            },
+        };
+        match found {
             Some(user) => {
                 return json_response(
                     StatusCode::OK,
                     json!({
                         "user": user,
                         "kind": "session",
-                        "how": "looked the cookie's session id up in this server's memory",
+                        "how": how,
                     }),
                 )
             }
@@ -342,6 +393,30 @@ fn me(req: &Request<Incoming>, app: &App) -> Response<Body> {
         HeaderValue::from_static("Bearer realm=\"statescope\""),
     );
     resp
+}
+
+fn verify_token(app: &App, token: &str) -> Result<auth::Claims, auth::TokenError> {
+    let checked = app.token_key.verify(token, auth::unix_now());
+    match checked {
+        // The negative control's wrong server: believes what the token says, signed or not.
+        Err(auth::TokenError::BadSignature) if app.config.fault == Some(Fault::UncheckedToken) => {
+            auth::read_claims(token)
+        }
+        other => other,
+    }
+}
+
+/// The shared session store did not answer: say so, rather than call the user logged out.
+fn store_down(e: &redis::RedisError) -> Response<Body> {
+    let line = e
+        .to_string()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        &format!("the session store is unreachable ({line}); is Redis running?"),
+    )
 }
 
 // ---- WebSocket ----

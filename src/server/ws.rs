@@ -5,9 +5,11 @@
 //! drops its state (the `/state` gauges go back down). That is the stateful part: the meaning of
 //! a message depends on what came before it on the same connection.
 //!
-//! Beyond one connection, messages can go through a [`Broker`] (an in-process [`LocalBroker`]
-//! here; the scaling labs plug in Redis): each message is published, and what other
-//! connections published arrives as a `relay` message.
+//! By default (`ServerConfig::broker` is `None`, as in plain `statescope serve`) nothing is
+//! relayed: each connection hears only its own replies, even from other connections on the
+//! same server. Only when a [`Broker`] is configured (`serve --broker`, or a lab plugging in
+//! [`LocalBroker`] or Redis) is each message published, and what other connections published
+//! arrives as a `relay` message.
 //!
 //! The handshake (RFC 6455 §4.2) is done with hyper's upgrade: answer `101 Switching Protocols`
 //! with `Sec-WebSocket-Accept`, then speak WebSocket on the same TCP connection.
@@ -105,6 +107,8 @@ pub fn check_handshake(method: &hyper::Method, headers: &HeaderMap) -> Result<St
 /// The state one WebSocket connection keeps. Counted in [`Stats`] while alive.
 pub struct WsState {
     stats: Arc<Stats>,
+    /// Only under [`super::Fault::SharedWsCounter`]: the one count every connection bumps.
+    shared: Option<Arc<std::sync::atomic::AtomicU64>>,
     /// Messages received on this connection.
     pub messages: u64,
     /// The last [`HISTORY_LEN`] of them.
@@ -116,6 +120,7 @@ impl WsState {
         stats.ws_open.fetch_add(1, Relaxed);
         WsState {
             stats: stats.clone(),
+            shared: None,
             messages: 0,
             history: VecDeque::with_capacity(HISTORY_LEN),
         }
@@ -123,7 +128,10 @@ impl WsState {
 
     /// Take one message in; the reply shows the state it now has.
     pub fn receive(&mut self, text: &str) -> String {
-        self.messages += 1;
+        self.messages = match &self.shared {
+            Some(c) => c.fetch_add(1, Relaxed) + 1,
+            None => self.messages + 1,
+        };
         if self.history.len() == HISTORY_LEN {
             self.history.pop_front();
         } else {
@@ -181,6 +189,9 @@ pub async fn session(
     let io = hyper_util::rt::TokioIo::new(upgraded);
     let mut ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(cfg)).await;
     let mut state = WsState::new(&app.stats);
+    if app.config.fault == Some(super::Fault::SharedWsCounter) {
+        state.shared = Some(app.ws_shared_count.clone());
+    }
     let me = format!("{}/{}", conn.local, conn.peer);
     let mut stop = app.stop.subscribe();
     let idle = app.config.ws_idle_timeout;
