@@ -7,18 +7,23 @@
 
 use crate::commands::serve::ServeConfig;
 use crate::config::{
-    self, Format, LabConfig, LiveConfig, OutputConfig, ReplayConfig, UsageError,
+    self, Color, Format, LabConfig, LiveConfig, OutputConfig, ReplayConfig, UsageError,
     DEFAULT_IDLE_TIMEOUT, DEFAULT_REASSEMBLY_CAP,
 };
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+/// Where `--help` sends readers for the JSON-lines records: a file every clone has.
+const RECORDS_HELP: &str =
+    "The records of --format jsonl, field by field: docs/records.md in statescope's source tree";
+
 #[derive(Parser, Debug)]
 #[command(
     name = "statescope",
     version,
-    about = "Shows, from real packets, why TCP is stateful and HTTP is stateless"
+    about = "Shows, from real packets, why TCP is stateful and HTTP is stateless",
+    after_help = RECORDS_HELP
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -35,6 +40,27 @@ pub enum Command {
     Serve(ServeArgs),
     /// List the lab exercises, or run one end to end on loopback
     Lab(LabArgs),
+    /// Print a shell completion script for SHELL to standard output
+    Completions(CompletionsArgs),
+    /// Print the man page (roff) to standard output: `statescope man | man -l -`
+    Man,
+}
+
+#[derive(Args, Debug)]
+pub struct CompletionsArgs {
+    /// The shell: bash, zsh, fish, elvish or powershell
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+/// `--color`'s values.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ColorArg {
+    /// On a terminal, unless NO_COLOR is set
+    #[default]
+    Auto,
+    Always,
+    Never,
 }
 
 /// `--format`'s values ([`Format`] past this module).
@@ -43,7 +69,7 @@ pub enum FormatArg {
     /// Human tables: a connection summary, timelines on request
     #[default]
     Table,
-    /// One JSON object per line (shared/CONTRACT.md)
+    /// One JSON object per line, every field described in docs/records.md
     Jsonl,
 }
 
@@ -68,6 +94,19 @@ pub struct OutputArgs {
     /// Table: the per-packet timeline of every connection
     #[arg(long)]
     pub packets: bool,
+    /// Table: every summary row and every connection's whole lifetime (by default the rows fit
+    /// the terminal, or 20 when piped, and only the first few lifetimes are told)
+    #[arg(long)]
+    pub all: bool,
+    /// Print only the records EXPR matches: port N, host ADDR, conn N, type T, state S,
+    /// conn_state Z, event E, method M, status N|Nxx, request, response; and/or/not, ( );
+    /// tshark-like forms too (tcp.port == 80 && tcp.analysis.retransmission). See README
+    #[arg(long = "where", short = 'Y', value_name = "EXPR")]
+    pub select: Option<String>,
+    /// Colour states and analysis events in tables: auto (a terminal, and NO_COLOR unset),
+    /// always, never
+    #[arg(long, value_enum, value_name = "WHEN", default_value_t = ColorArg::Auto)]
+    pub color: ColorArg,
     /// Explain each analysis event (table), and add a `why` object to packet records (jsonl)
     #[arg(long)]
     pub explain: bool,
@@ -102,9 +141,24 @@ pub struct OutputArgs {
 }
 
 #[derive(Args, Debug)]
+#[command(after_help = RECORDS_HELP)]
 pub struct ReplayArgs {
-    /// The capture file (pcap or pcapng); "-" reads standard input
-    pub file: PathBuf,
+    /// Capture files (pcap or pcapng, gzip-compressed or not); several are merged by capture
+    /// time, as mergecap does; "-" reads standard input
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// Stop after this many frames (counted in the merged input, before --port/--host/--filter)
+    #[arg(long, short = 'c', value_name = "N")]
+    pub count: Option<u64>,
+    /// Only TCP traffic to or from this port (repeatable; as on `live`)
+    #[arg(long, value_name = "PORT")]
+    pub port: Vec<u16>,
+    /// Only traffic to or from this address (repeatable; as on `live`)
+    #[arg(long, value_name = "ADDR")]
+    pub host: Vec<std::net::IpAddr>,
+    /// A tcpdump-like filter on segments, as on `live`: "tcp port 80 and host 127.0.0.1"
+    #[arg(long, short = 'f')]
+    pub filter: Option<String>,
     /// Threads, same output with any: 1 does everything on one; 2 reads and decodes the
     /// capture on a second thread while the first tracks connections; 3 also prints on a
     /// third (not with --html, --svg or --follow to standard output). Default with two cores
@@ -116,6 +170,7 @@ pub struct ReplayArgs {
 }
 
 #[derive(Args, Debug)]
+#[command(after_help = RECORDS_HELP)]
 pub struct LiveArgs {
     /// Interface to capture on; without it, list the interfaces
     #[arg(short = 'i', long = "interface")]
@@ -226,7 +281,25 @@ impl TryFrom<&OutputArgs> for OutputConfig {
             }
             _ => {}
         }
+        let select = a
+            .select
+            .as_deref()
+            .map(crate::select::parse)
+            .transpose()
+            .map_err(|e| bad(e.to_string()))?;
         Ok(OutputConfig {
+            all: a.all,
+            table_rows: if a.all {
+                None
+            } else {
+                Some(config::DEFAULT_TABLE_ROWS)
+            },
+            color: match a.color {
+                ColorArg::Auto => Color::Auto,
+                ColorArg::Always => Color::Always,
+                ColorArg::Never => Color::Never,
+            },
+            select,
             format,
             conns: a.conns.clone(),
             packets: a.packets,
@@ -249,8 +322,18 @@ impl TryFrom<&ReplayArgs> for ReplayConfig {
     type Error = UsageError;
 
     fn try_from(a: &ReplayArgs) -> Result<Self, UsageError> {
+        if a.files.iter().filter(|f| f.as_os_str() == "-").count() > 1 {
+            return Err(bad("\"-\" (standard input) can be given only once".into()));
+        }
+        if a.count == Some(0) {
+            return Err(bad("--count 0: give a number of frames ≥ 1".into()));
+        }
+        let filter = crate::capture::filter::from_options(&a.port, &a.host, a.filter.as_deref())
+            .map_err(|e| bad(e.to_string()))?;
         Ok(ReplayConfig {
-            file: a.file.clone(),
+            files: a.files.clone(),
+            count: a.count,
+            filter,
             threads: a.threads,
             out: OutputConfig::try_from(&a.out)?,
         })
@@ -336,7 +419,40 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Live(a) => commands::live::run(&LiveConfig::try_from(a)?),
         Command::Serve(a) => commands::serve::run(ServeConfig::try_from(a)?),
         Command::Lab(a) => commands::lab::run(&LabConfig::from(a)),
+        Command::Completions(a) => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(a.shell, &mut cmd, "statescope", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man => {
+            let cmd = <Cli as clap::CommandFactory>::command();
+            man_page(&cmd, &mut std::io::stdout())?;
+            Ok(ExitCode::SUCCESS)
+        }
     }
+}
+
+/// The man page: the command's own page, then each subcommand's options as sections of it
+/// (one file to install: `statescope man > /usr/local/share/man/man1/statescope.1`).
+fn man_page(cmd: &clap::Command, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+    let man = clap_mangen::Man::new(cmd.clone());
+    man.render(out)?;
+    for sub in cmd.get_subcommands() {
+        let name = sub.get_name();
+        let sub_man = clap_mangen::Man::new(sub.clone().name(format!("statescope {name}")));
+        let mut text = Vec::new();
+        sub_man.render_synopsis_section(&mut text)?;
+        sub_man.render_options_section(&mut text)?;
+        // One section per subcommand, its options a subsection of it.
+        let text = String::from_utf8_lossy(&text)
+            .replace(
+                ".SH SYNOPSIS",
+                &format!(".SH \"STATESCOPE {}\"", name.to_uppercase()),
+            )
+            .replace(".SH OPTIONS", ".SS Options");
+        out.write_all(text.as_bytes())?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@
 //! pretending to be a flag.
 
 use crate::capture::filter::Expr;
+use crate::select::Where;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -15,6 +16,36 @@ use std::time::Duration;
 pub const DEFAULT_IDLE_TIMEOUT: f64 = 300.0;
 /// Default per-direction reassembly cap in bytes.
 pub const DEFAULT_REASSEMBLY_CAP: usize = 4 << 20;
+/// Summary rows printed when standard output is not a terminal (on one: its height).
+pub const DEFAULT_TABLE_ROWS: usize = 20;
+
+/// Colour on the table: `--color`. `Auto` is resolved by the command (a terminal, and no
+/// `NO_COLOR`), so printers only ever see `Always` or `Never`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Color {
+    #[default]
+    Auto,
+    Always,
+    Never,
+}
+
+impl Color {
+    /// `Auto` made definite: colour on a terminal unless `NO_COLOR` is set to anything but the
+    /// empty string (no-color.org). An explicit `always` or `never` wins over both.
+    pub fn resolve(self, terminal: bool) -> Color {
+        match self {
+            Color::Auto => {
+                let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+                if terminal && !no_color {
+                    Color::Always
+                } else {
+                    Color::Never
+                }
+            }
+            c => c,
+        }
+    }
+}
 
 /// A value the command line gave that cannot be used: bad usage, exit status 2, reported as one
 /// line naming the flag.
@@ -28,7 +59,7 @@ pub enum Format {
     /// Human tables: a connection summary, timelines on request.
     #[default]
     Table,
-    /// One JSON object per line (`shared/CONTRACT.md`).
+    /// One JSON object per line (`docs/records.md`).
     Jsonl,
 }
 
@@ -65,6 +96,15 @@ pub struct OutputConfig {
     /// Flush every JSON line as it is written. Not a flag: `live` sets it, so records appear
     /// as they happen.
     pub line_buffered: bool,
+    /// `--all`: every summary row, and every connection's whole lifetime.
+    pub all: bool,
+    /// Table: most summary rows printed before "N more connections"; `None`: all. Not a flag:
+    /// the command sizes it to the terminal ([`DEFAULT_TABLE_ROWS`] when not on one).
+    pub table_rows: Option<usize>,
+    /// `--color` (resolved by the command before printers see it).
+    pub color: Color,
+    /// `--where`: print only the records it matches.
+    pub select: Option<Where>,
 }
 
 impl Default for OutputConfig {
@@ -85,6 +125,10 @@ impl Default for OutputConfig {
             quiet: false,
             no_analysis: false,
             line_buffered: false,
+            all: false,
+            table_rows: Some(DEFAULT_TABLE_ROWS),
+            color: Color::Auto,
+            select: None,
         }
     }
 }
@@ -110,8 +154,14 @@ pub fn idle_timeout_ns(secs: f64) -> i64 {
 /// `statescope replay`.
 #[derive(Debug, Clone)]
 pub struct ReplayConfig {
-    /// The capture file; "-" is standard input.
-    pub file: PathBuf,
+    /// The capture files (at least one), merged by capture time when several; "-" is
+    /// standard input (at most once).
+    pub files: Vec<PathBuf>,
+    /// `-c N`: stop after N frames read (before `filter`).
+    pub count: Option<u64>,
+    /// `--port`, `--host` and `--filter` together, parsed: only TCP segments it passes are
+    /// tracked.
+    pub filter: Option<Expr>,
     /// 1 to 3, or `None` to choose by core count.
     pub threads: Option<u8>,
     pub out: OutputConfig,

@@ -3,6 +3,7 @@
 //! Replay, live capture and the labs all drive an [`Engine`] one frame at a time and print what
 //! it produces through a [`Sink`]. Per-frame decode problems are counted, never fatal.
 
+use crate::capture::filter::Expr;
 use crate::capture::FrameSource;
 use crate::config::OutputConfig;
 use crate::decode::{DecodeError, Decoder, Segment};
@@ -22,6 +23,8 @@ pub struct Stats {
     pub frames: u64,
     pub segments: u64,
     pub not_tcp: u64,
+    /// TCP segments the capture filter ([`EngineOptions::only`]) left out.
+    pub filtered_out: u64,
     /// Decode problems by kind.
     pub decode_errors: BTreeMap<String, u64>,
 }
@@ -43,6 +46,9 @@ pub struct EngineOptions {
     /// Which connections get `http` and `ws` records; the others' messages are only counted
     /// (the printer's packet selection: the plain summary needs neither).
     pub http_records: PacketSel,
+    /// Only segments this capture filter passes are tracked (`replay --port/--host/--filter`);
+    /// the others are counted in [`Stats::filtered_out`] and go no further.
+    pub only: Option<Expr>,
 }
 
 impl EngineOptions {
@@ -67,6 +73,7 @@ impl EngineOptions {
             http,
             follow: args.follow,
             http_records: detail,
+            only: None,
         }
     }
 }
@@ -182,6 +189,7 @@ fn new_http(conn: u64, records: &PacketSel) -> HttpConn {
 struct Parts<'a> {
     tracker: &'a mut Tracker<HttpSlot>,
     stats: &'a mut Stats,
+    only: Option<&'a Expr>,
     upper: Upper<'a>,
 }
 
@@ -195,6 +203,14 @@ impl Parts<'_> {
     ) {
         self.stats.frames += 1;
         match decoded {
+            // One test of an `Option` per segment when no filter was asked.
+            Ok(Some(seg))
+                if self
+                    .only
+                    .is_some_and(|f| !f.matches_tcp(seg.src, seg.dst, seg.sport, seg.dport)) =>
+            {
+                self.stats.filtered_out += 1;
+            }
             Ok(Some(seg)) => {
                 self.stats.segments += 1;
                 let flow = flow.unwrap_or_else(|| FlowKey::of(&seg));
@@ -214,6 +230,7 @@ macro_rules! parts {
         Parts {
             tracker: &mut $e.tracker,
             stats: &mut $e.stats,
+            only: $e.opts.only.as_ref(),
             upper: Upper {
                 http_on: $e.opts.http,
                 http_records: &$e.opts.http_records,
@@ -363,7 +380,18 @@ impl Engine {
                 kinds.join(", ")
             ));
         }
+        if s.filtered_out > 0 {
+            line.push_str(&format!(
+                ", {} TCP segments left out by the filter",
+                s.filtered_out
+            ));
+        }
         line
+    }
+
+    /// How many connections have been seen so far (the next connection's index).
+    pub fn conns_seen(&self) -> u64 {
+        self.tracker.conns_seen()
     }
 }
 

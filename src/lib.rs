@@ -11,6 +11,7 @@
 //! |-------------|--------------|
 //! | [`types`]   | the shared vocabulary: [`types::Timestamp`], [`types::Frame`], [`types::LinkType`], [`types::Dir`], [`types::PacketSel`]. Imports nothing of the crate |
 //! | [`record`]  | the JSON-lines records of the contract (`packet`, `conn`, `http`, `ws`, `lab`) |
+//! | [`select`]  | `--where`: a small display filter on records, parsed into a tree and tested per record |
 //! | [`capture`] | where frames come from, and nothing else: pcap/pcapng files ([`capture::pcap_file`]), live interfaces ([`capture::live`]), memory; the pcap writer |
 //! | [`decode`]  | frame bytes → [`decode::Segment`]: link layers, IPv4 (with fragment reassembly), IPv6, TCP options. The only user of etherparse |
 //! | [`tcp`]     | the passive observer: connection table, both endpoints' RFC 9293 state machines, relative seq/ack, Wireshark analysis, Zeek history, reassembly; keeps the layer above's state per connection in a slot of its choosing ([`tcp::Events`]) |
@@ -46,6 +47,7 @@ pub mod output;
 pub mod pipeline;
 pub mod record;
 pub mod report;
+pub mod select;
 pub mod server;
 pub mod tcp;
 pub mod types;

@@ -1,4 +1,5 @@
-//! The records of `shared/CONTRACT.md`, one Rust type per JSON-lines `"type"`.
+//! The JSON-lines records (documented field by field in `docs/records.md`), one Rust type per
+//! `"type"`.
 //!
 //! Field names are the contract's, so serde needs no renames. Optional fields are omitted from
 //! the JSON when absent (`skip_serializing_if`). Bytes that are not UTF-8 (URIs, reasons) are

@@ -84,6 +84,42 @@ impl Expr {
     }
 }
 
+impl Expr {
+    /// Whether a TCP segment between these endpoints passes, with the meaning the BPF program
+    /// gives the same expression in the kernel: how `replay` applies `--port`, `--host` and
+    /// `--filter` to segments already decoded (fragments reassembled, IPv6 extension headers
+    /// walked), so a capture file narrows as the live interface would have.
+    pub fn matches_tcp(&self, src: IpAddr, dst: IpAddr, sport: u16, dport: u16) -> bool {
+        match self {
+            Expr::Prim(p) => match *p {
+                Prim::Proto(proto) => proto == Proto::Tcp,
+                Prim::Ip4 => src.is_ipv4(),
+                Prim::Ip6 => src.is_ipv6(),
+                Prim::Host { side, addr } => match side {
+                    Side::Src => src == addr,
+                    Side::Dst => dst == addr,
+                    Side::Any => src == addr || dst == addr,
+                },
+                Prim::Port { proto, side, port } => {
+                    proto != Some(Proto::Udp)
+                        && match side {
+                            Side::Src => sport == port,
+                            Side::Dst => dport == port,
+                            Side::Any => sport == port || dport == port,
+                        }
+                }
+            },
+            Expr::Not(e) => !e.matches_tcp(src, dst, sport, dport),
+            Expr::And(a, b) => {
+                a.matches_tcp(src, dst, sport, dport) && b.matches_tcp(src, dst, sport, dport)
+            }
+            Expr::Or(a, b) => {
+                a.matches_tcp(src, dst, sport, dport) || b.matches_tcp(src, dst, sport, dport)
+            }
+        }
+    }
+}
+
 /// What the filter language accepts, for error messages.
 pub const SUPPORTED: &str = "supported: tcp, udp, ip, ip6, [src|dst] host ADDR, \
      [tcp|udp] [src|dst] port N, joined with and/or/not and parentheses";
@@ -140,7 +176,7 @@ pub fn parse(text: &str) -> Result<Expr, FilterError> {
     if tokens.is_empty() {
         return Err(err("empty expression".into()));
     }
-    let mut p = Parser { tokens, pos: 0 };
+    let mut p = Tokens::new(tokens);
     let e = p.expr().map_err(err)?;
     if let Some(t) = p.peek() {
         return Err(err(format!("unexpected {t:?}")));
@@ -215,21 +251,29 @@ fn tokenize(text: &str) -> Vec<String> {
     out
 }
 
-struct Parser {
+/// A cursor over an expression's tokens, for this parser and `--where`'s
+/// (`crate::select`).
+pub struct Tokens {
     tokens: Vec<String>,
     pos: usize,
 }
 
-impl Parser {
-    fn peek(&self) -> Option<&str> {
+impl Tokens {
+    pub fn new(tokens: Vec<String>) -> Tokens {
+        Tokens { tokens, pos: 0 }
+    }
+    /// The next token, not taken.
+    pub fn peek(&self) -> Option<&str> {
         self.tokens.get(self.pos).map(String::as_str)
     }
-    fn next(&mut self) -> Option<String> {
+    /// The next token, taken.
+    pub fn take(&mut self) -> Option<String> {
         let t = self.tokens.get(self.pos).cloned();
         self.pos += 1;
         t
     }
-    fn eat(&mut self, words: &[&str]) -> bool {
+    /// Take the next token if it is one of `words` (any case).
+    pub fn eat(&mut self, words: &[&str]) -> bool {
         let hit = self
             .peek()
             .is_some_and(|t| words.iter().any(|w| w.eq_ignore_ascii_case(t)));
@@ -283,7 +327,7 @@ impl Parser {
         } else {
             None
         };
-        let Some(word) = self.next() else {
+        let Some(word) = self.take() else {
             return match (proto, side) {
                 (Some(p), None) => Ok(Prim::Proto(p)),
                 _ => Err("unexpected end of expression".into()),
@@ -291,7 +335,7 @@ impl Parser {
         };
         match word.to_ascii_lowercase().as_str() {
             "port" => {
-                let n = self.next().ok_or("'port' needs a number")?;
+                let n = self.take().ok_or("'port' needs a number")?;
                 let port = n
                     .parse::<u16>()
                     .map_err(|_| format!("{n:?} is not a port number (0-65535)"))?;
@@ -302,7 +346,7 @@ impl Parser {
                 })
             }
             "host" if proto.is_none() => {
-                let a = self.next().ok_or("'host' needs an address")?;
+                let a = self.take().ok_or("'host' needs an address")?;
                 let addr = a
                     .parse::<IpAddr>()
                     .map_err(|_| format!("{a:?} is not a numeric IPv4 or IPv6 address"))?;
@@ -408,6 +452,25 @@ mod tests {
             assert!(msg.contains("supported: tcp"), "{msg}");
             assert!(!msg.contains('\n'));
         }
+    }
+
+    /// Decoded segments are judged as the kernel's program judges their frames.
+    #[test]
+    fn matches_tcp_follows_tcpdump() {
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        let b: IpAddr = "10.0.0.2".parse().unwrap();
+        let six: IpAddr = "::1".parse().unwrap();
+        let m = |f: &str, src, dst, sp, dp| parse(f).unwrap().matches_tcp(src, dst, sp, dp);
+        assert!(m("tcp port 80", a, b, 5000, 80));
+        assert!(m("port 80", a, b, 80, 5000));
+        assert!(!m("udp port 80", a, b, 5000, 80));
+        assert!(!m("src port 80", a, b, 5000, 80));
+        assert!(m("dst port 80 and src host 10.0.0.1", a, b, 5000, 80));
+        assert!(!m("host 10.0.0.3", a, b, 1, 2));
+        assert!(m("not host 10.0.0.3", a, b, 1, 2));
+        assert!(m("ip6 and host ::1", six, six, 1, 2));
+        assert!(!m("ip", six, six, 1, 2));
+        assert!(m("udp or tcp", a, b, 1, 2));
     }
 
     #[test]

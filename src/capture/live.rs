@@ -298,9 +298,16 @@ impl LiveSource {
         if raw < 0 {
             let e = io::Error::last_os_error();
             let what = if matches!(e.raw_os_error(), Some(libc::EPERM | libc::EACCES)) {
-                "capturing needs root or the CAP_NET_RAW capability: run with sudo, or once \
-                 `sudo setcap cap_net_raw,cap_net_admin+eip $(which statescope)`"
-                    .to_string()
+                // The binary's own path: `$(which statescope)` fails when it is not on the
+                // PATH (run from target/), and sudo does not search ~/.cargo/bin.
+                let exe = std::env::current_exe().map_or_else(
+                    |_| "$(command -v statescope)".into(),
+                    |p| p.display().to_string(),
+                );
+                format!(
+                    "capturing needs root or the CAP_NET_RAW capability: run `sudo {exe} ...`, \
+                     or once `sudo setcap cap_net_raw,cap_net_admin+eip {exe}`"
+                )
             } else {
                 format!("cannot open a packet socket: {e}")
             };

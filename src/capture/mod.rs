@@ -9,6 +9,7 @@ pub mod filter;
 pub mod live;
 pub mod mapped;
 pub mod memory;
+pub mod merge;
 pub mod pcap_file;
 pub mod pcap_writer;
 pub mod ring;

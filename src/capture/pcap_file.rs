@@ -36,6 +36,8 @@ const MAX_SNAPLEN: u32 = 16 << 20;
 /// A pcapng block longer than this is damage (Wireshark's limit is of the same order).
 const MAX_BLOCK: u32 = 16 << 20;
 
+/// The first two bytes of a gzip stream (RFC 1952).
+const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 /// The first four bytes of a pcapng file (a section header block's type).
 pub(super) const SHB_TYPE: u32 = 0x0A0D_0D0A;
 const BYTE_ORDER_MAGIC: u32 = 0x1A2B_3C4D;
@@ -94,6 +96,13 @@ pub fn open_reader(
             what: "empty file: no capture header (was the capture stopped before it started?)"
                 .into(),
         });
+    }
+    // gzip (`tcpdump -w - | gzip`, `.pcap.gz`): recognised by its magic bytes, not the name,
+    // and read through a decompressor with the bytes already taken put back in front.
+    if got >= 2 && magic[..2] == GZIP_MAGIC {
+        let head = Cursor::new(magic[..got].to_vec());
+        let inflated = flate2::read::MultiGzDecoder::new(head.chain(input));
+        return open_reader(format!("{name} (gzip)"), Box::new(inflated), None);
     }
     if got < 4 {
         return Err(damaged(

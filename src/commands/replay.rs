@@ -1,24 +1,29 @@
 //! `statescope replay`: a capture file through the engine, on one to three threads
 //! ([`crate::pipeline`]), into the chosen printer and, when asked, the report.
 
+use crate::capture::merge::{Counted, Merged};
 use crate::capture::pcap_file;
 use crate::capture::stop::{install_stop_signals_restarting, stop_signal};
-use crate::config::{OutputConfig, ReplayConfig};
+use crate::capture::FrameSource;
+use crate::config::{OutputConfig, ReplayConfig, UsageError, DEFAULT_TABLE_ROWS};
 use crate::engine::{run_source_with, Engine, EngineOptions};
 use crate::output::{make_printer, Sink};
 use crate::pipeline::{self, Prepare, PrintThread};
 use crate::types::PacketSel;
 use std::io;
-use std::path::Path;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 /// A progress bar on standard error for files big enough to wait for, on a terminal only.
-fn progress_bar(file: &Path, out: &OutputConfig) -> Option<indicatif::ProgressBar> {
+fn progress_bar(files: &[PathBuf], out: &OutputConfig) -> Option<indicatif::ProgressBar> {
     use std::io::IsTerminal;
     if out.quiet || !io::stderr().is_terminal() {
         return None;
     }
-    let size = std::fs::metadata(file).ok()?.len();
+    let mut size = 0;
+    for f in files {
+        size += std::fs::metadata(f).ok()?.len();
+    }
     if size < 32 << 20 {
         return None;
     }
@@ -39,8 +44,9 @@ pub fn run(cfg: &ReplayConfig) -> anyhow::Result<ExitCode> {
     // Ctrl-C or SIGTERM: stop reading, finish every connection, print everything and the
     // summary, then exit 130 or 143 like a shell reports a process killed by the signal.
     install_stop_signals_restarting();
-    let source = pcap_file::open(&cfg.file)?;
+    let source = open_all(cfg)?;
     let wants_report = out.wants_report();
+    let out = &sized_to_terminal(out);
     let printer = make_printer(out, Box::new(io::stdout()));
     // Measured on two cores: reading ahead always pays; a printing thread pays when every
     // packet is printed (JSON lines 1.2x faster), not for the summary.
@@ -62,7 +68,10 @@ pub fn run(cfg: &ReplayConfig) -> anyhow::Result<ExitCode> {
         } else {
             (printer.into_sink(), None)
         };
-    let mut engine = Engine::new(EngineOptions::from_config(out, sink.wants_packets()));
+    let mut engine = Engine::new(EngineOptions {
+        only: cfg.filter.clone(),
+        ..EngineOptions::from_config(out, sink.wants_packets())
+    });
     if helper.is_some() {
         engine.hand_over_at(PrintThread::HAND_OVER_AT);
     }
@@ -71,7 +80,7 @@ pub fn run(cfg: &ReplayConfig) -> anyhow::Result<ExitCode> {
         inner: sink.as_mut(),
         records: Vec::new(),
     };
-    let bar = progress_bar(&cfg.file, out);
+    let bar = progress_bar(&cfg.files, out);
     let mut tick = |_: &Engine, (done, _total): (u64, Option<u64>)| {
         if let Some(b) = &bar {
             b.set_position(done);
@@ -120,7 +129,8 @@ pub fn run(cfg: &ReplayConfig) -> anyhow::Result<ExitCode> {
     }
     // The report covers whatever was read, even when the capture ended in an error.
     if wants_report {
-        let title = format!("statescope replay {}", cfg.file.display());
+        let names: Vec<String> = cfg.files.iter().map(|f| f.display().to_string()).collect();
+        let title = format!("statescope replay {}", names.join(" "));
         crate::report::write_requested(out, &collect.records, &title)?;
     }
     super::follow_checked(&mut engine, out)?;
@@ -131,8 +141,69 @@ pub fn run(cfg: &ReplayConfig) -> anyhow::Result<ExitCode> {
         ),
         Err(other) => other,
     })?;
+    unknown_connection(out, engine.conns_seen())?;
     Ok(match stopped {
         Some(sig) => ExitCode::from(128u8.saturating_add(sig as u8)),
         None => ExitCode::SUCCESS,
     })
+}
+
+/// The input: one file as it is, several merged by capture time; cut after `-c N` frames.
+fn open_all(cfg: &ReplayConfig) -> anyhow::Result<Box<dyn FrameSource + Send>> {
+    let mut sources = Vec::with_capacity(cfg.files.len());
+    for f in &cfg.files {
+        sources.push(pcap_file::open(f)?);
+    }
+    let source = if sources.len() == 1 {
+        sources.pop().expect("one source")
+    } else {
+        Box::new(Merged::new(sources))
+    };
+    Ok(match cfg.count {
+        Some(n) => Box::new(Counted::new(source, n)),
+        None => source,
+    })
+}
+
+/// The settings with what depends on standard output made definite: the summary's rows fit
+/// the terminal (unless `--all`), and `--color auto` is on or off.
+fn sized_to_terminal(out: &OutputConfig) -> OutputConfig {
+    use std::io::IsTerminal;
+    let terminal = io::stdout().is_terminal();
+    let mut out = out.clone();
+    out.color = out.color.resolve(terminal);
+    if terminal && out.table_rows.is_some() {
+        // Room for the header, the "more connections" line and the shell's prompt.
+        out.table_rows =
+            Some(terminal_height().map_or(DEFAULT_TABLE_ROWS, |h| h.saturating_sub(4).max(5)));
+    }
+    out
+}
+
+/// Standard output's terminal height in rows, if it is a terminal that says.
+fn terminal_height() -> Option<usize> {
+    // SAFETY: TIOCGWINSZ fills the winsize struct it is given, nothing else.
+    let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
+    let r = unsafe { libc::ioctl(libc::STDOUT_FILENO, libc::TIOCGWINSZ, &mut ws) };
+    (r == 0 && ws.ws_row > 0).then_some(ws.ws_row as usize)
+}
+
+/// `--conn N` / `--follow N` naming a connection the capture does not have: bad usage (exit
+/// 2), said after the output, which could not know before the end of input.
+fn unknown_connection(out: &OutputConfig, seen: u64) -> Result<(), UsageError> {
+    let asked = out.conns.iter().map(|&n| ("--conn", n));
+    let asked = asked.chain(out.follow.map(|n| ("--follow", n)));
+    for (flag, n) in asked {
+        if n >= seen {
+            return Err(UsageError(match seen {
+                0 => format!("{flag} {n}: the capture has no TCP connection"),
+                1 => format!("{flag} {n}: the capture has one TCP connection, number 0"),
+                _ => format!(
+                    "{flag} {n}: the capture has {seen} TCP connections, numbered 0 to {}",
+                    seen - 1
+                ),
+            }));
+        }
+    }
+    Ok(())
 }

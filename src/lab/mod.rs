@@ -3,7 +3,7 @@
 //!
 //! Each exercise is one file opening with what the learner will see and why, registered in
 //! [`LABS`]. A lab drives real traffic on loopback, measures, and ends with one `lab` record
-//! (`shared/CONTRACT.md`): the question, an answer built from the measurements, the measured
+//! (`docs/records.md`): the question, an answer built from the measurements, the measured
 //! facts, and `ok` when every check the lab makes on its own measurements held.
 //!
 //! The loopback labs (`tcp-vs-http`, `handshake-and-close`, `websocket`, `login`,

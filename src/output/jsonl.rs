@@ -1,4 +1,4 @@
-//! `--format jsonl`: one JSON object per line, exactly the records of `shared/CONTRACT.md`.
+//! `--format jsonl`: one JSON object per line, exactly the records of `docs/records.md`.
 //!
 //! Each line is a flat object tagged with `"type"` (`packet`, `conn`, `http`, `ws`, `lab`).
 //! Optional fields are omitted when absent. Nothing else is written to standard output.

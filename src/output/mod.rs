@@ -11,6 +11,7 @@ pub mod table;
 
 use crate::config::{Format, OutputConfig};
 use crate::record::Record;
+use crate::select::{Ends, Where};
 use crate::types::PacketSel;
 use std::io::{self, Write};
 
@@ -85,12 +86,49 @@ impl Sink for Printer {
 }
 
 /// Build the printer for `args`, writing to `out`. Choosing a format is this one `match`.
+/// With `--where`, the printer sits behind [`Selected`]; without it nothing is in between.
 pub fn make_printer(args: &OutputConfig, out: Box<dyn Write + Send>) -> Printer {
-    match args.format {
+    let printer = match args.format {
         Format::Jsonl => {
             Printer::Lines(jsonl::JsonlSink::new(out).line_buffered(args.line_buffered))
         }
         Format::Table => Printer::Records(Box::new(table::TableSink::new(out, args))),
+    };
+    match &args.select {
+        None => printer,
+        Some(expr) => Printer::Records(Box::new(Selected {
+            ends: Ends::new(expr),
+            expr: expr.clone(),
+            inner: printer.into_sink(),
+        })),
+    }
+}
+
+/// A printer that gets only the records a `--where` expression matches.
+pub struct Selected {
+    expr: Where,
+    ends: Ends,
+    inner: Box<dyn Sink + Send>,
+}
+
+impl Sink for Selected {
+    fn record(&mut self, rec: &Record) -> io::Result<()> {
+        if self.expr.matches(rec, &mut self.ends) {
+            self.inner.record(rec)?;
+        }
+        Ok(())
+    }
+    fn take(&mut self, recs: &mut Vec<Record>) -> io::Result<()> {
+        recs.retain(|r| self.expr.matches(r, &mut self.ends));
+        self.inner.take(recs)
+    }
+    fn finish(&mut self) -> io::Result<()> {
+        self.inner.finish()
+    }
+    /// The printer's own choice: an `http` or `ws` record comes only for connections whose
+    /// packet records come too, so `port`/`host` always know their endpoints.
+    fn wants_packets(&self) -> PacketSel {
+        self.inner.wants_packets()
     }
 }
 

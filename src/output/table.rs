@@ -1,25 +1,34 @@
 //! The human tables.
 //!
-//! * The **connection summary**: one row per connection — client, server, packets and bytes
-//!   each way, duration, both endpoints' final states, Zeek's conn_state, HTTP counts. Rows are
-//!   printed as connections finish (so a long capture streams with flat memory).
-//! * The **lifetime** of each connection (small captures, or `--conn N`): handshake, every HTTP
-//!   request with the state it carries itself (Host, Cookie, Authorization), responses, the
-//!   upgrade to WebSocket, the close — each at its frame.
+//! * The **connection summary**: one row per connection — client, server, packets and payload
+//!   bytes each way, duration, both endpoints' final states, Zeek's conn_state, HTTP counts.
+//!   Rows are printed as connections finish (so a long capture streams with flat memory), as
+//!   many as fit the terminal (`table_rows`); the rest are counted in one closing line that
+//!   says how to see them.
+//! * The **lifetime** of the first few connections (or of `--conn N`, or of all with `--all`):
+//!   handshake, every HTTP request with the state it carries itself (Host, Cookie,
+//!   Authorization), responses, the upgrade to WebSocket, the close — each at its frame, at
+//!   most [`LIFETIME_EVENTS`] lines each unless asked for by number or `--all`.
 //! * The **timeline** (`--conn N`, `--packets`): one row per segment with relative seq/ack,
 //!   length, window, analysis events, and each endpoint's state where it changes; `--explain`
 //!   adds why each event was given.
+//!
+//! With colour on (`--color`, resolved by the command), states and analysis events are
+//! painted; widths are computed on the text, so columns stay aligned.
 
 use super::Sink;
-use crate::config::OutputConfig;
+use crate::config::{Color, OutputConfig};
 use crate::record::{ConnRec, Dir, HttpRec, PacketRec, Record, WsRec};
 use crate::types::PacketSel;
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::io::{self, BufWriter, Write};
 
-/// Above this many connections, lifetimes are only printed for `--conn N`.
-const LIFETIME_LIMIT: u64 = 20;
+/// Lifetimes told without being asked: connections 0 to this, less one.
+const LIFETIMES: u64 = 3;
+/// Lines of a lifetime told without being asked (a keep-alive connection can carry thousands
+/// of requests); the rest are counted.
+pub const LIFETIME_EVENTS: usize = 30;
 
 #[derive(Default)]
 struct PerConn {
@@ -43,9 +52,18 @@ pub struct TableSink {
     blocks: bool,
     /// The summary row being written, reused.
     row: String,
+    /// `--all`: every row, every lifetime, whole.
+    all: bool,
+    /// Most summary rows; `None`: all.
+    rows: Option<usize>,
+    /// Summary rows printed (or kept for the end) so far, and those left out.
+    shown: usize,
+    hidden: u64,
+    color: bool,
 }
 
-const HEADER: &str = "conn  client                      server                       packets c>s/s>c    bytes c>s/s>c  duration  client_state  server_state  zeek  http";
+/// The `payload` columns count TCP payload bytes; Wireshark's Conversations count whole frames.
+const HEADER: &str = "conn  client                      server                       packets c>s/s>c  payload c>s/s>c  duration  client_state  server_state  zeek  http";
 
 impl TableSink {
     pub fn new(out: Box<dyn Write + Send>, args: &OutputConfig) -> Self {
@@ -60,6 +78,22 @@ impl TableSink {
             conns: 0,
             blocks: args.packets || !args.conns.is_empty(),
             row: String::new(),
+            all: args.all,
+            rows: args.table_rows,
+            shown: 0,
+            hidden: 0,
+            color: args.color == Color::Always,
+        }
+    }
+
+    /// Whether the next summary row is printed; counts it either way.
+    fn row_fits(&mut self) -> bool {
+        if self.rows.is_some_and(|r| self.shown >= r) {
+            self.hidden += 1;
+            false
+        } else {
+            self.shown += 1;
+            true
         }
     }
 
@@ -69,7 +103,7 @@ impl TableSink {
 
     /// Lifetimes are kept for selected connections, and for the first few of a small capture.
     fn lifetime_for(&self, conn: u64) -> bool {
-        self.timeline_for(conn) || (self.selected.is_empty() && conn < LIFETIME_LIMIT)
+        self.all || self.timeline_for(conn) || (self.selected.is_empty() && conn < LIFETIMES)
     }
 
     fn packet(&mut self, p: &PacketRec) {
@@ -78,6 +112,7 @@ impl TableSink {
             return;
         }
         let explain = self.explain;
+        let color = self.color;
         let pc = self.per.entry(p.conn).or_default();
         let t0 = *pc.first_ts.get_or_insert(p.ts);
         let states = (p.client_state.to_string(), p.server_state.to_string());
@@ -103,8 +138,22 @@ impl TableSink {
             ));
         }
         if timeline {
+            let state = |v: &str| {
+                if changed {
+                    painted(v, 12, state_color(v), color)
+                } else {
+                    painted(".", 12, None, false)
+                }
+            };
+            let (cs, ss) = (state(&p.client_state), state(&p.server_state));
+            let analysis = p
+                .analysis
+                .iter()
+                .map(|a| painted(a, 0, Some(event_color(a)), color))
+                .collect::<Vec<_>>()
+                .join(",");
             let mut row = format!(
-                "{:>7} {:>10.6} {} {:<11} {:>10} {:>10} {:>6} {:>8}  {:<12} {:<12} {}",
+                "{:>7} {:>10.6} {} {:<11} {:>10} {:>10} {:>6} {:>8}  {cs} {ss} {analysis}",
                 p.frame,
                 p.ts - t0,
                 if p.dir == Dir::C2s { "c>s" } else { "s>c" },
@@ -113,17 +162,6 @@ impl TableSink {
                 p.ack.map(|a| a.to_string()).unwrap_or_else(|| "-".into()),
                 p.len,
                 p.win,
-                if changed {
-                    p.client_state.as_ref()
-                } else {
-                    "."
-                },
-                if changed {
-                    p.server_state.as_ref()
-                } else {
-                    "."
-                },
-                p.analysis.join(",")
             );
             if explain {
                 for (name, why) in &p.why {
@@ -196,9 +234,12 @@ impl TableSink {
                 self.print_block(c, pc)?;
             }
         }
+        if !self.row_fits() {
+            return Ok(());
+        }
         if self.blocks {
             let mut row = String::new();
-            summary_row(&mut row, c);
+            summary_row(&mut row, c, self.color);
             self.summary.push(row);
         } else {
             if !self.header_done {
@@ -206,7 +247,7 @@ impl TableSink {
                 self.header_done = true;
             }
             self.row.clear();
-            summary_row(&mut self.row, c);
+            summary_row(&mut self.row, c, self.color);
             self.row.push('\n');
             self.out.write_all(self.row.as_bytes())?;
         }
@@ -241,8 +282,23 @@ impl TableSink {
             let _ = writeln!(s, "  lifetime:");
         }
         pc.events.sort_by_key(|(f, _)| *f);
-        for (f, e) in &pc.events {
+        let whole = self.all || self.selected.contains(&c.conn);
+        let told = if whole {
+            pc.events.len()
+        } else {
+            pc.events.len().min(LIFETIME_EVENTS)
+        };
+        for (f, e) in &pc.events[..told] {
             let _ = writeln!(s, "  frame {f:>6}  {e}");
+        }
+        if told < pc.events.len() {
+            let _ = writeln!(
+                s,
+                "  ... {} more events up to frame {}: --conn {} tells them all",
+                pc.events.len() - told,
+                pc.events.last().map_or(0, |e| e.0),
+                c.conn
+            );
         }
         // Changes no captured segment caused, but a later one revealed: said where they began.
         for t in &c.transitions {
@@ -260,10 +316,12 @@ impl TableSink {
         if pc.requests > 1 {
             let _ = writeln!(s, "  {} HTTP requests rode this one TCP connection; each named its own Host and carried whatever state it needed itself — HTTP is stateless, the TCP connection under it is not.", pc.requests);
         }
+        let color = self.color;
         let _ = writeln!(
             s,
             "  final: client {}, server {}",
-            c.client_state, c.server_state
+            painted(&c.client_state, 0, state_color(&c.client_state), color),
+            painted(&c.server_state, 0, state_color(&c.server_state), color)
         );
         if self.blocks {
             self.out.write_all(s.as_bytes())?;
@@ -276,7 +334,7 @@ impl TableSink {
 
 /// One summary row. Written field by field: `format!` with widths costs more than tracking
 /// a connection, and a big capture has hundreds of thousands of rows.
-fn summary_row(s: &mut String, c: &ConnRec) {
+fn summary_row(s: &mut String, c: &ConnRec, color: bool) {
     let mut num = itoa::Buffer::new();
     let right = |s: &mut String, v: &str, w: usize| {
         s.extend(std::iter::repeat_n(' ', w.saturating_sub(v.len())));
@@ -303,11 +361,29 @@ fn summary_row(s: &mut String, c: &ConnRec) {
     s.push('/');
     left(s, num.format(c.bytes_s2c), 9);
     let _ = write!(s, " {:>8.3}s  ", c.last_ts - c.first_ts);
-    left(s, &c.client_state, 13);
-    s.push(' ');
-    left(s, &c.server_state, 13);
-    s.push(' ');
-    left(s, &c.conn_state, 5);
+    if color {
+        s.push_str(&painted(
+            &c.client_state,
+            13,
+            state_color(&c.client_state),
+            true,
+        ));
+        s.push(' ');
+        s.push_str(&painted(
+            &c.server_state,
+            13,
+            state_color(&c.server_state),
+            true,
+        ));
+        s.push(' ');
+        s.push_str(&painted(&c.conn_state, 5, zeek_color(&c.conn_state), true));
+    } else {
+        left(s, &c.client_state, 13);
+        s.push(' ');
+        left(s, &c.server_state, 13);
+        s.push(' ');
+        left(s, &c.conn_state, 5);
+    }
     s.push(' ');
     s.push_str(num.format(c.http_requests));
     s.push('/');
@@ -332,11 +408,32 @@ impl Sink for TableSink {
         } else if !self.header_done {
             writeln!(self.out, "{HEADER}")?;
         }
-        for r in std::mem::take(&mut self.summary) {
-            if self.blocks {
+        let summary = std::mem::take(&mut self.summary);
+        if self.blocks {
+            for r in &summary {
                 writeln!(self.out, "{r}")?;
-            } else {
+            }
+        }
+        if self.hidden > 0 {
+            writeln!(
+                self.out,
+                "{} more connection{}: use --conn N, --all, --format jsonl or --html",
+                self.hidden,
+                if self.hidden == 1 { "" } else { "s" }
+            )?;
+        }
+        if !self.blocks {
+            // The lifetimes, after the table.
+            for r in &summary {
                 write!(self.out, "{r}")?;
+            }
+            if !self.all && self.conns > LIFETIMES {
+                writeln!(
+                    self.out,
+                    "\nLifetimes told for connections 0 to {} of {}: --conn N tells one, --all every one.",
+                    LIFETIMES - 1,
+                    self.conns
+                )?;
             }
         }
         if self.conns == 0 {
@@ -347,11 +444,11 @@ impl Sink for TableSink {
 
     /// Packet records feed the lifetimes and timelines: only those connections need them.
     fn wants_packets(&self) -> PacketSel {
-        if self.all_packets {
+        if self.all_packets || self.all {
             PacketSel::All
         } else if self.selected.is_empty() {
             PacketSel::Some {
-                below: LIFETIME_LIMIT,
+                below: LIFETIMES,
                 list: Vec::new(),
             }
         } else {
@@ -360,5 +457,138 @@ impl Sink for TableSink {
                 list: self.selected.clone(),
             }
         }
+    }
+}
+
+/// `v` padded to `width` columns, wrapped in the SGR `code` when colour is on.
+fn painted(v: &str, width: usize, code: Option<&str>, on: bool) -> String {
+    let pad = width.saturating_sub(v.chars().count());
+    match code {
+        Some(code) if on => format!("\x1b[{code}m{v}\x1b[0m{:pad$}", ""),
+        _ => format!("{v}{:pad$}", ""),
+    }
+}
+
+/// Green for a connection in use, cyan while opening, yellow while closing, bold yellow for
+/// CLOSE_WAIT (the peer closed and the application has not yet), dim when unknown.
+fn state_color(state: &str) -> Option<&'static str> {
+    Some(match state {
+        "ESTABLISHED" => "32",
+        "SYN_SENT" | "SYN_RECEIVED" | "LISTEN" => "36",
+        "FIN_WAIT_1" | "FIN_WAIT_2" | "CLOSING" | "LAST_ACK" | "TIME_WAIT" => "33",
+        "CLOSE_WAIT" => "1;33",
+        "UNKNOWN" => "2",
+        _ => return None,
+    })
+}
+
+/// Zeek's codes: a normal close green, refusals and resets red, half-seen connections yellow.
+fn zeek_color(code: &str) -> Option<&'static str> {
+    Some(match code {
+        "SF" => "32",
+        "REJ" | "RSTO" | "RSTR" | "RSTOS0" | "RSTRH" => "31",
+        "S0" | "S1" | "S2" | "S3" | "SH" | "SHR" | "OTH" => "33",
+        _ => return None,
+    })
+}
+
+/// Loss and its repair red, window trouble magenta, the rest (keep-alives, updates) cyan.
+fn event_color(event: &str) -> &'static str {
+    match event {
+        "retransmission"
+        | "fast_retransmission"
+        | "spurious_retransmission"
+        | "out_of_order"
+        | "dup_ack"
+        | "lost_segment"
+        | "ack_lost_segment" => "31",
+        "zero_window" | "zero_window_probe" | "zero_window_probe_ack" | "window_full" => "35",
+        _ => "36",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::HttpRec;
+    use std::borrow::Cow;
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Clone, Default)]
+    struct Shared(Arc<Mutex<Vec<u8>>>);
+    impl Write for Shared {
+        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// One keep-alive connection carrying `n` requests, printed with `args`.
+    fn keep_alive(n: u64, args: &OutputConfig) -> String {
+        let out = Shared::default();
+        let mut t = TableSink::new(Box::new(out.clone()), args);
+        for i in 0..n {
+            let req = HttpRec {
+                conn: 0,
+                frame: 10 + i,
+                method: Some(Cow::Borrowed("GET")),
+                uri: Some(format!("/{i}")),
+                version: Cow::Borrowed("HTTP/1.1"),
+                ..HttpRec::default()
+            };
+            t.record(&Record::Http(req)).unwrap();
+        }
+        let conn = ConnRec {
+            client: "10.0.0.1:1000".into(),
+            server: "10.0.0.2:80".into(),
+            ..ConnRec::default()
+        };
+        t.record(&Record::Conn(conn)).unwrap();
+        t.finish().unwrap();
+        let text = out.0.lock().unwrap().clone();
+        String::from_utf8(text).unwrap()
+    }
+
+    fn told(text: &str) -> usize {
+        text.lines().filter(|l| l.starts_with("  frame ")).count()
+    }
+
+    /// A connection with thousands of requests told a few dozen lines, saying how to see all.
+    #[test]
+    fn a_long_lifetime_is_cut_unless_asked() {
+        let text = keep_alive(100, &OutputConfig::default());
+        assert_eq!(told(&text), LIFETIME_EVENTS, "{text}");
+        assert!(
+            text.contains("... 70 more events up to frame 109: --conn 0 tells them all"),
+            "{text}"
+        );
+        // Asked by number, or with --all: whole.
+        let asked = OutputConfig {
+            conns: vec![0],
+            ..OutputConfig::default()
+        };
+        assert_eq!(told(&keep_alive(100, &asked)), 100);
+        let all = OutputConfig {
+            all: true,
+            table_rows: None,
+            ..OutputConfig::default()
+        };
+        let whole = keep_alive(100, &all);
+        assert_eq!(told(&whole), 100);
+        assert!(!whole.contains("more events"));
+        // Control: a short lifetime is not cut.
+        let short = keep_alive(LIFETIME_EVENTS as u64, &OutputConfig::default());
+        assert_eq!(told(&short), LIFETIME_EVENTS);
+        assert!(!short.contains("more events"));
+    }
+
+    #[test]
+    fn painted_pads_the_text_not_the_codes() {
+        assert_eq!(painted("SF", 5, Some("32"), true), "\x1b[32mSF\x1b[0m   ");
+        assert_eq!(painted("SF", 5, Some("32"), false), "SF   ");
+        assert_eq!(painted("CLOSED", 3, None, true), "CLOSED");
     }
 }
