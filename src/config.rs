@@ -15,6 +15,8 @@ use std::time::Duration;
 pub const DEFAULT_IDLE_TIMEOUT: f64 = 300.0;
 /// Default per-direction reassembly cap in bytes.
 pub const DEFAULT_REASSEMBLY_CAP: usize = 4 << 20;
+/// Default `--max-memory`, in bytes.
+pub const DEFAULT_MAX_MEMORY: usize = 512 << 20;
 
 /// A value the command line gave that cannot be used: bad usage, exit status 2, reported as one
 /// line naming the flag.
@@ -58,6 +60,8 @@ pub struct OutputConfig {
     pub no_http: bool,
     /// Most bytes held out of order per direction for reassembly.
     pub reassembly_cap: usize,
+    /// The engine's memory budget in bytes (connections, reassembly, HTTP state).
+    pub max_memory: usize,
     /// No progress bar or summary line on standard error.
     pub quiet: bool,
     /// Benchmarks only: skip Wireshark analysis.
@@ -82,6 +86,7 @@ impl Default for OutputConfig {
             idle_timeout_ns: idle_timeout_ns(DEFAULT_IDLE_TIMEOUT),
             no_http: false,
             reassembly_cap: DEFAULT_REASSEMBLY_CAP,
+            max_memory: DEFAULT_MAX_MEMORY,
             quiet: false,
             no_analysis: false,
             line_buffered: false,

@@ -107,8 +107,11 @@ pub fn run(cfg: &LiveConfig) -> anyhow::Result<ExitCode> {
     let st = source.stats();
     let failed: u64 = engine.stats.decode_errors.values().sum();
     note(&format!(
-        "{} frames, {} dropped by kernel, {} failed to decode",
-        st.frames, st.dropped, failed
+        "{} frames, {} dropped by kernel, {} failed to decode{}",
+        st.frames,
+        st.dropped,
+        failed,
+        engine.memory_note()
     ));
     super::follow_checked(&mut engine, &out)?;
     result?;

@@ -115,7 +115,8 @@ pub fn run(cfg: &ReplayConfig) -> anyhow::Result<ExitCode> {
         };
         eprintln!("statescope: {name}: stopped reading; every connection still open was finished");
     }
-    if !out.quiet || engine.stats.decode_failures() > 0 {
+    // Given-up connections or bytes are said even with --quiet: records are missing otherwise.
+    if !out.quiet || engine.stats.decode_failures() > 0 || !engine.memory_note().is_empty() {
         eprintln!("statescope: {}", engine.summary_line());
     }
     // The report covers whatever was read, even when the capture ended in an error.
