@@ -86,7 +86,11 @@ fn replay(path: &Path, extra: &[&str]) -> Run {
         .args(extra)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let conns = String::from_utf8(out.stdout)
         .unwrap()
         .lines()

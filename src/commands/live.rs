@@ -87,14 +87,15 @@ pub fn run(cfg: &LiveConfig) -> anyhow::Result<ExitCode> {
     };
     let mut table = LiveTable::new(refresh);
     let mut tick = |e: &Engine, _: (u64, Option<u64>)| table.draw(e, false);
+    // Frames analysed (taken by the writer) and frames in the pcap, when writing one.
+    let mut written = None;
     let result = match writer {
-        Some(w) => run_source_with(
-            &mut PcapTee::new(&mut source, w),
-            &mut engine,
-            target,
-            1,
-            &mut tick,
-        ),
+        Some(w) => {
+            let mut tee = PcapTee::new(&mut source, w);
+            let r = run_source_with(&mut tee, &mut engine, target, 1, &mut tick);
+            written = Some((tee.writer().frames_taken(), tee.writer().frames_written()));
+            r
+        }
         None => run_source_with(&mut source, &mut engine, target, 1, &mut tick),
     };
     table.clear();
@@ -106,12 +107,26 @@ pub fn run(cfg: &LiveConfig) -> anyhow::Result<ExitCode> {
     source.clear_status();
     let st = source.stats();
     let failed: u64 = engine.stats.decode_errors.values().sum();
+    // After a write error the records of the last frames analysed have no frames behind them
+    // in the pcap: say which.
+    let unwritten = match (written, &cfg.write) {
+        (Some((taken, on_disk)), Some(path)) if taken > on_disk => format!(
+            ", {} frames analysed but not in {} (frames {}-{}: records of them have no frames \
+             behind them there)",
+            taken - on_disk,
+            path.display(),
+            on_disk + 1,
+            taken
+        ),
+        _ => String::new(),
+    };
     note(&format!(
-        "{} frames, {} dropped by kernel, {} failed to decode{}",
+        "{} frames, {} dropped by kernel, {} failed to decode{}{}",
         st.frames,
         st.dropped,
         failed,
-        engine.memory_note()
+        engine.memory_note(),
+        unwritten
     ));
     super::follow_checked(&mut engine, &out)?;
     result?;
