@@ -76,9 +76,11 @@ pub fn run(cfg: &LiveConfig) -> anyhow::Result<ExitCode> {
     let mut engine = Engine::new(EngineOptions::from_config(&out, sink.wants_packets()));
     super::follow(&mut engine, &out)?;
     let wants_report = out.wants_report();
-    let mut collect = crate::report::Collect {
-        inner: sink.as_mut(),
-        records: Vec::new(),
+    // --svg draws every connection; the HTML page alone keeps only what it draws.
+    let mut collect = if out.svg.is_some() {
+        crate::report::Collect::new(sink.as_mut())
+    } else {
+        crate::report::Collect::bounded(sink.as_mut(), out.conns.clone())
     };
     let target: &mut dyn Sink = if wants_report {
         &mut collect
@@ -102,7 +104,7 @@ pub fn run(cfg: &LiveConfig) -> anyhow::Result<ExitCode> {
     // The report covers everything captured, even when the capture ended in an error.
     if wants_report {
         let title = format!("statescope live -i {iface}");
-        crate::report::write_requested(&out, &collect.records, &title)?;
+        crate::report::write_requested(&out, &collect, &title)?;
     }
     source.clear_status();
     let st = source.stats();

@@ -67,9 +67,11 @@ pub fn run(cfg: &ReplayConfig) -> anyhow::Result<ExitCode> {
         engine.hand_over_at(PrintThread::HAND_OVER_AT);
     }
     super::follow(&mut engine, out)?;
-    let mut collect = crate::report::Collect {
-        inner: sink.as_mut(),
-        records: Vec::new(),
+    // --svg draws every connection; the HTML page alone keeps only what it draws.
+    let mut collect = if out.svg.is_some() {
+        crate::report::Collect::new(sink.as_mut())
+    } else {
+        crate::report::Collect::bounded(sink.as_mut(), out.conns.clone())
     };
     let bar = progress_bar(&cfg.file, out);
     let mut tick = |_: &Engine, (done, _total): (u64, Option<u64>)| {
@@ -122,7 +124,7 @@ pub fn run(cfg: &ReplayConfig) -> anyhow::Result<ExitCode> {
     // The report covers whatever was read, even when the capture ended in an error.
     if wants_report {
         let title = format!("statescope replay {}", cfg.file.display());
-        crate::report::write_requested(out, &collect.records, &title)?;
+        crate::report::write_requested(out, &collect, &title)?;
     }
     super::follow_checked(&mut engine, out)?;
     // Capture errors name their file; an I/O error here can only be the output's.
