@@ -95,7 +95,7 @@ pub struct OutputArgs {
     pub reassembly_cap: usize,
     /// Memory for connections, reassembly and HTTP state together (e.g. 512M, 2G, or bytes);
     /// over it, half-open and unreplied connections are evicted first, then reassembly
-    /// buffers given up, then the least recently active connections [default: 512M]
+    /// buffers given up, then the least recently active connections [default: 160M]
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub max_memory: Option<usize>,
     /// No progress bar on standard error

@@ -15,8 +15,10 @@ use std::time::Duration;
 pub const DEFAULT_IDLE_TIMEOUT: f64 = 300.0;
 /// Default per-direction reassembly cap in bytes.
 pub const DEFAULT_REASSEMBLY_CAP: usize = 4 << 20;
-/// Default `--max-memory`, in bytes.
-pub const DEFAULT_MAX_MEMORY: usize = 512 << 20;
+/// Default `--max-memory`, in bytes: small enough that replaying a million-connection SYN
+/// flood or 300 connections of out-of-order data stays under 256 MiB of peak RSS
+/// (bench/memory.sh), large enough for about 110 000 concurrent connections.
+pub const DEFAULT_MAX_MEMORY: usize = 160 << 20;
 
 /// A value the command line gave that cannot be used: bad usage, exit status 2, reported as one
 /// line naming the flag.

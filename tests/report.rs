@@ -139,6 +139,7 @@ fn many_connections_draw_the_first_ones_and_selected_ones() {
     let opts = HtmlOptions {
         detail_limit: 10,
         select: vec![100],
+        ..HtmlOptions::default()
     };
     let page = report::render_html(&recs, "many", &opts);
     assert_eq!(page.matches("<section class=\"conn\"").count(), 11);
@@ -480,7 +481,11 @@ mod any_records {
                     })
                 })
                 .collect();
-            let opts = HtmlOptions { detail_limit: limit, select: vec![] };
+            let opts = HtmlOptions {
+                detail_limit: limit,
+                select: vec![],
+                ..HtmlOptions::default()
+            };
             let full = report::render_html(&recs, "<any>", &opts);
             let page = &full[..full.find("<script type=\"application/json\" id=\"folds\">").unwrap()];
             let arrows = page.matches("<g class=\"arrow").count();
