@@ -222,7 +222,8 @@ fn parse_size(text: &str) -> Result<usize, String> {
         .parse()
         .map_err(|_| format!("{text:?}: give a size such as 512M, 2G or 1048576"))?;
     let bytes = n * (1u64 << shift) as f64;
-    if !(bytes >= (1 << 20) as f64) {
+    // NaN fails this too.
+    if bytes.is_nan() || bytes < (1 << 20) as f64 {
         return Err(format!("{text:?}: give at least 1M"));
     }
     Ok(bytes.min(usize::MAX as f64) as usize)
