@@ -8,7 +8,7 @@
 use crate::commands::serve::ServeConfig;
 use crate::config::{
     self, Color, Format, LabConfig, LiveConfig, OutputConfig, ReplayConfig, UsageError,
-    DEFAULT_IDLE_TIMEOUT, DEFAULT_REASSEMBLY_CAP,
+    DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_MEMORY, DEFAULT_REASSEMBLY_CAP,
 };
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -132,6 +132,11 @@ pub struct OutputArgs {
     /// Most bytes held out of order per direction for reassembly
     #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_REASSEMBLY_CAP)]
     pub reassembly_cap: usize,
+    /// Memory for connections, reassembly and HTTP state together (e.g. 512M, 2G, or bytes);
+    /// over it, half-open and unreplied connections are evicted first, then reassembly
+    /// buffers given up, then the least recently active connections [default: 160M]
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub max_memory: Option<usize>,
     /// No progress bar on standard error
     #[arg(long, short = 'q')]
     pub quiet: bool,
@@ -252,6 +257,33 @@ pub struct LabArgs {
     pub html: Option<PathBuf>,
 }
 
+/// `--max-memory SIZE`: bytes, or a number with K, M, G or T (powers of 1024; "MiB" and "MB"
+/// read the same), at least 1 MiB.
+fn parse_size(text: &str) -> Result<usize, String> {
+    let t = text.trim();
+    let digits = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(digits);
+    let shift = match unit.trim().to_ascii_uppercase().as_str() {
+        "" | "B" => 0,
+        "K" | "KB" | "KIB" => 10,
+        "M" | "MB" | "MIB" => 20,
+        "G" | "GB" | "GIB" => 30,
+        "T" | "TB" | "TIB" => 40,
+        _ => return Err(format!("{text:?}: give a size such as 512M, 2G or 1048576")),
+    };
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("{text:?}: give a size such as 512M, 2G or 1048576"))?;
+    let bytes = n * (1u64 << shift) as f64;
+    // NaN fails this too.
+    if bytes.is_nan() || bytes < (1 << 20) as f64 {
+        return Err(format!("{text:?}: give at least 1M"));
+    }
+    Ok(bytes.min(usize::MAX as f64) as usize)
+}
+
 /// A bad value: the usage error naming it.
 fn bad(msg: String) -> UsageError {
     UsageError(msg)
@@ -311,6 +343,7 @@ impl TryFrom<&OutputArgs> for OutputConfig {
             idle_timeout_ns: config::idle_timeout_ns(t),
             no_http: a.no_http,
             reassembly_cap: a.reassembly_cap,
+            max_memory: a.max_memory.unwrap_or(DEFAULT_MAX_MEMORY),
             quiet: a.quiet,
             no_analysis: a.no_analysis,
             line_buffered: false,
@@ -486,7 +519,20 @@ mod tests {
         assert_eq!(r.out.idle_timeout_ns, d.idle_timeout_ns);
         assert_eq!(r.out.idle_timeout_ns, 300_000_000_000);
         assert_eq!(r.out.reassembly_cap, d.reassembly_cap);
+        assert_eq!(r.out.max_memory, d.max_memory);
         assert_eq!(r.out.format, d.format);
+    }
+
+    #[test]
+    fn max_memory_reads_sizes_and_refuses_nonsense() {
+        let mem = |v: &str| replay(&["--max-memory", v]).map(|r| r.out.max_memory);
+        assert_eq!(mem("512M").unwrap(), 512 << 20);
+        assert_eq!(mem("2GiB").unwrap(), 2 << 30);
+        assert_eq!(mem("1.5g").unwrap(), 3 << 29);
+        assert_eq!(mem("1048576").unwrap(), 1 << 20);
+        for bad in ["", "lots", "12Q", "-5M", "100K", "nanM"] {
+            assert!(mem(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -47,6 +47,11 @@ impl Color {
     }
 }
 
+/// Default `--max-memory`, in bytes: small enough that replaying a million-connection SYN
+/// flood or 300 connections of out-of-order data stays under 256 MiB of peak RSS
+/// (bench/memory.sh), large enough for about 110 000 concurrent connections.
+pub const DEFAULT_MAX_MEMORY: usize = 160 << 20;
+
 /// A value the command line gave that cannot be used: bad usage, exit status 2, reported as one
 /// line naming the flag.
 #[derive(Debug, thiserror::Error)]
@@ -89,6 +94,8 @@ pub struct OutputConfig {
     pub no_http: bool,
     /// Most bytes held out of order per direction for reassembly.
     pub reassembly_cap: usize,
+    /// The engine's memory budget in bytes (connections, reassembly, HTTP state).
+    pub max_memory: usize,
     /// No progress bar or summary line on standard error.
     pub quiet: bool,
     /// Benchmarks only: skip Wireshark analysis.
@@ -122,6 +129,7 @@ impl Default for OutputConfig {
             idle_timeout_ns: idle_timeout_ns(DEFAULT_IDLE_TIMEOUT),
             no_http: false,
             reassembly_cap: DEFAULT_REASSEMBLY_CAP,
+            max_memory: DEFAULT_MAX_MEMORY,
             quiet: false,
             no_analysis: false,
             line_buffered: false,

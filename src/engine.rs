@@ -12,7 +12,7 @@ use crate::http::HttpConn;
 use crate::output::Sink;
 use crate::record::{ConnRec, Record};
 use crate::tcp::reassembly::Chunk;
-use crate::tcp::{Events, FlowKey, Tracker, TrackerConfig};
+use crate::tcp::{Events, FlowKey, Footprint, Tracker, TrackerConfig};
 use crate::types::{Dir, Frame, PacketSel, Timestamp};
 use std::collections::BTreeMap;
 use std::io::{self, Write};
@@ -68,6 +68,7 @@ impl EngineOptions {
                 reassemble: http || args.follow.is_some(),
                 reassembly_cap: args.reassembly_cap,
                 analysis: !args.no_analysis,
+                memory_budget: args.max_memory,
                 ..TrackerConfig::default()
             },
             http,
@@ -111,6 +112,12 @@ struct Upper<'a> {
 /// What the engine keeps in each of the tracker's connections: its HTTP parser, made on first
 /// use (never, with HTTP off). Boxed, so a connection without HTTP costs one pointer.
 type HttpSlot = Option<Box<HttpConn>>;
+
+impl Footprint for HttpSlot {
+    fn footprint(&self) -> usize {
+        self.as_ref().map_or(0, |h| h.footprint())
+    }
+}
 
 /// The connection's HTTP parser, made on first use.
 fn http_of<'u>(slot: &'u mut HttpSlot, conn: u64, sel: &PacketSel) -> &'u mut HttpConn {
@@ -328,11 +335,16 @@ impl Engine {
 
     /// End of input: finish every connection and print the rest.
     pub fn finish(&mut self, sink: &mut dyn Sink) -> io::Result<()> {
-        let parts = parts!(self);
-        let (tracker, mut upper) = (parts.tracker, parts.upper);
-        tracker.finish(&mut upper);
-        if !self.pending.is_empty() {
-            sink.take(&mut self.pending)?;
+        let mut closing = self.tracker.close_all();
+        loop {
+            // A batch at a time: records of a million open connections are never all held.
+            let more = closing.finish_next(4096, &mut parts!(self).upper);
+            if !self.pending.is_empty() {
+                sink.take(&mut self.pending)?;
+            }
+            if !more {
+                break;
+            }
         }
         if let Some(w) = self.follow_out.out.as_mut() {
             if let Err(e) = w.flush() {
@@ -353,6 +365,28 @@ impl Engine {
         (self.tracker.conns_seen(), self.tracker.peak_live())
     }
 
+    /// What the memory budget gave up: connections evicted, reassembly bytes given up.
+    pub fn memory_relief(&self) -> crate::tcp::MemoryRelief {
+        self.tracker.memory_relief()
+    }
+
+    /// ", N connections evicted for memory (--max-memory 512 MiB), M reassembly bytes given
+    /// up" when the budget gave anything up; empty otherwise.
+    pub fn memory_note(&self) -> String {
+        let r = self.tracker.memory_relief();
+        if r.evicted == 0 && r.gap_bytes == 0 {
+            return String::new();
+        }
+        format!(
+            ", {} connection{} evicted for memory and {} reassembly bytes given up \
+             (--max-memory {} MiB)",
+            r.evicted,
+            if r.evicted == 1 { "" } else { "s" },
+            r.gap_bytes,
+            self.tracker.config().memory_budget >> 20
+        )
+    }
+
     /// One line of counts for standard error.
     pub fn summary_line(&self) -> String {
         let s = &self.stats;
@@ -368,6 +402,7 @@ impl Engine {
             },
             self.tracker.peak_live()
         );
+        line.push_str(&self.memory_note());
         if s.decode_failures() > 0 {
             let kinds: Vec<String> = s
                 .decode_errors

@@ -40,6 +40,10 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 /// Frames per batch: large enough that channel hand-offs cost nothing per frame, small enough
 /// that a batch stays in cache.
 const BATCH_FRAMES: usize = 2048;
+/// Payload bytes per batch, at most (about): batches in flight and recycled keep their
+/// buffers, so without it large frames (8 KiB segments of an out-of-order attack) held
+/// 2048 x 8 KiB per batch, 180 MiB over the engine's memory budget.
+const BATCH_BYTES: usize = 2 << 20;
 /// Batches queued for tracking, beyond which the reader counts as ahead. Not 0: the batch the
 /// reader has just sent counts until the tracking thread takes it, even when that thread is
 /// waiting for it; with 0 the reader parsed ahead nearly always and became the slower side
@@ -111,7 +115,7 @@ fn read_ahead(
         } else {
             BATCH_FRAMES
         };
-        while batch.items.len() < room {
+        while batch.items.len() < room && batch.payload.len() < BATCH_BYTES {
             if batch.items.len().is_multiple_of(HELP_EVERY) {
                 if let Some(p) = &printer {
                     // Print while tracking has input and the printer is behind: tracking

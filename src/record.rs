@@ -191,6 +191,10 @@ pub struct ConnRec {
     /// Bytes reassembly could not deliver (never captured, or over the buffer cap), each way.
     #[serde(skip_serializing_if = "is_zero", default)]
     pub gap_bytes: u64,
+    /// Why the tracker finished the connection before it ended: `"idle"` (no packet for
+    /// `--idle-timeout`) or `"memory"` (evicted to stay within `--max-memory`).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub evicted: Option<Name>,
     #[serde(skip_serializing_if = "is_zero", default)]
     pub ws_frames: u64,
     /// Counted problems on this connection (HTTP parse errors, WebSocket errors, caps hit).

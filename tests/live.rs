@@ -384,6 +384,105 @@ fn write_error_is_one_clear_line() {
     assert_eq!(err.lines().count(), 1, "{err}");
 }
 
+/// Whole records in a pcap that may end in a partial one (a disk filled mid-record).
+fn whole_records(path: &Path) -> u64 {
+    let b = std::fs::read(path).unwrap();
+    let mut at = 24;
+    let mut n = 0;
+    while at + 16 <= b.len() {
+        let incl = u32::from_ne_bytes(b[at + 8..at + 12].try_into().unwrap()) as usize;
+        if at + 16 + incl > b.len() {
+            break;
+        }
+        n += 1;
+        at += 16 + incl;
+    }
+    n
+}
+
+/// `-w` into a 64 KiB tmpfs while 1 MB crosses lo: the pcap fills, and both the error and the
+/// summary line say which frames were analysed but are not in it; the records on standard
+/// output go exactly that far. Control: the same capture into a roomy tmpfs says nothing of
+/// the kind.
+#[test]
+fn a_full_disk_says_which_analysed_frames_the_pcap_lacks() {
+    if !is_root() {
+        return;
+    }
+    for (size, fills) in [("64k", true), ("64m", false)] {
+        let dir = tempfile::tempdir().unwrap();
+        let mnt = dir.path();
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(mnt)
+            .status()
+            .unwrap();
+        if !ok.success() {
+            println!("skipped: cannot mount a tmpfs here");
+            return;
+        }
+        let pcap = mnt.join("out.pcap");
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port().to_string();
+        let live = Live::start(&[
+            "-i",
+            "lo",
+            "-w",
+            pcap.to_str().unwrap(),
+            "--port",
+            &port,
+            "--duration",
+            "2",
+            "--format",
+            "jsonl",
+        ]);
+        exchange(&listener, 1_000_000);
+        let (out, err, status) = live.finish(Duration::from_secs(15));
+        let in_file = whole_records(&pcap);
+        let _ = Command::new("umount").arg(mnt).status();
+        let last_frame = out
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter_map(|r| r["frame"].as_u64())
+            .max()
+            .unwrap_or(0);
+        let said = err
+            .iter()
+            .find(|l| l.contains("were analysed but are not in it"));
+        let summary = err
+            .iter()
+            .find(|l| l.contains("dropped by kernel"))
+            .unwrap();
+        if fills {
+            assert_eq!(status.code(), Some(1), "{err:?}");
+            let said = said.unwrap_or_else(|| panic!("{err:?}"));
+            let lost = last_frame - in_file;
+            assert!(lost > 0, "{err:?}");
+            assert!(
+                said.contains(&format!(
+                    "it holds frames 1-{in_file} only; frames {}-{last_frame} ({lost}) were \
+                     analysed but are not in it",
+                    in_file + 1
+                )),
+                "{said}"
+            );
+            assert!(
+                summary.contains(&format!(
+                    ", {lost} frames analysed but not in {} (frames {}-{last_frame}",
+                    pcap.display(),
+                    in_file + 1
+                )),
+                "{summary}"
+            );
+        } else {
+            assert!(status.success(), "{err:?}");
+            assert!(said.is_none(), "{err:?}");
+            assert!(!summary.contains("analysed but not in"), "{summary}");
+            assert_eq!(in_file, last_frame);
+        }
+    }
+}
+
 #[test]
 fn without_privileges_it_says_how_to_fix() {
     if !is_root() {

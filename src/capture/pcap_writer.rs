@@ -8,22 +8,34 @@
 //!
 //! Guarantees: the file is flushed when the source ends (Ctrl-C, `--count`, `--duration`) and
 //! on drop, so nothing captured is lost in a clean stop. Writes are buffered; a write error
-//! (disk full) stops the run with one line naming the file, and every record written before it
-//! stays readable: a record is either whole or, if the disk filled mid-record, the file ends
-//! with a partial record that readers report as a cut-short last frame.
+//! (disk full) stops the run with one line naming the file and saying which frames it holds:
+//! frames are buffered before they are analysed, so the last ones analysed may never have
+//! reached the file, and the line (and [`PcapWriter::frames_written`]) says how many did. Every
+//! record written before the error stays readable: a record is either whole or, if the disk
+//! filled mid-record, the file ends with a partial record that readers report as a cut-short
+//! last frame.
 
 use super::{CaptureError, Frame, FrameSource, LinkType, Polled};
 use std::fs::File;
-use std::io::{self, BufWriter, Write};
+use std::io::{self, Write};
 use std::path::Path;
 use std::time::Duration;
 
 /// pcap with nanosecond timestamps (the microsecond magic is 0xa1b2c3d4).
 const MAGIC_NANOS: u32 = 0xa1b2_3c4d;
 
+/// Bytes buffered before they are written out.
+const BUFFER: usize = 1 << 18;
+
 /// Writes pcap records to `W`.
 pub struct PcapWriter<W: Write> {
-    out: BufWriter<W>,
+    out: W,
+    /// Bytes not written yet, and where each frame among them ends.
+    buf: Vec<u8>,
+    ends: Vec<usize>,
+    /// Frames handed to [`Self::write_frame`], and frames wholly in the file.
+    taken: u64,
+    written: u64,
     /// For error messages.
     path: String,
     /// Set after the first write error: later calls report it again rather than write more.
@@ -51,7 +63,11 @@ impl<W: Write> PcapWriter<W> {
         snaplen: u32,
     ) -> Result<Self, CaptureError> {
         let mut w = PcapWriter {
-            out: BufWriter::with_capacity(1 << 18, out),
+            out,
+            buf: Vec::with_capacity(BUFFER),
+            ends: Vec::new(),
+            taken: 0,
+            written: 0,
             path,
             failed: false,
         };
@@ -63,14 +79,21 @@ impl<W: Write> PcapWriter<W> {
         header.extend(0u32.to_ne_bytes()); // sigfigs
         header.extend(snaplen.to_ne_bytes());
         header.extend(linktype.0.to_ne_bytes());
-        w.put(&header)?;
+        w.buf.extend_from_slice(&header);
         // The header reaches the disk at once, so even an empty capture is a valid file.
         w.flush()?;
         Ok(w)
     }
 
-    /// Append one frame.
+    /// Append one frame. On an error the frame is not taken: frames taken and not written
+    /// are those before it.
     pub fn write_frame(&mut self, frame: &Frame<'_>) -> Result<(), CaptureError> {
+        if self.failed {
+            return Err(self.error("an earlier write failed".into()));
+        }
+        if self.buf.len() + 16 + frame.data.len() > BUFFER && !self.buf.is_empty() {
+            self.flush()?;
+        }
         let ts = frame.ts.0;
         let (secs, nanos) = (ts.div_euclid(1_000_000_000), ts.rem_euclid(1_000_000_000));
         let mut rec = [0u8; 16];
@@ -78,37 +101,74 @@ impl<W: Write> PcapWriter<W> {
         rec[4..8].copy_from_slice(&(nanos as u32).to_ne_bytes());
         rec[8..12].copy_from_slice(&(frame.data.len() as u32).to_ne_bytes());
         rec[12..16].copy_from_slice(&frame.orig_len.max(frame.data.len() as u32).to_ne_bytes());
-        self.put(&rec)?;
-        self.put(frame.data)
+        self.buf.extend_from_slice(&rec);
+        self.buf.extend_from_slice(frame.data);
+        self.ends.push(self.buf.len());
+        self.taken += 1;
+        Ok(())
+    }
+
+    /// Frames handed to [`Self::write_frame`] so far.
+    pub fn frames_taken(&self) -> u64 {
+        self.taken
+    }
+
+    /// Frames wholly in the file so far: the first this many frames taken.
+    pub fn frames_written(&self) -> u64 {
+        self.written
     }
 
     /// Push everything buffered to the file.
     pub fn flush(&mut self) -> Result<(), CaptureError> {
-        let r = self.out.flush();
-        self.check(r)
-    }
-
-    fn put(&mut self, bytes: &[u8]) -> Result<(), CaptureError> {
-        let r = self.out.write_all(bytes);
-        self.check(r)
-    }
-
-    fn check(&mut self, r: io::Result<()>) -> Result<(), CaptureError> {
-        match r {
-            Ok(()) if !self.failed => Ok(()),
-            Ok(()) => Err(self.error("an earlier write failed".into())),
-            Err(e) => {
-                self.failed = true;
-                Err(self.error(e.to_string()))
+        if self.failed {
+            return Err(self.error("an earlier write failed".into()));
+        }
+        // By hand rather than `write_all`, to know how many bytes, so frames, got there.
+        let mut done = 0;
+        let mut result = Ok(());
+        while done < self.buf.len() {
+            match self.out.write(&self.buf[done..]) {
+                Ok(0) => {
+                    result = Err(io::Error::from(io::ErrorKind::WriteZero));
+                    break;
+                }
+                Ok(n) => done += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
             }
         }
+        if result.is_ok() {
+            result = self.out.flush();
+        }
+        self.written += self.ends.iter().take_while(|&&end| end <= done).count() as u64;
+        self.buf.clear();
+        self.ends.clear();
+        result.map_err(|e| {
+            self.failed = true;
+            self.error(e.to_string())
+        })
     }
 
     fn error(&self, what: String) -> CaptureError {
-        CaptureError::Other(format!(
-            "writing {}: {what}; the frames written before this are kept",
-            self.path
-        ))
+        let lost = self.taken - self.written;
+        let held = match (self.written, lost) {
+            (0, _) => "it holds no frames".to_string(),
+            (n, 0) => format!("it holds frames 1-{n}"),
+            (n, _) => format!("it holds frames 1-{n} only"),
+        };
+        let analysed = if lost > 0 {
+            format!(
+                "; frames {}-{} ({lost}) were analysed but are not in it",
+                self.written + 1,
+                self.taken
+            )
+        } else {
+            String::new()
+        };
+        CaptureError::Other(format!("writing {}: {what}; {held}{analysed}", self.path))
     }
 }
 
@@ -116,7 +176,7 @@ impl<W: Write> Drop for PcapWriter<W> {
     fn drop(&mut self) {
         // Best effort: a clean stop has flushed already and reported any error.
         if !self.failed {
-            let _ = self.out.flush();
+            let _ = self.flush();
         }
     }
 }
@@ -131,6 +191,11 @@ pub struct PcapTee<'a, W: Write> {
 impl<'a, W: Write> PcapTee<'a, W> {
     pub fn new(inner: &'a mut dyn FrameSource, writer: PcapWriter<W>) -> Self {
         PcapTee { inner, writer }
+    }
+
+    /// The writer (for its counts once the run is over).
+    pub fn writer(&self) -> &PcapWriter<W> {
+        &self.writer
     }
 }
 
@@ -282,6 +347,13 @@ mod tests {
         let msg = err.to_string();
         assert!(msg.starts_with("writing out.pcap: "), "{msg}");
         assert!(msg.contains("No space left on device"), "{msg}");
+        // The second frame was taken (analysed) but never reached the file.
+        assert!(
+            msg.contains(
+                "it holds frames 1-1 only; frames 2-2 (1) were analysed but are not in it"
+            ),
+            "{msg}"
+        );
         assert!(!msg.contains('\n'));
         // The header and the first frame are there, whole.
         assert_eq!(full.data.len(), room);

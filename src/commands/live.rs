@@ -88,9 +88,11 @@ pub fn run(cfg: &LiveConfig) -> anyhow::Result<ExitCode> {
     let mut engine = Engine::new(EngineOptions::from_config(&out, sink.wants_packets()));
     super::follow(&mut engine, &out)?;
     let wants_report = out.wants_report();
-    let mut collect = crate::report::Collect {
-        inner: sink.as_mut(),
-        records: Vec::new(),
+    // --svg draws every connection; the HTML page alone keeps only what it draws.
+    let mut collect = if out.svg.is_some() {
+        crate::report::Collect::new(sink.as_mut())
+    } else {
+        crate::report::Collect::bounded(sink.as_mut(), out.conns.clone())
     };
     let target: &mut dyn Sink = if wants_report {
         &mut collect
@@ -98,13 +100,15 @@ pub fn run(cfg: &LiveConfig) -> anyhow::Result<ExitCode> {
         collect.inner
     };
     let mut view = refresh.then(|| View::new(region.clone()));
+    // Frames analysed (taken by the writer) and frames in the pcap, when writing one.
+    let mut written = None;
     let result = match writer {
-        Some(w) => capture(
-            &mut PcapTee::new(&mut source, w),
-            &mut engine,
-            target,
-            view.as_mut(),
-        ),
+        Some(w) => {
+            let mut tee = PcapTee::new(&mut source, w);
+            let r = capture(&mut tee, &mut engine, target, view.as_mut());
+            written = Some((tee.writer().frames_taken(), tee.writer().frames_written()));
+            r
+        }
         None => capture(&mut source, &mut engine, target, view.as_mut()),
     };
     // Whatever ended the capture, the view is gone before anything more is said.
@@ -112,14 +116,31 @@ pub fn run(cfg: &LiveConfig) -> anyhow::Result<ExitCode> {
     // The report covers everything captured, even when the capture ended in an error.
     if wants_report {
         let title = format!("statescope live -i {iface}");
-        crate::report::write_requested(&out, &collect.records, &title)?;
+        crate::report::write_requested(&out, &collect, &title)?;
     }
     source.clear_status();
     let st = source.stats();
     let failed: u64 = engine.stats.decode_errors.values().sum();
+    // After a write error the records of the last frames analysed have no frames behind them
+    // in the pcap: say which.
+    let unwritten = match (written, &cfg.write) {
+        (Some((taken, on_disk)), Some(path)) if taken > on_disk => format!(
+            ", {} frames analysed but not in {} (frames {}-{}: records of them have no frames \
+             behind them there)",
+            taken - on_disk,
+            path.display(),
+            on_disk + 1,
+            taken
+        ),
+        _ => String::new(),
+    };
     note(&format!(
-        "{} frames, {} dropped by kernel, {} failed to decode",
-        st.frames, st.dropped, failed
+        "{} frames, {} dropped by kernel, {} failed to decode{}{}",
+        st.frames,
+        st.dropped,
+        failed,
+        engine.memory_note(),
+        unwritten
     ));
     super::follow_checked(&mut engine, &out)?;
     result?;

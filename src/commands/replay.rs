@@ -76,9 +76,11 @@ pub fn run(cfg: &ReplayConfig) -> anyhow::Result<ExitCode> {
         engine.hand_over_at(PrintThread::HAND_OVER_AT);
     }
     super::follow(&mut engine, out)?;
-    let mut collect = crate::report::Collect {
-        inner: sink.as_mut(),
-        records: Vec::new(),
+    // --svg draws every connection; the HTML page alone keeps only what it draws.
+    let mut collect = if out.svg.is_some() {
+        crate::report::Collect::new(sink.as_mut())
+    } else {
+        crate::report::Collect::bounded(sink.as_mut(), out.conns.clone())
     };
     let bar = progress_bar(&cfg.files, out);
     let mut tick = |_: &Engine, (done, _total): (u64, Option<u64>)| {
@@ -124,14 +126,15 @@ pub fn run(cfg: &ReplayConfig) -> anyhow::Result<ExitCode> {
         };
         eprintln!("statescope: {name}: stopped reading; every connection still open was finished");
     }
-    if !out.quiet || engine.stats.decode_failures() > 0 {
+    // Given-up connections or bytes are said even with --quiet: records are missing otherwise.
+    if !out.quiet || engine.stats.decode_failures() > 0 || !engine.memory_note().is_empty() {
         eprintln!("statescope: {}", engine.summary_line());
     }
     // The report covers whatever was read, even when the capture ended in an error.
     if wants_report {
         let names: Vec<String> = cfg.files.iter().map(|f| f.display().to_string()).collect();
         let title = format!("statescope replay {}", names.join(" "));
-        crate::report::write_requested(out, &collect.records, &title)?;
+        crate::report::write_requested(out, &collect, &title)?;
     }
     super::follow_checked(&mut engine, out)?;
     // Capture errors name their file; an I/O error here can only be the output's.

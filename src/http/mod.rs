@@ -381,6 +381,22 @@ impl HttpConn {
         &self.diagnostics
     }
 
+    /// Approximate heap bytes held, its own struct included (for the tracker's memory budget):
+    /// the buffers' and queue's capacities, and a record under construction per direction.
+    pub fn footprint(&self) -> usize {
+        let mut n = std::mem::size_of::<Self>()
+            + self.pending.capacity() * std::mem::size_of::<Pending>()
+            + self.diagnostics.capacity() * std::mem::size_of::<String>();
+        for s in &self.sides {
+            n += s.buf.capacity();
+            if let Some(Msg { rec: Some(_), .. }) = &s.msg {
+                // The record's struct and, roughly, its URI, headers and body sample.
+                n += std::mem::size_of::<HttpRec>() + 256;
+            }
+        }
+        n
+    }
+
     /// The diagnostics, handed over when the connection is done, with a last line per
     /// direction counting heads cut by gaps after the first.
     pub fn take_diagnostics(&mut self) -> Vec<String> {

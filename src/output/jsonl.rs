@@ -503,6 +503,9 @@ fn write_conn(b: &mut Vec<u8>, c: &ConnRec) -> io::Result<()> {
     if c.gap_bytes != 0 {
         put_uint(b, b",\"gap_bytes\":", c.gap_bytes);
     }
+    if let Some(why) = &c.evicted {
+        put_key_str(b, b",\"evicted\":", why)?;
+    }
     if c.ws_frames != 0 {
         put_uint(b, b",\"ws_frames\":", c.ws_frames);
     }
@@ -641,6 +644,7 @@ mod tests {
                 },
             ],
             gap_bytes: 10,
+            evicted: Some("memory".into()),
             ws_frames: 3,
             diagnostics: vec!["a \"quoted\"\nproblem".into(), "second".into()],
             encap: vec!["vxlan vni=42".into(), "ipv4 10.0.0.1>10.0.0.2".into()],
@@ -652,6 +656,7 @@ mod tests {
                 analysis_counts: Default::default(),
                 transitions: vec![],
                 gap_bytes: 0,
+                evicted: None,
                 ws_frames: 0,
                 diagnostics: vec![],
                 encap: vec![],

@@ -54,7 +54,7 @@ pub fn render(records: &[Record], title: &str, opts: &HtmlOptions) -> String {
         esc(title)
     );
     page.push_str(&opts.lead);
-    summary(&mut page, records, &views);
+    summary(&mut page, records, &views, &opts.left_out);
     legend(&mut page);
     page.push_str("<h2>Connections</h2>\n");
     if detailed.len() < views.len() {
@@ -111,7 +111,7 @@ fn script_safe(json: &str) -> String {
     json.replace("</", "<\\/")
 }
 
-fn summary(page: &mut String, records: &[Record], views: &[ConnView<'_>]) {
+fn summary(page: &mut String, records: &[Record], views: &[ConnView<'_>], left: &super::LeftOut) {
     let (mut pk, mut http, mut ws) = (0, 0, 0);
     for r in records {
         match r {
@@ -121,11 +121,46 @@ fn summary(page: &mut String, records: &[Record], views: &[ConnView<'_>]) {
             _ => {}
         }
     }
+    let cut: u64 = left.cut.values().sum();
     let _ = writeln!(
         page,
-        r#"<p class="sum">{} connections, {pk} TCP segments, {http} HTTP messages, {ws} WebSocket frames. Made by statescope {} from its records alone.</p>"#,
-        views.len(),
+        r#"<p class="sum">{} connections, {} TCP segments, {} HTTP messages, {} WebSocket frames. Made by statescope {} from its records alone.</p>"#,
+        views.len() as u64 + left.conns,
+        pk + left.packets + cut,
+        http + left.http,
+        ws + left.ws,
         env!("CARGO_PKG_VERSION")
+    );
+    if left.is_empty() {
+        return;
+    }
+    // Said, so that nothing on the page pretends to be the whole capture.
+    let mut parts = Vec::new();
+    if left.conns > 0 {
+        parts.push(format!(
+            "{} connections are not listed in the table (only the first {}; together they carried {} segments and {} bytes)",
+            left.conns,
+            super::TABLE_ROWS,
+            left.conn_packets,
+            left.conn_bytes
+        ));
+    }
+    if left.packets + left.http + left.ws > 0 {
+        parts.push(format!(
+            "the {} segments, {} HTTP messages and {} WebSocket frames of connections not drawn were counted, not kept",
+            left.packets, left.http, left.ws
+        ));
+    }
+    for (conn, n) in &left.cut {
+        parts.push(format!(
+            "connection {conn}'s last {n} segments are not drawn (the page keeps {} segments in all)",
+            super::DRAWN_PACKETS
+        ));
+    }
+    let _ = writeln!(
+        page,
+        r#"<p class="note" id="left-out">To keep this page (and the memory making it) bounded: {}.</p>"#,
+        esc(&parts.join("; "))
     );
 }
 

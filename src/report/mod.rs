@@ -41,16 +41,50 @@ pub struct HtmlOptions {
     /// A label per connection id (a lab's step that made it), shown in the table and the
     /// connection's heading.
     pub labels: std::collections::BTreeMap<u64, String>,
+    /// What the records handed in leave out (see [`Collect::bounded`]), said on the page.
+    pub left_out: LeftOut,
 }
 
 impl Default for HtmlOptions {
     fn default() -> Self {
         HtmlOptions {
-            detail_limit: 50,
+            detail_limit: DETAIL_LIMIT,
             select: Vec::new(),
             lead: String::new(),
             labels: Default::default(),
+            left_out: LeftOut::default(),
         }
+    }
+}
+
+/// Connections drawn in full by default (the first ones by number).
+const DETAIL_LIMIT: usize = 50;
+/// Most `conn` records a bounded collection keeps for the connection table.
+pub const TABLE_ROWS: u64 = 20_000;
+/// Most packet records a bounded collection keeps for the diagrams, all connections together
+/// (about 50 MB of records).
+pub const DRAWN_PACKETS: u64 = 200_000;
+/// Most `http` and `ws` records it keeps for the timelines.
+pub const DRAWN_MESSAGES: u64 = 50_000;
+
+/// What a bounded collection ([`Collect::bounded`]) did not keep, so the page can say so.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LeftOut {
+    /// Connections past [`TABLE_ROWS`] not listed, and their segments and bytes.
+    pub conns: u64,
+    pub conn_packets: u64,
+    pub conn_bytes: u64,
+    /// Packet, `http` and `ws` records of connections not drawn (only counted).
+    pub packets: u64,
+    pub http: u64,
+    pub ws: u64,
+    /// Drawn connections whose segments were cut at [`DRAWN_PACKETS`]: segments left out.
+    pub cut: std::collections::BTreeMap<u64, u64>,
+}
+
+impl LeftOut {
+    pub fn is_empty(&self) -> bool {
+        *self == LeftOut::default()
     }
 }
 
@@ -85,12 +119,14 @@ pub fn write_html_with(
 /// what it wrote unless `--quiet`.
 pub fn write_requested(
     out: &crate::config::OutputConfig,
-    records: &[Record],
+    collected: &Collect<'_>,
     title: &str,
 ) -> anyhow::Result<()> {
+    let records = &collected.records;
     if let Some(path) = &out.html {
         let opts = HtmlOptions {
             select: out.conns.clone(),
+            left_out: collected.left_out.clone(),
             ..HtmlOptions::default()
         };
         write_html_with(records, title, path, &opts)?;
@@ -112,15 +148,112 @@ pub fn write_requested(
 }
 
 /// A [`crate::output::Sink`] that passes records on and keeps a copy, for the report written
-/// at the end of a run.
+/// at the end of a run: of every record ([`Collect::new`], what `--svg` draws), or only of what
+/// the HTML page draws ([`Collect::bounded`]), so its memory stays bounded for any capture.
 pub struct Collect<'a> {
     pub inner: &'a mut dyn crate::output::Sink,
     pub records: Vec<Record>,
+    /// `None`: keep everything.
+    bound: Option<Bound>,
+    pub left_out: LeftOut,
+}
+
+/// What a bounded collection keeps: the records of the drawn connections (the first
+/// [`DETAIL_LIMIT`] and `--conn N`) up to [`DRAWN_PACKETS`] segments and [`DRAWN_MESSAGES`]
+/// messages, and the first [`TABLE_ROWS`] `conn` records (plus the drawn ones').
+struct Bound {
+    select: Vec<u64>,
+    rows: u64,
+    packets: u64,
+    messages: u64,
+}
+
+impl Bound {
+    fn drawn(&self, conn: u64) -> bool {
+        conn < DETAIL_LIMIT as u64 || self.select.contains(&conn)
+    }
+}
+
+impl<'a> Collect<'a> {
+    /// Keep every record.
+    pub fn new(inner: &'a mut dyn crate::output::Sink) -> Self {
+        Collect {
+            inner,
+            records: Vec::new(),
+            bound: None,
+            left_out: LeftOut::default(),
+        }
+    }
+
+    /// Keep what the HTML report draws (`select`: the connections of `--conn N`), count the
+    /// rest in [`Collect::left_out`].
+    pub fn bounded(inner: &'a mut dyn crate::output::Sink, select: Vec<u64>) -> Self {
+        Collect {
+            bound: Some(Bound {
+                select,
+                rows: 0,
+                packets: 0,
+                messages: 0,
+            }),
+            ..Collect::new(inner)
+        }
+    }
+
+    /// Whether to keep `rec`, counting it when not.
+    fn keep(&mut self, rec: &Record) -> bool {
+        let Some(b) = self.bound.as_mut() else {
+            return true;
+        };
+        let left = &mut self.left_out;
+        match rec {
+            Record::Packet(p) if b.drawn(p.conn) => {
+                if b.packets < DRAWN_PACKETS {
+                    b.packets += 1;
+                    return true;
+                }
+                *left.cut.entry(p.conn).or_default() += 1;
+                false
+            }
+            Record::Packet(_) => {
+                left.packets += 1;
+                false
+            }
+            Record::Http(h) if b.drawn(h.conn) && b.messages < DRAWN_MESSAGES => {
+                b.messages += 1;
+                true
+            }
+            Record::Ws(w) if b.drawn(w.conn) && b.messages < DRAWN_MESSAGES => {
+                b.messages += 1;
+                true
+            }
+            Record::Http(_) => {
+                left.http += 1;
+                false
+            }
+            Record::Ws(_) => {
+                left.ws += 1;
+                false
+            }
+            Record::Conn(c) => {
+                if b.rows < TABLE_ROWS || b.drawn(c.conn) {
+                    b.rows += 1;
+                    return true;
+                }
+                left.conns += 1;
+                left.conn_packets += c.packets_c2s + c.packets_s2c;
+                left.conn_bytes += c.bytes_c2s + c.bytes_s2c;
+                false
+            }
+            Record::Lab(_) => true,
+        }
+    }
 }
 
 impl crate::output::Sink for Collect<'_> {
     fn record(&mut self, rec: &Record) -> std::io::Result<()> {
-        self.records.push(rec.clone());
+        if self.keep(rec) {
+            self.records.push(rec.clone());
+        }
         self.inner.record(rec)
     }
     fn finish(&mut self) -> std::io::Result<()> {
@@ -159,4 +292,82 @@ pub fn write_svgs(records: &[Record], dir: &Path) -> anyhow::Result<Vec<PathBuf>
         }
     }
     Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{ConnRec, PacketRec};
+
+    struct Nowhere;
+    impl crate::output::Sink for Nowhere {
+        fn record(&mut self, _: &Record) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn finish(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// `conns` connections of `packets` segments each, as the engine would hand them over.
+    fn feed(c: &mut Collect<'_>, conns: u64, packets: u64) {
+        use crate::output::Sink;
+        for conn in 0..conns {
+            for frame in 0..packets {
+                let p = PacketRec {
+                    conn,
+                    frame: conn * packets + frame + 1,
+                    len: 10,
+                    ..PacketRec::default()
+                };
+                c.record(&Record::Packet(p)).unwrap();
+            }
+            let rec = ConnRec {
+                conn,
+                packets_c2s: packets,
+                bytes_c2s: 10 * packets,
+                ..ConnRec::default()
+            };
+            c.record(&Record::Conn(rec)).unwrap();
+        }
+    }
+
+    /// Only the drawn connections' segments are kept; the others are counted, the page says
+    /// so and its totals still cover everything.
+    #[test]
+    fn a_bounded_collection_keeps_what_the_page_draws_and_says_what_it_left_out() {
+        let mut sink = Nowhere;
+        let mut c = Collect::bounded(&mut sink, vec![70]);
+        feed(&mut c, 80, 3);
+        let kept_packets = c
+            .records
+            .iter()
+            .filter(|r| matches!(r, Record::Packet(_)))
+            .count();
+        // The first 50 connections and connection 70.
+        assert_eq!(kept_packets, 51 * 3);
+        assert_eq!(c.left_out.packets, 29 * 3);
+        let opts = HtmlOptions {
+            select: vec![70],
+            left_out: c.left_out.clone(),
+            ..HtmlOptions::default()
+        };
+        let page = render_html(&c.records, "t", &opts);
+        assert!(page.contains("80 connections, 240 TCP segments"), "totals");
+        assert!(page.contains(r#"id="left-out""#));
+        assert!(page.contains("the 87 segments, 0 HTTP messages and 0 WebSocket frames"));
+    }
+
+    /// Control: an unbounded collection keeps everything and the page says nothing is left out.
+    #[test]
+    fn control_an_unbounded_collection_keeps_every_record() {
+        let mut sink = Nowhere;
+        let mut c = Collect::new(&mut sink);
+        feed(&mut c, 80, 3);
+        assert_eq!(c.records.len(), 80 * 4);
+        assert!(c.left_out.is_empty());
+        let page = render_html(&c.records, "t", &HtmlOptions::default());
+        assert!(page.contains("80 connections, 240 TCP segments"));
+        assert!(!page.contains(r#"id="left-out""#));
+    }
 }

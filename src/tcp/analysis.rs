@@ -136,6 +136,10 @@ impl Flow {
     pub fn unacked_len(&self) -> usize {
         self.unacked.len()
     }
+    /// Heap bytes held (for the memory budget).
+    pub fn heap_bytes(&self) -> usize {
+        self.unacked.capacity() * std::mem::size_of::<Unacked>()
+    }
 }
 
 /// The segment as analysis sees it.

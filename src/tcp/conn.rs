@@ -33,6 +33,9 @@ pub struct TrackerConfig {
     pub keep_transitions: bool,
     /// Run Wireshark's analysis (off only to measure its cost).
     pub analysis: bool,
+    /// Most bytes the connection table, reassembly buffers and the layer above's state may
+    /// take together (approximately; see [`super::table`]); `usize::MAX`: no limit.
+    pub memory_budget: usize,
 }
 
 impl Default for TrackerConfig {
@@ -46,6 +49,7 @@ impl Default for TrackerConfig {
             reassembly_cap: 4 << 20,
             keep_transitions: true,
             analysis: true,
+            memory_budget: usize::MAX,
         }
     }
 }
@@ -121,6 +125,11 @@ pub struct Conn<U = ()> {
     gap_bytes: u64,
     /// The tunnel it runs in (0: none; see [`crate::decode::tunnel_path`]).
     pub tunnel: u64,
+    /// Why the tracker finished it before it ended: "idle" or "memory" (the `conn` record's
+    /// `evicted`).
+    pub evicted: Option<&'static str>,
+    /// Its footprint when last counted against the memory budget (see [`super::table`]).
+    pub(super) counted: usize,
     /// The layer above's state for this connection (see [`Events`]).
     pub upper: U,
 }
@@ -154,8 +163,45 @@ impl<U: Default> Conn<U> {
             transitions: Vec::new(),
             gap_bytes: 0,
             tunnel: 0,
+            evicted: None,
+            counted: 0,
             upper: U::default(),
         }
+    }
+
+    /// First to go under memory pressure (conntrack's early drop, Zeek's "unreplied"): a
+    /// handshake not completed, one side never heard from, or both endpoints closed already.
+    pub fn expendable(&self) -> bool {
+        let [c, s] = &self.ep;
+        c.packets == 0
+            || s.packets == 0
+            || matches!(c.view.state, State::SynSent | State::SynReceived)
+            || matches!(s.view.state, State::SynSent | State::SynReceived)
+            || self.both_closed()
+    }
+
+    /// Bytes held out of order for reassembly, both directions.
+    pub fn reassembly_held(&self) -> usize {
+        self.ep
+            .iter()
+            .filter_map(|e| e.reasm.as_ref())
+            .map(Reassembler::held)
+            .sum()
+    }
+
+    /// Memory pressure: give up every hole in both directions and deliver what was held, at
+    /// the last segment's frame and time. Returns the bytes given up as gaps.
+    pub fn release_reassembly(&mut self, events: &mut dyn Events<U>) -> u64 {
+        let (index, frame, ts) = (self.index, self.last_frame, self.last_ts);
+        let mut given_up = 0;
+        for (who, d) in [(0, Dir::C2s), (1, Dir::S2c)] {
+            let Some(ra) = self.ep[who].reasm.as_mut() else {
+                continue;
+            };
+            given_up += ra.release(&mut |c| events.chunk(index, &mut self.upper, d, c, frame, ts));
+        }
+        self.gap_bytes += given_up;
+        given_up
     }
 
     /// Direction of a segment sent from `src`.
@@ -652,10 +698,39 @@ impl<U: Default> Conn<U> {
                 })
                 .collect(),
             gap_bytes: self.gap_bytes,
+            evicted: self.evicted.map(Name::Borrowed),
             ws_frames: 0,
             diagnostics: Vec::new(),
             encap: crate::decode::tunnel_path(self.tunnel),
         }
+    }
+}
+
+/// Heap bytes of a connection beyond its own struct and what [`Conn::footprint`] counts
+/// field by field: the allocator's rounding and the history's letters, calibrated against
+/// peak RSS (bench/memory.sh: a SYN flood with no limit, RSS over connections).
+const CONN_SLACK: usize = 208;
+
+/// Heap bytes per piece a reassembler holds beyond what its cost counts (the B-tree's slot and
+/// the allocator's rounding of the piece's bytes).
+const PIECE_SLACK: usize = 48;
+
+impl<U: Default + super::Footprint> Conn<U> {
+    /// Approximate heap bytes this connection holds, its own box included: what the tracker
+    /// counts against [`TrackerConfig::memory_budget`]. On the path of every segment, so it
+    /// reads capacities and counters only.
+    pub fn footprint(&self) -> usize {
+        let mut n = std::mem::size_of::<Self>()
+            + CONN_SLACK
+            + self.transitions.capacity() * std::mem::size_of::<Step>()
+            + self.upper.footprint();
+        for e in &self.ep {
+            n += e.flow.heap_bytes();
+            if let Some(ra) = &e.reasm {
+                n += ra.held() + ra.pieces() * PIECE_SLACK;
+            }
+        }
+        n
     }
 }
 

@@ -5,7 +5,7 @@
 //! | [`seq`] | wrapping sequence-number arithmetic |
 //! | [`state`] | the RFC 9293 `State` enum and the one `match` of transitions |
 //! | [`conn`] | one connection: both endpoints, relative numbers, window scaling |
-//! | [`table`] | 5-tuple → connection index, port reuse, idle eviction |
+//! | [`table`] | 5-tuple → connection index, port reuse, idle eviction, the memory budget |
 //! | [`analysis`] | Wireshark's `tcp.analysis.*` rules, in Wireshark's check order |
 //! | [`history`] | Zeek's `conn_state` and `history` letters |
 //! | [`reassembly`] | in-order bytes per direction for the HTTP layer |
@@ -20,7 +20,7 @@ pub mod table;
 
 pub use crate::types::PacketSel;
 pub use conn::{OpenConn, TrackerConfig};
-pub use table::{FlowKey, Tracker};
+pub use table::{Closing, FlowKey, MemoryRelief, Tracker};
 
 use crate::record::{ConnRec, Dir, Record};
 use crate::types::Timestamp;
@@ -51,4 +51,17 @@ pub trait Events<U = ()> {
     fn end(&mut self, conn: u64, upper: &mut U, dir: Dir, frame: u64, ts: Timestamp);
     /// The connection is finished: its summary, which the receiver completes and emits.
     fn conn_finished(&mut self, rec: ConnRec, upper: U);
+}
+
+/// Heap bytes the layer above keeps for one connection (its `U`), counted against the
+/// tracker's memory budget ([`TrackerConfig::memory_budget`]). Approximate: capacities of
+/// what it holds, not the allocator's bookkeeping.
+pub trait Footprint {
+    fn footprint(&self) -> usize;
+}
+
+impl Footprint for () {
+    fn footprint(&self) -> usize {
+        0
+    }
 }

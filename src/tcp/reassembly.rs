@@ -179,6 +179,19 @@ impl Reassembler {
         self.held_cost
     }
 
+    /// Pieces held out of order right now.
+    pub fn pieces(&self) -> usize {
+        self.held.len()
+    }
+
+    /// Give up every hole now and deliver everything held (the memory budget's way to shrink
+    /// this buffer). Returns the bytes given up as gaps.
+    pub fn release(&mut self, deliver: &mut dyn FnMut(Chunk<'_>)) -> u64 {
+        let before = self.dropped;
+        self.finish(deliver);
+        self.dropped - before
+    }
+
     /// Hold `[start, start+len)` (bytes from `data`, or a missing run when `None`) wherever no
     /// held piece covers it already: first wins.
     fn insert(&mut self, start: u64, data: Option<&[u8]>, len: u64) {

@@ -5,9 +5,26 @@
 //! SYN-ACK with a new sequence number when the SYN was not captured. Connections idle for the
 //! configured timeout, and closed ones after a short linger, are finished and evicted, so memory
 //! follows concurrent connections, not the length of the capture.
+//!
+//! # The memory budget
+//!
+//! Concurrent connections are bounded too: every connection's [`Conn::footprint`] (its struct,
+//! the analysis' and reassembly's buffers, the layer above's state) plus the table's slots is
+//! counted against [`TrackerConfig::memory_budget`]. The count is updated after each segment
+//! from the connection's capacities (a few loads, and one comparison against the budget).
+//! Over the budget, the tracker frees an eighth of it at once, the way conntrack and Zeek shed
+//! load:
+//! 1. connections that are half-open, unreplied or already closed, least recently active first;
+//! 2. then reassembly buffers, the fullest first: their holes are given up (delivered as gaps)
+//!    and what they held is handed on;
+//! 3. then the least recently active of the rest.
+//!
+//! Evicted connections are finished like any other, and their `conn` record says
+//! `evicted: "memory"`; [`Tracker::memory_relief`] counts them and the reassembly bytes given
+//! up. Only capture time orders them: the same input always evicts the same connections.
 
 use super::conn::{pure_syn, Conn, OpenConn, TrackerConfig};
-use super::Events;
+use super::{Events, Footprint};
 use crate::decode::Segment;
 use crate::types::Timestamp;
 use hashbrown::HashTable;
@@ -96,7 +113,33 @@ pub struct Tracker<U = ()> {
     cfg: TrackerConfig,
     open: Open<U>,
     next_sweep: Timestamp,
+    /// Bytes counted against the budget: every connection's last counted footprint plus the
+    /// table's slots.
+    used: usize,
+    relief: MemoryRelief,
+    /// The order connections are evicted in under memory pressure, smallest key first (a
+    /// field so tests can check that a wrong order is caught).
+    evict_order: fn(&Conn<U>) -> EvictKey,
 }
+
+/// Eviction order: expendable before established, then least recently active, then oldest.
+type EvictKey = (bool, Timestamp, u64);
+
+fn evict_key<U: Default>(c: &Conn<U>) -> EvictKey {
+    (!c.expendable(), c.last_ts, c.index)
+}
+
+/// What the memory budget gave up so far.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct MemoryRelief {
+    /// Connections finished early to stay within the budget.
+    pub evicted: u64,
+    /// Reassembly bytes given up (delivered as gaps) to shrink buffers.
+    pub gap_bytes: u64,
+}
+
+/// Bytes of the table per slot: a pointer and a control byte.
+const SLOT_BYTES: usize = std::mem::size_of::<usize>() + 1;
 
 /// The open connections, found by key. The table holds pointers (8 bytes a connection): a
 /// lookup reads the table's control bytes, one pointer and the entry it then works on.
@@ -107,7 +150,7 @@ struct Open<U> {
     peak: usize,
 }
 
-impl<U: Default> Tracker<U> {
+impl<U: Default + Footprint> Tracker<U> {
     pub fn new(cfg: TrackerConfig) -> Self {
         Tracker {
             cfg,
@@ -117,7 +160,20 @@ impl<U: Default> Tracker<U> {
                 peak: 0,
             },
             next_sweep: Timestamp(i64::MIN),
+            used: 0,
+            relief: MemoryRelief::default(),
+            evict_order: evict_key,
         }
+    }
+
+    /// What the memory budget gave up so far.
+    pub fn memory_relief(&self) -> MemoryRelief {
+        self.relief
+    }
+
+    /// Bytes counted against the memory budget right now.
+    pub fn memory_used(&self) -> usize {
+        self.used
     }
 
     /// Most connections held at once (for memory reports).
@@ -161,9 +217,11 @@ impl<U: Default> Tracker<U> {
         let src = SocketAddr::new(seg.src, seg.sport);
         let dst = SocketAddr::new(seg.dst, seg.dport);
         let (cfg, open) = (&self.cfg, &mut self.open);
+        let slots = open.table.capacity();
         let entry = match open.table.find_entry(flow.hash, |e| e.flow.key == flow.key) {
             Ok(found) if starts_new(&found.get().conn, seg, src) => {
                 let (old, _) = found.remove();
+                self.used -= old.conn.counted;
                 old.conn.finish(events);
                 open.insert(cfg, flow, seg, (src, dst), ts, events)
             }
@@ -173,18 +231,125 @@ impl<U: Default> Tracker<U> {
         let conn = &mut entry.conn;
         let dir = conn.dir_of(src);
         conn.on_segment(seg, dir, frame, ts, cfg, events);
+        // Count the connection's footprint now, and the table's slots when it grew.
+        let now = conn.footprint();
+        self.used = self.used - conn.counted + now;
+        conn.counted = now;
+        let grown = open.table.capacity();
+        if grown != slots {
+            self.used = self.used - slots * SLOT_BYTES + grown * SLOT_BYTES;
+        }
+        if self.used > self.cfg.memory_budget {
+            self.relieve(events);
+        }
+    }
+
+    /// Over the memory budget: free an eighth of it (see the module docs for the order).
+    fn relieve(&mut self, events: &mut dyn Events<U>) {
+        let budget = self.cfg.memory_budget;
+        let target = budget - budget / 8;
+        let key = self.evict_order;
+        let mut order: Vec<(EvictKey, u64)> = self
+            .open
+            .table
+            .iter()
+            .map(|e| (key(&e.conn), e.flow.hash))
+            .collect();
+        order.sort_unstable();
+        let mut victims = Vec::new();
+        // Bytes of the victims chosen so far.
+        let mut planned = 0usize;
+        let mut shrunk = false;
+        for ((established, _, index), hash) in order {
+            if self.used.saturating_sub(planned) <= target {
+                break;
+            }
+            if established && !shrunk {
+                // The expendable are gone; before evicting live connections, shrink buffers.
+                shrunk = true;
+                self.evict(std::mem::take(&mut victims), events);
+                planned = 0;
+                if self.used <= target {
+                    break;
+                }
+                self.shrink_reassembly(target, events);
+                if self.used <= target {
+                    break;
+                }
+            }
+            if let Some(e) = self.open.table.find(hash, |e| e.conn.index == index) {
+                planned += e.conn.counted;
+                victims.push((hash, index));
+            }
+        }
+        self.evict(victims, events);
+    }
+
+    /// Finish the connections `victims` (hash, index) as evicted for memory, in index order.
+    fn evict(&mut self, victims: Vec<(u64, u64)>, events: &mut dyn Events<U>) {
+        let mut done = Vec::with_capacity(victims.len());
+        for (hash, index) in victims {
+            if let Ok(found) = self.open.table.find_entry(hash, |e| e.conn.index == index) {
+                let (mut e, _) = found.remove();
+                e.conn.evicted = Some("memory");
+                self.used -= e.conn.counted;
+                done.push(e);
+            }
+        }
+        self.relief.evicted += done.len() as u64;
+        finish_in_order(done, events);
+    }
+
+    /// Give up the holes of the fullest reassembly buffers, and hand on what they held, until
+    /// the count is down to `target`.
+    fn shrink_reassembly(&mut self, target: usize, events: &mut dyn Events<U>) {
+        let mut holding: Vec<(std::cmp::Reverse<usize>, u64, u64)> = self
+            .open
+            .table
+            .iter()
+            .filter_map(|e| {
+                let held = e.conn.reassembly_held();
+                (held > 0).then_some((std::cmp::Reverse(held), e.conn.index, e.flow.hash))
+            })
+            .collect();
+        holding.sort_unstable();
+        for (_, index, hash) in holding {
+            if self.used <= target {
+                break;
+            }
+            let Some(e) = self.open.table.find_mut(hash, |e| e.conn.index == index) else {
+                continue;
+            };
+            let c = &mut e.conn;
+            self.relief.gap_bytes += c.release_reassembly(events);
+            // Recounted as it is now: the layer above may have grown with what was handed on.
+            let now = c.footprint();
+            self.used = self.used - c.counted + now;
+            c.counted = now;
+        }
     }
 
     /// Finish connections idle past the timeout, and closed ones past the linger, in index order.
     fn sweep(&mut self, now: Timestamp, events: &mut dyn Events<U>) {
         let idle = self.cfg.idle_timeout_ns;
         let linger = self.cfg.closed_linger_ns.min(idle);
+        let mut freed = 0;
         let done = self.open.table.extract_if(|e| {
-            let c = &e.conn;
+            let c = &mut e.conn;
             let quiet = now.0.saturating_sub(c.last_ts.0);
-            quiet > idle || (quiet > linger && c.both_closed())
+            // A closed connection past its linger ended on its own, however long ago.
+            let closed = quiet > linger && c.both_closed();
+            let idle = !closed && quiet > idle;
+            if idle {
+                c.evicted = Some("idle");
+            }
+            if closed || idle {
+                freed += c.counted;
+            }
+            closed || idle
         });
         finish_in_order(done.collect(), events);
+        self.used -= freed;
         let step = (linger / 4).clamp(1_000_000_000, 60_000_000_000);
         self.next_sweep = Timestamp(now.0.saturating_add(step));
     }
@@ -198,7 +363,35 @@ impl<U: Default> Tracker<U> {
 
     /// End of input: finish every connection still open, in index order.
     pub fn finish(&mut self, events: &mut dyn Events<U>) {
-        finish_in_order(self.open.table.drain().collect(), events);
+        let mut closing = self.close_all();
+        while closing.finish_next(usize::MAX, events) {}
+    }
+
+    /// End of input, a batch at a time: every open connection taken out of the table, to be
+    /// finished in index order by [`Closing::finish_next`] (so the caller can print each batch's
+    /// records before the next, rather than hold a record for every connection at once).
+    pub fn close_all(&mut self) -> Closing<U> {
+        self.used = 0;
+        let mut all: Vec<Box<Entry<U>>> = self.open.table.drain().collect();
+        // Highest index first: `finish_next` pops from the end.
+        all.sort_unstable_by_key(|e| std::cmp::Reverse(e.conn.index));
+        Closing(all)
+    }
+}
+
+/// Connections taken out at the end of input, finished a batch at a time.
+pub struct Closing<U>(Vec<Box<Entry<U>>>);
+
+impl<U: Default> Closing<U> {
+    /// Finish the next `n` connections in index order; whether any are left.
+    pub fn finish_next(&mut self, n: usize, events: &mut dyn Events<U>) -> bool {
+        for _ in 0..n {
+            match self.0.pop() {
+                Some(e) => e.conn.finish(events),
+                None => break,
+            }
+        }
+        !self.0.is_empty()
     }
 }
 
@@ -349,5 +542,177 @@ mod tests {
             seg("10.0.0.1:80", "10.0.0.2:40000", SYN_ACK, 700, 9001),
         ]);
         assert_eq!(got, ["0 10.0.0.2:40000 2", "1 10.0.0.2:40000 2"]);
+    }
+
+    /// A run under a memory budget: the connections evicted for memory while the segments
+    /// were fed (before the end of input), and what the budget gave up.
+    struct Budgeted {
+        evicted: Vec<u64>,
+        relief: MemoryRelief,
+        finished: Vec<ConnRec>,
+    }
+
+    /// Feed `segs` (segment `i` at `i` ms) twice: with no budget, to learn what is counted
+    /// after each segment; then with a budget just under the count after the last segment
+    /// and over every count before it, so that only the last segment trips it.
+    fn budgeted(
+        segs: &[Segment<'_>],
+        cfg: TrackerConfig,
+        order: Option<fn(&Conn<()>) -> EvictKey>,
+    ) -> Budgeted {
+        let mut free = Tracker::new(cfg.clone());
+        let mut ev = Finished::default();
+        let mut used = Vec::new();
+        for (i, s) in segs.iter().enumerate() {
+            free.on_segment(s, i as u64 + 1, Timestamp(i as i64 * 1_000_000), &mut ev);
+            used.push(free.memory_used());
+        }
+        let (last, before) = used.split_last().unwrap();
+        let most_before = *before.iter().max().unwrap();
+        assert!(
+            *last > most_before,
+            "the last segment must add to the count"
+        );
+        let budget = most_before + (last - most_before) / 2;
+        let mut t = Tracker::new(TrackerConfig {
+            memory_budget: budget,
+            ..cfg
+        });
+        if let Some(o) = order {
+            t.evict_order = o;
+        }
+        let mut ev = Finished::default();
+        for (i, s) in segs.iter().enumerate() {
+            t.on_segment(s, i as u64 + 1, Timestamp(i as i64 * 1_000_000), &mut ev);
+        }
+        let evicted =
+            ev.0.iter()
+                .filter(|c| c.evicted.as_deref() == Some("memory"))
+                .map(|c| c.conn)
+                .collect();
+        let relief = t.memory_relief();
+        t.finish(&mut ev);
+        Budgeted {
+            evicted,
+            relief,
+            finished: ev.0,
+        }
+    }
+
+    /// The three segments of a handshake from client port `port`.
+    fn handshake(port: u16) -> [Segment<'static>; 3] {
+        let c = format!("10.0.0.2:{port}");
+        [
+            seg(&c, "10.0.0.1:80", SYN, 100, 0),
+            seg("10.0.0.1:80", &c, SYN_ACK, 500, 101),
+            seg(&c, "10.0.0.1:80", ACK, 101, 501),
+        ]
+    }
+
+    /// Two established connections, then a half-open one, then a new SYN that goes over the
+    /// budget: the half-open one is evicted, not the established connection 0 though it is
+    /// older and less recently active.
+    fn half_open_case() -> Vec<Segment<'static>> {
+        let mut segs = Vec::new();
+        segs.extend(handshake(1000));
+        segs.extend(handshake(1001));
+        segs.push(seg("10.0.0.2:1002", "10.0.0.1:80", SYN, 100, 0));
+        segs.push(seg("10.0.0.2:1003", "10.0.0.1:80", SYN, 100, 0));
+        segs
+    }
+
+    #[test]
+    fn memory_pressure_evicts_half_open_connections_first() {
+        let run = budgeted(&half_open_case(), TrackerConfig::default(), None);
+        assert_eq!(run.evicted, [2]);
+        assert_eq!(run.relief.evicted, 1);
+        // Every connection still has its record; only the evicted one says so.
+        let mut finished = run.finished;
+        finished.sort_by_key(|c| c.conn);
+        let said: Vec<_> = finished.iter().map(|c| c.evicted.clone()).collect();
+        assert_eq!(said, [None, None, Some("memory".into()), None]);
+    }
+
+    /// Control: least-recently-active alone (no half-open class) evicts connection 0, and the
+    /// test above would catch it.
+    #[test]
+    fn control_an_order_without_the_half_open_class_is_caught() {
+        let lru_only: fn(&Conn<()>) -> EvictKey = |c| (true, c.last_ts, c.index);
+        let run = budgeted(&half_open_case(), TrackerConfig::default(), Some(lru_only));
+        assert_ne!(run.evicted, [2]);
+        assert_eq!(run.evicted, [0]);
+    }
+
+    /// Three established connections; the oldest (0) is active again later, then connection
+    /// 1's fifth unacknowledged segment grows its analysis state over the budget: connection
+    /// 2, the least recently active, goes, not the oldest.
+    fn lru_case() -> Vec<Segment<'static>> {
+        let mut segs = Vec::new();
+        segs.extend(handshake(1000));
+        segs.extend(handshake(1001));
+        segs.extend(handshake(1002));
+        segs.push(seg("10.0.0.1:80", "10.0.0.2:1000", ACK, 501, 101));
+        for k in 0..5 {
+            segs.push(Segment::for_test(
+                "10.0.0.2:1001",
+                "10.0.0.1:80",
+                ACK,
+                101 + k * 100,
+                501,
+                100,
+            ));
+        }
+        segs
+    }
+
+    fn no_reassembly() -> TrackerConfig {
+        TrackerConfig {
+            reassemble: false,
+            ..TrackerConfig::default()
+        }
+    }
+
+    #[test]
+    fn then_the_least_recently_active_connection_goes() {
+        let run = budgeted(&lru_case(), no_reassembly(), None);
+        assert_eq!(run.evicted, [2]);
+        assert_eq!(run.relief.gap_bytes, 0);
+    }
+
+    /// Control: oldest-first (by index, ignoring activity) evicts connection 0, and the test
+    /// above would catch it.
+    #[test]
+    fn control_oldest_first_instead_of_least_recently_active_is_caught() {
+        let oldest: fn(&Conn<()>) -> EvictKey = |c| (!c.expendable(), Timestamp(0), c.index);
+        let run = budgeted(&lru_case(), no_reassembly(), Some(oldest));
+        assert_ne!(run.evicted, [2]);
+        assert_eq!(run.evicted, [0]);
+    }
+
+    /// Before an established connection is evicted, reassembly buffers are given up: the
+    /// connection holding bytes behind a hole keeps going, its hole and held bytes delivered
+    /// as gaps and counted.
+    #[test]
+    fn reassembly_buffers_are_given_up_before_established_connections() {
+        let mut segs = Vec::new();
+        segs.extend(handshake(1000));
+        segs.extend(handshake(1001));
+        // Connection 1: 20 pieces held behind a 100-byte hole (no payload captured: each
+        // piece held costs its bookkeeping); the last piece trips the budget.
+        for k in 0..20 {
+            segs.push(Segment::for_test(
+                "10.0.0.2:1001",
+                "10.0.0.1:80",
+                ACK,
+                201 + k * 100,
+                501,
+                100,
+            ));
+        }
+        let run = budgeted(&segs, TrackerConfig::default(), None);
+        assert_eq!(run.evicted, Vec::<u64>::new());
+        assert_eq!(run.relief.evicted, 0);
+        assert_eq!(run.relief.gap_bytes, 2100);
+        assert_eq!(run.finished[1].gap_bytes, 2100);
     }
 }
