@@ -204,6 +204,10 @@ pub struct ConnRec {
     /// "ipv4 10.0.0.1>10.0.0.2"]`); absent when it ran in none.
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub encap: Vec<String>,
+    /// This record continues connection `conn` after it was evicted for idleness (its earlier
+    /// record says `evicted: "idle"`): the same 5-tuple went on without a new SYN.
+    #[serde(skip_serializing_if = "std::ops::Not::not", default)]
+    pub resumed: bool,
 }
 
 fn is_zero(v: &u64) -> bool {

@@ -515,6 +515,9 @@ fn write_conn(b: &mut Vec<u8>, c: &ConnRec) -> io::Result<()> {
     if !c.encap.is_empty() {
         put_names(b, b",\"encap\":", &c.encap)?;
     }
+    if c.resumed {
+        b.extend_from_slice(b",\"resumed\":true");
+    }
     b.extend_from_slice(b"}\n");
     Ok(())
 }
@@ -648,6 +651,7 @@ mod tests {
             ws_frames: 3,
             diagnostics: vec!["a \"quoted\"\nproblem".into(), "second".into()],
             encap: vec!["vxlan vni=42".into(), "ipv4 10.0.0.1>10.0.0.2".into()],
+            resumed: true,
         };
         for c in [
             full.clone(),
@@ -660,6 +664,7 @@ mod tests {
                 ws_frames: 0,
                 diagnostics: vec![],
                 encap: vec![],
+                resumed: false,
                 history: "odd \u{1}".into(),
                 first_ts: f64::NAN,
                 ..full

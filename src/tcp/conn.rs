@@ -128,13 +128,49 @@ pub struct Conn<U = ()> {
     /// Why the tracker finished it before it ended: "idle" or "memory" (the `conn` record's
     /// `evicted`).
     pub evicted: Option<&'static str>,
+    /// It continues a connection evicted for idleness (same index; the `conn` record's
+    /// `resumed`).
+    pub resumed: bool,
     /// Its footprint when last counted against the memory budget (see [`super::table`]).
     pub(super) counted: usize,
     /// The layer above's state for this connection (see [`Events`]).
     pub upper: U,
 }
 
+/// What an idle-evicted connection leaves behind so that, if its 5-tuple continues without a
+/// SYN, the continuation is the same connection (tshark keeps one `tcp.stream`): its index,
+/// which side was the client, and the numbers that make relative sequence numbers and windows.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Tomb {
+    pub index: u64,
+    pub client: SocketAddr,
+    base: [Option<u32>; 2],
+    win_scale: [i8; 2],
+}
+
 impl<U: Default> Conn<U> {
+    /// What to keep of this connection once it is evicted for idleness.
+    pub(super) fn tomb(&self) -> Option<Tomb> {
+        Some(Tomb {
+            index: self.index,
+            client: self.ep[0].addr?,
+            base: [self.ep[0].base, self.ep[1].base],
+            win_scale: [self.ep[0].flow.win_scale, self.ep[1].flow.win_scale],
+        })
+    }
+
+    /// Continue an evicted connection: its relative-number bases and window scales.
+    pub(super) fn resume(&mut self, t: &Tomb) {
+        for i in 0..2 {
+            if let Some(b) = t.base[i] {
+                self.ep[i].base = Some(b);
+                self.ep[i].unwrap = Unwrapper::new(b);
+            }
+            self.ep[i].flow.win_scale = t.win_scale[i];
+        }
+        self.resumed = true;
+    }
+
     /// A new connection whose client is `client`.
     pub fn new(
         index: u64,
@@ -164,6 +200,7 @@ impl<U: Default> Conn<U> {
             gap_bytes: 0,
             tunnel: 0,
             evicted: None,
+            resumed: false,
             counted: 0,
             upper: U::default(),
         }
@@ -702,6 +739,7 @@ impl<U: Default> Conn<U> {
             ws_frames: 0,
             diagnostics: Vec::new(),
             encap: crate::decode::tunnel_path(self.tunnel),
+            resumed: self.resumed,
         }
     }
 }

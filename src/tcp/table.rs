@@ -23,13 +23,18 @@
 //! `evicted: "memory"`; [`Tracker::memory_relief`] counts them and the reassembly bytes given
 //! up. Only capture time orders them: the same input always evicts the same connections.
 
-use super::conn::{pure_syn, Conn, OpenConn, TrackerConfig};
+use super::conn::{pure_syn, Conn, OpenConn, Tomb, TrackerConfig};
 use super::{Events, Footprint};
 use crate::decode::Segment;
 use crate::types::Timestamp;
 use hashbrown::HashTable;
+use std::collections::{HashMap, VecDeque};
 use std::hash::BuildHasher;
 use std::net::{IpAddr, SocketAddr};
+
+/// Idle-evicted connections remembered so that a continuation resumes them (about 100 bytes
+/// each: 6.5 MB at most).
+const MAX_TOMBS: usize = 1 << 16;
 
 /// Both endpoints, in a canonical order so either direction finds the same entry. Addresses
 /// as plain integers (and the family apart, so 10.0.0.1 and ::a00:1 differ): comparing and
@@ -146,6 +151,9 @@ const SLOT_BYTES: usize = std::mem::size_of::<usize>() + 1;
 struct Open<U> {
     table: HashTable<Box<Entry<U>>>,
     next_conn: u64,
+    /// Connections evicted for idleness, by key, oldest first out (bounded: [`MAX_TOMBS`]).
+    tombs: HashMap<Key, Tomb>,
+    tomb_order: VecDeque<Key>,
     /// Most connections held at once (for memory reports).
     peak: usize,
 }
@@ -157,6 +165,8 @@ impl<U: Default + Footprint> Tracker<U> {
             open: Open {
                 table: HashTable::new(),
                 next_conn: 0,
+                tombs: HashMap::new(),
+                tomb_order: VecDeque::new(),
                 peak: 0,
             },
             next_sweep: Timestamp(i64::MIN),
@@ -334,6 +344,7 @@ impl<U: Default + Footprint> Tracker<U> {
         let idle = self.cfg.idle_timeout_ns;
         let linger = self.cfg.closed_linger_ns.min(idle);
         let mut freed = 0;
+        let mut tombs = Vec::new();
         let done = self.open.table.extract_if(|e| {
             let c = &mut e.conn;
             let quiet = now.0.saturating_sub(c.last_ts.0);
@@ -342,6 +353,7 @@ impl<U: Default + Footprint> Tracker<U> {
             let idle = !closed && quiet > idle;
             if idle {
                 c.evicted = Some("idle");
+                tombs.extend(c.tomb().map(|t| (e.flow.key, t)));
             }
             if closed || idle {
                 freed += c.counted;
@@ -350,6 +362,17 @@ impl<U: Default + Footprint> Tracker<U> {
         });
         finish_in_order(done.collect(), events);
         self.used -= freed;
+        let open = &mut self.open;
+        for (key, t) in tombs {
+            if open.tombs.insert(key, t).is_none() {
+                open.tomb_order.push_back(key);
+            }
+            while open.tomb_order.len() > MAX_TOMBS {
+                if let Some(old) = open.tomb_order.pop_front() {
+                    open.tombs.remove(&old);
+                }
+            }
+        }
         let step = (linger / 4).clamp(1_000_000_000, 60_000_000_000);
         self.next_sweep = Timestamp(now.0.saturating_add(step));
     }
@@ -413,12 +436,28 @@ impl<U: Default> Open<U> {
         } else {
             (src, dst)
         };
-        let mut conn = Conn::new(self.next_conn, client, server, ts, cfg);
+        // The same 5-tuple going on without a SYN after an idle eviction (a capture's clock
+        // stepped, files merged): the same connection, as tshark's `tcp.stream` keeps it.
+        let tomb = if seg.flags.syn() {
+            None
+        } else {
+            self.tombs.remove(&flow.key)
+        };
+        let (index, client, server) = match &tomb {
+            Some(t) => (t.index, t.client, if t.client == src { dst } else { src }),
+            None => (self.next_conn, client, server),
+        };
+        let mut conn = Conn::new(index, client, server, ts, cfg);
         conn.tunnel = seg.tunnel;
-        if !pure_syn(seg.flags) {
-            events.midstream(self.next_conn, &mut conn.upper);
+        if let Some(t) = &tomb {
+            conn.resume(t);
         }
-        self.next_conn += 1;
+        if !pure_syn(seg.flags) {
+            events.midstream(index, &mut conn.upper);
+        }
+        if tomb.is_none() {
+            self.next_conn += 1;
+        }
         self.peak = self.peak.max(self.table.len() + 1);
         let entry = Box::new(Entry { flow, conn });
         self.table
@@ -542,6 +581,37 @@ mod tests {
             seg("10.0.0.1:80", "10.0.0.2:40000", SYN_ACK, 700, 9001),
         ]);
         assert_eq!(got, ["0 10.0.0.2:40000 2", "1 10.0.0.2:40000 2"]);
+    }
+
+    /// Segments at given times (ms), finished; each record as "index resumed evicted".
+    fn timed(segs: &[(i64, Segment<'_>)]) -> Vec<String> {
+        let mut t = Tracker::new(TrackerConfig::default());
+        let mut ev = Finished::default();
+        for (i, (ms, s)) in segs.iter().enumerate() {
+            t.on_segment(s, i as u64 + 1, Timestamp(ms * 1_000_000), &mut ev);
+        }
+        t.finish(&mut ev);
+        ev.0.iter()
+            .map(|c| format!("{} {} {:?}", c.conn, c.resumed, c.evicted.as_deref()))
+            .collect()
+    }
+
+    /// After an hour's silence (past the idle timeout) a connection that goes on without a SYN
+    /// is the same connection, resumed; a new SYN on the 5-tuple (the control) is a new one.
+    #[test]
+    fn an_idle_evicted_connection_that_goes_on_is_resumed_not_new() {
+        let hour = 3_600_000;
+        let open = [
+            (0, seg("10.0.0.2:40000", "10.0.0.1:80", SYN, 100, 0)),
+            (1, seg("10.0.0.1:80", "10.0.0.2:40000", SYN_ACK, 500, 101)),
+            (2, seg("10.0.0.2:40000", "10.0.0.1:80", ACK, 101, 501)),
+        ];
+        let mut goes_on = open.to_vec();
+        goes_on.push((hour, seg("10.0.0.1:80", "10.0.0.2:40000", ACK, 501, 101)));
+        assert_eq!(timed(&goes_on), ["0 false Some(\"idle\")", "0 true None"]);
+        let mut new_syn = open.to_vec();
+        new_syn.push((hour, seg("10.0.0.2:40000", "10.0.0.1:80", SYN, 9000, 0)));
+        assert_eq!(timed(&new_syn), ["0 false Some(\"idle\")", "1 false None"]);
     }
 
     /// A run under a memory budget: the connections evicted for memory while the segments
