@@ -12,7 +12,7 @@
 
 use super::Sink;
 use crate::config::OutputConfig;
-use crate::record::{ConnRec, Dir, HttpRec, PacketRec, Record, WsRec};
+use crate::record::{ConnRec, Dir, HttpRec, PacketRec, Record, TlsMsgRec, TlsRec, WsRec};
 use crate::types::PacketSel;
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -43,6 +43,8 @@ pub struct TableSink {
     blocks: bool,
     /// The summary row being written, reused.
     row: String,
+    /// TLS hints of connections whose `tls` record came, until their `conn` record.
+    tls_hints: HashMap<u64, String>,
 }
 
 const HEADER: &str = "conn  client                      server                       packets c>s/s>c    bytes c>s/s>c  duration  client_state  server_state  zeek  http";
@@ -60,6 +62,7 @@ impl TableSink {
             conns: 0,
             blocks: args.packets || !args.conns.is_empty(),
             row: String::new(),
+            tls_hints: HashMap::new(),
         }
     }
 
@@ -189,8 +192,36 @@ impl TableSink {
         }
     }
 
+    /// The connection's TLS hint, for its summary row and its lifetime.
+    fn tls(&mut self, t: &TlsRec) {
+        let hint = t.hint();
+        if self.lifetime_for(t.conn) {
+            let at = t.frame.unwrap_or(0);
+            let pc = self.per.entry(t.conn).or_default();
+            pc.events.push((at, format!("TLS: {hint}")));
+        }
+        self.tls_hints.insert(t.conn, hint);
+    }
+
+    fn tls_msg(&mut self, m: &TlsMsgRec) {
+        if let Some(pc) = self.per.get_mut(&m.conn) {
+            let mut text = format!("TLS {} {}", m.dir.as_str(), m.msg);
+            if let Some(a) = &m.alert {
+                let _ = write!(text, " ({a})");
+            }
+            pc.events.push((m.frame, text));
+        }
+    }
+
     fn conn(&mut self, c: &ConnRec) -> io::Result<()> {
         self.conns += 1;
+        let tls = self.tls_hints.remove(&c.conn);
+        let tls_hint = |row: &mut String| {
+            if let Some(h) = &tls {
+                row.push_str("  ");
+                row.push_str(h);
+            }
+        };
         if let Some(pc) = self.per.remove(&c.conn) {
             if self.blocks || !pc.events.is_empty() {
                 self.print_block(c, pc)?;
@@ -199,6 +230,7 @@ impl TableSink {
         if self.blocks {
             let mut row = String::new();
             summary_row(&mut row, c);
+            tls_hint(&mut row);
             self.summary.push(row);
         } else {
             if !self.header_done {
@@ -207,6 +239,7 @@ impl TableSink {
             }
             self.row.clear();
             summary_row(&mut self.row, c);
+            tls_hint(&mut self.row);
             self.row.push('\n');
             self.out.write_all(self.row.as_bytes())?;
         }
@@ -321,6 +354,8 @@ impl Sink for TableSink {
             Record::Http(h) => self.http(h),
             Record::Ws(w) => self.ws(w),
             Record::Conn(c) => self.conn(c)?,
+            Record::Tls(t) => self.tls(t),
+            Record::TlsMsg(m) => self.tls_msg(m),
             Record::Lab(_) => {}
         }
         Ok(())
