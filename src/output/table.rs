@@ -215,7 +215,12 @@ impl TableSink {
 
     fn conn(&mut self, c: &ConnRec) -> io::Result<()> {
         self.conns += 1;
-        let tls = self.tls_hints.remove(&c.conn);
+        // Checked first: cleartext captures never hash a key here.
+        let tls = if self.tls_hints.is_empty() {
+            None
+        } else {
+            self.tls_hints.remove(&c.conn)
+        };
         let tls_hint = |row: &mut String| {
             if let Some(h) = &tls {
                 row.push_str("  ");
