@@ -1,4 +1,5 @@
-//! Frames in, records out: the decoder, the TCP tracker and the HTTP parsers wired together.
+//! Frames in, records out: the decoder, the TCP tracker and the HTTP and TLS parsers wired
+//! together.
 //!
 //! Replay, live capture and the labs all drive an [`Engine`] one frame at a time and print what
 //! it produces through a [`Sink`]. Per-frame decode problems are counted, never fatal.
@@ -13,6 +14,7 @@ use crate::output::Sink;
 use crate::record::{ConnRec, Record};
 use crate::tcp::reassembly::Chunk;
 use crate::tcp::{Events, FlowKey, Footprint, Tracker, TrackerConfig};
+use crate::tls::TlsConn;
 use crate::types::{Dir, Frame, PacketSel, Timestamp};
 use std::collections::BTreeMap;
 use std::io::{self, Write};
@@ -39,7 +41,8 @@ impl Stats {
 #[derive(Debug, Clone, Default)]
 pub struct EngineOptions {
     pub tracker: TrackerConfig,
-    /// Parse HTTP and WebSocket on the reassembled streams.
+    /// Parse the application layers on the reassembled streams: HTTP and WebSocket, or TLS
+    /// for connections whose first bytes are a TLS handshake.
     pub http: bool,
     /// Print this connection's reassembled bytes (Follow TCP Stream) to the follow writer.
     pub follow: Option<u64>,
@@ -109,34 +112,58 @@ struct Upper<'a> {
     prepared: Option<(usize, usize, &'a Prepared)>,
 }
 
-/// What the engine keeps in each of the tracker's connections: its HTTP parser, made on first
-/// use (never, with HTTP off). Boxed, so a connection without HTTP costs one pointer.
-type HttpSlot = Option<Box<HttpConn>>;
+/// The parser of a connection's application layer.
+enum App {
+    Http(Box<HttpConn>),
+    Tls(Box<TlsConn>),
+}
 
-impl Footprint for HttpSlot {
+/// What the engine keeps in each of the tracker's connections: its application-layer parser,
+/// made on first use (never, with HTTP off). Boxed, so a connection without one costs little.
+type AppSlot = Option<App>;
+
+impl Footprint for AppSlot {
     fn footprint(&self) -> usize {
-        self.as_ref().map_or(0, |h| h.footprint())
+        match self {
+            None => 0,
+            Some(App::Http(h)) => h.footprint(),
+            Some(App::Tls(t)) => t.footprint(),
+        }
     }
 }
 
-/// The connection's HTTP parser, made on first use.
-fn http_of<'u>(slot: &'u mut HttpSlot, conn: u64, sel: &PacketSel) -> &'u mut HttpConn {
-    slot.get_or_insert_with(|| Box::new(new_http(conn, sel)))
+/// The connection's parser, made on its first bytes: TLS when they look like a TLS handshake
+/// (three bytes compared, once per connection), HTTP otherwise.
+fn app_of<'u>(slot: &'u mut AppSlot, conn: u64, sel: &PacketSel, first: &[u8]) -> &'u mut App {
+    slot.get_or_insert_with(|| {
+        if crate::tls::looks_like_tls(first) {
+            App::Tls(Box::new(if sel.wants(conn) {
+                TlsConn::new(conn)
+            } else {
+                TlsConn::counting(conn)
+            }))
+        } else {
+            App::Http(Box::new(new_http(conn, sel)))
+        }
+    })
 }
 
-impl Events<HttpSlot> for Upper<'_> {
+impl Events<AppSlot> for Upper<'_> {
     fn record(&mut self, rec: Record) {
         self.pending.push(rec);
     }
-    fn midstream(&mut self, conn: u64, upper: &mut HttpSlot) {
+    fn midstream(&mut self, conn: u64, upper: &mut AppSlot) {
         if self.http_on {
-            http_of(upper, conn, self.http_records).start_midstream();
+            // Picked up mid-stream: no handshake to recognize TLS by, so HTTP resynchronizes.
+            if let App::Http(h) = app_of(upper, conn, self.http_records, &[]) {
+                h.start_midstream();
+            }
         }
     }
     fn chunk(
         &mut self,
         conn: u64,
-        upper: &mut HttpSlot,
+        upper: &mut AppSlot,
         dir: Dir,
         chunk: Chunk<'_>,
         frame: u64,
@@ -149,7 +176,20 @@ impl Events<HttpSlot> for Upper<'_> {
         if !self.http_on {
             return;
         }
-        let h = http_of(upper, conn, self.http_records);
+        let first = match chunk {
+            Chunk::Data(d) => d,
+            Chunk::Gap(_) => &[],
+        };
+        let h = match app_of(upper, conn, self.http_records, first) {
+            App::Http(h) => h,
+            App::Tls(t) => {
+                match chunk {
+                    Chunk::Data(d) => t.on_data(dir, d, frame, ts, self.pending),
+                    Chunk::Gap(n) => t.on_gap(dir, n, frame),
+                }
+                return;
+            }
+        };
         match chunk {
             Chunk::Data(d) => match self.prepared {
                 // The same bytes the reader thread parsed (the whole payload, not a reassembled
@@ -162,22 +202,30 @@ impl Events<HttpSlot> for Upper<'_> {
             Chunk::Gap(n) => h.on_gap(dir, n, frame, self.pending),
         }
     }
-    fn end(&mut self, _conn: u64, upper: &mut HttpSlot, dir: Dir, frame: u64, ts: Timestamp) {
-        if let Some(h) = upper.as_mut() {
+    fn end(&mut self, _conn: u64, upper: &mut AppSlot, dir: Dir, frame: u64, ts: Timestamp) {
+        if let Some(App::Http(h)) = upper.as_mut() {
             h.on_end(dir, frame, ts, self.pending);
         }
     }
-    fn conn_finished(&mut self, mut rec: ConnRec, upper: HttpSlot) {
-        if let Some(mut h) = upper {
-            rec.http_requests = h.requests();
-            rec.http_responses = h.responses();
-            rec.ws_frames = h.ws_frames();
-            let d = h.take_diagnostics();
-            if rec.diagnostics.is_empty() {
-                rec.diagnostics = d;
-            } else {
-                rec.diagnostics.extend(d);
+    fn conn_finished(&mut self, mut rec: ConnRec, upper: AppSlot) {
+        let d = match upper {
+            Some(App::Http(mut h)) => {
+                rec.http_requests = h.requests();
+                rec.http_responses = h.responses();
+                rec.ws_frames = h.ws_frames();
+                h.take_diagnostics()
             }
+            Some(App::Tls(t)) => {
+                let (tls, d) = t.finish();
+                self.pending.push(Record::Tls(tls));
+                d
+            }
+            None => Vec::new(),
+        };
+        if rec.diagnostics.is_empty() {
+            rec.diagnostics = d;
+        } else {
+            rec.diagnostics.extend(d);
         }
         self.pending.push(Record::Conn(rec));
     }
@@ -194,7 +242,7 @@ fn new_http(conn: u64, records: &PacketSel) -> HttpConn {
 /// The engine's fields a frame passes through once decoded, borrowed apart from the decoder
 /// (whose buffers the segment may borrow).
 struct Parts<'a> {
-    tracker: &'a mut Tracker<HttpSlot>,
+    tracker: &'a mut Tracker<AppSlot>,
     stats: &'a mut Stats,
     only: Option<&'a Expr>,
     upper: Upper<'a>,
@@ -252,7 +300,7 @@ macro_rules! parts {
 
 pub struct Engine {
     decoder: Decoder,
-    tracker: Tracker<HttpSlot>,
+    tracker: Tracker<AppSlot>,
     opts: EngineOptions,
     pending: Vec<Record>,
     /// Records gathered before they are handed to the printer (see [`Engine::hand_over_at`]).

@@ -4,21 +4,23 @@
 //!
 //! Each module imports only from the rows above it (`tests/layering.rs` checks the rules
 //! that matter most on the source: nothing but [`cli`] names `cli`; [`capture`], [`decode`],
-//! [`tcp`] and [`http`] name none of `engine`, `pipeline`, `output`, `report`, `commands`;
-//! no two modules import each other, however indirectly).
+//! [`tcp`], [`http`] and [`tls`] name none of `engine`, `pipeline`, `output`, `report`,
+//! `commands`; [`http`] and [`tls`] sit side by side and name neither each other nor are named
+//! by anything under them; no two modules import each other, however indirectly).
 //!
 //! | module      | what it does |
 //! |-------------|--------------|
 //! | [`types`]   | the shared vocabulary: [`types::Timestamp`], [`types::Frame`], [`types::LinkType`], [`types::Dir`], [`types::PacketSel`]. Imports nothing of the crate |
-//! | [`record`]  | the JSON-lines records of the contract (`packet`, `conn`, `http`, `ws`, `lab`) |
+//! | [`record`]  | the JSON-lines records of the contract (`packet`, `conn`, `http`, `ws`, `lab`) and `tls`, `tls_msg` |
 //! | [`select`]  | `--where`: a small display filter on records, parsed into a tree and tested per record |
 //! | [`capture`] | where frames come from, and nothing else: pcap/pcapng files ([`capture::pcap_file`]), live interfaces ([`capture::live`]), memory; the pcap writer |
 //! | [`decode`]  | frame bytes → [`decode::Segment`]: link layers, IPv4 (with fragment reassembly), IPv6, TCP options. The only user of etherparse |
 //! | [`tcp`]     | the passive observer: connection table, both endpoints' RFC 9293 state machines, relative seq/ack, Wireshark analysis, Zeek history, reassembly; keeps the layer above's state per connection in a slot of its choosing ([`tcp::Events`]) |
 //! | [`http`]    | HTTP/1.x and WebSocket parsed on reassembled byte streams; Follow TCP Stream text |
+//! | [`tls`]     | beside `http`: TLS records and handshakes on the streams whose first bytes are a TLS handshake (tls-parser); nothing decrypted |
 //! | [`config`]  | the checked settings of each command ([`config::OutputConfig`], [`config::ReplayConfig`], [`config::LiveConfig`], [`config::LabConfig`]); no clap types |
 //! | [`output`]  | printers behind one trait, [`output::Sink`]: JSON lines, human tables |
-//! | [`engine`]  | glues decode, tcp and http together: frames in, records out to a `Sink` |
+//! | [`engine`]  | glues decode, tcp, http and tls together: frames in, records out to a `Sink` |
 //! | [`pipeline`] | the engine on up to three threads: read and decode ahead, track, print ([`pipeline::PrintThread`]) |
 //! | [`report`]  | ladder diagrams, time-sequence graphs, the HTML report (reads records only) |
 //! | [`broker`]  | pub-sub and a consumer-group queue, embedded or over Redis, behind one trait; a stateful WebSocket chat server relaying through it |
@@ -50,4 +52,5 @@ pub mod report;
 pub mod select;
 pub mod server;
 pub mod tcp;
+pub mod tls;
 pub mod types;

@@ -119,6 +119,9 @@ pub enum Record {
     Http(HttpRec),
     Ws(WsRec),
     Lab(LabRec),
+    Tls(TlsRec),
+    #[serde(rename = "tls_msg")]
+    TlsMsg(TlsMsgRec),
 }
 
 /// `"type": "packet"`: one per TCP segment.
@@ -281,6 +284,103 @@ pub struct WsRec {
     pub len: u64,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub close_code: Option<u16>,
+}
+
+/// `"type": "tls"`: one per connection whose streams are TLS, just before its `conn` record.
+/// Only what a passive observer sees in cleartext: TLS 1.3 encrypts everything after the
+/// ServerHello (the certificate, the chosen ALPN, whether early data was accepted).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct TlsRec {
+    pub conn: u64,
+    /// Frame of the ClientHello (absent for an SSLv2 hello or streams that only looked like TLS).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub frame: Option<u64>,
+    /// The negotiated version as Wireshark names it (`TLSv1.2`, `TLSv1.3`; for 1.3 the
+    /// ServerHello's supported_versions), or `SSLv2` for an SSLv2-format hello. Absent without
+    /// a ServerHello.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub version: Option<Name>,
+    /// The cipher suite the server chose, by its IANA name and number.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub cipher: Option<Name>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub cipher_id: Option<u16>,
+    /// Server Name Indication from the ClientHello.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub sni: Option<String>,
+    /// The protocol the server chose (ALPN; in the ServerHello up to TLS 1.2 only).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub alpn: Option<String>,
+    /// The protocols the client offered.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub alpn_offered: Vec<String>,
+    /// The subject of the server's first certificate (RFC 4514 style), where it travels in
+    /// cleartext (TLS 1.2 and older, full handshakes).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub cert_subject: Option<String>,
+    /// How the session was set up: `full`, `resumed_id` (the server's session cache),
+    /// `resumed_ticket` (a TLS 1.2 ticket the client carried), `resumed_psk` (TLS 1.3: the server
+    /// accepted a pre_shared_key), `0rtt` (that, with early_data offered by the client). Absent
+    /// without a ServerHello.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub setup: Option<Name>,
+    /// The server answered with a HelloRetryRequest (TLS 1.3) before its ServerHello.
+    #[serde(skip_serializing_if = "std::ops::Not::not", default)]
+    pub hello_retry: bool,
+    /// Alerts in cleartext, `LEVEL DESCRIPTION` (`fatal protocol_version`), and `encrypted` for
+    /// each one sent after the keys changed.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub alerts: Vec<String>,
+    /// Application-data records each way (`c2s`, `s2c`), counted, never read.
+    pub app_records: [u64; 2],
+    /// Of the client's, those sent before the ServerHello: TLS 1.3 early (0-RTT) data.
+    #[serde(skip_serializing_if = "is_zero", default)]
+    pub early_records: u64,
+}
+
+impl TlsRec {
+    /// A one-line hint for tables: `TLSv1.3 sni=example.com`, `TLSv1.2 sni=a.example
+    /// http/1.1 resumed_id`.
+    pub fn hint(&self) -> String {
+        let mut s = self.version.as_deref().unwrap_or("TLS").to_string();
+        if let Some(sni) = &self.sni {
+            s.push_str(" sni=");
+            s.push_str(sni);
+        }
+        if let Some(a) = &self.alpn {
+            s.push(' ');
+            s.push_str(a);
+        }
+        if let Some(setup) = self.setup.as_deref().filter(|s| *s != "full") {
+            s.push(' ');
+            s.push_str(setup);
+        }
+        s
+    }
+}
+
+/// `"type": "tls_msg"`: one per handshake message, change-cipher-spec and alert, at the frame
+/// that completed it (as tshark reports them). Made for the connections whose packets are
+/// printed (`--packets`, `--conn N`, JSON lines).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct TlsMsgRec {
+    pub conn: u64,
+    pub dir: Dir,
+    pub frame: u64,
+    /// The record's content type: 20 change_cipher_spec, 21 alert, 22 handshake.
+    pub content_type: u8,
+    /// The handshake message type (RFC 8446 §4), for handshake messages read in cleartext.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub handshake_type: Option<u8>,
+    /// `client_hello`, `server_hello`, `hello_retry_request`, `certificate`, ...,
+    /// `change_cipher_spec`, `alert`, `encrypted_handshake`, `encrypted_alert`,
+    /// `sslv2_client_hello`.
+    pub msg: Name,
+    /// The message's length (handshake body, or record body).
+    pub len: u32,
+    /// For a cleartext alert: `LEVEL DESCRIPTION`.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub alert: Option<String>,
 }
 
 /// `"type": "lab"`: one at the end of every lab run.

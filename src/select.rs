@@ -368,6 +368,8 @@ impl Where {
             }
             Record::Http(h) => ends.by_conn.get(&h.conn).copied(),
             Record::Ws(w) => ends.by_conn.get(&w.conn).copied(),
+            Record::Tls(t) => ends.by_conn.get(&t.conn).copied(),
+            Record::TlsMsg(m) => ends.by_conn.get(&m.conn).copied(),
             Record::Lab(_) => None,
         };
         self.eval(rec, pair)
@@ -389,6 +391,8 @@ fn test(t: &Test, rec: &Record, pair: Option<(SocketAddr, SocketAddr)>) -> bool 
         Record::Conn(c) => Some(c.conn),
         Record::Http(h) => Some(h.conn),
         Record::Ws(w) => Some(w.conn),
+        Record::Tls(t) => Some(t.conn),
+        Record::TlsMsg(m) => Some(m.conn),
         Record::Lab(_) => None,
     };
     match t {
@@ -401,6 +405,8 @@ fn test(t: &Test, rec: &Record, pair: Option<(SocketAddr, SocketAddr)>) -> bool 
                 Record::Conn(_) => "conn",
                 Record::Http(_) => "http",
                 Record::Ws(_) => "ws",
+                Record::Tls(_) => "tls",
+                Record::TlsMsg(_) => "tls_msg",
                 Record::Lab(_) => "lab",
             }
         }

@@ -2,8 +2,11 @@
 //! path in `src/**/*.rs` (comments left out), the way `grep` would.
 //!
 //! * Only `cli.rs` (and `main.rs`, which is outside the library) may name `cli`.
-//! * `capture/`, `decode/`, `tcp/` and `http/` name none of `engine`, `pipeline`, `output`,
-//!   `report`, `commands` or `cli`: they only yield frames, segments, connections and messages.
+//! * `capture/`, `decode/`, `tcp/`, `http/` and `tls/` name none of `engine`, `pipeline`,
+//!   `output`, `report`, `commands` or `cli`: they only yield frames, segments, connections and
+//!   messages.
+//! * `http/` and `tls/` are one level, side by side above `tcp/`: neither names the other, and
+//!   nothing below them names either.
 //! * `types.rs` names nothing of the crate.
 //! * The top-level modules import each other without a loop.
 
@@ -139,31 +142,66 @@ fn import_graph() -> BTreeMap<String, BTreeMap<String, String>> {
     graph
 }
 
-#[test]
-fn layers_import_only_downward() {
-    let graph = import_graph();
-    assert!(
-        graph.contains_key("engine") && graph.contains_key("tcp"),
-        "{graph:?}"
-    );
+/// The imports against the layering, as "src/FILE:LINE: A imports crate::B".
+fn wrong_imports(graph: &BTreeMap<String, BTreeMap<String, String>>) -> Vec<String> {
     let mut wrong = Vec::new();
-    let below = ["capture", "decode", "tcp", "http"];
+    let below = ["capture", "decode", "tcp", "http", "tls"];
+    // The application layers, side by side: each may use what is under them, never each other,
+    // and nothing under them may use them.
+    let apps = ["http", "tls"];
+    let under_apps = ["capture", "decode", "tcp", "types"];
     let above = ["engine", "pipeline", "output", "report", "commands", "cli"];
-    for (module, uses) in &graph {
+    for (module, uses) in graph {
         for (name, at) in uses {
             let bad = (name == "cli" && module != "cli" && module != "main")
                 || (below.contains(&module.as_str()) && above.contains(&name.as_str()))
-                || module == "types";
+                || module == "types"
+                || (apps.contains(&module.as_str())
+                    && apps.contains(&name.as_str())
+                    && module != name)
+                || (under_apps.contains(&module.as_str()) && apps.contains(&name.as_str()));
             if bad {
                 wrong.push(format!("src/{at}: {module} imports crate::{name}"));
             }
         }
     }
+    wrong
+}
+
+#[test]
+fn layers_import_only_downward() {
+    let graph = import_graph();
+    assert!(
+        graph.contains_key("engine") && graph.contains_key("tcp") && graph.contains_key("tls"),
+        "{graph:?}"
+    );
+    let wrong = wrong_imports(&graph);
     assert!(
         wrong.is_empty(),
         "imports against the layering:\n{}",
         wrong.join("\n")
     );
+}
+
+/// The control: each kind of wrong import, added to the real graph, is found.
+#[test]
+fn each_wrong_import_is_found() {
+    let real = import_graph();
+    for (module, name) in [
+        ("tls", "http"),
+        ("http", "tls"),
+        ("tcp", "tls"),
+        ("tls", "engine"),
+        ("http", "output"),
+        ("types", "record"),
+        ("engine", "cli"),
+    ] {
+        let mut g = real.clone();
+        g.entry(module.into())
+            .or_default()
+            .insert(name.into(), format!("{module}.rs:1"));
+        assert_eq!(wrong_imports(&g).len(), 1, "{module} -> {name}");
+    }
 }
 
 #[test]

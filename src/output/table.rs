@@ -18,7 +18,7 @@
 
 use super::Sink;
 use crate::config::{Color, OutputConfig};
-use crate::record::{ConnRec, Dir, HttpRec, PacketRec, Record, WsRec};
+use crate::record::{ConnRec, Dir, HttpRec, PacketRec, Record, TlsMsgRec, TlsRec, WsRec};
 use crate::types::PacketSel;
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -60,6 +60,8 @@ pub struct TableSink {
     shown: usize,
     hidden: u64,
     color: bool,
+    /// TLS hints of connections whose `tls` record came, until their `conn` record.
+    tls_hints: HashMap<u64, String>,
 }
 
 /// The `payload` columns count TCP payload bytes; Wireshark's Conversations count whole frames.
@@ -83,6 +85,7 @@ impl TableSink {
             shown: 0,
             hidden: 0,
             color: args.color == Color::Always,
+            tls_hints: HashMap::new(),
         }
     }
 
@@ -227,8 +230,41 @@ impl TableSink {
         }
     }
 
+    /// The connection's TLS hint, for its summary row and its lifetime.
+    fn tls(&mut self, t: &TlsRec) {
+        let hint = t.hint();
+        if self.lifetime_for(t.conn) {
+            let at = t.frame.unwrap_or(0);
+            let pc = self.per.entry(t.conn).or_default();
+            pc.events.push((at, format!("TLS: {hint}")));
+        }
+        self.tls_hints.insert(t.conn, hint);
+    }
+
+    fn tls_msg(&mut self, m: &TlsMsgRec) {
+        if let Some(pc) = self.per.get_mut(&m.conn) {
+            let mut text = format!("TLS {} {}", m.dir.as_str(), m.msg);
+            if let Some(a) = &m.alert {
+                let _ = write!(text, " ({a})");
+            }
+            pc.events.push((m.frame, text));
+        }
+    }
+
     fn conn(&mut self, c: &ConnRec) -> io::Result<()> {
         self.conns += 1;
+        // Checked first: cleartext captures never hash a key here.
+        let tls = if self.tls_hints.is_empty() {
+            None
+        } else {
+            self.tls_hints.remove(&c.conn)
+        };
+        let tls_hint = |row: &mut String| {
+            if let Some(h) = &tls {
+                row.push_str("  ");
+                row.push_str(h);
+            }
+        };
         if let Some(pc) = self.per.remove(&c.conn) {
             if self.blocks || !pc.events.is_empty() {
                 self.print_block(c, pc)?;
@@ -240,6 +276,7 @@ impl TableSink {
         if self.blocks {
             let mut row = String::new();
             summary_row(&mut row, c, self.color);
+            tls_hint(&mut row);
             self.summary.push(row);
         } else {
             if !self.header_done {
@@ -248,6 +285,7 @@ impl TableSink {
             }
             self.row.clear();
             summary_row(&mut self.row, c, self.color);
+            tls_hint(&mut self.row);
             self.row.push('\n');
             self.out.write_all(self.row.as_bytes())?;
         }
@@ -397,6 +435,8 @@ impl Sink for TableSink {
             Record::Http(h) => self.http(h),
             Record::Ws(w) => self.ws(w),
             Record::Conn(c) => self.conn(c)?,
+            Record::Tls(t) => self.tls(t),
+            Record::TlsMsg(m) => self.tls_msg(m),
             Record::Lab(_) => {}
         }
         Ok(())

@@ -234,6 +234,14 @@ impl<'a> Collect<'a> {
                 left.ws += 1;
                 false
             }
+            // TLS records of drawn connections are kept like messages (one per connection, or
+            // one per handshake message); the rest are not drawn.
+            Record::Tls(t) => b.drawn(t.conn),
+            Record::TlsMsg(m) if b.drawn(m.conn) && b.messages < DRAWN_MESSAGES => {
+                b.messages += 1;
+                true
+            }
+            Record::TlsMsg(_) => false,
             Record::Conn(c) => {
                 if b.rows < TABLE_ROWS || b.drawn(c.conn) {
                     b.rows += 1;
