@@ -89,6 +89,7 @@ fn run_lab(name: &str, redis: Option<String>) -> LabRec {
         out_dir: dir.path().to_path_buf(),
         html: None,
         exe: PathBuf::from(env!("CARGO_BIN_EXE_statescope")),
+        variant: None,
     };
     let mut out = LabOut::new(Format::Table, Box::new(std::io::sink()));
     let lab = LABS
@@ -473,6 +474,7 @@ fn labs_end_cleanly_when_redis_dies_mid_run() {
                 out_dir: dir.path().to_path_buf(),
                 html: None,
                 exe: PathBuf::from(env!("CARGO_BIN_EXE_statescope")),
+                variant: None,
             };
             let mut out = LabOut::new(Format::Table, Box::new(std::io::sink()));
             let lab = LABS.iter().find(|l| l.name == name).unwrap();

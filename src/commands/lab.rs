@@ -25,12 +25,14 @@ pub fn run(args: &LabConfig) -> anyhow::Result<ExitCode> {
         out_dir: args.out_dir.clone(),
         html: args.html.clone(),
         exe: std::env::current_exe()?,
+        variant: args.variant.clone(),
     };
     std::fs::create_dir_all(&ctx.out_dir)?;
     let mut out = LabOut::new(args.format, Box::new(std::io::stdout()));
     let rec = (lab.run)(&ctx, &mut out)?;
     if let Some(h) = &args.html {
         if !h.exists() {
+            // (The scaling labs write a timeline page of their own.)
             // The scaling labs measure messages between processes, not packets: say so rather
             // than leave the user looking for a file.
             eprintln!(

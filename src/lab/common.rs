@@ -614,6 +614,10 @@ impl Checks {
             self.failed.push(what.to_string());
         }
     }
+    /// The names of the checks that did not hold, for the record's `failed`.
+    pub fn failed(&self) -> &[String] {
+        &self.failed
+    }
     /// All held; otherwise say on the narrative which did not.
     pub fn ok(&self, out: &mut LabOut) -> io::Result<bool> {
         for f in &self.failed {

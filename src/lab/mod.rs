@@ -16,6 +16,7 @@ pub mod common;
 pub mod crash;
 pub mod handshake_close;
 pub mod login;
+pub mod procs;
 pub mod queue;
 pub mod scale_stateful;
 pub mod scale_stateless;
@@ -38,6 +39,36 @@ pub struct LabCtx {
     pub html: Option<PathBuf>,
     /// This program, for labs that start `statescope serve` processes.
     pub exe: PathBuf,
+    /// A deliberately wrong variant to run against (`--variant`, hidden): the negative controls
+    /// that must end `ok: false`. Each lab names the ones it knows and refuses others.
+    pub variant: Option<String>,
+}
+
+impl LabCtx {
+    /// The variant asked for, if it is one of `known`; an error naming them otherwise.
+    pub fn variant_of(
+        &self,
+        lab: &str,
+        known: &[&'static str],
+    ) -> anyhow::Result<Option<&'static str>> {
+        match &self.variant {
+            None => Ok(None),
+            Some(v) => known
+                .iter()
+                .find(|k| **k == v.as_str())
+                .map(|k| Some(*k))
+                .ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "lab {lab} has no variant {v:?}; its variants: {}",
+                        if known.is_empty() {
+                            "none".to_string()
+                        } else {
+                            known.join(", ")
+                        }
+                    )
+                }),
+        }
+    }
 }
 
 /// Where a lab writes: narrative for people (table format) and records (jsonl).

@@ -9,6 +9,7 @@
 //! | [`routes`] | the endpoints: `/`, `/echo`, `/state` (stateless) and `/session/*`, `/token/*`, `/me` (login two ways) |
 //! | [`auth`] | server-side sessions versus signed tokens, and the key file |
 //! | [`ws`] | `/ws`: WebSocket with per-connection state, and the [`ws::Broker`] seam |
+//! | [`records`] | `/records`: a record store in memory or in Redis (`lab crash`) |
 //! | [`stats`] | the gauges behind `/state`, each kept by a guard's `Drop` |
 //!
 //! # What is kept, and for how long
@@ -36,6 +37,7 @@
 pub mod auth;
 pub mod bridge;
 pub mod log;
+pub mod records;
 pub mod routes;
 pub mod stats;
 pub mod ws;
@@ -83,6 +85,8 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     /// Where WebSocket messages are shared beyond their connection; `None`: nowhere.
     pub broker: Option<Arc<dyn ws::Broker>>,
+    /// Where `/records` keeps records; `None`: a fresh list in memory.
+    pub records: Option<Arc<records::RecordStore>>,
 }
 
 impl Default for ServerConfig {
@@ -104,6 +108,7 @@ impl Default for ServerConfig {
             ws_idle_timeout: Duration::from_secs(60),
             shutdown_grace: Duration::from_secs(10),
             broker: None,
+            records: None,
         }
     }
 }
@@ -141,6 +146,8 @@ pub struct App {
     pub log: Option<log::AccessLog>,
     pub sessions: auth::Sessions,
     pub token_key: auth::TokenKey,
+    /// What `/records` stores into.
+    pub records: Arc<records::RecordStore>,
     /// Set to `true` once to tell every connection to wind down.
     pub stop: watch::Sender<bool>,
     /// Open connections per client address ([`address_key`]); entries at zero are removed.
@@ -160,6 +167,10 @@ impl App {
             stats: Arc::new(Stats::default()),
             log: (!config.quiet).then(log::AccessLog::stderr),
             token_key,
+            records: config
+                .records
+                .clone()
+                .unwrap_or_else(|| Arc::new(records::RecordStore::memory())),
             stop: watch::channel(false).0,
             per_address: Mutex::new(HashMap::new()),
             config,
@@ -540,12 +551,23 @@ fn shutdown_signal() -> impl Future<Output = ()> {
     }
 }
 
+/// `serve`'s settings that need the async runtime to take effect.
+#[derive(Clone, Debug, Default)]
+pub struct ServeExtra {
+    /// Where `/records` stores.
+    pub records: records::RecordsOptions,
+    /// The deliberately wrong broker of the labs' negative controls: drop every Nth message
+    /// this instance publishes (hidden `--broker-drop-every`).
+    pub broker_drop_every: Option<u64>,
+}
+
 /// Serve on `addr` until SIGINT or SIGTERM (`statescope serve`), sharing WebSocket events
 /// through `broker` when given.
 pub fn run_until_signal(
     addr: SocketAddr,
     mut config: ServerConfig,
     broker: Option<&str>,
+    extra: &ServeExtra,
 ) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -553,8 +575,12 @@ pub fn run_until_signal(
         .context("cannot start the async runtime")?;
     rt.block_on(async {
         if let Some(url) = broker {
-            config.broker = Some(bridge::connect(url).await?);
+            config.broker = Some(bridge::connect(url, extra.broker_drop_every).await?);
             eprintln!("sharing WebSocket messages through {url} (channel {})", bridge::CHANNEL);
+        }
+        config.records = extra.records.open().await?;
+        if let Some(store) = &config.records {
+            eprintln!("records: {}", store.describe());
         }
         let app = Arc::new(App::new(config)?);
         let listener = bind(addr).await?;
