@@ -212,7 +212,7 @@ impl Lossy {
         }
     }
     fn drops_next(&self) -> bool {
-        (self.sent.fetch_add(1, Ordering::Relaxed) + 1) % self.every == 0
+        (self.sent.fetch_add(1, Ordering::Relaxed) + 1).is_multiple_of(self.every)
     }
 }
 

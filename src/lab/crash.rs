@@ -379,7 +379,7 @@ fn timeline(runs: &[(&str, &Trial)]) -> String {
     let mut b = String::new();
     for (i, (name, t)) in runs.iter().enumerate() {
         let top = 20.0 + i as f64 * lane;
-        svg::text(&mut b, 4.0, top + 14.0, "start", &format!("{name}"));
+        svg::text(&mut b, 4.0, top + 14.0, "start", name);
         svg::text(&mut b, 4.0, top + 28.0, "start", "acked");
         svg::text(&mut b, 4.0, top + 48.0, "start", "failed");
         svg::line(
