@@ -34,8 +34,8 @@
 //! # Ok(()) }
 //! ```
 //!
-//! [`chat`] is a small stateful WebSocket chat server relaying through a broker; the scaling
-//! labs run three of them.
+//! [`chat`] is a small stateful WebSocket chat server relaying through a broker; `lab queue`
+//! runs three of them (`lab scale-stateful` runs three `serve --broker` processes instead).
 //!
 //! # Faults
 //!

@@ -10,7 +10,13 @@
 //! `stateless-vs-stateful`) capture `lo` live while they make traffic against an in-process
 //! `serve`, save the capture as `OUT_DIR/NAME.pcap`, and print its records (replayed through the
 //! engine) before the `lab` record; what they share is in [`common`]. They need root or
-//! `CAP_NET_RAW`. The scaling labs (`crash`, `scale-*`, `queue`) measure delivery instead.
+//! `CAP_NET_RAW`. The scaling labs (`crash`, `scale-*`, `queue`) measure delivery instead, with
+//! real child processes and Redis where the lesson is about processes ([`procs`]), and draw an
+//! SVG timeline page with `--html`.
+//!
+//! Every check has a name; a lab's `failed` lists those that did not hold, and its `settings`
+//! keep its own knobs apart from the measured `facts`. A lab's negative control runs the same
+//! code against a deliberately wrong variant ([`LabCtx::variant`]) and must end `ok: false`.
 
 pub mod common;
 pub mod crash;

@@ -26,7 +26,10 @@ struct Shared {
 impl ws::Broker for Shared {
     fn publish(&self, event: WsEvent) {
         let n = self.published.fetch_add(1, Ordering::Relaxed) + 1;
-        if self.drop_every.is_some_and(|k| k > 0 && n.is_multiple_of(k)) {
+        if self
+            .drop_every
+            .is_some_and(|k| k > 0 && n.is_multiple_of(k))
+        {
             return;
         }
         let remote = self.remote.clone();
