@@ -176,6 +176,9 @@ fn check_scale_stateful(rec: &LabRec) {
     assert_eq!(fact(rec, "sent"), 60);
     assert_eq!(facts_list(rec, "answered_per_user"), [20, 20, 20]);
     assert_eq!(facts_list(rec, "relayed_per_user"), [40, 40, 40]);
+    assert_eq!(fact(rec, "expected"), 120);
+    assert_eq!(fact(rec, "delivered"), 120);
+    assert_eq!(fact(rec, "lost"), 0);
     assert_eq!(facts_list(rec, "no_broker_answered_per_user"), [20, 20, 20]);
     assert_eq!(facts_list(rec, "no_broker_relayed_per_user"), [0, 0, 0]);
     let pids = facts_list(rec, "server_pids");
@@ -213,6 +216,11 @@ fn scale_stateful_control_dropping_broker_fails() {
         "broker_every_user_received_every_message",
     );
     assert!(facts_list(&rec, "relayed_per_user").iter().all(|&r| r < 40));
+    assert!(fact(&rec, "lost") > 0);
+    assert_eq!(
+        fact(&rec, "delivered") + fact(&rec, "lost"),
+        fact(&rec, "expected")
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -32,7 +32,6 @@ pub fn run(args: &LabConfig) -> anyhow::Result<ExitCode> {
     let rec = (lab.run)(&ctx, &mut out)?;
     if let Some(h) = &args.html {
         if !h.exists() {
-            // (The scaling labs write a timeline page of their own.)
             // The scaling labs measure messages between processes, not packets: say so rather
             // than leave the user looking for a file.
             eprintln!(

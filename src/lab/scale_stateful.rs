@@ -334,6 +334,17 @@ async fn run_with(ctx: &LabCtx, out: &mut LabOut, variant: Option<&str>) -> anyh
         facts: facts(&[
             ("server_pids", json!(shared.pids)),
             ("sent", json!(shared.sent)),
+            // Deliveries of each message to the users who did not send it.
+            ("expected", json!(shared.sent * (USERS as u64 - 1))),
+            (
+                "delivered",
+                json!(shared.relays_per_user.iter().sum::<u64>()),
+            ),
+            (
+                "lost",
+                json!((shared.sent * (USERS as u64 - 1))
+                    .saturating_sub(shared.relays_per_user.iter().sum::<u64>())),
+            ),
             ("answered_per_user", json!(shared.echoes_per_user)),
             ("relayed_per_user", json!(shared.relays_per_user)),
             ("duplicates", json!(shared.duplicates)),
