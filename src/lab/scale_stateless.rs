@@ -905,9 +905,18 @@ fn timeline(rk: &[MeResult], users: &[User], from_ms: f64, kill_ms: f64, victim:
             .map(|(k, v)| (x(k), y(*v)))
             .collect();
         svg::polyline(&mut b, &pts, "inst", colors[i % 3]);
-        svg::text(
+        let ly = 26.0 + i as f64 * 14.0;
+        svg::line(
             &mut b,
             left + width + 4.0,
+            ly,
+            left + width + 18.0,
+            ly,
+            &format!("stroke:{};stroke-width:3", colors[i % 3]),
+        );
+        svg::text(
+            &mut b,
+            left + width + 22.0,
             30.0 + i as f64 * 14.0,
             "start",
             &format!(
@@ -923,9 +932,18 @@ fn timeline(rk: &[MeResult], users: &[User], from_ms: f64, kill_ms: f64, victim:
         .map(|(k, v)| (x(k), y(*v)))
         .collect();
     svg::polyline(&mut b, &pts, "unauthorized", "#c62828");
-    svg::text(
+    let ly = 26.0 + 3.0 * 14.0;
+    svg::line(
         &mut b,
         left + width + 4.0,
+        ly,
+        left + width + 18.0,
+        ly,
+        "stroke:#c62828;stroke-width:3",
+    );
+    svg::text(
+        &mut b,
+        left + width + 22.0,
         30.0 + 3.0 * 14.0,
         "start",
         "session 401s",
