@@ -25,8 +25,11 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-/// Most records the memory store keeps; past it, `507` (memory is bounded, like everything).
-pub const MAX_MEMORY_RECORDS: usize = 100_000;
+/// Most records the memory store keeps; past it, `507` (memory is bounded, like everything:
+/// at most 40 MiB of records with [`MAX_RECORD_BYTES`]).
+pub const MAX_MEMORY_RECORDS: usize = 10_000;
+/// Longest record accepted, in bytes.
+pub const MAX_RECORD_BYTES: usize = 4096;
 
 /// `serve`'s `/records` settings, as given on the command line.
 #[derive(Clone, Debug, Default)]
@@ -173,6 +176,12 @@ pub async fn records(req: Request<Incoming>, app: &App) -> Response<Body> {
                 Ok(b) => b,
                 Err(resp) => return resp,
             };
+            if body.len() > MAX_RECORD_BYTES {
+                return error(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    &format!("a record is at most {MAX_RECORD_BYTES} bytes"),
+                );
+            }
             let rec = match String::from_utf8(body.to_vec()) {
                 Ok(s) if !s.is_empty() && !s.contains('\n') => s,
                 _ => {
