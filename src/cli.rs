@@ -237,6 +237,18 @@ pub struct ServeArgs {
     /// Seconds a WebSocket may stay silent before the server closes it
     #[arg(long, value_name = "SECS", default_value_t = 60.0)]
     pub ws_idle_timeout: f64,
+    /// Where /records keeps records: memory, or redis://HOST:PORT (a stream)
+    #[arg(long, value_name = "URL")]
+    pub records_store: Option<String>,
+    /// The Redis stream /records uses with --records-store redis://…
+    #[arg(long, value_name = "KEY", default_value = "statescope:records")]
+    pub records_stream: String,
+    /// Negative control only: the memory store secretly persists to this file
+    #[arg(long, value_name = "PATH", hide = true)]
+    pub records_file: Option<PathBuf>,
+    /// Negative control only: drop every Nth WebSocket message shared through --broker
+    #[arg(long, value_name = "N", hide = true)]
+    pub broker_drop_every: Option<u64>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -255,6 +267,9 @@ pub struct LabArgs {
     /// Also write the HTML report of the lab's capture
     #[arg(long, value_name = "FILE")]
     pub html: Option<PathBuf>,
+    /// Negative control only: run the lab against a deliberately wrong variant
+    #[arg(long, value_name = "NAME", hide = true)]
+    pub variant: Option<String>,
 }
 
 /// `--max-memory SIZE`: bytes, or a number with K, M, G or T (powers of 1024; "MiB" and "MB"
@@ -427,6 +442,14 @@ impl TryFrom<&ServeArgs> for ServeConfig {
         Ok(ServeConfig {
             listen,
             broker: a.broker.clone(),
+            extra: crate::server::ServeExtra {
+                records: crate::server::records::RecordsOptions {
+                    store: a.records_store.clone(),
+                    stream: a.records_stream.clone(),
+                    secret_file: a.records_file.clone(),
+                },
+                broker_drop_every: a.broker_drop_every,
+            },
             server,
         })
     }
@@ -440,6 +463,7 @@ impl From<&LabArgs> for LabConfig {
             redis: a.redis.clone(),
             out_dir: a.out_dir.clone(),
             html: a.html.clone(),
+            variant: a.variant.clone(),
         }
     }
 }

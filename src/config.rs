@@ -208,4 +208,6 @@ pub struct LabConfig {
     pub out_dir: PathBuf,
     /// Also write the HTML report of the lab's capture.
     pub html: Option<PathBuf>,
+    /// A deliberately wrong variant (negative controls).
+    pub variant: Option<String>,
 }

@@ -34,8 +34,8 @@
 //! # Ok(()) }
 //! ```
 //!
-//! [`chat`] is a small stateful WebSocket chat server relaying through a broker; the scaling
-//! labs run three of them.
+//! [`chat`] is a small stateful WebSocket chat server relaying through a broker; `lab queue`
+//! runs three of them (`lab scale-stateful` runs three `serve --broker` processes instead).
 //!
 //! # Faults
 //!
@@ -191,6 +191,95 @@ pub async fn connect(url: Option<&str>) -> Result<Arc<dyn Broker>, BrokerError> 
         None | Some("embedded") => Ok(Arc::new(embedded::Embedded::new())),
         Some(u) if u.starts_with("redis://") => Ok(Arc::new(redis::RedisBroker::connect(u).await?)),
         Some(u) => Err(BrokerError::BadUrl(u.to_string())),
+    }
+}
+
+/// A deliberately wrong broker for the labs' negative controls: passes everything to `inner`
+/// except every `every`th publish or append, which it drops while saying it succeeded. A lab
+/// run on it must fail its delivery check; nothing else should ever use it.
+pub struct Lossy {
+    pub inner: Arc<dyn Broker>,
+    pub every: u64,
+    sent: AtomicU64,
+}
+
+impl Lossy {
+    pub fn new(inner: Arc<dyn Broker>, every: u64) -> Self {
+        Lossy {
+            inner,
+            every: every.max(1),
+            sent: AtomicU64::new(0),
+        }
+    }
+    fn drops_next(&self) -> bool {
+        (self.sent.fetch_add(1, Ordering::Relaxed) + 1).is_multiple_of(self.every)
+    }
+}
+
+impl Broker for Lossy {
+    fn describe(&self) -> String {
+        format!(
+            "{} (dropping every {}th message)",
+            self.inner.describe(),
+            self.every
+        )
+    }
+    fn publish<'a>(
+        &'a self,
+        channel: &'a str,
+        payload: Bytes,
+    ) -> BoxFut<'a, Result<u64, BrokerError>> {
+        if self.drops_next() {
+            return Box::pin(async { Ok(1) });
+        }
+        self.inner.publish(channel, payload)
+    }
+    fn subscribe<'a>(&'a self, channel: &'a str) -> BoxFut<'a, Result<Subscription, BrokerError>> {
+        self.inner.subscribe(channel)
+    }
+    fn join_group<'a>(
+        &'a self,
+        stream: &'a str,
+        group: &'a str,
+    ) -> BoxFut<'a, Result<(), BrokerError>> {
+        self.inner.join_group(stream, group)
+    }
+    fn append<'a>(
+        &'a self,
+        stream: &'a str,
+        payload: Bytes,
+    ) -> BoxFut<'a, Result<String, BrokerError>> {
+        if self.drops_next() {
+            return Box::pin(async { Ok("0-0".to_string()) });
+        }
+        self.inner.append(stream, payload)
+    }
+    fn read_group<'a>(
+        &'a self,
+        stream: &'a str,
+        group: &'a str,
+        consumer: &'a str,
+        max: usize,
+        wait: Duration,
+    ) -> BoxFut<'a, Result<Vec<Entry>, BrokerError>> {
+        self.inner.read_group(stream, group, consumer, max, wait)
+    }
+    fn ack<'a>(
+        &'a self,
+        stream: &'a str,
+        group: &'a str,
+        ids: &'a [String],
+    ) -> BoxFut<'a, Result<(), BrokerError>> {
+        self.inner.ack(stream, group, ids)
+    }
+    fn entries<'a>(&'a self, stream: &'a str) -> BoxFut<'a, Result<Vec<Entry>, BrokerError>> {
+        self.inner.entries(stream)
+    }
+    fn delete<'a>(&'a self, stream: &'a str) -> BoxFut<'a, Result<(), BrokerError>> {
+        self.inner.delete(stream)
+    }
+    fn stats(&self) -> StatsSnapshot {
+        self.inner.stats()
     }
 }
 

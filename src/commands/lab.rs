@@ -25,6 +25,7 @@ pub fn run(args: &LabConfig) -> anyhow::Result<ExitCode> {
         out_dir: args.out_dir.clone(),
         html: args.html.clone(),
         exe: std::env::current_exe()?,
+        variant: args.variant.clone(),
     };
     std::fs::create_dir_all(&ctx.out_dir)?;
     let mut out = LabOut::new(args.format, Box::new(std::io::stdout()));

@@ -11,10 +11,12 @@ pub struct ServeConfig {
     /// Share WebSocket events through this broker URL.
     pub broker: Option<String>,
     pub server: ServerConfig,
+    /// `/records` and the hidden control switches.
+    pub extra: crate::server::ServeExtra,
 }
 
 /// `statescope serve`.
 pub fn run(cfg: ServeConfig) -> anyhow::Result<ExitCode> {
-    crate::server::run_until_signal(cfg.listen, cfg.server, cfg.broker.as_deref())?;
+    crate::server::run_until_signal(cfg.listen, cfg.server, cfg.broker.as_deref(), &cfg.extra)?;
     Ok(ExitCode::SUCCESS)
 }

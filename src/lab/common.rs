@@ -798,6 +798,10 @@ impl Checks {
             self.failed.push(what.to_string());
         }
     }
+    /// The names of the checks that did not hold so far.
+    pub fn failed_so_far(&self) -> &[String] {
+        &self.failed
+    }
     /// All held; otherwise say on the narrative which did not.
     pub fn ok(&self, out: &mut LabOut) -> io::Result<bool> {
         for f in &self.failed {
@@ -807,9 +811,9 @@ impl Checks {
     }
     /// The names of the checks that did not hold (said on the narrative), for the lab
     /// record's `failed`; empty when every check held.
-    pub fn failed(self, out: &mut LabOut) -> io::Result<Vec<String>> {
+    pub fn failed(&self, out: &mut LabOut) -> io::Result<Vec<String>> {
         self.ok(out)?;
-        Ok(self.failed)
+        Ok(self.failed.clone())
     }
 }
 

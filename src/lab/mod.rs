@@ -14,12 +14,20 @@
 //! with the lesson and labels each connection with the lab step that made it
 //! ([`common::step`], [`common::write_report`]). Each can run as its own negative control
 //! ([`common::CONTROL_ENV`]: a deliberately wrong server, [`crate::server::Fault`], or an
-//! observer that missed a segment) and must then end `ok: false` naming the failed check. The scaling labs (`crash`, `scale-*`, `queue`) measure delivery instead.
+//! observer that missed a segment) and must then end `ok: false` naming the failed check.
+//! The scaling labs (`crash`, `scale-*`, `queue`) measure delivery instead, with real child
+//! processes and Redis where the lesson is about processes ([`procs`]), and draw an SVG
+//! timeline page with `--html`.
+//!
+//! Every check has a name; a lab's `failed` lists those that did not hold, and its `settings`
+//! keep its own knobs apart from the measured `facts`. A scaling lab's negative control runs the
+//! same code against a deliberately wrong variant ([`LabCtx::variant`]).
 
 pub mod common;
 pub mod crash;
 pub mod handshake_close;
 pub mod login;
+pub mod procs;
 pub mod queue;
 pub mod scale_stateful;
 pub mod scale_stateless;
@@ -42,6 +50,36 @@ pub struct LabCtx {
     pub html: Option<PathBuf>,
     /// This program, for labs that start `statescope serve` processes.
     pub exe: PathBuf,
+    /// A deliberately wrong variant to run against (`--variant`, hidden): the negative controls
+    /// that must end `ok: false`. Each lab names the ones it knows and refuses others.
+    pub variant: Option<String>,
+}
+
+impl LabCtx {
+    /// The variant asked for, if it is one of `known`; an error naming them otherwise.
+    pub fn variant_of(
+        &self,
+        lab: &str,
+        known: &[&'static str],
+    ) -> anyhow::Result<Option<&'static str>> {
+        match &self.variant {
+            None => Ok(None),
+            Some(v) => known
+                .iter()
+                .find(|k| **k == v.as_str())
+                .map(|k| Some(*k))
+                .ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "lab {lab} has no variant {v:?}; its variants: {}",
+                        if known.is_empty() {
+                            "none".to_string()
+                        } else {
+                            known.join(", ")
+                        }
+                    )
+                }),
+        }
+    }
 }
 
 /// Where a lab writes: narrative for people (table format) and records (jsonl).

@@ -1,23 +1,31 @@
-//! `lab scale-stateless`: stateless servers behind a round-robin load balancer, one killed.
+//! `lab scale-stateless`: logged-in users behind a load balancer, with one and with three
+//! `serve` processes, and one of the three killed.
 //!
-//! What you will see: three `statescope serve` processes, each on its own loopback port, behind
-//! a load balancer that hands requests to them in turn. A client sends a bounded stream of
-//! requests through the balancer; a third of the way in, the lab kills one backend by its PID
-//! (`SIGKILL`, no goodbye). The balancer's attempt on the dead backend fails, it retries the
-//! request on the next one and stops sending there; the client sees no failure, and no user lost
-//! anything, because the servers held nothing about anyone between requests. The lab reports
-//! requests served per instance, retries, and failures as the client saw them.
+//! What you will see: `statescope serve` *processes* sharing one token key file, behind a load
+//! balancer. Twelve users log in through it, six with a session cookie (`POST /session/login`:
+//! the session lives in the memory of the instance that answered) and six with a signed token
+//! (`POST /token/login`: nothing is kept). Then a bounded stream of `GET /me` requests, each
+//! user in turn, goes through the balancer:
 //!
-//! The balancer is in-process (hyper server and client, round robin, passive health check:
-//! a backend that failed is skipped for a second, retry on the next backend when a backend could
-//! not be reached, and also after a send for idempotent methods). For a real deployment the lab
-//! prints, and writes to `OUT_DIR/nginx-upstream.conf`, the equivalent nginx configuration.
+//! 1. with **one** instance, then with **three**: requests per second for each (on one machine
+//!    the instances share its CPUs, so the number says what this machine gives, not a law);
+//! 2. with three, instance 2 is killed by its PID (`SIGKILL`) a third of the way in. The
+//!    balancer skips it from then on. The session users whose session lived on instance 2 are
+//!    sent elsewhere and get `401`: their login is gone. The token users notice nothing: any
+//!    instance with the key verifies their token.
 //!
-//! Backends are child processes of this program (`serve --listen 127.0.0.1:PORT --quiet`, their
-//! standard error in `OUT_DIR/serve-N.log`) so that one can really be killed by PID. Where `serve` cannot start, the lab says why and uses
-//! in-process stateless backends instead (a hyper server each, stopped by aborting its task,
-//! which closes its listener and connections as a kill would); `facts.backends` says which ran.
+//! The balancer is in-process (hyper server and client): round robin, except that a request
+//! carrying a session cookie goes to the instance that issued it (sticky sessions, learned from
+//! `Set-Cookie`, as a balancer must do for in-memory sessions to work at all); a backend that
+//! could not be reached is skipped for a second and the request retried on the next one. For a
+//! real deployment the lab writes the nginx equivalent to `OUT_DIR/nginx-upstream.conf`.
+//!
+//! The negative control `--variant wrong-pinning-balancer` pins every request to instance 1:
+//! the kill of instance 2 then shows nothing, and the lab must say
+//! `killed_instance_served_before_kill` failed. With `--html FILE` the lab draws requests per
+//! instance over time with the kill marked.
 
+use super::procs::{self, svg, Proc};
 use super::scale_stateful::{facts, runtime};
 use super::{LabCtx, LabDef, LabOut};
 use crate::record::LabRec;
@@ -28,10 +36,9 @@ use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde_json::json;
+use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -41,22 +48,28 @@ use tokio::task::JoinSet;
 pub const LAB: LabDef = LabDef {
     name: "scale-stateless",
     question: "Why do stateless servers scale by simply adding instances behind a load balancer?",
-    summary: "3 serve instances behind a round-robin balancer; one killed mid-run; count served and failed",
+    summary: "session and token users behind a balancer: 1 vs 3 serve processes, then one killed",
     run,
 };
 
 const INSTANCES: usize = 3;
+/// `GET /me` requests per measured run.
 const REQUESTS: u64 = 300;
 const CONCURRENCY: u64 = 4;
+/// Users of each login kind.
+const USERS_PER_KIND: usize = 6;
 /// How long a backend that failed is skipped (nginx `fail_timeout`).
 const FAIL_TIMEOUT: Duration = Duration::from_secs(1);
 /// Per-request bound for every hop.
 const HOP_TIMEOUT: Duration = Duration::from_secs(5);
 /// Largest body the balancer forwards.
 const MAX_BODY: usize = 1 << 20;
+/// The wrong variant: a balancer that pins everything to instance 1.
+pub const WRONG_PINNING_BALANCER: &str = "wrong-pinning-balancer";
 
 fn run(ctx: &LabCtx, out: &mut LabOut) -> anyhow::Result<LabRec> {
-    runtime()?.block_on(run_with(ctx, out, REQUESTS))
+    let variant = ctx.variant_of(LAB.name, &[WRONG_PINNING_BALANCER])?;
+    runtime()?.block_on(run_with(ctx, out, variant))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -167,145 +180,87 @@ pub(crate) fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<
 }
 
 // ---------------------------------------------------------------------------------------------
-// Backends
-// ---------------------------------------------------------------------------------------------
-
-/// One stateless server instance.
-enum Backend {
-    /// A `statescope serve` child process; killed by its PID.
-    Process { child: Child, addr: SocketAddr },
-    /// A hyper server task in this process; stopped by aborting it.
-    InProcess {
-        task: tokio::task::JoinHandle<()>,
-        addr: SocketAddr,
-    },
-}
-
-impl Backend {
-    fn addr(&self) -> SocketAddr {
-        match self {
-            Backend::Process { addr, .. } | Backend::InProcess { addr, .. } => *addr,
-        }
-    }
-
-    /// Kill it: `SIGKILL` to the child's PID, or abort the task. Returns the PID if any.
-    fn kill(&mut self) -> Option<u32> {
-        match self {
-            Backend::Process { child, .. } => {
-                let pid = child.id();
-                let _ = child.kill();
-                let _ = child.wait();
-                Some(pid)
-            }
-            Backend::InProcess { task, .. } => {
-                task.abort();
-                None
-            }
-        }
-    }
-}
-
-impl Drop for Backend {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-/// A loopback port nobody listens on right now.
-fn free_port() -> std::io::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
-/// Start `exe serve --listen 127.0.0.1:PORT --quiet` and wait until it accepts connections.
-/// Its standard error goes to `log`, read back to explain an early exit.
-async fn start_process_backend(exe: &Path, log: &Path) -> anyhow::Result<Backend> {
-    let port = free_port()?;
-    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-    let mut child = Command::new(exe)
-        .args(["serve", "--listen", &addr.to_string(), "--quiet"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(log)?)
-        .spawn()
-        .map_err(|e| anyhow::anyhow!("cannot run {}: {e}", exe.display()))?;
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        if let Some(status) = child.try_wait()? {
-            let err = std::fs::read_to_string(log).unwrap_or_default();
-            let why = err.lines().last().unwrap_or("").trim().to_string();
-            anyhow::bail!("`{} serve` exited ({status}): {why}", exe.display());
-        }
-        if TcpStream::connect(addr).await.is_ok() {
-            return Ok(Backend::Process { child, addr });
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            anyhow::bail!(
-                "`{} serve` did not accept connections on {addr} within 5 s",
-                exe.display()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// A stateless HTTP server in this process: answers every request from the request alone.
-async fn start_inprocess_backend(n: usize) -> anyhow::Result<Backend> {
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    let task = spawn_http(listener, move |req: Request<Incoming>| async move {
-        text(
-            StatusCode::OK,
-            format!("instance {n}: {} {}\n", req.method(), req.uri()),
-        )
-    });
-    Ok(Backend::InProcess { task, addr })
-}
-
-// ---------------------------------------------------------------------------------------------
 // The load balancer
 // ---------------------------------------------------------------------------------------------
 
-/// Round-robin balancer state.
+/// One answer the balancer passed back: when (ms since the balancer started), from which
+/// backend, with what status.
+#[derive(Debug, Clone, Copy)]
+struct Served {
+    ms: f64,
+    backend: usize,
+}
+
+/// Round robin with sticky sessions (or, wrongly, everything pinned to backend 0).
 struct Balancer {
     backends: Vec<SocketAddr>,
+    pinned: bool,
     next: AtomicUsize,
     /// Requests each backend answered.
     served: Vec<AtomicU64>,
     /// Until when each backend is skipped after a failure.
     down_until: Mutex<Vec<Option<Instant>>>,
+    /// Session id → the backend that issued it (learned from `Set-Cookie`).
+    sticky: Mutex<HashMap<String, usize>>,
     /// Attempts that failed and were retried on another backend.
     retries: AtomicU64,
     /// Requests no backend answered (the client got a 502).
     failed: AtomicU64,
+    started: Instant,
+    log: Mutex<Vec<Served>>,
+}
+
+/// The `sid` value of a `Cookie:` or `Set-Cookie:` header.
+fn sid_of(v: &str) -> Option<String> {
+    v.split(';')
+        .map(str::trim)
+        .find_map(|kv| kv.strip_prefix("sid="))
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
 }
 
 impl Balancer {
-    fn new(backends: Vec<SocketAddr>) -> Self {
+    fn new(backends: Vec<SocketAddr>, pinned: bool) -> Self {
         let n = backends.len();
         Balancer {
             backends,
+            pinned,
             next: AtomicUsize::new(0),
             served: (0..n).map(|_| AtomicU64::new(0)).collect(),
             down_until: Mutex::new(vec![None; n]),
+            sticky: Mutex::new(HashMap::new()),
             retries: AtomicU64::new(0),
             failed: AtomicU64::new(0),
+            started: Instant::now(),
+            log: Mutex::new(Vec::new()),
         }
     }
 
-    /// The next backend in turn among those not being skipped (so the live ones share the load
-    /// evenly); if all are being skipped, the next in turn anyway.
-    fn pick(&self) -> usize {
+    fn is_down(&self, i: usize) -> bool {
+        self.down_until.lock().unwrap_or_else(|e| e.into_inner())[i]
+            .is_some_and(|t| t > Instant::now())
+    }
+
+    /// The backend for this request: the session's own when it is up, else the next in turn
+    /// among those not being skipped (all of them, if every one is).
+    fn pick(&self, sid: Option<&str>) -> usize {
         let n = self.backends.len();
-        let down = self.down_until.lock().unwrap_or_else(|e| e.into_inner());
-        let now = Instant::now();
+        if self.pinned && !self.is_down(0) {
+            return 0;
+        }
+        if let Some(i) = sid.and_then(|s| {
+            self.sticky
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(s)
+                .copied()
+        }) {
+            if !self.is_down(i) {
+                return i;
+            }
+        }
         let turn = self.next.fetch_add(1, Ordering::Relaxed);
-        let live: Vec<usize> = (0..n)
-            .filter(|&i| down[i].is_none_or(|t| t <= now))
-            .collect();
+        let live: Vec<usize> = (0..n).filter(|&i| !self.is_down(i)).collect();
         if live.is_empty() {
             turn % n
         } else {
@@ -333,10 +288,24 @@ impl Balancer {
             .map(|p| p.as_str())
             .unwrap_or("/")
             .to_string();
+        let sid = parts
+            .headers
+            .get(hyper::header::COOKIE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(sid_of);
         // Retrying after the request was sent could run it twice: only for idempotent methods.
         let idempotent = matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
+        let mut tried = HashSet::new();
         for _ in 0..self.backends.len() {
-            let i = self.pick();
+            let mut i = self.pick(sid.as_deref());
+            if tried.contains(&i) {
+                // Every pick is one not yet tried, so a retry never lands twice on one backend.
+                match (0..self.backends.len()).find(|j| !tried.contains(j)) {
+                    Some(j) => i = j,
+                    None => break,
+                }
+            }
+            tried.insert(i);
             match http_request(
                 self.backends[i],
                 parts.method.clone(),
@@ -348,6 +317,23 @@ impl Balancer {
             {
                 Ok((status, headers, body)) => {
                     self.served[i].fetch_add(1, Ordering::Relaxed);
+                    self.log
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push(Served {
+                            ms: self.started.elapsed().as_secs_f64() * 1e3,
+                            backend: i,
+                        });
+                    if let Some(new) = headers
+                        .get(hyper::header::SET_COOKIE)
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(sid_of)
+                    {
+                        self.sticky
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .insert(new, i);
+                    }
                     let mut r = text(status, body);
                     for (k, v) in &headers {
                         if k != hyper::header::CONNECTION && k != hyper::header::TRANSFER_ENCODING {
@@ -376,7 +362,7 @@ impl Balancer {
 
 /// The nginx equivalent of the in-process balancer, for real deployments.
 fn nginx_config(backends: &[SocketAddr]) -> String {
-    let mut s = String::from("upstream statescope {\n    # round robin is nginx's default\n");
+    let mut s = String::from("upstream statescope {\n    # round robin is nginx's default; in-memory sessions also need\n    # the same client on the same server (sticky), e.g. `hash $cookie_sid consistent;`\n");
     for b in backends {
         s += &format!("    server {b} max_fails=1 fail_timeout=1s;\n");
     }
@@ -390,195 +376,634 @@ fn nginx_config(backends: &[SocketAddr]) -> String {
 // The lab
 // ---------------------------------------------------------------------------------------------
 
-/// The lab with `requests` requests in all.
-pub async fn run_with(ctx: &LabCtx, out: &mut LabOut, requests: u64) -> anyhow::Result<LabRec> {
-    let mut backends = Vec::new();
-    let mut kind = "statescope serve processes";
-    let mut fallback_reason = None;
-    'instances: for n in 1..=INSTANCES {
-        let log = ctx.out_dir.join(format!("serve-{n}.log"));
-        // The free port picked can be taken by someone else before serve binds it: try again
-        // with another before concluding that serve itself cannot run.
-        for attempt in 1..=3 {
-            match start_process_backend(&ctx.exe, &log).await {
-                Ok(b) => {
-                    backends.push(b);
-                    continue 'instances;
-                }
-                Err(e) if attempt == 3 => {
-                    fallback_reason = Some(e.to_string());
-                    break 'instances;
-                }
-                Err(_) => {}
-            }
-        }
-    }
-    if let Some(why) = &fallback_reason {
-        backends.clear();
-        kind = "in-process stateless servers";
-        out.say(&format!(
-            "Could not start `serve` backends ({why}); using in-process stateless servers instead."
-        ))?;
-        for n in 1..=INSTANCES {
-            backends.push(start_inprocess_backend(n).await?);
-        }
-    }
-    let addrs: Vec<SocketAddr> = backends.iter().map(Backend::addr).collect();
-    for (i, b) in backends.iter().enumerate() {
-        let who = match b {
-            Backend::Process { child, .. } => format!("pid {}", child.id()),
-            Backend::InProcess { .. } => "in-process".into(),
-        };
-        out.say(&format!("instance {} on {} ({who})", i + 1, b.addr()))?;
-    }
+/// One logged-in user: its kind and the header that proves it.
+#[derive(Debug, Clone)]
+struct User {
+    name: String,
+    session: bool,
+    /// `Cookie: sid=…` or `Authorization: Bearer …`.
+    cred: (hyper::header::HeaderName, hyper::header::HeaderValue),
+    /// The backend that answered the login.
+    home: usize,
+}
 
-    let lb = Arc::new(Balancer::new(addrs.clone()));
+/// A balancer in front of `addrs`, listening; returns it, its address and its task.
+async fn start_balancer(
+    addrs: Vec<SocketAddr>,
+    pinned: bool,
+) -> anyhow::Result<(Arc<Balancer>, SocketAddr, tokio::task::JoinHandle<()>)> {
+    let lb = Arc::new(Balancer::new(addrs, pinned));
     let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let lb_addr = listener.local_addr()?;
+    let addr = listener.local_addr()?;
     let lb2 = lb.clone();
-    let lb_task = spawn_http(listener, move |req| lb2.clone().handle(req));
-    let nginx = nginx_config(&addrs);
-    let conf_path = ctx.out_dir.join("nginx-upstream.conf");
-    let wrote = std::fs::write(&conf_path, &nginx).is_ok();
-    out.say(&format!(
-        "load balancer on {lb_addr} (round robin, retry on the next instance)"
-    ))?;
-    out.say(&format!(
-        "For a real deployment, the same with nginx{}:",
-        if wrote {
-            format!(" (written to {})", conf_path.display())
-        } else {
-            String::new()
-        }
-    ))?;
-    for line in nginx.lines() {
-        out.say(&format!("    {line}"))?;
-    }
+    let task = spawn_http(listener, move |req| lb2.clone().handle(req));
+    Ok((lb, addr, task))
+}
 
-    // Clients: bounded workers, each request on a new connection; no retries of their own.
-    let next = Arc::new(AtomicU64::new(0));
-    let done = Arc::new(AtomicU64::new(0));
-    let client_failed = Arc::new(AtomicU64::new(0));
-    let kill_at = requests / 3;
-    let started = Instant::now();
-    let mut workers = JoinSet::new();
-    for _ in 0..CONCURRENCY {
-        let (next, done, client_failed) = (next.clone(), done.clone(), client_failed.clone());
-        workers.spawn(async move {
-            while next.fetch_add(1, Ordering::Relaxed) < requests {
-                let ok = matches!(
-                    http_request(lb_addr, Method::GET, "/", &hyper::HeaderMap::new(), Bytes::new()).await,
-                    Ok((s, _, _)) if s.is_success()
-                );
-                if !ok {
-                    client_failed.fetch_add(1, Ordering::Relaxed);
-                }
-                done.fetch_add(1, Ordering::Relaxed);
-            }
+/// Log every user in through the balancer at `lb`.
+async fn login_all(lb: SocketAddr) -> anyhow::Result<Vec<User>> {
+    let mut users = Vec::new();
+    for n in 0..USERS_PER_KIND * 2 {
+        let session = n % 2 == 0;
+        let name = format!("{}{}", if session { "sess" } else { "tok" }, n / 2 + 1);
+        let path = if session {
+            "/session/login"
+        } else {
+            "/token/login"
+        };
+        let mut h = hyper::HeaderMap::new();
+        h.insert(
+            hyper::header::CONTENT_TYPE,
+            hyper::header::HeaderValue::from_static("application/x-www-form-urlencoded"),
+        );
+        let (status, headers, body) = http_request(
+            lb,
+            Method::POST,
+            path,
+            &h,
+            Bytes::from(format!("user={name}")),
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("login of {name} through the balancer: {e}"))?;
+        if status != StatusCode::OK {
+            anyhow::bail!("login of {name} through the balancer got {status}");
+        }
+        let home = headers
+            .get("x-statescope-backend")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok())
+            .map_or(0, |b| b - 1);
+        let cred = if session {
+            let sid = headers
+                .get(hyper::header::SET_COOKIE)
+                .and_then(|v| v.to_str().ok())
+                .and_then(sid_of)
+                .ok_or_else(|| anyhow::anyhow!("session login of {name} set no cookie"))?;
+            (
+                hyper::header::COOKIE,
+                hyper::header::HeaderValue::from_str(&format!("sid={sid}"))?,
+            )
+        } else {
+            let v: serde_json::Value = serde_json::from_slice(&body)?;
+            let token = v["token"]
+                .as_str()
+                .ok_or_else(|| anyhow::anyhow!("token login of {name} returned no token"))?;
+            (
+                hyper::header::AUTHORIZATION,
+                hyper::header::HeaderValue::from_str(&format!("Bearer {token}"))?,
+            )
+        };
+        users.push(User {
+            name,
+            session,
+            cred,
+            home,
         });
     }
-    // Kill instance 2 once a third of the requests are answered.
-    let victim = 1;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while done.load(Ordering::Relaxed) < kill_at && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(2)).await;
+    Ok(users)
+}
+
+/// One `GET /me` as the client saw it.
+#[derive(Debug, Clone)]
+struct MeResult {
+    user: usize,
+    status: u16,
+    /// Which backend answered (0-based), if any did.
+    backend: Option<usize>,
+    /// When it was sent, ms since the balancer started.
+    sent_ms: f64,
+}
+
+/// A bounded stream of `GET /me` running in the background.
+struct Load {
+    done: Arc<AtomicU64>,
+    results: Arc<Mutex<Vec<MeResult>>>,
+    workers: JoinSet<()>,
+}
+
+impl Load {
+    /// `requests` `GET /me` through `lb`, user after user, [`CONCURRENCY`] at a time.
+    fn start(lb: SocketAddr, started: Instant, users: &[User], requests: u64) -> Load {
+        let next = Arc::new(AtomicU64::new(0));
+        let done = Arc::new(AtomicU64::new(0));
+        let results = Arc::new(Mutex::new(Vec::new()));
+        let mut workers = JoinSet::new();
+        let users = Arc::new(users.to_vec());
+        for _ in 0..CONCURRENCY {
+            let (next, done, results, users) =
+                (next.clone(), done.clone(), results.clone(), users.clone());
+            workers.spawn(async move {
+                loop {
+                    let n = next.fetch_add(1, Ordering::Relaxed);
+                    if n >= requests {
+                        return;
+                    }
+                    let u = n as usize % users.len();
+                    let mut h = hyper::HeaderMap::new();
+                    h.insert(users[u].cred.0.clone(), users[u].cred.1.clone());
+                    let sent_ms = started.elapsed().as_secs_f64() * 1e3;
+                    let (status, backend) =
+                        match http_request(lb, Method::GET, "/me", &h, Bytes::new()).await {
+                            Ok((s, headers, _)) => (
+                                s.as_u16(),
+                                headers
+                                    .get("x-statescope-backend")
+                                    .and_then(|v| v.to_str().ok())
+                                    .and_then(|v| v.parse::<usize>().ok())
+                                    .map(|b| b - 1),
+                            ),
+                            Err(_) => (0, None),
+                        };
+                    results
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push(MeResult {
+                            user: u,
+                            status,
+                            backend,
+                            sent_ms,
+                        });
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+        }
+        Load {
+            done,
+            results,
+            workers,
+        }
     }
-    let pid = backends[victim].kill();
-    let at = done.load(Ordering::Relaxed);
+
+    fn done(&self) -> u64 {
+        self.done.load(Ordering::Relaxed)
+    }
+
+    /// Wait for every request (bounded), then what each got.
+    async fn finish(mut self) -> (Vec<MeResult>, bool) {
+        let drained = tokio::time::timeout(Duration::from_secs(30), async {
+            while self.workers.join_next().await.is_some() {}
+        })
+        .await
+        .is_ok();
+        self.workers.abort_all();
+        let r = self
+            .results
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        (r, drained)
+    }
+}
+
+/// Start `n` serve processes sharing the key file `key`.
+fn start_instances(
+    ctx: &LabCtx,
+    tag: &str,
+    n: usize,
+    key: &std::path::Path,
+) -> anyhow::Result<Vec<Proc>> {
+    (1..=n)
+        .map(|i| {
+            procs::start_serve(
+                ctx,
+                &format!("scale-stateless-{tag}-{i}"),
+                &["--token-key-file".to_string(), key.display().to_string()],
+            )
+        })
+        .collect()
+}
+
+/// Requests per second over a whole load.
+fn rps(results: &[MeResult], elapsed: Duration) -> f64 {
+    let r = results.len() as f64 / elapsed.as_secs_f64().max(1e-6);
+    (r * 10.0).round() / 10.0
+}
+
+/// The lab; `variant` is [`WRONG_PINNING_BALANCER`] for the negative control.
+async fn run_with(ctx: &LabCtx, out: &mut LabOut, variant: Option<&str>) -> anyhow::Result<LabRec> {
+    let pinned = variant == Some(WRONG_PINNING_BALANCER);
+    if pinned {
+        out.say(
+            "VARIANT wrong-pinning-balancer: every request goes to instance 1; the lab must notice",
+        )?;
+    }
+    let key = ctx
+        .out_dir
+        .join(format!("scale-stateless-{}.key", std::process::id()));
+    let result = measure(ctx, out, pinned, &key).await;
+    let _ = std::fs::remove_file(&key);
+    let (rec, page) = result?;
+    procs::write_page(ctx, &rec, &page, out)?;
+    Ok(rec)
+}
+
+async fn measure(
+    ctx: &LabCtx,
+    out: &mut LabOut,
+    pinned: bool,
+    key: &std::path::Path,
+) -> anyhow::Result<(LabRec, String)> {
+    let mut c = super::common::Checks::default();
+
+    // 1. One instance.
+    let one = start_instances(ctx, "one", 1, key)?;
+    let (lb1, lb1_addr, lb1_task) = start_balancer(vec![one[0].addr], pinned).await?;
+    out.say(&format!(
+        "[1 instance] serve pid {} on {}; balancer on {lb1_addr}",
+        one[0].pid, one[0].addr
+    ))?;
+    let users1 = login_all(lb1_addr).await?;
+    let t = Instant::now();
+    let (r1, drained1) = Load::start(lb1_addr, lb1.started, &users1, REQUESTS)
+        .finish()
+        .await;
+    let rps1 = rps(&r1, t.elapsed());
+    lb1_task.abort();
+    drop(one);
+    let bad1 = r1.iter().filter(|r| r.status != 200).count();
+    out.say(&format!(
+        "[1 instance] {} GET /me, {bad1} not 200, {rps1} requests/s",
+        r1.len()
+    ))?;
+    c.check(
+        "one_instance_every_login_kind_works",
+        drained1 && r1.len() as u64 == REQUESTS && bad1 == 0,
+    );
+
+    // 2. Three instances, nothing killed: throughput, and both kinds working behind the balancer.
+    let mut three = start_instances(ctx, "three", INSTANCES, key)?;
+    let addrs: Vec<SocketAddr> = three.iter().map(|p| p.addr).collect();
+    for (i, p) in three.iter().enumerate() {
+        out.say(&format!(
+            "[3 instances] instance {} pid {} on {}",
+            i + 1,
+            p.pid,
+            p.addr
+        ))?;
+    }
+    let nginx = nginx_config(&addrs);
+    let conf_path = ctx.out_dir.join("nginx-upstream.conf");
+    if std::fs::write(&conf_path, &nginx).is_ok() {
+        out.say(&format!(
+            "For a real deployment, the nginx equivalent: {}",
+            conf_path.display()
+        ))?;
+    }
+    let (lb3, lb3_addr, lb3_task) = start_balancer(addrs.clone(), pinned).await?;
+    let users = login_all(lb3_addr).await?;
+    let t = Instant::now();
+    let (r3, drained3) = Load::start(lb3_addr, lb3.started, &users, REQUESTS)
+        .finish()
+        .await;
+    let rps3 = rps(&r3, t.elapsed());
+    let bad3 = r3.iter().filter(|r| r.status != 200).count();
+    let served3: Vec<u64> = (0..INSTANCES)
+        .map(|i| r3.iter().filter(|r| r.backend == Some(i)).count() as u64)
+        .collect();
+    out.say(&format!(
+        "[3 instances] {} GET /me, {bad3} not 200, {rps3} requests/s; served per instance {served3:?}",
+        r3.len()
+    ))?;
+    c.check(
+        "three_instances_every_login_kind_works",
+        drained3 && r3.len() as u64 == REQUESTS && bad3 == 0,
+    );
+    c.check("every_instance_served", served3.iter().all(|&s| s > 0));
+
+    // 3. Three instances, instance 2 killed a third of the way in.
+    let victim = 1;
+    let kill_start = lb3.started.elapsed().as_secs_f64() * 1e3;
+    let log_from = lb3.log.lock().unwrap_or_else(|e| e.into_inner()).len();
+    let load = Load::start(lb3_addr, lb3.started, &users, REQUESTS);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while load.done() < REQUESTS / 3 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let pid = three[victim].pid;
+    three[victim].kill();
+    let kill_ms = lb3.started.elapsed().as_secs_f64() * 1e3;
+    let at = load.done();
     // Answers already on their way when it died are counted within microseconds; after this
     // pause, any further answer from it would mean the kill did not take.
     tokio::time::sleep(Duration::from_millis(50)).await;
-    let served_before_kill = lb.served[victim].load(Ordering::Relaxed);
+    let served_victim_at_pause = lb3.served[victim].load(Ordering::Relaxed);
     out.say(&format!(
-        "after {at} requests: killed instance {}{}",
-        victim + 1,
-        pid.map(|p| format!(" (SIGKILL to pid {p})"))
-            .unwrap_or_default()
+        "[kill] after {at} requests: SIGKILL to instance {} (pid {pid})",
+        victim + 1
     ))?;
-    let drain = tokio::time::timeout(Duration::from_secs(25), async {
-        while workers.join_next().await.is_some() {}
-    })
-    .await;
-    let elapsed = started.elapsed();
-    lb_task.abort();
-    drop(backends);
-
-    let served: Vec<u64> = lb
-        .served
+    let (rk, drained_k) = load.finish().await;
+    lb3_task.abort();
+    drop(three);
+    let served_victim_after = lb3.served[victim].load(Ordering::Relaxed) - served_victim_at_pause;
+    let log: Vec<Served> = lb3.log.lock().unwrap_or_else(|e| e.into_inner())[log_from..].to_vec();
+    let served_victim_before = log
         .iter()
-        .map(|s| s.load(Ordering::Relaxed))
+        .filter(|s| s.backend == victim && s.ms <= kill_ms)
+        .count() as u64;
+
+    let after: Vec<&MeResult> = rk.iter().filter(|r| r.sent_ms > kill_ms).collect();
+    let on_victim: Vec<usize> = users
+        .iter()
+        .enumerate()
+        .filter(|(_, u)| u.session && u.home == victim)
+        .map(|(i, _)| i)
         .collect();
-    let served_after_kill = served[victim] - served_before_kill;
-    let answered: u64 = served.iter().sum();
-    let failed = client_failed.load(Ordering::Relaxed);
-    let retries = lb.retries.load(Ordering::Relaxed);
-    let completed = done.load(Ordering::Relaxed);
-    for (i, s) in served.iter().enumerate() {
+    let lost_sessions: HashSet<usize> = after
+        .iter()
+        .filter(|r| users[r.user].session && r.status == 401)
+        .map(|r| r.user)
+        .collect();
+    let session_401_after = after
+        .iter()
+        .filter(|r| users[r.user].session && r.status == 401)
+        .count() as u64;
+    let other_sessions_hurt = after
+        .iter()
+        .filter(|r| users[r.user].session && users[r.user].home != victim && r.status != 200)
+        .count() as u64;
+    let token_all: Vec<&MeResult> = r1
+        .iter()
+        .chain(r3.iter())
+        .chain(rk.iter())
+        .filter(|r| !users[r.user % users.len()].session)
+        .collect();
+    let token_failures = token_all.iter().filter(|r| r.status != 200).count() as u64;
+    let token_instances_after: HashSet<usize> = after
+        .iter()
+        .filter(|r| !users[r.user].session && r.status == 200)
+        .filter_map(|r| r.backend)
+        .collect();
+    let failed_other = rk
+        .iter()
+        .filter(|r| r.status != 200 && r.status != 401)
+        .count() as u64;
+    for u in &users {
         out.say(&format!(
-            "instance {} served {s}{}",
-            i + 1,
-            if i == victim { " (killed)" } else { "" }
+            "  {:<6} {:<7} logged in on instance {}{}",
+            u.name,
+            if u.session { "session" } else { "token" },
+            u.home + 1,
+            if u.session && u.home == victim {
+                "  ← its session died with instance 2"
+            } else {
+                ""
+            }
         ))?;
     }
     out.say(&format!(
-        "{completed} requests, {answered} answered, {failed} failed as the client saw it, {retries} retried by the balancer, in {} ms",
-        elapsed.as_millis()
+        "[kill] {} requests after the kill: {session_401_after} session requests got 401 ({} users lost their login); token requests failed {token_failures} times in all runs, served after the kill by instances {:?}",
+        after.len(),
+        lost_sessions.len(),
+        token_instances_after.iter().map(|i| i + 1).collect::<Vec<_>>()
     ))?;
 
-    let ok = drain.is_ok()
-        && completed == requests
-        && failed == 0
-        && answered == requests
-        && served_after_kill == 0
-        && served.iter().all(|&s| s > 0);
-    let answer = format!(
-        "Because any instance can answer any request: with instance {} killed after {at} of {requests} requests, \
-         the balancer retried {retries} attempt(s) on the others and the client saw {failed} failures; the \
-         instances served {}; no user lost anything, since no instance held anything about a user.",
-        victim + 1,
-        served.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(" / ")
+    c.check(
+        "killed_instance_served_before_kill",
+        served_victim_before > 0,
     );
-    let mut f = facts(&[
-        ("backends", json!(kind)),
+    c.check(
+        "no_answer_from_killed_instance_after_kill",
+        served_victim_after == 0,
+    );
+    c.check(
+        "load_continued_after_kill",
+        drained_k && rk.len() as u64 == REQUESTS && !after.is_empty(),
+    );
+    c.check("killed_instance_held_sessions", !on_victim.is_empty());
+    c.check(
+        "sessions_on_killed_instance_lost",
+        !on_victim.is_empty() && lost_sessions == on_victim.iter().copied().collect(),
+    );
+    c.check("sessions_elsewhere_kept", other_sessions_hurt == 0);
+    c.check(
+        "tokens_valid_everywhere",
+        token_failures == 0 && token_instances_after.len() >= 2,
+    );
+    c.check("no_request_failed_outright", failed_other == 0);
+    let ok = c.ok(out)?;
+
+    let served_k: Vec<u64> = (0..INSTANCES)
+        .map(|i| rk.iter().filter(|r| r.backend == Some(i)).count() as u64)
+        .collect();
+    let answer = format!(
+        "Because any instance can answer a stateless request: behind the balancer, {rps1} requests/s with one instance and \
+         {rps3} with three (on this machine they share its CPUs). When instance {} was killed, the {} session users whose \
+         session lived only in its memory lost their login ({} got 401 afterwards), while the token users were still \
+         recognised by every remaining instance ({token_failures} token failures): state kept in one server's memory \
+         pins its users to that server and dies with it; a signed token, verified with a shared key, does not.",
+        victim + 1,
+        on_victim.len(),
+        lost_sessions.len()
+    );
+    let settings = facts(&[
         ("instances", json!(INSTANCES)),
-        ("requests", json!(requests)),
-        ("answered", json!(answered)),
-        ("failed", json!(failed)),
-        ("retried", json!(retries)),
+        ("requests_per_run", json!(REQUESTS)),
+        ("concurrency", json!(CONCURRENCY)),
+        ("session_users", json!(USERS_PER_KIND)),
+        ("token_users", json!(USERS_PER_KIND)),
         ("killed_instance", json!(victim + 1)),
-        ("killed_after", json!(at)),
-        ("served_per_instance", json!(served)),
-        ("served_by_killed_after_kill", json!(served_after_kill)),
-        ("elapsed_ms", json!(elapsed.as_millis() as u64)),
+        (
+            "balancer",
+            json!(if pinned {
+                "pinned to instance 1 (wrong variant)"
+            } else {
+                "round robin, sticky sessions"
+            }),
+        ),
     ]);
-    for (i, s) in served.iter().enumerate() {
-        f.insert(format!("served_instance_{}", i + 1), json!(s));
+    let mut settings = settings;
+    if pinned {
+        settings.insert("variant".into(), json!(WRONG_PINNING_BALANCER));
     }
-    if let Some(why) = fallback_reason {
-        f.insert("serve_unavailable".into(), json!(why));
-    }
-    Ok(LabRec {
+    let f = facts(&[
+        ("rps_1_instance", json!(rps1)),
+        ("rps_3_instances", json!(rps3)),
+        ("not_ok_1_instance", json!(bad1)),
+        ("not_ok_3_instances", json!(bad3)),
+        ("served_per_instance_3", json!(served3)),
+        ("served_per_instance_kill_run", json!(served_k)),
+        ("killed_pid", json!(pid)),
+        ("killed_after_requests", json!(at)),
+        ("served_by_killed_before_kill", json!(served_victim_before)),
+        ("served_by_killed_after_kill", json!(served_victim_after)),
+        ("requests_after_kill", json!(after.len())),
+        ("session_users_on_killed", json!(on_victim.len())),
+        ("session_users_lost", json!(lost_sessions.len())),
+        ("session_401_after_kill", json!(session_401_after)),
+        ("session_failures_elsewhere", json!(other_sessions_hurt)),
+        ("token_failures", json!(token_failures)),
+        (
+            "token_instances_after_kill",
+            json!(token_instances_after.len()),
+        ),
+        ("failed_outright", json!(failed_other)),
+        (
+            "balancer_retries",
+            json!(lb3.retries.load(Ordering::Relaxed)),
+        ),
+        ("balancer_502", json!(lb3.failed.load(Ordering::Relaxed))),
+    ]);
+    let rec = LabRec {
         name: LAB.name.into(),
         question: LAB.question.into(),
         answer,
         facts: f,
         ok,
-        ..Default::default()
-    })
+        settings,
+        failed: c.failed_so_far().to_vec(),
+    };
+    let page = timeline(&rk, &users, kill_start, kill_ms, victim);
+    Ok((rec, page))
 }
 
+/// Requests per instance over time in the kill run, the kill marked; session 401s below.
+fn timeline(rk: &[MeResult], users: &[User], from_ms: f64, kill_ms: f64, victim: usize) -> String {
+    let (left, width, height) = (60.0, 720.0, 200.0);
+    let start = from_ms;
+    let end = rk.iter().map(|r| r.sent_ms).fold(kill_ms, f64::max) + 1.0;
+    const BINS: usize = 30;
+    let bin = |ms: f64| {
+        (((ms - start) / (end - start)) * BINS as f64).clamp(0.0, BINS as f64 - 1.0) as usize
+    };
+    let mut per = vec![vec![0u64; BINS]; INSTANCES];
+    let mut unauth = vec![0u64; BINS];
+    for r in rk {
+        if let Some(b) = r.backend {
+            per[b][bin(r.sent_ms)] += 1;
+        }
+        if users[r.user].session && r.status == 401 {
+            unauth[bin(r.sent_ms)] += 1;
+        }
+    }
+    let top = per
+        .iter()
+        .flatten()
+        .chain(unauth.iter())
+        .copied()
+        .max()
+        .unwrap_or(1)
+        .max(1) as f64;
+    let x = |i: usize| left + (i as f64 + 0.5) / BINS as f64 * width;
+    let y = |v: u64| 20.0 + height - v as f64 / top * height;
+    let colors = ["#1565c0", "#ef6c00", "#6a1b9a"];
+    let mut b = String::new();
+    svg::line(
+        &mut b,
+        left,
+        20.0 + height,
+        left + width,
+        20.0 + height,
+        "stroke:#999",
+    );
+    svg::line(&mut b, left, 20.0, left, 20.0 + height, "stroke:#999");
+    svg::text(&mut b, left - 4.0, 24.0, "end", &format!("{top}"));
+    svg::text(&mut b, left - 4.0, 20.0 + height, "end", "0");
+    for (i, series) in per.iter().enumerate() {
+        let pts: Vec<(f64, f64)> = series
+            .iter()
+            .enumerate()
+            .map(|(k, v)| (x(k), y(*v)))
+            .collect();
+        svg::polyline(&mut b, &pts, "inst", colors[i % 3]);
+        let ly = 26.0 + i as f64 * 14.0;
+        svg::line(
+            &mut b,
+            left + width + 4.0,
+            ly,
+            left + width + 18.0,
+            ly,
+            &format!("stroke:{};stroke-width:3", colors[i % 3]),
+        );
+        svg::text(
+            &mut b,
+            left + width + 22.0,
+            30.0 + i as f64 * 14.0,
+            "start",
+            &format!(
+                "instance {}{}",
+                i + 1,
+                if i == victim { " (killed)" } else { "" }
+            ),
+        );
+    }
+    let pts: Vec<(f64, f64)> = unauth
+        .iter()
+        .enumerate()
+        .map(|(k, v)| (x(k), y(*v)))
+        .collect();
+    svg::polyline(&mut b, &pts, "unauthorized", "#c62828");
+    let ly = 26.0 + 3.0 * 14.0;
+    svg::line(
+        &mut b,
+        left + width + 4.0,
+        ly,
+        left + width + 18.0,
+        ly,
+        "stroke:#c62828;stroke-width:3",
+    );
+    svg::text(
+        &mut b,
+        left + width + 22.0,
+        30.0 + 3.0 * 14.0,
+        "start",
+        "session 401s",
+    );
+    let kx = left + (kill_ms - start) / (end - start) * width;
+    svg::marker(
+        &mut b,
+        kx,
+        20.0,
+        20.0 + height,
+        &format!("SIGKILL instance {}", victim + 1),
+    );
+    svg::text(
+        &mut b,
+        left + width,
+        20.0 + height + 16.0,
+        "end",
+        &format!(
+            "time, {:.0} ms (requests per bin of {:.0} ms)",
+            end - start,
+            (end - start) / BINS as f64
+        ),
+    );
+    let mut page = svg::chart(
+        "requests-per-instance",
+        "GET /me per instance over time, one instance killed",
+        left + width + 150.0,
+        height + 50.0,
+        &b,
+    );
+    page.push_str("<p>Each line counts the requests one instance answered in each time bin. After the kill the killed instance's line drops to zero and the others take its share; the red line counts session users refused (401) because their session lived on the killed instance.</p>");
+    page
+}
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn pick_skips_a_backend_marked_down() {
+    fn pick_skips_a_backend_marked_down_and_keeps_sessions_home() {
         let addrs: Vec<SocketAddr> = (1..=3).map(|p| ([127, 0, 0, 1], p).into()).collect();
-        let lb = Balancer::new(addrs);
+        let lb = Balancer::new(addrs.clone(), false);
+        lb.sticky.lock().unwrap().insert("abc".into(), 2);
+        assert!((0..6).all(|_| lb.pick(Some("abc")) == 2));
         lb.mark_down(1);
-        let picks: Vec<usize> = (0..6).map(|_| lb.pick()).collect();
+        let picks: Vec<usize> = (0..6).map(|_| lb.pick(None)).collect();
         assert!(!picks.contains(&1), "{picks:?}");
         assert!(picks.contains(&0) && picks.contains(&2));
+        // Its home down, a session goes elsewhere (where it is unknown).
+        lb.mark_down(2);
+        assert_eq!(lb.pick(Some("abc")), 0);
+        // The wrong, pinning balancer sends everything to the first.
+        let pinned = Balancer::new(addrs, true);
+        assert!((0..6).all(|_| pinned.pick(None) == 0));
+    }
+
+    #[test]
+    fn sid_is_read_from_cookie_and_set_cookie() {
+        assert_eq!(sid_of("sid=abc; Path=/; HttpOnly").as_deref(), Some("abc"));
+        assert_eq!(sid_of("a=1; sid=xyz").as_deref(), Some("xyz"));
+        assert_eq!(sid_of("sid=; Max-Age=0"), None);
     }
 
     #[test]

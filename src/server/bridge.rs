@@ -4,6 +4,7 @@
 //! out: each keeps only its own connections, and events travel through the broker.
 
 use super::ws::{self, WsEvent};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::sync::broadcast;
 
@@ -17,10 +18,20 @@ struct Shared {
     local: broadcast::Sender<WsEvent>,
     remote: Arc<dyn crate::broker::Broker>,
     rt: tokio::runtime::Handle,
+    /// The labs' deliberately wrong broker: every Nth publish is silently dropped.
+    drop_every: Option<u64>,
+    published: AtomicU64,
 }
 
 impl ws::Broker for Shared {
     fn publish(&self, event: WsEvent) {
+        let n = self.published.fetch_add(1, Ordering::Relaxed) + 1;
+        if self
+            .drop_every
+            .is_some_and(|k| k > 0 && n.is_multiple_of(k))
+        {
+            return;
+        }
         let remote = self.remote.clone();
         let Ok(payload) = serde_json::to_vec(&event) else {
             return;
@@ -39,8 +50,9 @@ impl ws::Broker for Shared {
 }
 
 /// Connect to `url` (`redis://HOST:PORT` or `embedded`) and start relaying. Must run inside a
-/// tokio runtime. An unreachable Redis is reported here, once, naming the URL.
-pub async fn connect(url: &str) -> anyhow::Result<Arc<dyn ws::Broker>> {
+/// tokio runtime. An unreachable Redis is reported here, once, naming the URL. `drop_every`
+/// is for negative controls only (hidden `--broker-drop-every`): a broker that loses messages.
+pub async fn connect(url: &str, drop_every: Option<u64>) -> anyhow::Result<Arc<dyn ws::Broker>> {
     let remote = crate::broker::connect(Some(url))
         .await
         .map_err(|e| anyhow::anyhow!("--broker {url}: {e}"))?;
@@ -61,5 +73,7 @@ pub async fn connect(url: &str) -> anyhow::Result<Arc<dyn ws::Broker>> {
         local,
         remote,
         rt: tokio::runtime::Handle::current(),
+        drop_every,
+        published: AtomicU64::new(0),
     }))
 }

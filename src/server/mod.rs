@@ -9,6 +9,7 @@
 //! | [`routes`] | the endpoints: `/`, `/echo`, `/state` (stateless) and `/session/*`, `/token/*`, `/me` (login two ways) |
 //! | [`auth`] | server-side sessions versus signed tokens, and the key file |
 //! | [`ws`] | `/ws`: WebSocket with per-connection state, and the [`ws::Broker`] seam |
+//! | [`records`] | `/records`: a record store in memory or in Redis (`lab crash`) |
 //! | [`stats`] | the gauges behind `/state`, each kept by a guard's `Drop` |
 //!
 //! # What is kept, and for how long
@@ -37,6 +38,7 @@
 pub mod auth;
 pub mod bridge;
 pub mod log;
+pub mod records;
 pub mod routes;
 pub mod stats;
 pub mod ws;
@@ -84,6 +86,8 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     /// Where WebSocket messages are shared beyond their connection; `None`: nowhere.
     pub broker: Option<Arc<dyn ws::Broker>>,
+    /// Where `/records` keeps records; `None`: a fresh list in memory.
+    pub records: Option<Arc<records::RecordStore>>,
     /// A Redis URL to keep login sessions in, shared by every instance given the same one;
     /// `None`: this process's memory.
     pub session_store: Option<String>,
@@ -148,6 +152,7 @@ impl Default for ServerConfig {
             broker: None,
             session_store: None,
             fault: None,
+            records: None,
         }
     }
 }
@@ -189,6 +194,8 @@ pub struct App {
     /// The one count of [`Fault::SharedWsCounter`].
     pub ws_shared_count: Arc<AtomicU64>,
     pub token_key: auth::TokenKey,
+    /// What `/records` stores into.
+    pub records: Arc<records::RecordStore>,
     /// Set to `true` once to tell every connection to wind down.
     pub stop: watch::Sender<bool>,
     /// Open connections per client address ([`address_key`]); entries at zero are removed.
@@ -213,6 +220,10 @@ impl App {
             stats: Arc::new(Stats::default()),
             log: (!config.quiet).then(log::AccessLog::stderr),
             token_key,
+            records: config
+                .records
+                .clone()
+                .unwrap_or_else(|| Arc::new(records::RecordStore::memory())),
             stop: watch::channel(false).0,
             per_address: Mutex::new(HashMap::new()),
             config,
@@ -593,12 +604,23 @@ fn shutdown_signal() -> impl Future<Output = ()> {
     }
 }
 
+/// `serve`'s settings that need the async runtime to take effect.
+#[derive(Clone, Debug, Default)]
+pub struct ServeExtra {
+    /// Where `/records` stores.
+    pub records: records::RecordsOptions,
+    /// The deliberately wrong broker of the labs' negative controls: drop every Nth message
+    /// this instance publishes (hidden `--broker-drop-every`).
+    pub broker_drop_every: Option<u64>,
+}
+
 /// Serve on `addr` until SIGINT or SIGTERM (`statescope serve`), sharing WebSocket events
 /// through `broker` when given.
 pub fn run_until_signal(
     addr: SocketAddr,
     mut config: ServerConfig,
     broker: Option<&str>,
+    extra: &ServeExtra,
 ) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -606,8 +628,12 @@ pub fn run_until_signal(
         .context("cannot start the async runtime")?;
     rt.block_on(async {
         if let Some(url) = broker {
-            config.broker = Some(bridge::connect(url).await?);
+            config.broker = Some(bridge::connect(url, extra.broker_drop_every).await?);
             eprintln!("sharing WebSocket messages through {url} (channel {})", bridge::CHANNEL);
+        }
+        config.records = extra.records.open().await?;
+        if let Some(store) = &config.records {
+            eprintln!("records: {}", store.describe());
         }
         let app = Arc::new(App::new(config)?);
         let listener = bind(addr).await?;

@@ -11,6 +11,7 @@
 //! | `POST /token/login` | stateless | `user=NAME` → `{"token": ...}`, signed, kept nowhere |
 //! | `GET /me` | both | who the cookie or `Authorization: Bearer` token says you are, or 401 |
 //! | `GET /ws` | stateful | WebSocket with per-connection state ([`super::ws`]) |
+//! | `POST`/`GET /records` | stateful | store a line / list them ([`super::records`], for `lab crash`) |
 
 use super::auth;
 use super::stats::{InFlight, RequestRecord};
@@ -95,13 +96,14 @@ async fn route(
         Route::TokenLogin => token_login(req, app).await,
         Route::Me => me(&req, app).await,
         Route::Ws => websocket(req, app, conn),
+        Route::Records => super::records::records(req, app).await,
         Route::WrongMethod(allow) => method_not_allowed(allow),
         Route::NotFound => json_response(
             StatusCode::NOT_FOUND,
             json!({
                 "error": format!("no such path: {}", req.uri().path()),
                 "paths": ["/", "/echo", "/state", "/session/login", "/session/logout",
-                          "/token/login", "/me", "/ws"],
+                          "/token/login", "/me", "/ws", "/records"],
             }),
         ),
     }
@@ -116,6 +118,7 @@ enum Route {
     TokenLogin,
     Me,
     Ws,
+    Records,
     /// The path exists; these are the methods it takes.
     WrongMethod(&'static str),
     NotFound,
@@ -133,6 +136,7 @@ fn pick(path: &str, method: &Method) -> Route {
         "/session/logout" if post => Route::SessionLogout,
         "/token/login" if post => Route::TokenLogin,
         "/ws" => Route::Ws,
+        "/records" => Route::Records,
         "/" | "/state" | "/me" => Route::WrongMethod("GET, HEAD"),
         "/session/login" | "/session/logout" | "/token/login" => Route::WrongMethod("POST"),
         _ => Route::NotFound,
@@ -443,7 +447,7 @@ fn websocket(mut req: Request<Incoming>, app: &Arc<App>, conn: &Arc<ConnCtx>) ->
 // ---- helpers ----
 
 /// Read a request body within `--max-body` and the body timeout, or the response saying why not.
-async fn read_body(body: Incoming, app: &App) -> Result<Bytes, Response<Body>> {
+pub(super) async fn read_body(body: Incoming, app: &App) -> Result<Bytes, Response<Body>> {
     use hyper::body::Body as _;
     let max = app.config.max_body;
     if body.size_hint().lower() > max as u64 {
@@ -502,7 +506,7 @@ fn json_response(status: StatusCode, value: Value) -> Response<Body> {
     resp
 }
 
-fn error(status: StatusCode, msg: &str) -> Response<Body> {
+pub(super) fn error(status: StatusCode, msg: &str) -> Response<Body> {
     json_response(status, json!({ "error": msg }))
 }
 
