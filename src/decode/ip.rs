@@ -4,8 +4,9 @@
 //! frame short.
 //!
 //! Only TCP is of interest, and the protocols that may carry a tunnel (IP in IP, IPv6 in IP,
-//! GRE, UDP): those come back as [`Ip::Carrier`] for [`super::tunnel`] to look inside. Anything
-//! else (ICMP, including ICMP errors that quote a TCP header) is [`Ip::Other`].
+//! GRE, UDP): those are described in a [`Carrier`] for [`super::tunnel`] to look inside (an
+//! out-parameter, so the TCP path returns what it always did). Anything else (ICMP, including
+//! ICMP errors that quote a TCP header) is `None`.
 
 use super::link::Net;
 use super::DecodeError;
@@ -43,20 +44,15 @@ pub(crate) struct IpPacket<'a> {
     pub fragment: Option<Fragment>,
 }
 
-/// What an IP packet carries.
-#[derive(Debug)]
-pub(crate) enum Ip<'a> {
-    Tcp(IpPacket<'a>),
-    /// An unfragmented packet of a protocol that may carry a tunnel; its payload is
-    /// `payload_at..end` of the frame (cut to what the header declares and was captured).
-    Carrier {
-        proto: u8,
-        src: IpAddr,
-        dst: IpAddr,
-        payload_at: usize,
-        end: usize,
-    },
-    Other,
+/// An unfragmented packet of a protocol that may carry a tunnel; its payload is
+/// `payload_at..end` of the frame (cut to what the header declares and was captured).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Carrier {
+    pub proto: u8,
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    pub payload_at: usize,
+    pub end: usize,
 }
 
 /// Protocols a tunnel rides on: IPv4 in IP, IPv6 in IP, GRE, UDP (VXLAN, Geneve, MPLS).
@@ -86,7 +82,14 @@ fn len_err(e: &LenError, at: usize) -> DecodeError {
 }
 
 /// Parse the IP layer starting at `at`.
-pub(crate) fn parse(d: &[u8], at: usize, net: Net) -> Result<Ip<'_>, DecodeError> {
+/// `Ok(None)` when the packet does not carry TCP; then `carrier` says where a tunnel's
+/// payload is, if it may hold one.
+pub(crate) fn parse<'a>(
+    d: &'a [u8],
+    at: usize,
+    net: Net,
+    carrier: &mut Option<Carrier>,
+) -> Result<Option<IpPacket<'a>>, DecodeError> {
     let bytes = d.get(at..).unwrap_or(&[]);
     let net = match net {
         Net::Either => match bytes.first().map(|b| b >> 4) {
@@ -109,13 +112,17 @@ pub(crate) fn parse(d: &[u8], at: usize, net: Net) -> Result<Ip<'_>, DecodeError
         n => n,
     };
     if net == Net::Ipv4 {
-        ipv4(bytes, at)
+        ipv4(bytes, at, carrier)
     } else {
-        ipv6(bytes, at)
+        ipv6(bytes, at, carrier)
     }
 }
 
-fn ipv4(bytes: &[u8], at: usize) -> Result<Ip<'_>, DecodeError> {
+fn ipv4<'a>(
+    bytes: &'a [u8],
+    at: usize,
+    out: &mut Option<Carrier>,
+) -> Result<Option<IpPacket<'a>>, DecodeError> {
     let (ip, ext_err) = LaxIpv4Slice::from_slice(bytes).map_err(|e| match e {
         ipv4::HeaderSliceError::Len(l) => len_err(&l, at),
         ipv4::HeaderSliceError::Content(ipv4::HeaderError::UnexpectedVersion { .. }) => {
@@ -146,7 +153,8 @@ fn ipv4(bytes: &[u8], at: usize) -> Result<Ip<'_>, DecodeError> {
     if p.ip_number != IpNumber::TCP {
         let h = ip.header();
         let addrs = (h.source_addr().into(), h.destination_addr().into());
-        return Ok(carrier(p, bytes, at, addrs));
+        *out = carrier(p, bytes, at, addrs);
+        return Ok(None);
     }
     let h = ip.header();
     let header_len = p.payload.as_ptr() as usize - bytes.as_ptr() as usize;
@@ -163,7 +171,7 @@ fn ipv4(bytes: &[u8], at: usize) -> Result<Ip<'_>, DecodeError> {
         more: h.more_fragments(),
         next: IpNumber::TCP,
     });
-    Ok(Ip::Tcp(IpPacket {
+    Ok(Some(IpPacket {
         src: IpAddr::V4(h.source_addr()),
         dst: IpAddr::V4(h.destination_addr()),
         payload: p.payload,
@@ -173,28 +181,33 @@ fn ipv4(bytes: &[u8], at: usize) -> Result<Ip<'_>, DecodeError> {
     }))
 }
 
-/// A non-TCP payload: a [`Ip::Carrier`] when it may hold a tunnel, else [`Ip::Other`].
-fn carrier<'a>(
-    p: &LaxIpPayloadSlice<'a>,
-    bytes: &'a [u8],
+/// A non-TCP payload: a [`Carrier`] when it may hold a tunnel.
+#[cold]
+fn carrier(
+    p: &LaxIpPayloadSlice<'_>,
+    bytes: &[u8],
     at: usize,
     (src, dst): (IpAddr, IpAddr),
-) -> Ip<'a> {
+) -> Option<Carrier> {
     let (proto, payload) = (p.ip_number, p.payload);
     if p.fragmented || !carries_tunnels(proto) {
-        return Ip::Other;
+        return None;
     }
     let start = payload.as_ptr() as usize - bytes.as_ptr() as usize;
-    Ip::Carrier {
+    Some(Carrier {
         proto: proto.0,
         src,
         dst,
         payload_at: at + start,
         end: at + start + payload.len(),
-    }
+    })
 }
 
-fn ipv6(bytes: &[u8], at: usize) -> Result<Ip<'_>, DecodeError> {
+fn ipv6<'a>(
+    bytes: &'a [u8],
+    at: usize,
+    out: &mut Option<Carrier>,
+) -> Result<Option<IpPacket<'a>>, DecodeError> {
     let (ip, ext_err) = LaxIpv6Slice::from_slice(bytes).map_err(|e| match e {
         ipv6::HeaderSliceError::Len(l) => len_err(&l, at),
         ipv6::HeaderSliceError::Content(_) => DecodeError::Malformed {
@@ -207,7 +220,7 @@ fn ipv6(bytes: &[u8], at: usize) -> Result<Ip<'_>, DecodeError> {
         // Headers after the fragment header belong to the fragmentable part (RFC 8200 §4.5):
         // in non-first fragments what etherparse read past it is payload, so its errors there
         // mean nothing. Reassemble first, parse those headers after.
-        return Ok(ipv6_fragment(&ip, bytes, at).map_or(Ip::Other, Ip::Tcp));
+        return Ok(ipv6_fragment(&ip, bytes, at));
     }
     if let Some((e, layer)) = ext_err {
         return Err(match e {
@@ -228,7 +241,8 @@ fn ipv6(bytes: &[u8], at: usize) -> Result<Ip<'_>, DecodeError> {
     if p.ip_number != IpNumber::TCP {
         let h = ip.header();
         let addrs = (h.source_addr().into(), h.destination_addr().into());
-        return Ok(carrier(p, bytes, at, addrs));
+        *out = carrier(p, bytes, at, addrs);
+        return Ok(None);
     }
     let h = ip.header();
     let header_len = p.payload.as_ptr() as usize - bytes.as_ptr() as usize;
@@ -237,7 +251,7 @@ fn ipv6(bytes: &[u8], at: usize) -> Result<Ip<'_>, DecodeError> {
     } else {
         p.payload.len()
     };
-    Ok(Ip::Tcp(IpPacket {
+    Ok(Some(IpPacket {
         src: IpAddr::V6(h.source_addr()),
         dst: IpAddr::V6(h.destination_addr()),
         payload: p.payload,

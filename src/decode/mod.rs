@@ -178,43 +178,66 @@ impl Decoder {
     ///
     /// Unfragmented frames are decoded without allocating; the segment borrows the frame.
     pub fn decode<'a>(&'a mut self, frame: &Frame<'a>) -> Result<Option<Segment<'a>>, DecodeError> {
-        let mut data = frame.data;
-        let Some((mut at, mut net)) = link::locate(frame.linktype, data)? else {
+        let data = frame.data;
+        let Some((at, net)) = link::locate(frame.linktype, data)? else {
             return Ok(None);
         };
-        // The tunnels passed through, only built when a packet turns out to carry one.
+        let mut carried = None;
+        match ip::parse(data, at, net, &mut carried)? {
+            Some(ip) => self.segment(frame, ip, 0),
+            None => match carried {
+                None => Ok(None),
+                Some(c) => self.tunneled(frame, c),
+            },
+        }
+    }
+
+    /// Inside tunnels, layer by layer, to the TCP segment they carry. Kept out of the plain
+    /// path: a segment that is not in a tunnel pays nothing for them.
+    #[cold]
+    #[inline(never)]
+    fn tunneled<'a>(
+        &'a mut self,
+        frame: &Frame<'a>,
+        mut c: ip::Carrier,
+    ) -> Result<Option<Segment<'a>>, DecodeError> {
         let mut path = tunnel::Path::default();
-        let ip = loop {
-            match ip::parse(data, at, net)? {
-                ip::Ip::Tcp(ip) => break ip,
-                ip::Ip::Other => return Ok(None),
-                ip::Ip::Carrier {
-                    proto,
-                    src,
-                    dst,
-                    payload_at,
-                    end,
-                } => {
-                    // What follows is cut to the outer header's length (Ethernet padding out).
-                    data = &data[..end];
-                    let Some((inner, inner_net, layer)) = tunnel::inner(data, proto, payload_at)?
-                    else {
-                        return Ok(None);
-                    };
-                    let room = path.push(tunnel::Layer::Ip { src, dst })
-                        && layer.is_none_or(|l| path.push(l));
-                    if !room {
-                        return Ok(None);
-                    }
-                    (at, net) = (inner, inner_net);
-                }
+        let mut data = frame.data;
+        loop {
+            // What follows is cut to the outer header's length (Ethernet padding out).
+            data = &data[..c.end];
+            let Some((at, net, layer)) = tunnel::inner(data, c.proto, c.payload_at)? else {
+                return Ok(None);
+            };
+            let room = path.push(tunnel::Layer::Ip {
+                src: c.src,
+                dst: c.dst,
+            }) && layer.is_none_or(|l| path.push(l));
+            if !room {
+                return Ok(None);
             }
-        };
-        let tunnel = if path.depth() == 0 {
-            0
-        } else {
-            self.tunnels.identify(&path)
-        };
+            let mut carried = None;
+            match ip::parse(data, at, net, &mut carried)? {
+                Some(ip) => {
+                    let id = self.tunnels.identify(&path);
+                    return self.segment(frame, ip, id);
+                }
+                None => match carried {
+                    None => return Ok(None),
+                    Some(next) => c = next,
+                },
+            }
+        }
+    }
+
+    /// The segment in an IP packet (reassembling fragments), in tunnel `tunnel` (0: none).
+    #[inline(always)]
+    fn segment<'a>(
+        &'a mut self,
+        frame: &Frame<'a>,
+        ip: ip::IpPacket<'a>,
+        tunnel: u64,
+    ) -> Result<Option<Segment<'a>>, DecodeError> {
         let mut seg = match ip.fragment {
             None => {
                 // A header claiming more than the wire carried lies (or the frame was cut before

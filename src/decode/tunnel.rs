@@ -74,10 +74,6 @@ impl Path {
         true
     }
 
-    pub(crate) fn depth(&self) -> usize {
-        self.n
-    }
-
     fn layers(&self) -> impl DoubleEndedIterator<Item = &Layer> {
         self.layers[..self.n].iter().flatten()
     }
