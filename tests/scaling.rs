@@ -9,72 +9,14 @@ use statescope::broker::{self, Broker};
 use statescope::config::Format;
 use statescope::lab::{LabCtx, LabOut, LABS};
 use statescope::record::LabRec;
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// A `redis-server` this test started; killed by its PID on drop.
-struct RedisServer {
-    child: Child,
-    port: u16,
-}
-
-impl RedisServer {
-    /// Start one on `port` (a free one when `None`); `None` when redis-server is not installed.
-    fn start(port: Option<u16>) -> Option<RedisServer> {
-        let bin = ["/usr/bin/redis-server", "/usr/local/bin/redis-server"]
-            .into_iter()
-            .find(|p| std::path::Path::new(p).exists())?;
-        let port = port.unwrap_or_else(|| {
-            std::net::TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port()
-        });
-        let child = Command::new(bin)
-            .args(["--save", "", "--appendonly", "no", "--bind", "127.0.0.1"])
-            .args(["--port", &port.to_string()])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn redis-server");
-        let server = RedisServer { child, port };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !server.pings() {
-            assert!(
-                Instant::now() < deadline,
-                "redis-server on port {port} did not answer PING"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Some(server)
-    }
-
-    fn pings(&self) -> bool {
-        let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)) else {
-            return false;
-        };
-        let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
-        let mut buf = [0u8; 7];
-        s.write_all(b"PING\r\n").is_ok() && s.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n"
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+#[path = "support/redis.rs"]
+mod redis;
+use redis::RedisServer;
 
 fn skip(what: &str) {
     eprintln!("SKIPPED {what} against Redis: redis-server is not installed (apt-get install redis-server; CI installs it)");
@@ -188,7 +130,7 @@ fn check_scale_stateful(rec: &LabRec) {
 
 #[test]
 fn scale_stateful_with_its_own_redis() {
-    if RedisServer::start(None).is_none() {
+    if RedisServer::start().is_none() {
         return skip("scale-stateful");
     }
     check_scale_stateful(&run_lab("scale-stateful", None));
@@ -196,7 +138,7 @@ fn scale_stateful_with_its_own_redis() {
 
 #[test]
 fn scale_stateful_redis() {
-    let Some(redis) = RedisServer::start(None) else {
+    let Some(redis) = RedisServer::start() else {
         return skip("scale-stateful");
     };
     let rec = run_lab("scale-stateful", Some(redis.url()));
@@ -206,7 +148,7 @@ fn scale_stateful_redis() {
 
 #[test]
 fn scale_stateful_control_dropping_broker_fails() {
-    let Some(redis) = RedisServer::start(None) else {
+    let Some(redis) = RedisServer::start() else {
         return skip("scale-stateful control");
     };
     let rec = assert_control_fails(
@@ -249,7 +191,7 @@ fn queue_embedded() {
 
 #[test]
 fn queue_redis() {
-    let Some(redis) = RedisServer::start(None) else {
+    let Some(redis) = RedisServer::start() else {
         return skip("queue");
     };
     check_queue(&run_lab("queue", Some(redis.url())));
@@ -296,7 +238,7 @@ fn check_crash(rec: &LabRec) {
 
 #[test]
 fn crash_redis() {
-    let Some(redis) = RedisServer::start(None) else {
+    let Some(redis) = RedisServer::start() else {
         return skip("crash");
     };
     let rec = run_lab("crash", Some(redis.url()));
@@ -306,7 +248,7 @@ fn crash_redis() {
 
 #[test]
 fn crash_control_persisting_memory_store_fails() {
-    let Some(redis) = RedisServer::start(None) else {
+    let Some(redis) = RedisServer::start() else {
         return skip("crash control");
     };
     let rec = assert_control_fails(
@@ -443,7 +385,7 @@ fn scaling_lab_timelines_render_in_chromium() {
         );
         return;
     };
-    let Some(redis) = RedisServer::start(None) else {
+    let Some(redis) = RedisServer::start() else {
         return skip("timelines");
     };
     let dir = tempfile::tempdir().unwrap();
@@ -530,10 +472,10 @@ fn unreachable_redis_is_one_clear_line() {
 
 #[test]
 fn redis_going_away_and_back_is_survived_and_counted() {
-    let Some(first) = RedisServer::start(None) else {
+    let Some(first) = RedisServer::start() else {
         return skip("reconnect");
     };
-    let port = first.port;
+    let port = first.port();
     let url = first.url();
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
@@ -572,7 +514,7 @@ fn redis_going_away_and_back_is_survived_and_counted() {
         assert_eq!(b.stats().failed_ops, 2);
 
         // Redis comes back on the same port: commands reconnect, the subscription resubscribes.
-        let _second = RedisServer::start(Some(port)).expect("restart redis-server");
+        let _second = RedisServer::start_on(Some(port)).expect("restart redis-server");
         let deadline = Instant::now() + Duration::from_secs(15);
         let got = loop {
             assert!(Instant::now() < deadline, "subscription never came back");
@@ -593,7 +535,7 @@ fn redis_going_away_and_back_is_survived_and_counted() {
 
 #[test]
 fn redis_queue_group_catches_up() {
-    let Some(redis) = RedisServer::start(None) else {
+    let Some(redis) = RedisServer::start() else {
         return skip("consumer groups");
     };
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -632,7 +574,7 @@ fn redis_queue_group_catches_up() {
 
 #[test]
 fn lab_record_is_the_last_jsonl_line() {
-    if RedisServer::start(None).is_none() {
+    if RedisServer::start().is_none() {
         return skip("the jsonl record");
     }
     let out = Command::new(env!("CARGO_BIN_EXE_statescope"))
@@ -662,10 +604,10 @@ fn lab_record_is_the_last_jsonl_line() {
 fn chat_counts_what_a_redis_outage_cost() {
     use statescope::broker::chat::{wait_for, ChatClient, ChatNode, Relay, SharedInbox};
     use std::sync::atomic::Ordering;
-    let Some(first) = RedisServer::start(None) else {
+    let Some(first) = RedisServer::start() else {
         return skip("chat through a Redis outage");
     };
-    let port = first.port;
+    let port = first.port();
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let b = broker::connect(Some(&first.url())).await.unwrap();
@@ -699,7 +641,7 @@ fn chat_counts_what_a_redis_outage_cost() {
         }
 
         // Redis comes back: the nodes' subscriptions return by themselves; chat goes on.
-        let _second = RedisServer::start(Some(port)).expect("restart redis-server");
+        let _second = RedisServer::start_on(Some(port)).expect("restart redis-server");
         let mut seq = 100;
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
@@ -737,7 +679,7 @@ fn chat_counts_what_a_redis_outage_cost() {
 #[test]
 fn labs_end_cleanly_when_redis_dies_mid_run() {
     for (name, after_ms) in [("queue", 300), ("crash", 50), ("scale-stateful", 20)] {
-        let Some(redis) = RedisServer::start(None) else {
+        let Some(redis) = RedisServer::start() else {
             return skip("Redis dying mid-lab");
         };
         let url = redis.url();
