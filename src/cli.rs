@@ -170,6 +170,12 @@ pub struct ReplayArgs {
     /// or more: 3 when every packet is printed (--format jsonl, --packets), else 2
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(1..=3))]
     pub threads: Option<u8>,
+    /// Scale-out by flow: track only the connections whose flow hash (of both endpoints'
+    /// addresses and ports, either direction) falls in shard I of N (0 ≤ I < N). N runs with
+    /// I = 0..N-1, on one machine or many, split one capture; their records together are one
+    /// run's, connection K of shard I numbered I + N×K
+    #[arg(long, value_name = "I/N")]
+    pub shard: Option<String>,
     #[command(flatten)]
     pub out: OutputArgs,
 }
@@ -201,6 +207,11 @@ pub struct LiveArgs {
     /// Put the interface in promiscuous mode
     #[arg(long)]
     pub promisc: bool,
+    /// Share the interface's traffic with other `live` processes started with the same ID
+    /// (Linux PACKET_FANOUT by flow hash): each connection, both directions, goes to one of
+    /// them. Start N processes to track on N cores; each numbers its own connections
+    #[arg(long, value_name = "ID")]
+    pub fanout: Option<u16>,
     #[command(flatten)]
     pub out: OutputArgs,
 }
@@ -378,14 +389,34 @@ impl TryFrom<&ReplayArgs> for ReplayConfig {
         }
         let filter = crate::capture::filter::from_options(&a.port, &a.host, a.filter.as_deref())
             .map_err(|e| bad(e.to_string()))?;
+        let shard = a.shard.as_deref().map(parse_shard).transpose()?;
         Ok(ReplayConfig {
             files: a.files.clone(),
             count: a.count,
             filter,
+            shard,
             threads: a.threads,
             out: OutputConfig::try_from(&a.out)?,
         })
     }
+}
+
+/// `--shard I/N`: shard I (counted from 0) of N.
+fn parse_shard(s: &str) -> Result<(u32, u32), UsageError> {
+    let why = || {
+        bad(format!(
+            "--shard {s}: give I/N with 0 ≤ I < N, e.g. 0/2 and 1/2"
+        ))
+    };
+    let (i, n) = s.split_once('/').ok_or_else(why)?;
+    let (i, n): (u32, u32) = (
+        i.trim().parse().map_err(|_| why())?,
+        n.trim().parse().map_err(|_| why())?,
+    );
+    if i >= n {
+        return Err(why());
+    }
+    Ok((i, n))
 }
 
 impl TryFrom<&LiveArgs> for LiveConfig {
@@ -408,6 +439,7 @@ impl TryFrom<&LiveArgs> for LiveConfig {
             filter,
             filter_text: a.filter.clone(),
             promisc: a.promisc,
+            fanout: a.fanout,
             format_chosen: a.out.format.is_some(),
             out: OutputConfig::try_from(&a.out)?,
         })
