@@ -33,6 +33,7 @@ pub mod scale_stateful;
 pub mod scale_stateless;
 pub mod stateless_vs_stateful;
 pub mod tcp_vs_http;
+pub mod tls_resumption;
 pub mod websocket;
 
 use crate::config::Format;
@@ -133,4 +134,5 @@ pub const LABS: &[LabDef] = &[
     scale_stateless::LAB,
     scale_stateful::LAB,
     queue::LAB,
+    tls_resumption::LAB,
 ];
