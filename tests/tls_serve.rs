@@ -247,9 +247,15 @@ fn bad_tls_files_are_one_line_naming_the_file() {
 /// whether the server resumed it.
 fn s_client(addr: SocketAddr, version: &str, sess_out: &Path, sess_in: Option<&Path>) -> bool {
     let mut cmd = Command::new("openssl");
-    cmd.args(["s_client", "-ign_eof", "-connect", &addr.to_string(), version])
-        .arg("-sess_out")
-        .arg(sess_out);
+    cmd.args([
+        "s_client",
+        "-ign_eof",
+        "-connect",
+        &addr.to_string(),
+        version,
+    ])
+    .arg("-sess_out")
+    .arg(sess_out);
     if let Some(s) = sess_in {
         cmd.arg("-sess_in").arg(s);
     }
@@ -514,5 +520,47 @@ fn lab_tls_resumption_control_ids_with_shared_tickets_fails() {
     assert!(
         failed.contains(&"ids_resume_on_same_instance_only"),
         "{failed:?}"
+    );
+}
+
+/// Whether the server closes `stream` (EOF or reset) within `within`, sending nothing.
+fn closed_within(stream: &mut TcpStream, within: Duration) -> bool {
+    use std::io::Read;
+    stream.set_read_timeout(Some(within)).unwrap();
+    let mut buf = [0u8; 64];
+    match stream.read(&mut buf) {
+        Ok(0) => true,
+        Ok(n) => panic!("the server sent {n} bytes to a client that said nothing"),
+        Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
+    }
+}
+
+#[test]
+fn a_stalled_handshake_is_cut_off_and_excess_connections_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Serve::start(
+        dir.path(),
+        "limits",
+        &["--tls", "--header-timeout", "1", "--max-connections", "1"],
+    );
+    let started = Instant::now();
+    let mut stalled = TcpStream::connect(s.addr).unwrap();
+    // Over the limit while the first holds its slot: closed at once, no cleartext 503.
+    let mut excess = TcpStream::connect(s.addr).unwrap();
+    assert!(closed_within(&mut excess, Duration::from_millis(500)));
+    assert!(closed_within(&mut stalled, Duration::from_secs(3)));
+    let took = started.elapsed();
+    assert!(took >= Duration::from_millis(900), "cut off after {took:?}");
+    // Control: with the default 10 s, the same silent client is still connected after 1.5 s.
+    let patient = Serve::start(dir.path(), "patient", &["--tls"]);
+    let mut silent = TcpStream::connect(patient.addr).unwrap();
+    silent
+        .set_read_timeout(Some(Duration::from_millis(1500)))
+        .unwrap();
+    let mut buf = [0u8; 8];
+    let r = std::io::Read::read(&mut silent, &mut buf);
+    assert!(
+        matches!(&r, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "{r:?}"
     );
 }
