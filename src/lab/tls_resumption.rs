@@ -38,7 +38,7 @@ use super::common::{self, Checks, Records};
 use super::procs::{self, Proc};
 use super::{LabCtx, LabDef, LabOut};
 use crate::record::{LabRec, PacketRec, Record, TlsRec};
-use crate::server::tls::{Resumption, TlsVersion};
+use crate::server::tls::{Resumption, TlsVersion, TlsVersion::V12, TlsVersion::V13};
 use crate::types::Dir;
 use anyhow::Context;
 use rustls::pki_types::ServerName;
@@ -403,188 +403,40 @@ fn run_with(
     let old_a_gone = runs.iter().all(|r| !pid_alive(r.pids[0]));
     drop_all(&mut runs);
 
-    let mut checks = Checks::default();
-    let mut facts_runs = Vec::new();
-    let mut narrative = Vec::new();
-    // Per version: server handshake bytes of full and resumed visits, and their round trips.
-    let mut cost: Vec<(TlsVersion, bool, u64, u64)> = Vec::new();
-    let mut all_seen = true;
-    let mut agree = true;
-    let mut all_200 = true;
-    let mut first_full = true;
-    let mut same_resumes = true;
-    let mut ids_only_same = true;
-    let mut tickets_everywhere = true;
-    let mut kinds_named = true;
-    let mut certificate_only_full = true;
-    for r in &runs {
-        let mut visits_json = Vec::new();
-        for (n, v) in r.visits.iter().enumerate() {
-            let s = seen(&recs, v);
-            all_seen &= s.is_some();
-            let s = s.unwrap_or_default();
-            let resumed = is_resumed(s.setup.as_deref());
-            agree &= resumed == v.client_resumed;
-            all_200 &= v.status == 200;
-            match (n, r.mode) {
-                (0, _) => first_full &= s.setup.as_deref() == Some("full"),
-                (1, _) => same_resumes &= resumed,
-                (_, Resumption::Ids) => ids_only_same &= !resumed,
-                (_, _) => {}
-            }
-            if r.mode == Resumption::Tickets && n > 0 {
-                tickets_everywhere &= resumed;
-            }
-            if resumed {
-                let want = match (r.version, r.mode) {
-                    (TlsVersion::V13, _) => "resumed_psk",
-                    (TlsVersion::V12, Resumption::Ids) => "resumed_id",
-                    _ => "resumed_ticket",
-                };
-                kinds_named &= s.setup.as_deref() == Some(want);
-            }
-            // TLS 1.2 sends the certificate in cleartext: only full handshakes carry one.
-            if r.version == TlsVersion::V12 {
-                certificate_only_full &= s.certificate != resumed;
-            }
-            cost.push((
-                r.version,
-                resumed,
-                s.flights.round_trips,
-                s.flights.server_bytes,
-            ));
-            narrative.push(format!(
-                "TLS {} {:7} {:11} pid {:>7}: {:14} {} round trip(s), server sent {} bytes of handshake{}",
-                r.version.name(),
-                r.mode.name(),
-                v.step,
-                v.pid,
-                s.setup.as_deref().unwrap_or("?"),
-                s.flights.round_trips,
-                s.flights.server_bytes,
-                if s.certificate { ", certificate seen" } else { "" }
-            ));
-            visits_json.push(json!({
-                "step": v.step,
-                "instance": match v.instance { Instance::A => "A", Instance::B => "B" },
-                "pid": v.pid,
-                "status": v.status,
-                "setup": s.setup,
-                "version": s.version,
-                "client_resumed": v.client_resumed,
-                "round_trips": s.flights.round_trips,
-                "server_handshake_bytes": s.flights.server_bytes,
-                "client_hello_bytes": s.flights.hello_bytes,
-                "certificate_seen": s.certificate,
-            }));
-        }
-        facts_runs.push(json!({
-            "tls_version": r.version.name(),
-            "resumption": r.mode.name(),
-            "pids": {"A": r.pids[0], "A_restarted": r.pids[1], "B": r.pids[2]},
-            "visits": visits_json,
-        }));
+    let outcomes: Vec<Outcome> = runs
+        .iter()
+        .flat_map(|r| r.visits.iter().enumerate().map(move |(n, v)| (r, n, v)))
+        .map(|(r, n, v)| Outcome::of(r, n, v, &recs))
+        .collect();
+    for o in &outcomes {
+        out.say(&o.line())?;
     }
-    for line in &narrative {
-        out.say(line)?;
-    }
-    let rtts = |v: TlsVersion, resumed: bool| -> String {
-        let mut x: Vec<u64> = cost
-            .iter()
-            .filter(|c| c.0 == v && c.1 == resumed)
-            .map(|c| c.2)
-            .collect();
-        x.sort_unstable();
-        x.dedup();
-        let x: Vec<String> = x.iter().map(u64::to_string).collect();
-        x.join(" or ")
-    };
-    let bytes = |v: TlsVersion, resumed: bool| -> (u64, u64) {
-        let b = cost
-            .iter()
-            .filter(|c| c.0 == v && c.1 == resumed)
-            .map(|c| c.3);
-        (b.clone().min().unwrap_or(0), b.max().unwrap_or(0))
-    };
-    let (full12, res12) = (bytes(TlsVersion::V12, false), bytes(TlsVersion::V12, true));
-    let (full13, res13) = (bytes(TlsVersion::V13, false), bytes(TlsVersion::V13, true));
-    let all_rtts = |v: TlsVersion, resumed: bool, want: u64| {
-        cost.iter()
-            .filter(|c| c.0 == v && c.1 == resumed)
-            .all(|c| c.2 == want)
-    };
-
-    checks.check("every_visit_answered_200", all_200);
-    checks.check("every_visit_in_capture", all_seen);
-    checks.check("capture_agrees_with_client", agree);
-    checks.check("first_visit_full", first_full);
-    checks.check("same_instance_resumes", same_resumes);
-    checks.check("ids_resume_on_same_instance_only", ids_only_same);
-    checks.check("tickets_resume_on_every_instance", tickets_everywhere);
-    checks.check("resumption_named_by_version", kinds_named);
-    checks.check(
-        "restart_is_a_new_process",
-        old_a_gone && runs.iter().all(|r| r.pids[1] != r.pids[0]),
-    );
-    checks.check(
-        "tls12_full_two_round_trips_resumed_one",
-        all_rtts(TlsVersion::V12, false, 2) && all_rtts(TlsVersion::V12, true, 1),
-    );
-    checks.check(
-        "tls13_one_round_trip_either_way",
-        all_rtts(TlsVersion::V13, false, 1) && all_rtts(TlsVersion::V13, true, 1),
-    );
-    checks.check(
-        "resumed_handshakes_smaller",
-        res12.1 < full12.0 && res13.1 < full13.0,
-    );
-    checks.check(
-        "tls12_certificate_only_in_full_handshakes",
-        certificate_only_full,
-    );
     if captured.dropped > 0 {
         out.say(&format!(
             "{} frames dropped by the capture",
             captured.dropped
         ))?;
     }
+    let restarted = old_a_gone && runs.iter().all(|r| r.pids[1] != r.pids[0]);
+    let checks = judge(&outcomes, restarted);
     let failed = checks.failed(out)?;
-
-    let count = |mode: Resumption, resumed: bool| {
-        runs.iter()
-            .filter(|r| r.mode == mode)
-            .flat_map(|r| r.visits.iter().map(move |v| (r, v)))
-            .filter(|(_, v)| v.client_resumed == resumed)
-            .count()
-    };
-    let answer = format!(
-        "Only where the server can find the session again. With session IDs each instance keeps \
-         the session in its own memory: the client resumed on the instance that issued it, but B \
-         and A after its restart had never heard of it, so it paid full handshakes there ({} of \
-         {} ids visits resumed). With tickets sealed under one key file shared by every instance \
-         the servers keep nothing and the client carries the session: it resumed on A, on B and \
-         on the restarted A ({} of {} ticket visits resumed: every one after the first). It is \
-         the login lab again: session IDs are server-side sessions (they die with the process \
-         and do not cross instances unless the cache is shared), tickets are signed tokens (good \
-         wherever the key is, so the key file must be shared, and kept secret). What resuming \
-         saves, from the capture: in TLS 1.2 a round trip ({} for a full handshake, {} resumed) \
-         and the certificate (the server sent {} handshake bytes full, {} resumed); in TLS 1.3 \
-         the round trips are the same ({} and {}), and resumption, by a pre-shared key either \
-         way (resumed_psk), saves the certificate and its signature ({} bytes full, {} \
-         resumed).",
-        count(Resumption::Ids, true),
-        count(Resumption::Ids, true) + count(Resumption::Ids, false),
-        count(Resumption::Tickets, true),
-        count(Resumption::Tickets, true) + count(Resumption::Tickets, false),
-        rtts(TlsVersion::V12, false),
-        rtts(TlsVersion::V12, true),
-        range(full12),
-        range(res12),
-        rtts(TlsVersion::V13, false),
-        rtts(TlsVersion::V13, true),
-        range(full13),
-        range(res13),
-    );
+    let cost = Cost::of(&outcomes);
+    let answer = answer(&outcomes, &cost);
+    let facts_runs: Vec<Value> = runs
+        .iter()
+        .map(|r| {
+            json!({
+                "tls_version": r.version.name(),
+                "resumption": r.mode.name(),
+                "pids": {"A": r.pids[0], "A_restarted": r.pids[1], "B": r.pids[2]},
+                "visits": outcomes
+                    .iter()
+                    .filter(|o| o.version == r.version && o.mode == r.mode)
+                    .map(Outcome::json)
+                    .collect::<Vec<_>>(),
+            })
+        })
+        .collect();
     let mut settings = common::facts(vec![
         ("server_name", json!(SERVER_NAME)),
         ("tls_versions", json!(["1.2", "1.3"])),
@@ -608,10 +460,10 @@ fn run_with(
         facts: common::facts(vec![
             ("runs", Value::Array(facts_runs)),
             ("frames", json!(captured.frames)),
-            ("tls12_full_server_bytes", json!([full12.0, full12.1])),
-            ("tls12_resumed_server_bytes", json!([res12.0, res12.1])),
-            ("tls13_full_server_bytes", json!([full13.0, full13.1])),
-            ("tls13_resumed_server_bytes", json!([res13.0, res13.1])),
+            ("tls12_full_server_bytes", json!(cost.bytes(V12, false))),
+            ("tls12_resumed_server_bytes", json!(cost.bytes(V12, true))),
+            ("tls13_full_server_bytes", json!(cost.bytes(V13, false))),
+            ("tls13_resumed_server_bytes", json!(cost.bytes(V13, true))),
         ]),
         ok: failed.is_empty(),
         settings,
@@ -636,13 +488,277 @@ fn run_with(
     Ok(rec)
 }
 
-/// `lo-hi`, or one number when they are equal.
-fn range((lo, hi): (u64, u64)) -> String {
-    if lo == hi {
-        lo.to_string()
-    } else {
-        format!("{lo}-{hi}")
+/// One visit, as the client and the capture saw it.
+struct Outcome {
+    version: TlsVersion,
+    mode: Resumption,
+    /// 0-based place in [`VISITS`].
+    n: usize,
+    step: &'static str,
+    instance: Instance,
+    pid: u32,
+    status: u16,
+    client_resumed: bool,
+    /// `None`: the connection or its `tls` record is not in the capture.
+    seen: Option<Seen>,
+}
+
+impl Outcome {
+    fn of(r: &Run, n: usize, v: &Visit, recs: &Records) -> Outcome {
+        Outcome {
+            version: r.version,
+            mode: r.mode,
+            n,
+            step: v.step,
+            instance: v.instance,
+            pid: v.pid,
+            status: v.status,
+            client_resumed: v.client_resumed,
+            seen: seen(recs, v),
+        }
     }
+    fn setup(&self) -> Option<&str> {
+        self.seen.as_ref().and_then(|s| s.setup.as_deref())
+    }
+    /// Resumed, by the capture.
+    fn resumed(&self) -> bool {
+        is_resumed(self.setup())
+    }
+    fn flights(&self) -> Option<&Flights> {
+        self.seen.as_ref().map(|s| &s.flights)
+    }
+    fn line(&self) -> String {
+        let s = self.seen.as_ref();
+        format!(
+            "TLS {} {:7} {:11} pid {:>7}: {:14} {} round trip(s), server sent {} bytes of handshake{}",
+            self.version.name(),
+            self.mode.name(),
+            self.step,
+            self.pid,
+            self.setup().unwrap_or("not captured"),
+            s.map_or(0, |s| s.flights.round_trips),
+            s.map_or(0, |s| s.flights.server_bytes),
+            if s.is_some_and(|s| s.certificate) {
+                ", certificate seen"
+            } else {
+                ""
+            }
+        )
+    }
+    fn json(&self) -> Value {
+        let s = self.seen.as_ref();
+        json!({
+            "step": self.step,
+            "instance": match self.instance { Instance::A => "A", Instance::B => "B" },
+            "pid": self.pid,
+            "status": self.status,
+            "setup": self.setup(),
+            "version": s.and_then(|s| s.version.clone()),
+            "client_resumed": self.client_resumed,
+            "round_trips": s.map(|s| s.flights.round_trips),
+            "server_handshake_bytes": s.map(|s| s.flights.server_bytes),
+            "client_hello_bytes": s.map(|s| s.flights.hello_bytes),
+            "certificate_seen": s.map(|s| s.certificate),
+        })
+    }
+}
+
+/// Every check, on what was measured; each is named so a failed run says which.
+fn judge(o: &[Outcome], restarted: bool) -> Checks {
+    let mut checks = Checks::default();
+    let all = |f: &dyn Fn(&Outcome) -> bool| o.iter().all(f);
+    // Holds for every outcome `pick` selects, and there is at least one.
+    let each = |pick: &dyn Fn(&Outcome) -> bool, f: &dyn Fn(&Outcome) -> bool| {
+        o.iter().any(pick) && o.iter().filter(|x| pick(x)).all(f)
+    };
+    checks.check("every_visit_answered_200", all(&|x| x.status == 200));
+    checks.check("every_visit_in_capture", all(&|x| x.seen.is_some()));
+    checks.check(
+        "capture_agrees_with_client",
+        all(&|x| x.resumed() == x.client_resumed),
+    );
+    checks.check(
+        "first_visit_full",
+        each(&|x| x.n == 0, &|x| x.setup() == Some("full")),
+    );
+    checks.check(
+        "same_instance_resumes",
+        each(&|x| x.n == 1, &Outcome::resumed),
+    );
+    checks.check(
+        "ids_resume_on_same_instance_only",
+        each(&|x| x.mode == Resumption::Ids && x.n > 1, &|x| !x.resumed()),
+    );
+    checks.check(
+        "tickets_resume_on_every_instance",
+        each(
+            &|x| x.mode == Resumption::Tickets && x.n > 0,
+            &Outcome::resumed,
+        ),
+    );
+    checks.check(
+        "resumption_named_by_version",
+        all(&|x| {
+            !x.resumed()
+                || x.setup()
+                    == Some(match (x.version, x.mode) {
+                        (V13, _) => "resumed_psk",
+                        (V12, Resumption::Ids) => "resumed_id",
+                        _ => "resumed_ticket",
+                    })
+        }),
+    );
+    checks.check("restart_is_a_new_process", restarted);
+    let rtts = |x: &Outcome| x.flights().map(|f| f.round_trips);
+    checks.check(
+        "tls12_full_two_round_trips_resumed_one",
+        each(&|x| x.version == V12 && !x.resumed(), &|x| {
+            rtts(x) == Some(2)
+        }) && each(&|x| x.version == V12 && x.resumed(), &|x| {
+            rtts(x) == Some(1)
+        }),
+    );
+    checks.check(
+        "tls13_one_round_trip_either_way",
+        each(&|x| x.version == V13, &|x| rtts(x) == Some(1)),
+    );
+    let cost = Cost::of(o);
+    checks.check(
+        "resumed_handshakes_smaller",
+        [V12, V13].into_iter().all(|v| {
+            let (full, resumed) = (cost.bytes(v, false), cost.bytes(v, true));
+            !full.is_empty() && !resumed.is_empty() && resumed[1] < full[0]
+        }),
+    );
+    // TLS 1.2 sends the certificate in cleartext: only full handshakes carry one.
+    checks.check(
+        "tls12_certificate_only_in_full_handshakes",
+        each(&|x| x.version == V12 && x.seen.is_some(), &|x| {
+            x.seen.as_ref().is_some_and(|s| s.certificate) != x.resumed()
+        }),
+    );
+    checks
+}
+
+/// Round trips and server handshake bytes, per version and kind of handshake.
+struct Cost(Vec<(TlsVersion, bool, u64, u64)>);
+
+impl Cost {
+    fn of(o: &[Outcome]) -> Cost {
+        Cost(
+            o.iter()
+                .filter_map(|x| {
+                    let f = x.flights()?;
+                    Some((x.version, x.resumed(), f.round_trips, f.server_bytes))
+                })
+                .collect(),
+        )
+    }
+    fn select(
+        &self,
+        v: TlsVersion,
+        resumed: bool,
+    ) -> impl Iterator<Item = &(TlsVersion, bool, u64, u64)> {
+        self.0.iter().filter(move |c| c.0 == v && c.1 == resumed)
+    }
+    /// `[min, max]` server handshake bytes; empty when there were none of that kind.
+    fn bytes(&self, v: TlsVersion, resumed: bool) -> Vec<u64> {
+        let b = || self.select(v, resumed).map(|c| c.3);
+        match (b().min(), b().max()) {
+            (Some(lo), Some(hi)) => vec![lo, hi],
+            _ => Vec::new(),
+        }
+    }
+    /// The round trips seen, `2`, or `1 or 2`.
+    fn rtts(&self, v: TlsVersion, resumed: bool) -> String {
+        let mut x: Vec<u64> = self.select(v, resumed).map(|c| c.2).collect();
+        x.sort_unstable();
+        x.dedup();
+        let x: Vec<String> = x.iter().map(u64::to_string).collect();
+        if x.is_empty() {
+            "none seen".into()
+        } else {
+            x.join(" or ")
+        }
+    }
+    /// `lo-hi` bytes, or one number when they are equal.
+    fn range(&self, v: TlsVersion, resumed: bool) -> String {
+        match self.bytes(v, resumed)[..] {
+            [lo, hi] if lo == hi => lo.to_string(),
+            [lo, hi] => format!("{lo}-{hi}"),
+            _ => "none seen".into(),
+        }
+    }
+}
+
+/// Where the client resumed under `mode`, by step: `(resumed everywhere, full everywhere,
+/// depending on the version)`.
+fn by_step(o: &[Outcome], mode: Resumption) -> [Vec<&'static str>; 3] {
+    let mut out: [Vec<&'static str>; 3] = Default::default();
+    for (step, _) in VISITS {
+        let xs: Vec<bool> = o
+            .iter()
+            .filter(|x| x.mode == mode && x.step == step)
+            .map(Outcome::resumed)
+            .collect();
+        let i = if xs.iter().all(|r| *r) {
+            0
+        } else if xs.iter().all(|r| !*r) {
+            1
+        } else {
+            2
+        };
+        out[i].push(step);
+    }
+    out
+}
+
+fn said(steps: &[&str]) -> String {
+    if steps.is_empty() {
+        "none".into()
+    } else {
+        steps.join(", ")
+    }
+}
+
+/// The lab's answer, from the outcomes.
+fn answer(o: &[Outcome], cost: &Cost) -> String {
+    let [ids_res, ids_full, ids_mixed] = by_step(o, Resumption::Ids);
+    let [t_res, t_full, t_mixed] = by_step(o, Resumption::Tickets);
+    let mixed = if ids_mixed.is_empty() && t_mixed.is_empty() {
+        String::new()
+    } else {
+        format!(
+            " Depending on the version: {}.",
+            said(&[ids_mixed, t_mixed].concat())
+        )
+    };
+    format!(
+        "Only where the server can still find the session. With session IDs each instance \
+         keeps the session in its own memory: the client resumed on {} and paid a full \
+         handshake on {}. With tickets sealed under one key \
+         file shared by every instance the servers keep nothing and the client carries the \
+         session: it resumed on {} and paid a full handshake on {}.{mixed} It is the login lab \
+         again: session IDs are server-side sessions (they die with the process and do not \
+         cross instances unless the cache is shared), tickets are signed tokens (good wherever \
+         the key is, so the key file must be shared, and kept secret). What resuming saves, \
+         from the capture: in TLS 1.2 a round trip ({} for a full handshake, {} resumed) and \
+         the certificate (the server sent {} handshake bytes full, {} resumed); in TLS 1.3 the \
+         round trips are the same ({} and {}), and resumption, by a pre-shared key either way \
+         (resumed_psk), saves the certificate and its signature ({} bytes full, {} resumed).",
+        said(&ids_res),
+        said(&ids_full),
+        said(&t_res),
+        said(&t_full),
+        cost.rtts(V12, false),
+        cost.rtts(V12, true),
+        cost.range(V12, false),
+        cost.range(V12, true),
+        cost.rtts(V13, false),
+        cost.rtts(V13, true),
+        cost.range(V13, false),
+        cost.range(V13, true),
+    )
 }
 
 fn pid_alive(pid: u32) -> bool {
