@@ -543,6 +543,8 @@ fn a_stalled_handshake_is_cut_off_and_excess_connections_closed() {
         "limits",
         &["--tls", "--header-timeout", "1", "--max-connections", "1"],
     );
+    // The start-up probe's connection holds the one slot until the server reads its EOF.
+    std::thread::sleep(Duration::from_millis(300));
     let started = Instant::now();
     let mut stalled = TcpStream::connect(s.addr).unwrap();
     // Over the limit while the first holds its slot: closed at once, no cleartext 503.
