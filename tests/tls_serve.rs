@@ -123,6 +123,27 @@ fn serve_tls_answers_curl_and_logs_session_secrets() {
     let (_, plain) = curl(&[&format!("http://127.0.0.1:{}/", s.addr.port())]);
     assert!(!plain.contains("Hello"), "cleartext HTTP answered: {plain}");
     assert!(s.stderr().contains("self-signed"), "{}", s.stderr());
+    // A WebSocket upgrade rides the TLS connection too (wss://): 101, then curl times out
+    // holding the socket open.
+    let ws = format!("{}ws", s.url());
+    let (_, head) = curl(&[
+        "-k",
+        "-i",
+        "-N",
+        "--http1.1",
+        "--max-time",
+        "1",
+        "-H",
+        "Connection: Upgrade",
+        "-H",
+        "Upgrade: websocket",
+        "-H",
+        "Sec-WebSocket-Version: 13",
+        "-H",
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+        &ws,
+    ]);
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
     // NSS key log lines from a TLS 1.3 and a TLS 1.2 handshake, hex throughout.
     for v in [&["--tlsv1.3"][..], &["--tlsv1.2", "--tls-max", "1.2"]] {
         let mut args = vec!["-k"];
