@@ -23,6 +23,8 @@
 //! - Per login session: `id → user` in [`auth::Sessions`], until logout or expiry; or, with
 //!   `session_store`, in Redis ([`auth::SharedSessions`]), where every instance sees it.
 //! - Aggregate counters (connections and requests served): a few integers, not records.
+//! - Per TLS session, with `--tls --tls-resumption ids`: its secrets in rustls's session cache
+//!   (1024; the oldest forgotten). With tickets (the default) nothing: the client carries it.
 //!
 //! # Limits
 //!
