@@ -260,6 +260,27 @@ pub struct ServeArgs {
     /// Negative control only: drop every Nth WebSocket message shared through --broker
     #[arg(long, value_name = "N", hide = true)]
     pub broker_drop_every: Option<u64>,
+    /// Serve HTTPS (rustls; a self-signed certificate made at start unless --tls-cert)
+    #[arg(long)]
+    pub tls: bool,
+    /// Certificate chain for --tls (PEM); needs --tls-key
+    #[arg(long, value_name = "FILE", requires_all = ["tls", "tls_key"])]
+    pub tls_cert: Option<PathBuf>,
+    /// Private key for --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1)
+    #[arg(long, value_name = "FILE", requires_all = ["tls", "tls_cert"])]
+    pub tls_key: Option<PathBuf>,
+    /// Append TLS session secrets here (NSS key log format, as SSLKEYLOGFILE) to decrypt captures
+    #[arg(long, value_name = "FILE", requires = "tls")]
+    pub tls_keylog: Option<PathBuf>,
+    /// How returning TLS clients resume: ids (server-side cache), tickets (stateless), none
+    #[arg(long, value_name = "HOW", default_value = "tickets", value_parser = ["ids", "tickets", "none"])]
+    pub tls_resumption: String,
+    /// Key file sealing TLS tickets (created on first use; share it between instances)
+    #[arg(long, value_name = "PATH", requires = "tls")]
+    pub ticket_key_file: Option<PathBuf>,
+    /// Allow only this TLS version (default: 1.2 and 1.3)
+    #[arg(long, value_name = "VERSION", requires = "tls", value_parser = ["1.2", "1.3"])]
+    pub tls_version: Option<String>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -468,6 +489,7 @@ impl TryFrom<&ServeArgs> for ServeConfig {
             max_header: a.max_header,
             header_timeout: secs("--header-timeout", a.header_timeout)?,
             token_key_file: a.token_key_file.clone(),
+            tls: tls_options(a)?,
             ..crate::server::ServerConfig::default()
         };
         server.validate()?;
@@ -485,6 +507,28 @@ impl TryFrom<&ServeArgs> for ServeConfig {
             server,
         })
     }
+}
+
+/// `serve`'s `--tls*` flags, checked; `None` without `--tls`.
+fn tls_options(a: &ServeArgs) -> anyhow::Result<Option<crate::server::tls::TlsOptions>> {
+    use crate::server::tls::{Resumption, TlsOptions, TlsVersion};
+    if !a.tls {
+        return Ok(None);
+    }
+    let resumption = Resumption::parse(&a.tls_resumption).unwrap_or_default();
+    if a.ticket_key_file.is_some() && resumption != Resumption::Tickets {
+        anyhow::bail!(
+            "--ticket-key-file goes with --tls-resumption tickets, not {}",
+            resumption.name()
+        );
+    }
+    Ok(Some(TlsOptions {
+        cert: a.tls_cert.clone().zip(a.tls_key.clone()),
+        keylog: a.tls_keylog.clone(),
+        resumption,
+        ticket_key_file: a.ticket_key_file.clone(),
+        version: a.tls_version.as_deref().and_then(TlsVersion::parse),
+    }))
 }
 
 impl From<&LabArgs> for LabConfig {
@@ -682,5 +726,62 @@ mod tests {
         ] {
             assert!(serve(bad).is_err(), "{bad:?} accepted");
         }
+    }
+}
+
+#[cfg(test)]
+mod tls_flag_tests {
+    use super::*;
+
+    fn serve(extra: &[&str]) -> Result<ServeConfig, String> {
+        let mut argv = vec!["statescope", "serve"];
+        argv.extend_from_slice(extra);
+        let cli = Cli::try_parse_from(argv).map_err(|e| e.to_string())?;
+        let Command::Serve(a) = cli.command else {
+            panic!("not serve")
+        };
+        ServeConfig::try_from(&a).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn tls_flags() {
+        use crate::server::tls::{Resumption, TlsVersion};
+        assert!(serve(&[]).unwrap().server.tls.is_none());
+        let t = serve(&["--tls"]).unwrap().server.tls.unwrap();
+        assert_eq!(t.resumption, Resumption::Tickets);
+        assert!(t.cert.is_none() && t.version.is_none());
+        let t = serve(&[
+            "--tls",
+            "--tls-resumption",
+            "ids",
+            "--tls-version",
+            "1.2",
+            "--tls-cert",
+            "c.pem",
+            "--tls-key",
+            "k.pem",
+        ])
+        .unwrap()
+        .server
+        .tls
+        .unwrap();
+        assert_eq!(t.resumption, Resumption::Ids);
+        assert_eq!(t.version, Some(TlsVersion::V12));
+        assert!(t.cert.is_some());
+        // Each flag needs --tls; a certificate needs its key; the ticket key needs tickets.
+        for bad in [
+            &["--tls-keylog", "k.log"][..],
+            &["--ticket-key-file", "t.key"],
+            &["--tls-version", "1.2"],
+            &["--tls", "--tls-cert", "c.pem"],
+            &["--tls", "--tls-version", "1.1"],
+            &["--tls", "--tls-resumption", "cache"],
+        ] {
+            assert!(serve(bad).is_err(), "{bad:?} accepted");
+        }
+        let e = serve(&["--tls", "--tls-resumption", "ids", "--ticket-key-file", "t"])
+            .err()
+            .unwrap();
+        assert!(e.contains("--ticket-key-file goes with"), "{e}");
     }
 }
