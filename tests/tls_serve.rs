@@ -114,6 +114,16 @@ fn serve_tls_answers_curl_and_logs_session_secrets() {
         ok && body.contains("Hello from statescope"),
         "{ok} {body:?}"
     );
+    // ALPN: a client offering h2 gets HTTP/2, one offering only http/1.1 gets HTTP/1.1.
+    let version = |extra: &str| {
+        let mut a = vec!["-k", "-o", "/dev/null", "-w", "%{http_version}"];
+        a.extend(extra.split_whitespace());
+        let url = s.url();
+        a.push(&url);
+        curl(&a).1
+    };
+    assert_eq!(version("--http2"), "2");
+    assert_eq!(version("--http1.1"), "1.1");
     // The control: the certificate is self-signed, so a verifying client refuses it; and the
     // port speaks only TLS.
     assert!(

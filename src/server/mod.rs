@@ -48,9 +48,10 @@ pub mod tls;
 pub mod ws;
 
 use anyhow::Context;
-use hyper::server::conn::http1;
 use hyper::service::service_fn;
+use hyper_util::rt::TokioExecutor;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
 use stats::{OpenConnection, Stats};
 use std::collections::HashMap;
 use std::future::Future;
@@ -331,12 +332,7 @@ async fn serve(
     app: Arc<App>,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    let mut http = http1::Builder::new();
-    http.timer(TokioTimer::new())
-        .header_read_timeout(app.config.header_timeout)
-        .max_buf_size(app.config.max_header)
-        .keep_alive(true);
-    let http = Arc::new(http);
+    let http = Arc::new(http_builder(&app.config));
     let slots = Arc::new(Semaphore::new(app.config.max_connections));
     let refusals = Arc::new(Semaphore::new(MAX_PENDING_REFUSALS));
     let (alive_tx, mut alive_rx) = mpsc::channel::<()>(1);
@@ -437,9 +433,29 @@ async fn serve(
     Ok(())
 }
 
-/// Serve HTTP/1.1 on one connection (TCP, or TLS over it) until the client leaves or shutdown
-/// is asked.
-async fn connection<S>(stream: S, conn: Arc<ConnCtx>, http: Arc<http1::Builder>)
+/// What serves a connection: HTTP/1.1, or HTTP/2 when the client's first bytes are the
+/// HTTP/2 connection preface (h2c with prior knowledge, or over `--tls` after ALPN `h2`).
+pub(crate) type Http = auto::Builder<TokioExecutor>;
+
+fn http_builder(config: &ServerConfig) -> Http {
+    let mut http = auto::Builder::new(TokioExecutor::new());
+    http.http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(config.header_timeout)
+        .max_buf_size(config.max_header)
+        .keep_alive(true);
+    // The same bound on a header block as HTTP/1's head; streams per connection as
+    // hyper's default (200) would let one connection hold 200 requests in flight.
+    http.http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(config.max_header as u32)
+        .max_concurrent_streams(100);
+    http
+}
+
+/// Serve HTTP/1.1 or HTTP/2 on one connection (TCP, or TLS over it) until the client leaves
+/// or shutdown is asked.
+async fn connection<S>(stream: S, conn: Arc<ConnCtx>, http: Arc<Http>)
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
@@ -450,9 +466,7 @@ where
         service_fn(move |req| routes::handle(req, conn.clone()))
     };
     // `with_upgrades` lets `/ws` take the connection over after its 101 response.
-    let served = http
-        .serve_connection(TokioIo::new(stream), svc)
-        .with_upgrades();
+    let served = http.serve_connection_with_upgrades(TokioIo::new(stream), svc);
     tokio::pin!(served);
     // Shutdown reaches this connection through a oneshot of its own, set by a watcher task
     // parked on the shared stop channel. Selecting on the shared channel directly would take

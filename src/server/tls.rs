@@ -162,7 +162,7 @@ impl TlsOptions {
                 ),
                 None => anyhow::anyhow!("the self-signed certificate was refused: {e}"),
             })?;
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         let resumption_about = match self.resumption {
             Resumption::Ids => {
                 config.session_storage = ServerSessionMemoryCache::new(SESSION_CACHE);
@@ -371,7 +371,7 @@ pub(super) async fn connection(
     acceptor: TlsAcceptor,
     stream: tokio::net::TcpStream,
     conn: Arc<super::ConnCtx>,
-    http: Arc<hyper::server::conn::http1::Builder>,
+    http: Arc<super::Http>,
 ) {
     let limit = conn.app.config.header_timeout;
     let failed = match tokio::time::timeout(limit, acceptor.accept(stream)).await {
