@@ -18,7 +18,7 @@
 
 use super::Sink;
 use crate::config::{Color, OutputConfig};
-use crate::record::{ConnRec, Dir, HttpRec, PacketRec, Record, TlsMsgRec, TlsRec, WsRec};
+use crate::record::{ConnRec, Dir, H2Rec, HttpRec, PacketRec, Record, TlsMsgRec, TlsRec, WsRec};
 use crate::types::PacketSel;
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -251,6 +251,30 @@ impl TableSink {
         }
     }
 
+    /// An HTTP/2 frame in its connection's lifetime lines (control frames and header
+    /// blocks; DATA, type 0, would drown them).
+    fn h2(&mut self, f: &H2Rec) {
+        if f.frame_type == 0 {
+            return;
+        }
+        if let Some(pc) = self.per.get_mut(&f.conn) {
+            let mut text = format!("H2 {} {}", f.dir.as_str(), f.name);
+            if f.stream != 0 {
+                let _ = write!(text, " stream {}", f.stream);
+            }
+            if let (Some(c), Some(s)) = (&f.client_state, &f.server_state) {
+                let _ = write!(text, " (client {c}, server {s})");
+            }
+            if let Some(e) = &f.error {
+                let _ = write!(text, " {e}");
+            }
+            if f.undecodable {
+                text.push_str(" undecodable");
+            }
+            pc.events.push((f.frame, text));
+        }
+    }
+
     fn conn(&mut self, c: &ConnRec) -> io::Result<()> {
         self.conns += 1;
         // Checked first: cleartext captures never hash a key here.
@@ -437,6 +461,7 @@ impl Sink for TableSink {
             Record::Conn(c) => self.conn(c)?,
             Record::Tls(t) => self.tls(t),
             Record::TlsMsg(m) => self.tls_msg(m),
+            Record::H2(f) => self.h2(f),
             Record::Lab(_) => {}
         }
         Ok(())
