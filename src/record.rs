@@ -37,6 +37,17 @@ pub fn name_subsets(names: &[&'static str]) -> Vec<Vec<Name>> {
         .collect()
 }
 
+/// The list of the names in `names` (three: an `http` record's `carries`) whose flag is set,
+/// borrowed from a table made once.
+pub fn carried_names(names: &[&'static str; 3], carries: [bool; 3]) -> &'static [Name] {
+    static LISTS: std::sync::OnceLock<Vec<Vec<Name>>> = std::sync::OnceLock::new();
+    let bits = carries
+        .iter()
+        .enumerate()
+        .fold(0, |acc, (i, &c)| acc | (usize::from(c) << i));
+    &LISTS.get_or_init(|| name_subsets(names))[bits]
+}
+
 /// For `skip_serializing_if`: an empty list of names is left out.
 fn no_names(names: &[Name]) -> bool {
     names.is_empty()

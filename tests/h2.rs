@@ -396,3 +396,35 @@ fn no_h2_from_http1_or_tls_captures() {
         }
     }
 }
+
+/// The JSON lines of the small h2c captures are byte for byte `tests/golden/NAME.pcap.jsonl`
+/// (so tests/cli_docs.rs checks their fields are documented, and tests/jsonl.rs that the fast
+/// writer writes them as serde does). `UPDATE_GOLDEN=1 cargo test --test h2` regenerates them.
+#[test]
+fn golden_jsonl() {
+    let update = std::env::var_os("UPDATE_GOLDEN").is_some();
+    let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden");
+    for name in ["h2c-upgrade", "h2c-drop", "h2c-midstream-hpack"] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_statescope"))
+            .args(["replay", "--format", "jsonl", "--threads", "1"])
+            .arg(dir().join(format!("{name}.pcap")))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let file = golden.join(format!("{name}.pcap.jsonl"));
+        if update {
+            std::fs::write(&file, &out.stdout).unwrap();
+            continue;
+        }
+        let want = std::fs::read(&file).unwrap_or_default();
+        assert!(
+            out.stdout == want,
+            "{} differs (UPDATE_GOLDEN=1 to regenerate)",
+            file.display()
+        );
+    }
+}

@@ -1013,12 +1013,7 @@ fn collect(e: WsEvent, frames: &mut Vec<ws::WsFrame>, warnings: &mut Vec<String>
 
 /// The names of the carried fields, borrowed from a table of the eight combinations.
 fn carried_names(carries: [bool; 3]) -> &'static [crate::record::Name] {
-    static LISTS: std::sync::OnceLock<Vec<Vec<crate::record::Name>>> = std::sync::OnceLock::new();
-    let bits = carries
-        .iter()
-        .enumerate()
-        .fold(0, |acc, (i, &c)| acc | (usize::from(c) << i));
-    &LISTS.get_or_init(|| crate::record::name_subsets(&parser::CARRIED))[bits]
+    crate::record::carried_names(&parser::CARRIED, carries)
 }
 
 #[cfg(test)]

@@ -675,7 +675,13 @@ impl H2Conn {
                     }
                     b":method" if records => m.method = Some(text()),
                     b":path" if records => m.path = Some(text()),
-                    b":authority" if records => m.authority = Some(text()),
+                    b":authority" if records => {
+                        m.authority = Some(text());
+                        m.carries[0] = true;
+                    }
+                    b"host" => m.carries[0] = true,
+                    b"cookie" => m.carries[1] = true,
+                    b"authorization" => m.carries[2] = true,
                     b"content-length" => {
                         m.content_length = std::str::from_utf8(v).ok().and_then(|s| s.parse().ok())
                     }
@@ -738,6 +744,11 @@ impl H2Conn {
             authority: m.authority,
             undecodable: m.undecodable,
             reset: m.reset,
+            // The same names as an HTTP/1 request's (`:authority` stands for Host).
+            carries: Cow::Borrowed(crate::record::carried_names(
+                &["Host", "Cookie", "Authorization"],
+                if m.request { m.carries } else { [false; 3] },
+            )),
             ..HttpRec::default()
         }));
     }

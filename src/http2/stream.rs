@@ -21,6 +21,8 @@ pub(super) struct Msg {
     pub reset: bool,
     /// A request the server sent in a PUSH_PROMISE (its record says `s2c`).
     pub promised: bool,
+    /// Requests: has `:authority` (or `host`), `cookie`, `authorization`.
+    pub carries: [bool; 3],
 }
 
 impl Msg {
@@ -40,6 +42,7 @@ impl Msg {
             undecodable: false,
             reset: false,
             promised: false,
+            carries: [false; 3],
         }
     }
 }

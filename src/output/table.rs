@@ -197,11 +197,14 @@ impl TableSink {
                 })
                 .collect::<Vec<_>>()
                 .join(", ");
+            let version = match h.stream {
+                Some(s) => format!("HTTP/2 stream {s}"),
+                None => h.version.to_string(),
+            };
             format!(
-                "request {} {m} {} {}  — carries its own state: {carries}",
+                "request {} {m} {} {version}  — carries its own state: {carries}",
                 pc.requests,
                 h.uri.as_deref().unwrap_or(""),
-                h.version
             )
         } else {
             let mut t = format!(
@@ -259,6 +262,10 @@ impl TableSink {
         }
         if let Some(pc) = self.per.get_mut(&f.conn) {
             let mut text = format!("H2 {} {}", f.dir.as_str(), f.name);
+            // SETTINGS (4) and PING (6): flag 0x1 is ACK.
+            if matches!(f.frame_type, 4 | 6) && f.flags & 1 != 0 {
+                text.push_str(" ACK");
+            }
             if f.stream != 0 {
                 let _ = write!(text, " stream {}", f.stream);
             }
