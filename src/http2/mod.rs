@@ -194,8 +194,9 @@ impl H2Conn {
         }
     }
 
-    /// A connection whose client sends the preface first (prior knowledge). `records`:
-    /// push records (otherwise only count, as the plain summary needs).
+    /// A connection whose client sends the preface first: prior knowledge in cleartext, and
+    /// also HTTP/2 over TLS (ALPN `h2`), whose decrypted bytes start with the same preface.
+    /// `records`: push records (otherwise only count, as the plain summary needs).
     pub fn prior_knowledge(conn: u64, records: bool) -> Self {
         H2Conn::with(conn, records, Start::PriorKnowledge)
     }
@@ -458,6 +459,15 @@ impl H2Conn {
             Err(frame::Malformed(why)) => {
                 let name = frame::type_name(hdr.ftype);
                 self.diag(dir, frame, format_args!("malformed {name} frame: {why}"));
+                if matches!(
+                    hdr.ftype,
+                    frame::HEADERS | frame::PUSH_PROMISE | frame::CONTINUATION
+                ) {
+                    // Its header block fragment is lost to the decoder.
+                    self.sides[i].block = None;
+                    self.sides[i].hpack.lose();
+                    rec.undecodable = true;
+                }
             }
         }
         if let Some((c, s)) = self.states(hdr.stream) {
@@ -523,7 +533,14 @@ impl H2Conn {
             }
             frame::HEADERS | frame::PUSH_PROMISE => {
                 if self.sides[i].block.is_some() {
-                    self.diag(dir, frame, "header block interrupted before END_HEADERS");
+                    // The unfinished block was never decoded: whatever it added to the
+                    // table is missing, so the table is unknown from here on.
+                    self.sides[i].hpack.lose();
+                    self.diag(
+                        dir,
+                        frame,
+                        "header block interrupted before END_HEADERS; HPACK table unknown from here on",
+                    );
                 }
                 let block = Block {
                     stream: hdr.stream,

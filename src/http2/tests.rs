@@ -333,3 +333,111 @@ fn bad_input_never_panics() {
         let _ = h.finish();
     }
 }
+
+/// A header block left unfinished (a HEADERS without END_HEADERS followed by another HEADERS)
+/// or carried in a malformed frame never reaches the decoder: the table is unknown after it.
+/// The control: the same blocks, whole, decode.
+#[test]
+fn unfinished_or_malformed_blocks_lose_the_table() {
+    for broken in [true, false] {
+        let (mut h, mut c, _, mut out) = opened("/", &[]);
+        let b = c.block(&[(":method", "GET"), (":path", "/b")]);
+        let flags = if broken { 0 } else { frame::END_HEADERS };
+        h.on_data(
+            Dir::C2s,
+            &frame(frame::HEADERS, flags, 3, &b),
+            2,
+            TS,
+            &mut out,
+        );
+        let b = c.block(&[(":method", "GET"), (":path", "/b")]);
+        h.on_data(Dir::C2s, &frame(frame::HEADERS, 5, 5, &b), 3, TS, &mut out);
+        let last = http(&out)
+            .into_iter()
+            .find(|m| m.stream == Some(5))
+            .unwrap();
+        assert_eq!(last.undecodable, broken, "{last:?}");
+        assert_eq!(last.uri.is_some(), !broken);
+    }
+    for broken in [true, false] {
+        let (mut h, mut c, _, mut out) = opened("/", &[]);
+        let b = c.block(&[(":method", "GET"), (":path", "/c")]);
+        // PADDED with a pad length past the frame's end, or a correct pad length of 0.
+        let mut p = vec![if broken { 250 } else { 0 }];
+        p.extend(&b);
+        let f = frame(frame::HEADERS, 5 | frame::PADDED, 3, &p);
+        h.on_data(Dir::C2s, &f, 2, TS, &mut out);
+        let b = c.block(&[(":method", "GET"), (":path", "/c")]);
+        h.on_data(Dir::C2s, &frame(frame::HEADERS, 5, 5, &b), 3, TS, &mut out);
+        let last = http(&out)
+            .into_iter()
+            .find(|m| m.stream == Some(5))
+            .unwrap();
+        assert_eq!(last.undecodable, broken, "{last:?}");
+    }
+}
+
+/// The same bytes in any chunking give the same records (frame numbers aside): the reader
+/// holds partial headers, payloads and header blocks across chunks.
+mod chunking {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn conversation() -> (Vec<u8>, Vec<u8>) {
+        let (mut c, mut s) = (Peer::new(), Peer::new());
+        let mut up = PREFACE.to_vec();
+        up.extend(frame(frame::SETTINGS, 0, 0, &[0, 1, 0, 0, 0x10, 0]));
+        let req = c.block(&[(":method", "POST"), (":path", "/p"), (":authority", "a")]);
+        up.extend(frame(frame::HEADERS, 0, 1, &req[..3]));
+        up.extend(frame(frame::CONTINUATION, frame::END_HEADERS, 1, &req[3..]));
+        up.extend(frame(
+            frame::DATA,
+            frame::PADDED | frame::END_STREAM,
+            1,
+            &[1, 9, 9, 0],
+        ));
+        let mut down = frame(frame::SETTINGS, 0, 0, &[]);
+        down.extend(frame(frame::SETTINGS, frame::ACK, 0, &[]));
+        down.extend(frame(frame::HEADERS, 4, 1, &s.block(&[(":status", "200")])));
+        down.extend(frame(frame::DATA, 0, 1, &[5; 300]));
+        down.extend(frame(frame::WINDOW_UPDATE, 0, 0, &[0, 0, 1, 0]));
+        down.extend(frame(frame::DATA, frame::END_STREAM, 1, &[6; 20]));
+        (up, down)
+    }
+
+    fn run(up: &[u8], down: &[u8], cut: usize) -> Vec<String> {
+        let mut h = H2Conn::prior_knowledge(3, true);
+        let mut out = Vec::new();
+        for (i, piece) in up.chunks(cut).enumerate() {
+            h.on_data(Dir::C2s, piece, i as u64, TS, &mut out);
+        }
+        for (i, piece) in down.chunks(cut).enumerate() {
+            h.on_data(Dir::S2c, piece, i as u64, TS, &mut out);
+        }
+        h.on_end(Dir::C2s, 0, TS, &mut out);
+        h.on_end(Dir::S2c, 0, TS, &mut out);
+        out.into_iter()
+            .map(|r| match r {
+                Record::H2(mut f) => {
+                    f.frame = 0;
+                    format!("{f:?}")
+                }
+                Record::Http(mut m) => {
+                    (m.frame, m.end_frame, m.request_frame) = (0, None, None);
+                    format!("{m:?}")
+                }
+                other => format!("{other:?}"),
+            })
+            .collect()
+    }
+
+    proptest! {
+        #[test]
+        fn any_chunking_gives_the_same_records(cut in 1usize..200) {
+            let (up, down) = conversation();
+            let whole = run(&up, &down, usize::MAX);
+            prop_assert_eq!(whole.len(), 10 + 2);
+            prop_assert_eq!(run(&up, &down, cut), whole);
+        }
+    }
+}
