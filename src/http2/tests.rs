@@ -377,6 +377,46 @@ fn unfinished_or_malformed_blocks_lose_the_table() {
     }
 }
 
+/// SETTINGS_HEADER_TABLE_SIZE honoured: once the client has acknowledged the server's 256,
+/// a size update to 4096 in the client's next block is a decoding error (undecodable), while
+/// one to 256 is followed (the table's maximum becomes 256). The control: without the
+/// server's setting, the update to 4096 is allowed.
+#[test]
+fn header_table_size_setting_bounds_size_updates() {
+    for (advertised, update, ok) in [
+        (Some(256u32), [0x3f, 0xe1, 0x1f], false),
+        (Some(256), [0x3f, 0xe1, 0x01], true),
+        (None, [0x3f, 0xe1, 0x1f], true),
+    ] {
+        let (mut h, mut c, _, mut out) = opened("/", &[]);
+        if let Some(v) = advertised {
+            let mut p = vec![0, 1];
+            p.extend(v.to_be_bytes());
+            h.on_data(Dir::S2c, &frame(frame::SETTINGS, 0, 0, &p), 2, TS, &mut out);
+            h.on_data(
+                Dir::C2s,
+                &frame(frame::SETTINGS, frame::ACK, 0, &[]),
+                3,
+                TS,
+                &mut out,
+            );
+        }
+        let mut b = update.to_vec();
+        b.extend(c.block(&[(":method", "GET"), (":path", "/t")]));
+        h.on_data(Dir::C2s, &frame(frame::HEADERS, 5, 3, &b), 4, TS, &mut out);
+        let m = http(&out)
+            .into_iter()
+            .find(|m| m.stream == Some(3))
+            .unwrap();
+        assert_eq!(!m.undecodable, ok, "{advertised:?} {update:?}");
+        let (sum, _) = h.finish();
+        if ok {
+            let want = if update[2] == 0x01 { 256 } else { 4096 };
+            assert_eq!(sum.hpack_max[0], want);
+        }
+    }
+}
+
 /// The same bytes in any chunking give the same records (frame numbers aside): the reader
 /// holds partial headers, payloads and header blocks across chunks.
 mod chunking {

@@ -184,7 +184,14 @@ impl TableSink {
             return;
         }
         let pc = self.per.entry(h.conn).or_default();
-        let text = if let Some(m) = &h.method {
+        let text = if h.undecodable {
+            format!(
+                "HTTP/2 {} on stream {}: header block undecodable (HPACK table unknown), {} body bytes",
+                h.dir.as_str(),
+                h.stream.unwrap_or(0),
+                h.body_len
+            )
+        } else if let Some(m) = &h.method {
             pc.requests += 1;
             let carries = ["Host", "Cookie", "Authorization"]
                 .iter()
@@ -215,6 +222,9 @@ impl TableSink {
             );
             if let Some(f) = h.request_frame {
                 let _ = write!(t, " to the request at frame {f}");
+            }
+            if let Some(s) = h.stream {
+                let _ = write!(t, " on HTTP/2 stream {s}");
             }
             if let Some(u) = &h.upgrade {
                 let _ = write!(
@@ -254,10 +264,11 @@ impl TableSink {
         }
     }
 
-    /// An HTTP/2 frame in its connection's lifetime lines (control frames and header
-    /// blocks; DATA, type 0, would drown them).
+    /// An HTTP/2 frame in its connection's lifetime lines, with the stream's state at each
+    /// endpoint after it: control frames, header blocks, and of the DATA frames (type 0) only
+    /// those that end a stream (the rest would drown the lines, and change no state).
     fn h2(&mut self, f: &H2Rec) {
-        if f.frame_type == 0 {
+        if f.frame_type == 0 && f.flags & 1 == 0 {
             return;
         }
         if let Some(pc) = self.per.get_mut(&f.conn) {
