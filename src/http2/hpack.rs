@@ -13,6 +13,9 @@ use std::collections::VecDeque;
 
 /// The table size both ends start with (RFC 7541 §4.2, SETTINGS_HEADER_TABLE_SIZE default).
 pub const DEFAULT_TABLE: usize = 4096;
+/// The largest table followed, whatever SETTINGS allow: memory per direction stays bounded
+/// (a size update above it makes the block undecodable).
+pub const MAX_TABLE: usize = 1 << 20;
 
 /// One representation of a header block, as far as the table is concerned.
 #[derive(Debug, PartialEq, Eq)]
@@ -53,8 +56,11 @@ pub type Fields = Vec<(Vec<u8>, Vec<u8>)>;
 impl Hpack {
     /// A decoder at the start of the connection: empty table of the default size.
     pub fn new() -> Self {
+        let mut dec = loona_hpack::Decoder::new();
+        // Until the receiver's SETTINGS say otherwise, size updates may not exceed 4096.
+        dec.set_max_allowed_table_size(DEFAULT_TABLE);
         Hpack {
-            dec: loona_hpack::Decoder::new(),
+            dec,
             entries: VecDeque::new(),
             size: 0,
             max: DEFAULT_TABLE,
@@ -91,9 +97,10 @@ impl Hpack {
         self.max
     }
 
-    /// The receiver's SETTINGS_HEADER_TABLE_SIZE took effect: size updates past it are errors.
+    /// The receiver's SETTINGS_HEADER_TABLE_SIZE took effect: size updates past it (or past
+    /// [`MAX_TABLE`]) are errors.
     pub fn allow(&mut self, max: usize) {
-        self.dec.set_max_allowed_table_size(max);
+        self.dec.set_max_allowed_table_size(max.min(MAX_TABLE));
     }
 
     /// Decode one whole header block (HEADERS or PUSH_PROMISE and its CONTINUATIONs).

@@ -50,6 +50,9 @@ const MAX_HELD: u32 = 1 << 20;
 const MAX_BLOCK: usize = 1 << 20;
 /// Closed streams forgotten once this many are kept (later frames on them still say closed).
 const MAX_STREAMS: usize = 4096;
+/// Streams kept at most, open or not: past it, those without a message in progress are
+/// forgotten (their later frames report no state).
+const HARD_MAX_STREAMS: usize = 4 * MAX_STREAMS;
 /// The initial flow-control window (§6.9.2).
 const DEFAULT_WINDOW: i64 = 65_535;
 
@@ -159,6 +162,10 @@ pub struct H2Conn {
     highest: [u32; 2],
     streams_opened: u64,
     streams_reset: u64,
+    /// Streams were forgotten open ([`HARD_MAX_STREAMS`]): their states are unknown.
+    forgot_open: bool,
+    /// Closed streams are swept out when `streams` grows past this.
+    next_sweep: usize,
     requests: u64,
     responses: u64,
     diagnostics: Vec<String>,
@@ -188,6 +195,8 @@ impl H2Conn {
             highest: [0; 2],
             streams_opened: 0,
             streams_reset: 0,
+            forgot_open: false,
+            next_sweep: MAX_STREAMS,
             requests: 0,
             responses: 0,
             diagnostics: Vec::new(),
@@ -479,7 +488,7 @@ impl H2Conn {
         if self.frames_out {
             out.insert(at, Record::H2(rec));
         }
-        self.forget_closed();
+        self.forget_closed(frame, out);
     }
 
     /// What a parsed frame does to the connection's state.
@@ -784,7 +793,7 @@ impl H2Conn {
         if sid == 0 {
             return None;
         }
-        let midstream = self.start == Start::Midstream;
+        let midstream = self.start == Start::Midstream || self.forgot_open;
         match self.streams.get(&sid) {
             Some(s) if midstream && !s.opened && s.reserved.is_none() => None,
             Some(s) => Some((s.state(Dir::C2s), s.state(Dir::S2c))),
@@ -794,10 +803,33 @@ impl H2Conn {
         }
     }
 
-    /// Forget closed streams whose messages are out, once many are kept.
-    fn forget_closed(&mut self) {
-        if self.streams.len() > MAX_STREAMS {
-            self.streams.retain(|_, s| !s.done());
+    /// Forget closed streams whose messages are out, once many are kept; past
+    /// [`HARD_MAX_STREAMS`], every stream, pushing the messages in progress as cut short.
+    fn forget_closed(&mut self, frame: u64, out: &mut Vec<Record>) {
+        if self.streams.len() <= self.next_sweep {
+            return;
+        }
+        self.streams.retain(|_, s| !s.done());
+        // Swept again only once as many more are kept: each frame costs O(1) on average.
+        self.next_sweep = (2 * self.streams.len()).clamp(MAX_STREAMS, HARD_MAX_STREAMS);
+        if self.streams.len() > HARD_MAX_STREAMS {
+            self.next_sweep = MAX_STREAMS;
+            let mut ids: Vec<u32> = self.streams.keys().copied().collect();
+            ids.sort_unstable();
+            for id in ids {
+                for d in [Dir::C2s, Dir::S2c] {
+                    self.finish_msg(d, id, None, out);
+                }
+            }
+            self.streams.clear();
+            self.forgot_open = true;
+            self.diag(
+                Dir::C2s,
+                frame,
+                format_args!(
+                    "more than {HARD_MAX_STREAMS} streams open; their messages pushed as cut short and their states forgotten"
+                ),
+            );
         }
     }
 

@@ -481,3 +481,30 @@ mod chunking {
         }
     }
 }
+
+/// A flood of streams that never end stays bounded: past the cap, their messages are pushed
+/// (cut short) and the streams forgotten, with one diagnostic.
+#[test]
+fn streams_stay_bounded() {
+    let mut c = Peer::new();
+    let mut h = H2Conn::prior_knowledge(1, true);
+    let mut out = Vec::new();
+    h.on_data(Dir::C2s, PREFACE, 1, TS, &mut out);
+    let b = c.block(&[(":method", "GET"), (":path", "/")]);
+    let n = HARD_MAX_STREAMS as u32 + 10;
+    for i in 0..n {
+        // HEADERS without END_STREAM: each request stays in progress.
+        h.on_data(
+            Dir::C2s,
+            &frame(frame::HEADERS, 4, 1 + 2 * i, &b),
+            2,
+            TS,
+            &mut out,
+        );
+    }
+    assert!(h.streams.len() <= HARD_MAX_STREAMS);
+    let cut = http(&out).iter().filter(|m| m.end_frame.is_none()).count();
+    assert!(cut > HARD_MAX_STREAMS, "{cut}");
+    let (_, d) = h.finish();
+    assert!(d.iter().any(|d| d.contains("streams open")), "{d:?}");
+}
