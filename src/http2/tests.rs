@@ -472,6 +472,52 @@ mod chunking {
     }
 
     proptest! {
+        /// Arbitrary bytes after the preface (or from the start, mid-connection), in any
+        /// chunking, with gaps: no panic, and the held state stays within its caps.
+        #[test]
+        fn arbitrary_bytes_never_panic(
+            bytes in proptest::collection::vec(any::<u8>(), 0..2000),
+            cut in 1usize..100,
+            gap_every in 1usize..8,
+            midstream in any::<bool>(),
+        ) {
+            let mut h = if midstream {
+                H2Conn::midstream(1, true)
+            } else {
+                H2Conn::prior_knowledge(1, true)
+            };
+            let mut out = Vec::new();
+            if !midstream {
+                h.on_data(Dir::C2s, PREFACE, 1, TS, &mut out);
+            }
+            for (i, piece) in bytes.chunks(cut).enumerate() {
+                let dir = if i % 2 == 0 { Dir::C2s } else { Dir::S2c };
+                if i % gap_every == gap_every - 1 {
+                    h.on_gap(dir, piece.len() as u64, i as u64, &mut out);
+                } else {
+                    h.on_data(dir, piece, i as u64, TS, &mut out);
+                }
+            }
+            h.on_end(Dir::C2s, 0, TS, &mut out);
+            h.on_end(Dir::S2c, 0, TS, &mut out);
+            prop_assert!(h.footprint() < 8 << 20);
+            let _ = h.finish();
+        }
+
+        /// A valid conversation with one byte changed anywhere: no panic.
+        #[test]
+        fn a_changed_byte_never_panics(at in any::<usize>(), to in any::<u8>(), cut in 1usize..64) {
+            let (mut up, mut down) = conversation();
+            let n = up.len() + down.len();
+            let at = at % n;
+            if at < up.len() {
+                up[at] = to;
+            } else {
+                down[at - up.len()] = to;
+            }
+            let _ = run(&up, &down, cut);
+        }
+
         #[test]
         fn any_chunking_gives_the_same_records(cut in 1usize..200) {
             let (up, down) = conversation();
