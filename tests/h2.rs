@@ -107,6 +107,48 @@ fn compare_frames(
     diffs
 }
 
+/// The fields tshark gives per type, per capture frame, each list in frame order: RST_STREAM
+/// error codes, GOAWAY error codes, GOAWAY last stream ids, WINDOW_UPDATE increments,
+/// SETTINGS identifiers.
+type Fields = [Vec<u64>; 5];
+
+const FIELD_COLS: [&str; 5] = [
+    "http2.rst_stream.error",
+    "http2.goaway.error",
+    "http2.goaway.last_stream_id",
+    "http2.window_update.window_size_increment",
+    "http2.settings.id",
+];
+
+fn oracle_fields(rows: &[Row]) -> BTreeMap<u64, Fields> {
+    rows.iter()
+        .map(|r| {
+            let f = FIELD_COLS.map(|c| vals(r, c).iter().map(|v| v.parse().unwrap()).collect());
+            (r["frame.number"].parse().unwrap(), f)
+        })
+        .filter(|(_, f): &(u64, Fields)| f.iter().any(|v| !v.is_empty()))
+        .collect()
+}
+
+fn our_fields(recs: &[Record]) -> BTreeMap<u64, Fields> {
+    let mut m: BTreeMap<u64, Fields> = BTreeMap::new();
+    for f in h2_frames(recs) {
+        let e = m.entry(f.frame).or_default();
+        match f.frame_type {
+            3 => e[0].extend(f.error_code.map(u64::from)),
+            7 => {
+                e[1].extend(f.error_code.map(u64::from));
+                e[2].extend(f.last_stream.map(u64::from));
+            }
+            8 => e[3].extend(f.window_increment.map(u64::from)),
+            4 => e[4].extend(f.settings.iter().map(|s| u64::from(s.0))),
+            _ => {}
+        }
+    }
+    m.retain(|_, f| f.iter().any(|v| !v.is_empty()));
+    m
+}
+
 /// A message as both sides say it: (frame, stream, method, path, status).
 type MsgKey = (u64, u32, String, String, String);
 
@@ -203,6 +245,10 @@ fn frames_agree_with_tshark_frame_by_frame() {
         assert!(n >= 10, "{name}: only {n} frames in the oracle");
         let diffs = compare_frames(&ours, &theirs, false);
         assert!(diffs.is_empty(), "{name}:\n{}", diffs.join("\n"));
+        // What each type carries: error codes, last stream, increments, settings.
+        let fields = oracle_fields(&oracle(name));
+        assert!(fields.len() >= 2, "{name}: {fields:?}");
+        assert_eq!(our_fields(&recs), fields, "{name}");
         // Every type the fixtures carry is among them.
         let types: std::collections::BTreeSet<u8> =
             h2_frames(&recs).map(|f| f.frame_type).collect();
@@ -364,6 +410,17 @@ fn controls_fail_the_comparisons() {
     assert!(!compare_frames(&our_frames(&recs), &oracle_frames(&altered), false).is_empty());
     // In subset mode too: a frame both have but that differs is still caught.
     assert!(!compare_frames(&our_frames(&recs), &oracle_frames(&altered), true).is_empty());
+
+    let mut altered = rows.clone();
+    let row = altered
+        .iter_mut()
+        .find(|r| !r["http2.window_update.window_size_increment"].is_empty())
+        .unwrap();
+    row.insert(
+        "http2.window_update.window_size_increment".into(),
+        "1".into(),
+    );
+    assert_ne!(our_fields(&recs), oracle_fields(&altered));
 
     let recs = records("h2c-drop");
     let diffs = compare_msgs(
