@@ -449,6 +449,21 @@ impl H2Conn {
         // The frame's record goes ahead of the messages it completes.
         let at = out.len();
         let held = hdr.ftype == frame::DATA || buf.len() == hdr.length as usize;
+        let header_type = matches!(
+            hdr.ftype,
+            frame::HEADERS | frame::PUSH_PROMISE | frame::CONTINUATION
+        );
+        if !held && header_type {
+            // Too long to hold: its block fragment is lost to the decoder, and with it the
+            // table; the frame still moves the stream's state.
+            self.sides[i].hpack.lose();
+            let len = hdr.length;
+            self.diag(
+                dir,
+                frame,
+                format_args!("{len}-byte header block fragment not held (over 1 MiB); HPACK table unknown from here on"),
+            );
+        }
         let parsed = if held && hdr.ftype <= 9 {
             frame::parse_payload(&hdr, payload)
         } else {

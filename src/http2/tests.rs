@@ -554,3 +554,29 @@ fn streams_stay_bounded() {
     let (_, d) = h.finish();
     assert!(d.iter().any(|d| d.contains("streams open")), "{d:?}");
 }
+
+/// A HEADERS frame too long to hold (over 1 MiB) is not decoded against a table it skipped:
+/// its message is undecodable and so are the later blocks of that direction.
+#[test]
+fn an_oversized_header_block_is_undecodable() {
+    let (mut h, mut c, _, mut out) = opened("/", &[]);
+    let huge = vec![0u8; MAX_HELD as usize + 1];
+    h.on_data(
+        Dir::C2s,
+        &frame(frame::HEADERS, 5, 3, &huge),
+        2,
+        TS,
+        &mut out,
+    );
+    let b = c.block(&[(":method", "GET"), (":path", "/")]);
+    h.on_data(Dir::C2s, &frame(frame::HEADERS, 5, 5, &b), 3, TS, &mut out);
+    for sid in [3, 5] {
+        let m = http(&out)
+            .into_iter()
+            .find(|m| m.stream == Some(sid))
+            .unwrap();
+        assert!(m.undecodable && m.method.is_none(), "{m:?}");
+    }
+    let f = h2(&out).into_iter().find(|f| f.stream == 3).unwrap();
+    assert_eq!(f.client_state.as_deref(), Some("half_closed_local"));
+}
