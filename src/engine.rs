@@ -10,6 +10,7 @@ use crate::config::OutputConfig;
 use crate::decode::{DecodeError, Decoder, Segment};
 use crate::http::parser::Prepared;
 use crate::http::HttpConn;
+use crate::http2::H2Conn;
 use crate::output::Sink;
 use crate::record::{ConnRec, Record};
 use crate::tcp::reassembly::Chunk;
@@ -132,6 +133,10 @@ struct Upper<'a> {
 enum App {
     Http(Box<HttpConn>),
     Tls(Box<TlsConn>),
+    H2(Box<H2Conn>),
+    /// Picked up mid-stream, nothing seen yet: the first bytes choose between HTTP/2 frames
+    /// and HTTP/1 (resynchronising).
+    Midstream,
 }
 
 /// What the engine keeps in each of the tracker's connections: its application-layer parser,
@@ -144,12 +149,15 @@ impl Footprint for AppSlot {
             None => 0,
             Some(App::Http(h)) => h.footprint(),
             Some(App::Tls(t)) => t.footprint(),
+            Some(App::H2(h)) => h.footprint(),
+            Some(App::Midstream) => 0,
         }
     }
 }
 
 /// The connection's parser, made on its first bytes: TLS when they look like a TLS handshake
-/// (three bytes compared, once per connection), HTTP otherwise.
+/// (three bytes compared, once per connection), HTTP/2 when they are the client preface
+/// (four bytes, `PRI `, then the rest), HTTP otherwise.
 fn app_of<'u>(slot: &'u mut AppSlot, conn: u64, sel: &PacketSel, first: &[u8]) -> &'u mut App {
     slot.get_or_insert_with(|| {
         if crate::tls::looks_like_tls(first) {
@@ -158,22 +166,36 @@ fn app_of<'u>(slot: &'u mut AppSlot, conn: u64, sel: &PacketSel, first: &[u8]) -
             } else {
                 TlsConn::counting(conn)
             }))
+        } else if first.starts_with(b"PRI ") && crate::http2::is_preface_start(first) {
+            App::H2(Box::new(H2Conn::prior_knowledge(conn, sel.wants(conn))))
         } else {
             App::Http(Box::new(new_http(conn, sel)))
         }
     })
 }
 
+/// A connection picked up mid-stream, on its first bytes: HTTP/2 when they are a chain of
+/// plausible frame headers, HTTP/1 (looking for a message start) otherwise.
+#[cold]
+fn midstream_app(conn: u64, sel: &PacketSel, first: &[u8]) -> App {
+    if crate::http2::frame::plausible_chain(first) {
+        App::H2(Box::new(H2Conn::midstream(conn, sel.wants(conn))))
+    } else {
+        let mut h = new_http(conn, sel);
+        h.start_midstream();
+        App::Http(Box::new(h))
+    }
+}
+
 impl Events<AppSlot> for Upper<'_> {
     fn record(&mut self, rec: Record) {
         self.pending.push(rec);
     }
-    fn midstream(&mut self, conn: u64, upper: &mut AppSlot) {
-        if self.http_on {
-            // Picked up mid-stream: no handshake to recognize TLS by, so HTTP resynchronizes.
-            if let App::Http(h) = app_of(upper, conn, self.http_records, &[]) {
-                h.start_midstream();
-            }
+    fn midstream(&mut self, _conn: u64, upper: &mut AppSlot) {
+        if self.http_on && upper.is_none() {
+            // Picked up mid-stream: no handshake to recognize TLS by; the first bytes tell
+            // HTTP/2 frames from HTTP/1, which resynchronizes.
+            *upper = Some(App::Midstream);
         }
     }
     fn chunk(
@@ -205,6 +227,17 @@ impl Events<AppSlot> for Upper<'_> {
                 }
                 return;
             }
+            App::H2(h) => {
+                match chunk {
+                    Chunk::Data(d) => h.on_data(dir, d, frame, ts, self.pending),
+                    Chunk::Gap(n) => h.on_gap(dir, n, frame, self.pending),
+                }
+                return;
+            }
+            App::Midstream => {
+                *upper = Some(midstream_app(conn, self.http_records, first));
+                return self.chunk(conn, upper, dir, chunk, frame, ts);
+            }
         };
         match chunk {
             Chunk::Data(d) => match self.prepared {
@@ -219,8 +252,10 @@ impl Events<AppSlot> for Upper<'_> {
         }
     }
     fn end(&mut self, _conn: u64, upper: &mut AppSlot, dir: Dir, frame: u64, ts: Timestamp) {
-        if let Some(App::Http(h)) = upper.as_mut() {
-            h.on_end(dir, frame, ts, self.pending);
+        match upper.as_mut() {
+            Some(App::Http(h)) => h.on_end(dir, frame, ts, self.pending),
+            Some(App::H2(h)) => h.on_end(dir, frame, ts, self.pending),
+            _ => {}
         }
     }
     fn conn_finished(&mut self, mut rec: ConnRec, upper: AppSlot) {
@@ -229,14 +264,30 @@ impl Events<AppSlot> for Upper<'_> {
                 rec.http_requests = h.requests();
                 rec.http_responses = h.responses();
                 rec.ws_frames = h.ws_frames();
-                h.take_diagnostics()
+                let mut d = h.take_diagnostics();
+                // Upgraded to h2c: the HTTP/2 part's messages, summary and diagnostics.
+                if let Some(mut h2) = h.take_h2() {
+                    rec.http_requests += h2.requests();
+                    rec.http_responses += h2.responses();
+                    let (summary, more) = h2.finish();
+                    rec.h2 = Some(Box::new(summary));
+                    d.extend(more);
+                }
+                d
+            }
+            Some(App::H2(mut h)) => {
+                rec.http_requests = h.requests();
+                rec.http_responses = h.responses();
+                let (summary, d) = h.finish();
+                rec.h2 = Some(Box::new(summary));
+                d
             }
             Some(App::Tls(t)) => {
                 let (tls, d) = t.finish();
                 self.pending.push(Record::Tls(tls));
                 d
             }
-            None => Vec::new(),
+            Some(App::Midstream) | None => Vec::new(),
         };
         if rec.diagnostics.is_empty() {
             rec.diagnostics = d;

@@ -37,6 +37,17 @@ pub fn name_subsets(names: &[&'static str]) -> Vec<Vec<Name>> {
         .collect()
 }
 
+/// The list of the names in `names` (three: an `http` record's `carries`) whose flag is set,
+/// borrowed from a table made once.
+pub fn carried_names(names: &[&'static str; 3], carries: [bool; 3]) -> &'static [Name] {
+    static LISTS: std::sync::OnceLock<Vec<Vec<Name>>> = std::sync::OnceLock::new();
+    let bits = carries
+        .iter()
+        .enumerate()
+        .fold(0, |acc, (i, &c)| acc | (usize::from(c) << i));
+    &LISTS.get_or_init(|| name_subsets(names))[bits]
+}
+
 /// For `skip_serializing_if`: an empty list of names is left out.
 fn no_names(names: &[Name]) -> bool {
     names.is_empty()
@@ -122,6 +133,7 @@ pub enum Record {
     Tls(TlsRec),
     #[serde(rename = "tls_msg")]
     TlsMsg(TlsMsgRec),
+    H2(H2Rec),
 }
 
 /// `"type": "packet"`: one per TCP segment.
@@ -211,6 +223,45 @@ pub struct ConnRec {
     /// record says `evicted: "idle"`): the same 5-tuple went on without a new SYN.
     #[serde(skip_serializing_if = "std::ops::Not::not", default)]
     pub resumed: bool,
+    /// For HTTP/2 connections: frames, streams and each direction's HPACK table at the end
+    /// (boxed: most connections have none).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub h2: Option<Box<H2Summary>>,
+}
+
+/// The `h2` object of a `conn` record: what an HTTP/2 connection's state came to. Pairs are
+/// `[c2s, s2c]`: the client's header blocks (decoded with the table the client's encoder
+/// keeps) and the server's.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct H2Summary {
+    /// How HTTP/2 began: `prior_knowledge` (the preface first), `upgrade` (after an HTTP/1.1
+    /// `101` to `Upgrade: h2c`) or `midstream` (frames found without a preface: the HPACK
+    /// tables are unknown).
+    pub start: Name,
+    pub frames: [u64; 2],
+    /// Streams opened (by HEADERS or PUSH_PROMISE), and of those, reset by RST_STREAM.
+    pub streams: u64,
+    #[serde(skip_serializing_if = "is_zero", default)]
+    pub streams_reset: u64,
+    /// Dynamic table size in bytes (RFC 7541 §4.1) and entry count at the end; `null` where
+    /// the table is unknown.
+    pub hpack_size: [Option<u64>; 2],
+    pub hpack_entries: [Option<u64>; 2],
+    /// The table's maximum size (the last size update, 4096 by default).
+    pub hpack_max: [u64; 2],
+    /// Header blocks decoded, and blocks that could not be (the table was unknown or out of
+    /// step).
+    pub header_blocks: [u64; 2],
+    #[serde(skip_serializing_if = "no_pair", default)]
+    pub undecodable_blocks: [u64; 2],
+    /// Connection flow-control windows at the end: what each side may still send (absent for
+    /// a connection picked up mid-way, whose windows are unknown).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub conn_window: Option<[i64; 2]>,
+}
+
+fn no_pair(v: &[u64; 2]) -> bool {
+    *v == [0, 0]
 }
 
 fn is_zero(v: &u64) -> bool {
@@ -270,6 +321,19 @@ pub struct HttpRec {
     /// absent, and a response to a HEAD among them may be framed as if it had a body).
     #[serde(skip_serializing_if = "std::ops::Not::not", default)]
     pub unpaired: bool,
+    /// HTTP/2 (`version: "2"`): the stream the message travelled on.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub stream: Option<u32>,
+    /// HTTP/2 requests: the `:authority` pseudo-header.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub authority: Option<String>,
+    /// HTTP/2: the header block could not be decoded (the HPACK table is unknown: the capture
+    /// began mid-connection or lost a header block), so method, URI and status are absent.
+    #[serde(skip_serializing_if = "std::ops::Not::not", default)]
+    pub undecodable: bool,
+    /// HTTP/2: the stream was reset (RST_STREAM) before this message ended.
+    #[serde(skip_serializing_if = "std::ops::Not::not", default)]
+    pub reset: bool,
 }
 
 /// `"type": "ws"`: one per WebSocket frame after an upgrade.
@@ -381,6 +445,60 @@ pub struct TlsMsgRec {
     /// For a cleartext alert: `LEVEL DESCRIPTION`.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub alert: Option<String>,
+}
+
+/// `"type": "h2"`: one per HTTP/2 frame, at the frame that completed it (as tshark reports
+/// them). Made for the connections whose packets are printed (`--packets`, `--conn N`, JSON
+/// lines).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct H2Rec {
+    pub conn: u64,
+    pub dir: Dir,
+    pub frame: u64,
+    /// The frame type's number (0 DATA ... 9 CONTINUATION; others are unknown types).
+    pub frame_type: u8,
+    /// `DATA`, `HEADERS`, ..., `CONTINUATION`, or `UNKNOWN`.
+    pub name: Name,
+    pub flags: u8,
+    /// The payload length from the frame header.
+    pub length: u32,
+    pub stream: u32,
+    /// PADDED frames: the pad length.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub pad_len: Option<u8>,
+    /// RST_STREAM and GOAWAY: the error code and its name.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub error_code: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub error: Option<Name>,
+    /// SETTINGS: `[identifier, value]` pairs in order.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub settings: Vec<(u16, u32)>,
+    /// WINDOW_UPDATE: the increment.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub window_increment: Option<u32>,
+    /// GOAWAY: the last stream the sender processed.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub last_stream: Option<u32>,
+    /// PUSH_PROMISE: the stream it reserves.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub promised_stream: Option<u32>,
+    /// DATA: what the sender may still send after this frame, on the stream and on the
+    /// connection (flow control, RFC 9113 §6.9; negative means the sender overran it).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub stream_window: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub conn_window: Option<i64>,
+    /// The frame ended a header block that could not be decoded (HPACK table unknown).
+    #[serde(skip_serializing_if = "std::ops::Not::not", default)]
+    pub undecodable: bool,
+    /// Frames on a stream: the stream's state at each endpoint after this frame (RFC 9113
+    /// §5.1: `idle`, `reserved_local`, `reserved_remote`, `open`, `half_closed_local`,
+    /// `half_closed_remote`, `closed`).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub client_state: Option<Name>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub server_state: Option<Name>,
 }
 
 /// `"type": "lab"`: one at the end of every lab run.

@@ -370,6 +370,7 @@ impl Where {
             Record::Ws(w) => ends.by_conn.get(&w.conn).copied(),
             Record::Tls(t) => ends.by_conn.get(&t.conn).copied(),
             Record::TlsMsg(m) => ends.by_conn.get(&m.conn).copied(),
+            Record::H2(f) => ends.by_conn.get(&f.conn).copied(),
             Record::Lab(_) => None,
         };
         self.eval(rec, pair)
@@ -393,6 +394,7 @@ fn test(t: &Test, rec: &Record, pair: Option<(SocketAddr, SocketAddr)>) -> bool 
         Record::Ws(w) => Some(w.conn),
         Record::Tls(t) => Some(t.conn),
         Record::TlsMsg(m) => Some(m.conn),
+        Record::H2(f) => Some(f.conn),
         Record::Lab(_) => None,
     };
     match t {
@@ -407,6 +409,7 @@ fn test(t: &Test, rec: &Record, pair: Option<(SocketAddr, SocketAddr)>) -> bool 
                 Record::Ws(_) => "ws",
                 Record::Tls(_) => "tls",
                 Record::TlsMsg(_) => "tls_msg",
+                Record::H2(_) => "h2",
                 Record::Lab(_) => "lab",
             }
         }

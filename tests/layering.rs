@@ -145,7 +145,7 @@ fn import_graph() -> BTreeMap<String, BTreeMap<String, String>> {
 /// The imports against the layering, as "src/FILE:LINE: A imports crate::B".
 fn wrong_imports(graph: &BTreeMap<String, BTreeMap<String, String>>) -> Vec<String> {
     let mut wrong = Vec::new();
-    let below = ["capture", "decode", "tcp", "http", "tls"];
+    let below = ["capture", "decode", "tcp", "http", "tls", "http2"];
     // The application layers, side by side: each may use what is under them, never each other,
     // and nothing under them may use them.
     let apps = ["http", "tls"];
@@ -159,7 +159,11 @@ fn wrong_imports(graph: &BTreeMap<String, BTreeMap<String, String>>) -> Vec<Stri
                 || (apps.contains(&module.as_str())
                     && apps.contains(&name.as_str())
                     && module != name)
-                || (under_apps.contains(&module.as_str()) && apps.contains(&name.as_str()));
+                || (under_apps.contains(&module.as_str()) && apps.contains(&name.as_str()))
+                // HTTP/2 is under both: HTTP/1 hands an h2c upgrade over to it, TLS may hand
+                // it decrypted bytes; it names neither, and nothing under them names it.
+                || (module == "http2" && apps.contains(&name.as_str()))
+                || (under_apps.contains(&module.as_str()) && name == "http2");
             if bad {
                 wrong.push(format!("src/{at}: {module} imports crate::{name}"));
             }
@@ -195,6 +199,9 @@ fn each_wrong_import_is_found() {
         ("http", "output"),
         ("types", "record"),
         ("engine", "cli"),
+        ("http2", "http"),
+        ("tcp", "http2"),
+        ("http2", "engine"),
     ] {
         let mut g = real.clone();
         g.entry(module.into())

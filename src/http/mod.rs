@@ -43,6 +43,7 @@ pub mod follow;
 pub mod parser;
 pub mod ws;
 
+use crate::http2::H2Conn;
 use crate::record::{Dir, HttpRec, Record, WsRec};
 use crate::types::Timestamp;
 use body::{BodyKind, Chunked};
@@ -80,6 +81,9 @@ enum Mode {
     Body(Body),
     AwaitUpgrade,
     Ws(WsParser),
+    /// After a `101` to `Upgrade: h2c`: both directions' bytes go to [`HttpConn::take_h2`]'s
+    /// parser.
+    H2,
     Opaque,
     Lost,
     Resync,
@@ -149,6 +153,8 @@ pub struct HttpConn {
     unqueued: u64,
     /// Heads cut by a gap, per direction.
     heads_cut: [u64; 2],
+    /// The HTTP/2 parser after an upgrade to h2c (boxed: most connections never have one).
+    h2: Option<Box<H2Conn>>,
 }
 
 impl HttpConn {
@@ -283,6 +289,11 @@ impl HttpConn {
                 }
             }
             Mode::Body(Body::UntilClose) | Mode::Opaque => {}
+            Mode::H2 => {
+                if let Some(h2) = self.h2.as_mut() {
+                    h2.on_gap(dir, len, frame, out);
+                }
+            }
             Mode::AwaitUpgrade => {
                 self.diag(
                     dir,
@@ -339,6 +350,11 @@ impl HttpConn {
             Mode::Ws(p) if !p.at_boundary() => {
                 self.diag(dir, frame, "stream ended inside a WebSocket frame")
             }
+            Mode::H2 => {
+                if let Some(h2) = self.h2.as_mut() {
+                    h2.on_end(dir, frame, ts, out);
+                }
+            }
             // Held bytes wait for the other side's response to decide what they are.
             Mode::AwaitUpgrade => return,
             _ => {}
@@ -376,6 +392,10 @@ impl HttpConn {
     pub fn ws_frames(&self) -> u64 {
         self.ws_frames
     }
+    /// The HTTP/2 parser the connection was upgraded to (`Upgrade: h2c`), if it was.
+    pub fn take_h2(&mut self) -> Option<Box<H2Conn>> {
+        self.h2.take()
+    }
     /// Counted problems (parse errors, caps hit), one line each.
     pub fn diagnostics(&self) -> &[String] {
         &self.diagnostics
@@ -387,6 +407,7 @@ impl HttpConn {
         let mut n = std::mem::size_of::<Self>()
             + self.pending.capacity() * std::mem::size_of::<Pending>()
             + self.diagnostics.capacity() * std::mem::size_of::<String>();
+        n += self.h2.as_ref().map_or(0, |h| h.footprint());
         for s in &self.sides {
             n += s.buf.capacity();
             if let Some(Msg { rec: Some(_), .. }) = &s.msg {
@@ -456,6 +477,12 @@ impl HttpConn {
                     if let Err(e) = r {
                         self.diag(dir, frame, format_args!("WebSocket: {e}; stopped parsing"));
                         self.sides[i].mode = Mode::Opaque;
+                    }
+                    data.len()
+                }
+                Mode::H2 => {
+                    if let Some(h2) = self.h2.as_mut() {
+                        h2.on_data(dir, data, frame, ts, out);
                     }
                     data.len()
                 }
@@ -725,7 +752,7 @@ impl HttpConn {
                     rec.uri = head.uri.map(str::to_owned);
                     rec.carries = Cow::Borrowed(carried_names(head.carries));
                 }
-                if head.upgrade_websocket || method == "CONNECT" {
+                if head.upgrade_websocket || head.upgrade_h2c || method == "CONNECT" {
                     after = Mode::AwaitUpgrade;
                 }
                 if self.unqueued == 0 && self.pending.len() < MAX_PENDING {
@@ -784,6 +811,21 @@ impl HttpConn {
                         }
                         after = Mode::Ws(WsParser::new());
                         other_mode = Some(Mode::Ws(WsParser::new()));
+                    } else if head.upgrade_h2c {
+                        // RFC 7540 §3.2: the server's HTTP/2 starts right after this head, the
+                        // client's with the preface; the request is stream 1.
+                        if let Some(rec) = rec.as_mut() {
+                            rec.upgrade = Some("h2c".into());
+                        }
+                        let req_frame = req.as_ref().map_or(0, |r| r.frame);
+                        self.h2 = Some(Box::new(H2Conn::upgraded(
+                            self.conn,
+                            self.records,
+                            req_frame,
+                            true,
+                        )));
+                        after = Mode::H2;
+                        other_mode = Some(Mode::H2);
                     } else {
                         after = Mode::Opaque;
                         other_mode = Some(Mode::Opaque);
@@ -971,12 +1013,7 @@ fn collect(e: WsEvent, frames: &mut Vec<ws::WsFrame>, warnings: &mut Vec<String>
 
 /// The names of the carried fields, borrowed from a table of the eight combinations.
 fn carried_names(carries: [bool; 3]) -> &'static [crate::record::Name] {
-    static LISTS: std::sync::OnceLock<Vec<Vec<crate::record::Name>>> = std::sync::OnceLock::new();
-    let bits = carries
-        .iter()
-        .enumerate()
-        .fold(0, |acc, (i, &c)| acc | (usize::from(c) << i));
-    &LISTS.get_or_init(|| crate::record::name_subsets(&parser::CARRIED))[bits]
+    crate::record::carried_names(&parser::CARRIED, carries)
 }
 
 #[cfg(test)]

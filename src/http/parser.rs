@@ -47,6 +47,8 @@ pub struct Head<'a> {
     pub close: bool,
     /// `Upgrade:` lists `websocket`.
     pub upgrade_websocket: bool,
+    /// `Upgrade:` lists `h2c` (HTTP/2 over cleartext, RFC 7540 §3.2).
+    pub upgrade_h2c: bool,
     /// `Expect: 100-continue`.
     pub expect_continue: bool,
     /// Whether the request carries each of [`CARRIED`].
@@ -278,7 +280,10 @@ fn fields<'a>(headers: &[httparse::Header<'a>], version: u8, len: usize) -> Head
                 keep_alive |= t.eq_ignore_ascii_case(b"keep-alive");
             }
         } else if name.eq_ignore_ascii_case("upgrade") {
-            head.upgrade_websocket |= tokens(h.value).any(|t| t.eq_ignore_ascii_case(b"websocket"));
+            for t in tokens(h.value) {
+                head.upgrade_websocket |= t.eq_ignore_ascii_case(b"websocket");
+                head.upgrade_h2c |= t.eq_ignore_ascii_case(b"h2c");
+            }
         } else if name.eq_ignore_ascii_case("expect") {
             head.expect_continue |= h.value.trim_ascii().eq_ignore_ascii_case(b"100-continue");
         } else {
@@ -314,6 +319,7 @@ pub struct HeadAt {
     chunked: bool,
     close: bool,
     upgrade_websocket: bool,
+    upgrade_h2c: bool,
     expect_continue: bool,
     carries: [bool; 3],
 }
@@ -339,6 +345,7 @@ impl HeadAt {
             chunked: head.chunked,
             close: head.close,
             upgrade_websocket: head.upgrade_websocket,
+            upgrade_h2c: head.upgrade_h2c,
             expect_continue: head.expect_continue,
             carries: head.carries,
         })
@@ -364,6 +371,7 @@ impl HeadAt {
             chunked: self.chunked,
             close: self.close,
             upgrade_websocket: self.upgrade_websocket,
+            upgrade_h2c: self.upgrade_h2c,
             expect_continue: self.expect_continue,
             carries: self.carries,
         })

@@ -690,3 +690,60 @@ proptest! {
         prop_assert!(prepared_matches_plain(&steps).is_ok(), "{:?}", prepared_matches_plain(&steps));
     }
 }
+
+/// `Upgrade: h2c` answered by `101`: both directions go to the HTTP/2 parser (the server's
+/// bytes right after the 101's head, the client's preface held until then), the response on
+/// stream 1 answers the HTTP/1.1 request. Answered by `200` instead: the held bytes are
+/// HTTP/1 again.
+#[test]
+fn h2c_upgrade_hands_over_or_not() {
+    let req: &[u8] = b"GET /u HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\n\
+        Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n\r\n";
+    // The server's SETTINGS (empty) and a HEADERS on stream 1 with `:status 200` (static
+    // index 8), END_STREAM | END_HEADERS.
+    let mut s2c =
+        b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n".to_vec();
+    s2c.extend([0, 0, 0, 4, 0, 0, 0, 0, 0]);
+    s2c.extend([0, 0, 1, 1, 5, 0, 0, 0, 1, 0x88]);
+    let mut c2s = crate::http2::frame::PREFACE.to_vec();
+    c2s.extend([0, 0, 0, 4, 0, 0, 0, 0, 0]);
+    let (recs, mut conn) = run(&[(C, req), (C, &c2s), (S, &s2c)]);
+    let h2 = conn.take_h2().expect("handed over");
+    assert_eq!((h2.requests(), h2.responses()), (0, 1));
+    let http: Vec<&HttpRec> = recs
+        .iter()
+        .filter_map(|r| match r {
+            Record::Http(h) => Some(h),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(http.len(), 3, "{recs:?}");
+    assert_eq!(http[1].upgrade.as_deref(), Some("h2c"));
+    assert_eq!(
+        (
+            &*http[2].version,
+            http[2].status,
+            http[2].stream,
+            http[2].request_frame
+        ),
+        ("2", Some(200), Some(1), Some(1))
+    );
+    let frames = recs.iter().filter(|r| matches!(r, Record::H2(_))).count();
+    assert_eq!(frames, 3, "client SETTINGS, server SETTINGS and HEADERS");
+
+    // Declined: the next request is HTTP/1 again, nothing goes to HTTP/2.
+    let (recs, mut conn) = run(&[
+        (C, req),
+        (S, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"),
+        (C, b"GET /v HTTP/1.1\r\nHost: x\r\n\r\n"),
+    ]);
+    assert!(conn.take_h2().is_none());
+    assert_eq!(
+        summary(&recs),
+        [
+            "GET /u @1 body=0 end=1",
+            "200 @2 body=0 end=2 req=1",
+            "GET /v @3 body=0 end=3"
+        ]
+    );
+}

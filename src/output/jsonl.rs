@@ -445,6 +445,18 @@ fn write_http(b: &mut Vec<u8>, h: &HttpRec) -> io::Result<()> {
     if h.unpaired {
         b.extend_from_slice(b",\"unpaired\":true");
     }
+    if let Some(v) = h.stream {
+        put_uint(b, b",\"stream\":", v as u64);
+    }
+    if let Some(a) = &h.authority {
+        put_key_str(b, b",\"authority\":", a)?;
+    }
+    if h.undecodable {
+        b.extend_from_slice(b",\"undecodable\":true");
+    }
+    if h.reset {
+        b.extend_from_slice(b",\"reset\":true");
+    }
     b.extend_from_slice(b"}\n");
     Ok(())
 }
@@ -517,6 +529,10 @@ fn write_conn(b: &mut Vec<u8>, c: &ConnRec) -> io::Result<()> {
     }
     if c.resumed {
         b.extend_from_slice(b",\"resumed\":true");
+    }
+    if let Some(h2) = &c.h2 {
+        b.extend_from_slice(b",\"h2\":");
+        serde_json::to_writer(&mut *b, h2).map_err(io::Error::other)?;
     }
     b.extend_from_slice(b"}\n");
     Ok(())
@@ -652,6 +668,18 @@ mod tests {
             diagnostics: vec!["a \"quoted\"\nproblem".into(), "second".into()],
             encap: vec!["vxlan vni=42".into(), "ipv4 10.0.0.1>10.0.0.2".into()],
             resumed: true,
+            h2: Some(Box::new(crate::record::H2Summary {
+                start: "upgrade".into(),
+                frames: [5, 7],
+                streams: 3,
+                streams_reset: 1,
+                hpack_size: [Some(120), None],
+                hpack_entries: [Some(3), None],
+                hpack_max: [4096, 4096],
+                header_blocks: [3, 2],
+                undecodable_blocks: [0, 2],
+                conn_window: Some([65535, -3]),
+            })),
         };
         for c in [
             full.clone(),
@@ -665,6 +693,7 @@ mod tests {
                 diagnostics: vec![],
                 encap: vec![],
                 resumed: false,
+                h2: None,
                 history: "odd \u{1}".into(),
                 first_ts: f64::NAN,
                 ..full
@@ -797,6 +826,10 @@ mod tests {
             carries: vec!["Host".into(), "Cookie".into()].into(),
             end_frame: Some(11),
             unpaired: true,
+            stream: Some(3),
+            authority: Some("a\"b:8080".into()),
+            undecodable: true,
+            reset: true,
         };
         for h in [
             full.clone(),
@@ -813,6 +846,10 @@ mod tests {
                 carries: Default::default(),
                 end_frame: None,
                 unpaired: false,
+                stream: None,
+                authority: None,
+                undecodable: false,
+                reset: false,
                 ..full
             },
         ] {

@@ -18,7 +18,7 @@
 
 use super::Sink;
 use crate::config::{Color, OutputConfig};
-use crate::record::{ConnRec, Dir, HttpRec, PacketRec, Record, TlsMsgRec, TlsRec, WsRec};
+use crate::record::{ConnRec, Dir, H2Rec, HttpRec, PacketRec, Record, TlsMsgRec, TlsRec, WsRec};
 use crate::types::PacketSel;
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -184,7 +184,14 @@ impl TableSink {
             return;
         }
         let pc = self.per.entry(h.conn).or_default();
-        let text = if let Some(m) = &h.method {
+        let text = if h.undecodable {
+            format!(
+                "HTTP/2 {} on stream {}: header block undecodable (HPACK table unknown), {} body bytes",
+                h.dir.as_str(),
+                h.stream.unwrap_or(0),
+                h.body_len
+            )
+        } else if let Some(m) = &h.method {
             pc.requests += 1;
             let carries = ["Host", "Cookie", "Authorization"]
                 .iter()
@@ -197,11 +204,14 @@ impl TableSink {
                 })
                 .collect::<Vec<_>>()
                 .join(", ");
+            let version = match h.stream {
+                Some(s) => format!("HTTP/2 stream {s}"),
+                None => h.version.to_string(),
+            };
             format!(
-                "request {} {m} {} {}  — carries its own state: {carries}",
+                "request {} {m} {} {version}  — carries its own state: {carries}",
                 pc.requests,
                 h.uri.as_deref().unwrap_or(""),
-                h.version
             )
         } else {
             let mut t = format!(
@@ -212,6 +222,9 @@ impl TableSink {
             );
             if let Some(f) = h.request_frame {
                 let _ = write!(t, " to the request at frame {f}");
+            }
+            if let Some(s) = h.stream {
+                let _ = write!(t, " on HTTP/2 stream {s}");
             }
             if let Some(u) = &h.upgrade {
                 let _ = write!(
@@ -248,6 +261,35 @@ impl TableSink {
                 let _ = write!(text, " ({a})");
             }
             pc.events.push((m.frame, text));
+        }
+    }
+
+    /// An HTTP/2 frame in its connection's lifetime lines, with the stream's state at each
+    /// endpoint after it: control frames, header blocks, and of the DATA frames (type 0) only
+    /// those that end a stream (the rest would drown the lines, and change no state).
+    fn h2(&mut self, f: &H2Rec) {
+        if f.frame_type == 0 && f.flags & 1 == 0 {
+            return;
+        }
+        if let Some(pc) = self.per.get_mut(&f.conn) {
+            let mut text = format!("H2 {} {}", f.dir.as_str(), f.name);
+            // SETTINGS (4) and PING (6): flag 0x1 is ACK.
+            if matches!(f.frame_type, 4 | 6) && f.flags & 1 != 0 {
+                text.push_str(" ACK");
+            }
+            if f.stream != 0 {
+                let _ = write!(text, " stream {}", f.stream);
+            }
+            if let (Some(c), Some(s)) = (&f.client_state, &f.server_state) {
+                let _ = write!(text, " (client {c}, server {s})");
+            }
+            if let Some(e) = &f.error {
+                let _ = write!(text, " {e}");
+            }
+            if f.undecodable {
+                text.push_str(" undecodable");
+            }
+            pc.events.push((f.frame, text));
         }
     }
 
@@ -437,6 +479,7 @@ impl Sink for TableSink {
             Record::Conn(c) => self.conn(c)?,
             Record::Tls(t) => self.tls(t),
             Record::TlsMsg(m) => self.tls_msg(m),
+            Record::H2(f) => self.h2(f),
             Record::Lab(_) => {}
         }
         Ok(())

@@ -241,7 +241,7 @@ impl<'a> Collect<'a> {
                 b.messages += 1;
                 true
             }
-            Record::TlsMsg(_) => false,
+            Record::TlsMsg(_) | Record::H2(_) => false,
             Record::Conn(c) => {
                 if b.rows < TABLE_ROWS || b.drawn(c.conn) {
                     b.rows += 1;

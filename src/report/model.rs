@@ -72,7 +72,7 @@ pub fn group(records: &[Record]) -> Vec<ConnView<'_>> {
                 view(&mut by_id, w.conn);
                 by_id.get_mut(&w.conn).unwrap().ws.push(w);
             }
-            Record::Lab(_) | Record::Tls(_) | Record::TlsMsg(_) => {}
+            Record::Lab(_) | Record::Tls(_) | Record::TlsMsg(_) | Record::H2(_) => {}
         }
     }
     by_id.into_values().collect()

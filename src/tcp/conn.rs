@@ -744,6 +744,7 @@ impl<U: Default> Conn<U> {
             diagnostics: Vec::new(),
             encap: crate::decode::tunnel_path(self.tunnel),
             resumed: self.resumed,
+            h2: None,
         }
     }
 }
