@@ -170,6 +170,12 @@ pub struct ReplayArgs {
     /// or more: 3 when every packet is printed (--format jsonl, --packets), else 2
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(1..=3))]
     pub threads: Option<u8>,
+    /// Scale-out by flow: track only the connections whose flow hash (of both endpoints'
+    /// addresses and ports, either direction) falls in shard I of N (0 ≤ I < N). N runs with
+    /// I = 0..N-1, on one machine or many, split one capture; their records together are one
+    /// run's, connection K of shard I numbered I + N×K
+    #[arg(long, value_name = "I/N")]
+    pub shard: Option<String>,
     #[command(flatten)]
     pub out: OutputArgs,
 }
@@ -201,6 +207,11 @@ pub struct LiveArgs {
     /// Put the interface in promiscuous mode
     #[arg(long)]
     pub promisc: bool,
+    /// Share the interface's traffic with other `live` processes started with the same ID
+    /// (Linux PACKET_FANOUT by flow hash): each connection, both directions, goes to one of
+    /// them. Start N processes to track on N cores; each numbers its own connections
+    #[arg(long, value_name = "ID")]
+    pub fanout: Option<u16>,
     #[command(flatten)]
     pub out: OutputArgs,
 }
@@ -249,6 +260,27 @@ pub struct ServeArgs {
     /// Negative control only: drop every Nth WebSocket message shared through --broker
     #[arg(long, value_name = "N", hide = true)]
     pub broker_drop_every: Option<u64>,
+    /// Serve HTTPS (rustls; a self-signed certificate made at start unless --tls-cert)
+    #[arg(long)]
+    pub tls: bool,
+    /// Certificate chain for --tls (PEM); needs --tls-key
+    #[arg(long, value_name = "FILE", requires_all = ["tls", "tls_key"])]
+    pub tls_cert: Option<PathBuf>,
+    /// Private key for --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1)
+    #[arg(long, value_name = "FILE", requires_all = ["tls", "tls_cert"])]
+    pub tls_key: Option<PathBuf>,
+    /// Append TLS session secrets here (NSS key log format, as SSLKEYLOGFILE) to decrypt captures
+    #[arg(long, value_name = "FILE", requires = "tls")]
+    pub tls_keylog: Option<PathBuf>,
+    /// How returning TLS clients resume: ids (server-side cache), tickets (stateless), none
+    #[arg(long, value_name = "HOW", default_value = "tickets", value_parser = ["ids", "tickets", "none"])]
+    pub tls_resumption: String,
+    /// Key file sealing TLS tickets (created on first use; share it between instances)
+    #[arg(long, value_name = "PATH", requires = "tls")]
+    pub ticket_key_file: Option<PathBuf>,
+    /// Allow only this TLS version (default: 1.2 and 1.3)
+    #[arg(long, value_name = "VERSION", requires = "tls", value_parser = ["1.2", "1.3"])]
+    pub tls_version: Option<String>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -378,14 +410,34 @@ impl TryFrom<&ReplayArgs> for ReplayConfig {
         }
         let filter = crate::capture::filter::from_options(&a.port, &a.host, a.filter.as_deref())
             .map_err(|e| bad(e.to_string()))?;
+        let shard = a.shard.as_deref().map(parse_shard).transpose()?;
         Ok(ReplayConfig {
             files: a.files.clone(),
             count: a.count,
             filter,
+            shard,
             threads: a.threads,
             out: OutputConfig::try_from(&a.out)?,
         })
     }
+}
+
+/// `--shard I/N`: shard I (counted from 0) of N.
+fn parse_shard(s: &str) -> Result<(u32, u32), UsageError> {
+    let why = || {
+        bad(format!(
+            "--shard {s}: give I/N with 0 ≤ I < N, e.g. 0/2 and 1/2"
+        ))
+    };
+    let (i, n) = s.split_once('/').ok_or_else(why)?;
+    let (i, n): (u32, u32) = (
+        i.trim().parse().map_err(|_| why())?,
+        n.trim().parse().map_err(|_| why())?,
+    );
+    if i >= n {
+        return Err(why());
+    }
+    Ok((i, n))
 }
 
 impl TryFrom<&LiveArgs> for LiveConfig {
@@ -408,6 +460,7 @@ impl TryFrom<&LiveArgs> for LiveConfig {
             filter,
             filter_text: a.filter.clone(),
             promisc: a.promisc,
+            fanout: a.fanout,
             format_chosen: a.out.format.is_some(),
             out: OutputConfig::try_from(&a.out)?,
         })
@@ -436,6 +489,7 @@ impl TryFrom<&ServeArgs> for ServeConfig {
             max_header: a.max_header,
             header_timeout: secs("--header-timeout", a.header_timeout)?,
             token_key_file: a.token_key_file.clone(),
+            tls: tls_options(a)?,
             ..crate::server::ServerConfig::default()
         };
         server.validate()?;
@@ -453,6 +507,28 @@ impl TryFrom<&ServeArgs> for ServeConfig {
             server,
         })
     }
+}
+
+/// `serve`'s `--tls*` flags, checked; `None` without `--tls`.
+fn tls_options(a: &ServeArgs) -> anyhow::Result<Option<crate::server::tls::TlsOptions>> {
+    use crate::server::tls::{Resumption, TlsOptions, TlsVersion};
+    if !a.tls {
+        return Ok(None);
+    }
+    let resumption = Resumption::parse(&a.tls_resumption).unwrap_or_default();
+    if a.ticket_key_file.is_some() && resumption != Resumption::Tickets {
+        anyhow::bail!(
+            "--ticket-key-file goes with --tls-resumption tickets, not {}",
+            resumption.name()
+        );
+    }
+    Ok(Some(TlsOptions {
+        cert: a.tls_cert.clone().zip(a.tls_key.clone()),
+        keylog: a.tls_keylog.clone(),
+        resumption,
+        ticket_key_file: a.ticket_key_file.clone(),
+        version: a.tls_version.as_deref().and_then(TlsVersion::parse),
+    }))
 }
 
 impl From<&LabArgs> for LabConfig {
@@ -650,5 +726,62 @@ mod tests {
         ] {
             assert!(serve(bad).is_err(), "{bad:?} accepted");
         }
+    }
+}
+
+#[cfg(test)]
+mod tls_flag_tests {
+    use super::*;
+
+    fn serve(extra: &[&str]) -> Result<ServeConfig, String> {
+        let mut argv = vec!["statescope", "serve"];
+        argv.extend_from_slice(extra);
+        let cli = Cli::try_parse_from(argv).map_err(|e| e.to_string())?;
+        let Command::Serve(a) = cli.command else {
+            panic!("not serve")
+        };
+        ServeConfig::try_from(&a).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn tls_flags() {
+        use crate::server::tls::{Resumption, TlsVersion};
+        assert!(serve(&[]).unwrap().server.tls.is_none());
+        let t = serve(&["--tls"]).unwrap().server.tls.unwrap();
+        assert_eq!(t.resumption, Resumption::Tickets);
+        assert!(t.cert.is_none() && t.version.is_none());
+        let t = serve(&[
+            "--tls",
+            "--tls-resumption",
+            "ids",
+            "--tls-version",
+            "1.2",
+            "--tls-cert",
+            "c.pem",
+            "--tls-key",
+            "k.pem",
+        ])
+        .unwrap()
+        .server
+        .tls
+        .unwrap();
+        assert_eq!(t.resumption, Resumption::Ids);
+        assert_eq!(t.version, Some(TlsVersion::V12));
+        assert!(t.cert.is_some());
+        // Each flag needs --tls; a certificate needs its key; the ticket key needs tickets.
+        for bad in [
+            &["--tls-keylog", "k.log"][..],
+            &["--ticket-key-file", "t.key"],
+            &["--tls-version", "1.2"],
+            &["--tls", "--tls-cert", "c.pem"],
+            &["--tls", "--tls-version", "1.1"],
+            &["--tls", "--tls-resumption", "cache"],
+        ] {
+            assert!(serve(bad).is_err(), "{bad:?} accepted");
+        }
+        let e = serve(&["--tls", "--tls-resumption", "ids", "--ticket-key-file", "t"])
+            .err()
+            .unwrap();
+        assert!(e.contains("--ticket-key-file goes with"), "{e}");
     }
 }

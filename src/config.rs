@@ -170,6 +170,8 @@ pub struct ReplayConfig {
     /// `--port`, `--host` and `--filter` together, parsed: only TCP segments it passes are
     /// tracked.
     pub filter: Option<Expr>,
+    /// `--shard I/N`: (I, N), only the flows of shard I are tracked.
+    pub shard: Option<(u32, u32)>,
     /// 1 to 3, or `None` to choose by core count.
     pub threads: Option<u8>,
     pub out: OutputConfig,
@@ -191,6 +193,8 @@ pub struct LiveConfig {
     /// `--filter` as given, for the "capturing on" line.
     pub filter_text: Option<String>,
     pub promisc: bool,
+    /// `--fanout ID`: join this PACKET_FANOUT group.
+    pub fanout: Option<u16>,
     /// Whether `--format` was given; without it, piped output is JSON lines.
     pub format_chosen: bool,
     pub out: OutputConfig,

@@ -28,6 +28,8 @@ pub struct Stats {
     pub not_tcp: u64,
     /// TCP segments the capture filter ([`EngineOptions::only`]) left out.
     pub filtered_out: u64,
+    /// TCP segments of flows in other shards ([`EngineOptions::shard`]).
+    pub other_shards: u64,
     /// Decode problems by kind.
     pub decode_errors: BTreeMap<String, u64>,
 }
@@ -53,6 +55,10 @@ pub struct EngineOptions {
     /// Only segments this capture filter passes are tracked (`replay --port/--host/--filter`);
     /// the others are counted in [`Stats::filtered_out`] and go no further.
     pub only: Option<Expr>,
+    /// `replay --shard I/N`: (I, N). Only segments whose [`FlowKey::shard`] of N is I are
+    /// tracked; the others are counted in [`Stats::other_shards`]. Set the tracker's
+    /// `index_shard` to match (see [`EngineOptions::sharded`]).
+    pub shard: Option<(u32, u32)>,
 }
 
 impl EngineOptions {
@@ -79,7 +85,17 @@ impl EngineOptions {
             follow: args.follow,
             http_records: detail,
             only: None,
+            shard: None,
         }
+    }
+
+    /// These options for shard `i` of `n`: its flows only, connection indices `i + n×k`.
+    pub fn sharded(mut self, shard: Option<(u32, u32)>) -> Self {
+        if let Some((i, n)) = shard {
+            self.shard = Some((i, n));
+            self.tracker.index_shard = (u64::from(i), u64::from(n));
+        }
+        self
     }
 }
 
@@ -296,6 +312,7 @@ struct Parts<'a> {
     tracker: &'a mut Tracker<AppSlot>,
     stats: &'a mut Stats,
     only: Option<&'a Expr>,
+    shard: Option<(u32, u32)>,
     upper: Upper<'a>,
 }
 
@@ -318,8 +335,14 @@ impl Parts<'_> {
                 self.stats.filtered_out += 1;
             }
             Ok(Some(seg)) => {
-                self.stats.segments += 1;
                 let flow = flow.unwrap_or_else(|| FlowKey::of(&seg));
+                if let Some((i, n)) = self.shard {
+                    if flow.shard(n) != i {
+                        self.stats.other_shards += 1;
+                        return;
+                    }
+                }
+                self.stats.segments += 1;
                 self.tracker
                     .on_keyed_segment(&seg, flow, number, ts, &mut self.upper);
             }
@@ -337,6 +360,7 @@ macro_rules! parts {
             tracker: &mut $e.tracker,
             stats: &mut $e.stats,
             only: $e.opts.only.as_ref(),
+            shard: $e.opts.shard,
             upper: Upper {
                 http_on: $e.opts.http,
                 http_records: &$e.opts.http_records,
@@ -518,6 +542,12 @@ impl Engine {
             line.push_str(&format!(
                 ", {} TCP segments left out by the filter",
                 s.filtered_out
+            ));
+        }
+        if let Some((i, n)) = self.opts.shard {
+            line.push_str(&format!(
+                ", shard {i}/{n}: {} TCP segments belong to other shards",
+                s.other_shards
             ));
         }
         line

@@ -88,6 +88,7 @@ struct Batch {
 }
 
 /// The reader thread: fill batches until the input ends or the receiver goes away.
+#[allow(clippy::too_many_arguments)]
 fn read_ahead(
     mut source: Box<dyn FrameSource + Send>,
     keep_payload: bool,
@@ -96,6 +97,7 @@ fn read_ahead(
     recycled: Receiver<Batch>,
     queued: Arc<AtomicUsize>,
     printer: Option<PrintHelper>,
+    shard: Option<(u32, u32)>,
 ) {
     let mut decoder = Decoder::new();
     loop {
@@ -138,18 +140,21 @@ fn read_ahead(
             let mut prepared = None;
             let decoded = match decoder.decode(&frame) {
                 Ok(Some(seg)) => {
-                    if prepare {
+                    let flow = FlowKey::of(&seg);
+                    // Another shard's segment: the engine only counts it, so neither its
+                    // payload nor its parse is needed.
+                    let mine = shard.is_none_or(|(i, n)| flow.shard(n) == i);
+                    if prepare && mine {
                         if let Some(p) = crate::http::parser::prepare(seg.payload) {
                             prepared = Some(batch.prepared.len() as u32);
                             batch.prepared.push(p);
                         }
                     }
                     let start = batch.payload.len();
-                    if keep_payload {
+                    if keep_payload && mine {
                         batch.payload.extend_from_slice(seg.payload);
                     }
                     let range = start..batch.payload.len();
-                    let flow = FlowKey::of(&seg);
                     Decoded::Segment(
                         Segment {
                             payload: &[],
@@ -209,12 +214,22 @@ pub fn run_threaded(
     let (tx, rx) = sync_channel::<Batch>(DEPTH);
     let (back, recycled) = sync_channel::<Batch>(DEPTH + 2);
     let queued = Arc::new(AtomicUsize::new(0));
+    let shard = engine.options().shard;
     let reader = {
         let queued = queued.clone();
         std::thread::Builder::new()
             .name("statescope-read".into())
             .spawn(move || {
-                read_ahead(source, keep_payload, prepare, tx, recycled, queued, helper)
+                read_ahead(
+                    source,
+                    keep_payload,
+                    prepare,
+                    tx,
+                    recycled,
+                    queued,
+                    helper,
+                    shard,
+                )
             })?
     };
     let mut n = 0u32;

@@ -1000,3 +1000,90 @@ fn real_logins_succeed_after_200k_anonymous_ones() {
     assert_eq!(held, 100_000, "{s}");
     assert_eq!(evicted, FLOOD as u64 + 1 - 100_000, "{s}");
 }
+
+/// `GET path` over HTTP/2 with prior knowledge (h2c) on a fresh connection, `n` times as
+/// concurrent streams: each status, version and body.
+async fn h2_gets(addr: SocketAddr, path: &str, n: usize) -> Result<Vec<(u16, String)>, String> {
+    use http_body_util::{BodyExt, Empty};
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    let stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| e.to_string())?;
+    let (send, conn) = hyper::client::conn::http2::handshake::<_, _, Empty<bytes::Bytes>>(
+        TokioExecutor::new(),
+        TokioIo::new(stream),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    tokio::spawn(conn);
+    let mut streams = Vec::new();
+    for _ in 0..n {
+        let mut send = send.clone();
+        let req = hyper::Request::get(format!("http://{addr}{path}"))
+            .body(Empty::new())
+            .unwrap();
+        streams.push(tokio::spawn(async move {
+            let resp = send.send_request(req).await.map_err(|e| e.to_string())?;
+            let (status, version) = (resp.status().as_u16(), resp.version());
+            let body = resp
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok::<_, String>((
+                status,
+                format!("{version:?} {}", String::from_utf8_lossy(&body.to_bytes())),
+            ))
+        }));
+    }
+    let mut out = Vec::new();
+    for s in streams {
+        out.push(s.await.map_err(|e| e.to_string())??);
+    }
+    Ok(out)
+}
+
+/// HTTP/2 on the same port as HTTP/1.1 (h2c with prior knowledge): ten concurrent streams on
+/// one connection, each answered alone with the same stateless greeting HTTP/1.1 gets.
+/// Control: an HTTP/1-only hyper server on the same test refuses the HTTP/2 preface.
+#[test]
+fn http2_prior_knowledge_streams_each_answered_alone() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let h = start(quiet());
+    let addr = h.addr();
+    let got = rt.block_on(h2_gets(addr, "/", 10)).expect("h2c works");
+    let one = Client::connect(addr).get("/", "");
+    assert_eq!(one.status, 200);
+    assert_eq!(got.len(), 10);
+    for (status, text) in &got {
+        assert_eq!(*status, 200);
+        assert_eq!(text, &format!("HTTP/2.0 {}", one.body));
+    }
+    let echo = rt.block_on(h2_gets(addr, "/echo", 1)).unwrap();
+    assert!(
+        echo[0].1.contains("\"version\": \"HTTP/2.0\""),
+        "{}",
+        echo[0].1
+    );
+    h.shutdown().unwrap();
+
+    // Control: a server that speaks HTTP/1 only.
+    let only1 = rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((s, _)) = listener.accept().await {
+                tokio::spawn(hyper::server::conn::http1::Builder::new().serve_connection(
+                    hyper_util::rt::TokioIo::new(s),
+                    hyper::service::service_fn(|_req| async {
+                        Ok::<_, std::convert::Infallible>(hyper::Response::new(
+                            http_body_util::Full::new(bytes::Bytes::from("hi")),
+                        ))
+                    }),
+                ));
+            }
+        });
+        addr
+    });
+    assert!(rt.block_on(h2_gets(only1, "/", 1)).is_err());
+}

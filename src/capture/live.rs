@@ -72,6 +72,11 @@ const PACKET_ADD_MEMBERSHIP: i32 = 1;
 const PACKET_STATISTICS: i32 = 6;
 const PACKET_IGNORE_OUTGOING: i32 = 23;
 const PACKET_MR_PROMISC: u16 = 1;
+const PACKET_FANOUT: i32 = 18;
+/// By the kernel's flow hash, which is the same both ways (`__flow_hash_consistentify`).
+const PACKET_FANOUT_HASH: u32 = 0;
+/// Fragments reassembled before hashing, so a fragmented segment goes where its flow goes.
+const PACKET_FANOUT_FLAG_DEFRAG: u32 = 0x8000;
 const PACKET_OUTGOING: u8 = 4;
 const ARPHRD_ETHER: u16 = 1;
 const ARPHRD_LOOPBACK: u16 = 772;
@@ -114,6 +119,10 @@ pub struct LiveOptions {
     /// End when this becomes true (for labs capturing in a thread while they make traffic);
     /// SIGINT/SIGTERM end every capture as well, once [`install_stop_signals`] ran.
     pub stop: Option<Arc<AtomicBool>>,
+    /// Join this `PACKET_FANOUT` group with the kernel's flow hash (`live --fanout ID`):
+    /// the sockets of every process in the group share the interface's frames, each
+    /// connection's frames (both directions) going to one of them.
+    pub fanout: Option<u16>,
 }
 
 /// Counters of a capture.
@@ -374,6 +383,19 @@ impl LiveSource {
             };
             setsockopt(s, libc::SOL_PACKET, PACKET_ADD_MEMBERSHIP, &mreq)
                 .map_err(|_| os_error(iface, "cannot turn on promiscuous mode"))?;
+        }
+        if let Some(group) = opts.fanout {
+            // After bind, as the kernel requires; every member must ask the same mode.
+            let arg = u32::from(group) | ((PACKET_FANOUT_HASH | PACKET_FANOUT_FLAG_DEFRAG) << 16);
+            setsockopt(s, libc::SOL_PACKET, PACKET_FANOUT, &arg).map_err(|_| {
+                os_error(
+                    iface,
+                    &format!(
+                        "cannot join fanout group {group} (another program uses the id with \
+                         another mode or interface? pick another --fanout id)"
+                    ),
+                )
+            })?;
         }
 
         let mut src = LiveSource {

@@ -59,6 +59,7 @@ pub fn run(cfg: &LiveConfig) -> anyhow::Result<ExitCode> {
             status,
             stop: None,
             no_ring: false,
+            fanout: cfg.fanout,
         },
     )?;
     let writer = match &cfg.write {

@@ -68,10 +68,13 @@ pub fn run(cfg: &ReplayConfig) -> anyhow::Result<ExitCode> {
         } else {
             (printer.into_sink(), None)
         };
-    let mut engine = Engine::new(EngineOptions {
-        only: cfg.filter.clone(),
-        ..EngineOptions::from_config(out, sink.wants_packets())
-    });
+    let mut engine = Engine::new(
+        EngineOptions {
+            only: cfg.filter.clone(),
+            ..EngineOptions::from_config(out, sink.wants_packets())
+        }
+        .sharded(cfg.shard),
+    );
     if helper.is_some() {
         engine.hand_over_at(PrintThread::HAND_OVER_AT);
     }

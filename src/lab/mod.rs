@@ -17,7 +17,8 @@
 //! observer that missed a segment) and must then end `ok: false` naming the failed check.
 //! The scaling labs (`crash`, `scale-*`, `queue`) measure delivery instead, with real child
 //! processes and Redis where the lesson is about processes ([`procs`]), and draw an SVG
-//! timeline page with `--html`.
+//! timeline page with `--html`. `tls-resumption` does both: `serve --tls` child processes,
+//! killed by PID, and a live capture of `lo` that says how each connection was set up.
 //!
 //! Every check has a name; a lab's `failed` lists those that did not hold, and its `settings`
 //! keep its own knobs apart from the measured `facts`. A scaling lab's negative control runs the
@@ -33,6 +34,7 @@ pub mod scale_stateful;
 pub mod scale_stateless;
 pub mod stateless_vs_stateful;
 pub mod tcp_vs_http;
+pub mod tls_resumption;
 pub mod websocket;
 
 use crate::config::Format;
@@ -133,4 +135,5 @@ pub const LABS: &[LabDef] = &[
     scale_stateless::LAB,
     scale_stateful::LAB,
     queue::LAB,
+    tls_resumption::LAB,
 ];

@@ -106,30 +106,40 @@ fn spawn_listening(
 /// `statescope serve --listen 127.0.0.1:PORT --quiet ARGS…`, this program as a child process,
 /// its standard error in `OUT_DIR/TAG.log`.
 pub fn start_serve(ctx: &LabCtx, tag: &str, args: &[String]) -> anyhow::Result<Proc> {
-    let log = ctx.out_dir.join(format!("{tag}.log"));
     let mut last = None;
     // A free port can be taken by someone else before serve binds it: try another.
     for _ in 0..3 {
         let addr: SocketAddr = ([127, 0, 0, 1], free_port()?).into();
-        let mut all = vec![
-            "serve".to_string(),
-            "--listen".into(),
-            addr.to_string(),
-            "--quiet".into(),
-        ];
-        all.extend(args.iter().cloned());
-        match spawn_listening(
-            &ctx.exe,
-            &all,
-            addr,
-            &log,
-            &format!("`statescope serve` ({tag})"),
-        ) {
+        match start_serve_on(ctx, tag, addr, args) {
             Ok(p) => return Ok(p),
             Err(e) => last = Some(e),
         }
     }
     Err(last.unwrap_or_else(|| anyhow::anyhow!("serve did not start")))
+}
+
+/// [`start_serve`] on a given address: a process killed there, started again.
+pub fn start_serve_on(
+    ctx: &LabCtx,
+    tag: &str,
+    addr: SocketAddr,
+    args: &[String],
+) -> anyhow::Result<Proc> {
+    let log = ctx.out_dir.join(format!("{tag}.log"));
+    let mut all = vec![
+        "serve".to_string(),
+        "--listen".into(),
+        addr.to_string(),
+        "--quiet".into(),
+    ];
+    all.extend(args.iter().cloned());
+    spawn_listening(
+        &ctx.exe,
+        &all,
+        addr,
+        &log,
+        &format!("`statescope serve` ({tag})"),
+    )
 }
 
 /// A Redis for the lab: `--redis URL` when given (the lab's processes share it), else a

@@ -44,25 +44,38 @@ pub struct TokenKey {
     file: Option<PathBuf>,
 }
 
-/// Why a key file could not be used.
+/// Why a key file could not be used. `what` names the key: `token` (`--token-key-file`) or
+/// `ticket` (`serve --tls --ticket-key-file`, [`crate::server::tls`]).
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
-    #[error("cannot read token key file {path}: {source}")]
+    #[error("cannot read {what} key file {path}: {source}")]
     Read {
+        what: &'static str,
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("cannot create token key file {path}: {source}")]
+    #[error("cannot create {what} key file {path}: {source}")]
     Create {
+        what: &'static str,
         path: PathBuf,
         source: std::io::Error,
     },
     #[error(
-        "token key file {path} holds {len} bytes, not {KEY_LEN}; delete it to have a new key made"
+        "{what} key file {path} holds {len} bytes, not {KEY_LEN}; delete it to have a new key made"
     )]
-    BadLength { path: PathBuf, len: usize },
-    #[error("token key file {path} is readable by others (mode {mode:o}); run `chmod 600 {path}`")]
-    TooOpen { path: PathBuf, mode: u32 },
+    BadLength {
+        what: &'static str,
+        path: PathBuf,
+        len: usize,
+    },
+    #[error(
+        "{what} key file {path} is readable by others (mode {mode:o}); run `chmod 600 {path}`"
+    )]
+    TooOpen {
+        what: &'static str,
+        path: PathBuf,
+        mode: u32,
+    },
 }
 
 impl TokenKey {
@@ -79,12 +92,19 @@ impl TokenKey {
     /// place, so two instances starting together end up with the same key, never a half-written
     /// one.
     pub fn load_or_create(path: &Path) -> Result<Self, KeyError> {
-        match read_key(path) {
+        Self::load_or_create_as(path, "token")
+    }
+
+    /// [`TokenKey::load_or_create`] for a key of another use, named `what` in errors (the TLS
+    /// ticket key shares the file format: 32 random bytes, mode 0600).
+    pub fn load_or_create_as(path: &Path, what: &'static str) -> Result<Self, KeyError> {
+        match read_key(path, what) {
             Err(KeyError::Read { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
             }
             other => return other,
         }
         let create = |source| KeyError::Create {
+            what,
             path: path.to_owned(),
             source,
         };
@@ -119,7 +139,7 @@ impl TokenKey {
                 file: Some(path.to_owned()),
             }),
             // Another instance created it first: use theirs.
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => read_key(path),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => read_key(path, what),
             Err(e) => Err(create(e)),
         }
     }
@@ -127,6 +147,11 @@ impl TokenKey {
     /// The key file, if this key has one.
     pub fn file(&self) -> Option<&Path> {
         self.file.as_deref()
+    }
+
+    /// The secret itself, for a key put to another use ([`TokenKey::load_or_create_as`]).
+    pub(crate) fn secret(&self) -> &[u8; KEY_LEN] {
+        &self.key
     }
 
     fn mac(&self, user_b64: &str, expires: u64) -> HmacSha256 {
@@ -177,9 +202,10 @@ impl TokenKey {
     }
 }
 
-fn read_key(path: &Path) -> Result<TokenKey, KeyError> {
+fn read_key(path: &Path, what: &'static str) -> Result<TokenKey, KeyError> {
     use std::os::unix::fs::MetadataExt;
     let read = |source| KeyError::Read {
+        what,
         path: path.to_owned(),
         source,
     };
@@ -187,6 +213,7 @@ fn read_key(path: &Path) -> Result<TokenKey, KeyError> {
     let mode = meta.mode() & 0o777;
     if mode & 0o077 != 0 {
         return Err(KeyError::TooOpen {
+            what,
             path: path.to_owned(),
             mode,
         });
@@ -196,6 +223,7 @@ fn read_key(path: &Path) -> Result<TokenKey, KeyError> {
         .as_slice()
         .try_into()
         .map_err(|_| KeyError::BadLength {
+            what,
             path: path.to_owned(),
             len: bytes.len(),
         })?;

@@ -11,6 +11,7 @@
 //! | [`ws`] | `/ws`: WebSocket with per-connection state, and the [`ws::Broker`] seam |
 //! | [`records`] | `/records`: a record store in memory or in Redis (`lab crash`) |
 //! | [`stats`] | the gauges behind `/state`, each kept by a guard's `Drop` |
+//! | [`tls`] | `--tls`: rustls, the certificate, session ids versus tickets, the key log |
 //!
 //! # What is kept, and for how long
 //!
@@ -22,6 +23,8 @@
 //! - Per login session: `id → user` in [`auth::Sessions`], until logout or expiry; or, with
 //!   `session_store`, in Redis ([`auth::SharedSessions`]), where every instance sees it.
 //! - Aggregate counters (connections and requests served): a few integers, not records.
+//! - Per TLS session, with `--tls --tls-resumption ids`: its secrets in rustls's session cache
+//!   (1024; the oldest forgotten). With tickets (the default) nothing: the client carries it.
 //!
 //! # Limits
 //!
@@ -41,12 +44,14 @@ pub mod log;
 pub mod records;
 pub mod routes;
 pub mod stats;
+pub mod tls;
 pub mod ws;
 
 use anyhow::Context;
-use hyper::server::conn::http1;
 use hyper::service::service_fn;
+use hyper_util::rt::TokioExecutor;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
 use stats::{OpenConnection, Stats};
 use std::collections::HashMap;
 use std::future::Future;
@@ -93,6 +98,8 @@ pub struct ServerConfig {
     pub session_store: Option<String>,
     /// A deliberately wrong variant, for the labs' negative controls only; `None` in `serve`.
     pub fault: Option<Fault>,
+    /// Serve HTTPS instead (`--tls`); `None`: cleartext HTTP.
+    pub tls: Option<tls::TlsOptions>,
 }
 
 /// Deliberately wrong server variants. Only the labs set one (from `STATESCOPE_LAB_CONTROL`,
@@ -153,6 +160,7 @@ impl Default for ServerConfig {
             session_store: None,
             fault: None,
             records: None,
+            tls: None,
         }
     }
 }
@@ -200,6 +208,8 @@ pub struct App {
     pub stop: watch::Sender<bool>,
     /// Open connections per client address ([`address_key`]); entries at zero are removed.
     per_address: Mutex<HashMap<IpAddr, usize>>,
+    /// With `--tls`: the handshake every connection goes through first.
+    pub tls: Option<tls::Tls>,
 }
 
 impl App {
@@ -210,7 +220,9 @@ impl App {
             Some(path) => auth::TokenKey::load_or_create(path)?,
             None => auth::TokenKey::ephemeral(),
         };
+        let tls = config.tls.as_ref().map(|t| t.build()).transpose()?;
         Ok(App {
+            tls,
             sessions: auth::Sessions::new(config.max_sessions, config.login_ttl),
             shared_sessions: match &config.session_store {
                 Some(url) => Some(auth::SharedSessions::open(url, config.login_ttl)?),
@@ -320,12 +332,7 @@ async fn serve(
     app: Arc<App>,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    let mut http = http1::Builder::new();
-    http.timer(TokioTimer::new())
-        .header_read_timeout(app.config.header_timeout)
-        .max_buf_size(app.config.max_header)
-        .keep_alive(true);
-    let http = Arc::new(http);
+    let http = Arc::new(http_builder(&app.config));
     let slots = Arc::new(Semaphore::new(app.config.max_connections));
     let refusals = Arc::new(Semaphore::new(MAX_PENDING_REFUSALS));
     let (alive_tx, mut alive_rx) = mpsc::channel::<()>(1);
@@ -347,6 +354,10 @@ async fn serve(
         serial += 1;
         let Ok(permit) = slots.clone().try_acquire_owned() else {
             app.stats.connections_refused.fetch_add(1, Relaxed);
+            // A TLS client cannot read a cleartext 503: it is only closed.
+            if app.tls.is_some() {
+                continue;
+            }
             if let Ok(p) = refusals.clone().try_acquire_owned() {
                 tokio::spawn(refuse(stream, p, BUSY));
             }
@@ -356,6 +367,9 @@ async fn serve(
             app.stats
                 .connections_refused_per_address
                 .fetch_add(1, Relaxed);
+            if app.tls.is_some() {
+                continue;
+            }
             if let Ok(p) = refusals.clone().try_acquire_owned() {
                 tokio::spawn(refuse(stream, p, PER_ADDRESS));
             }
@@ -381,7 +395,15 @@ async fn serve(
             _address: address,
             _alive: alive_tx.clone(),
         });
-        tokio::spawn(connection(stream, conn, http.clone()));
+        match &app.tls {
+            None => tokio::spawn(connection(stream, conn, http.clone())),
+            Some(t) => tokio::spawn(tls::connection(
+                t.acceptor.clone(),
+                stream,
+                conn,
+                http.clone(),
+            )),
+        };
     }
     drop(listener);
     // Lines still buffered go out before the shutdown messages, so the log stays in order.
@@ -411,8 +433,32 @@ async fn serve(
     Ok(())
 }
 
-/// Serve HTTP/1.1 on one connection until the client leaves or shutdown is asked.
-async fn connection(stream: TcpStream, conn: Arc<ConnCtx>, http: Arc<http1::Builder>) {
+/// What serves a connection: HTTP/1.1, or HTTP/2 when the client's first bytes are the
+/// HTTP/2 connection preface (h2c with prior knowledge, or over `--tls` after ALPN `h2`).
+pub(crate) type Http = auto::Builder<TokioExecutor>;
+
+fn http_builder(config: &ServerConfig) -> Http {
+    let mut http = auto::Builder::new(TokioExecutor::new());
+    http.http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(config.header_timeout)
+        .max_buf_size(config.max_header)
+        .keep_alive(true);
+    // The same bound on a header block as HTTP/1's head; streams per connection as
+    // hyper's default (200) would let one connection hold 200 requests in flight.
+    http.http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(config.max_header as u32)
+        .max_concurrent_streams(100);
+    http
+}
+
+/// Serve HTTP/1.1 or HTTP/2 on one connection (TCP, or TLS over it) until the client leaves
+/// or shutdown is asked.
+async fn connection<S>(stream: S, conn: Arc<ConnCtx>, http: Arc<Http>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let app = conn.app.clone();
     let svc = {
         let conn = conn.clone();
@@ -420,9 +466,7 @@ async fn connection(stream: TcpStream, conn: Arc<ConnCtx>, http: Arc<http1::Buil
         service_fn(move |req| routes::handle(req, conn.clone()))
     };
     // `with_upgrades` lets `/ws` take the connection over after its 101 response.
-    let served = http
-        .serve_connection(TokioIo::new(stream), svc)
-        .with_upgrades();
+    let served = http.serve_connection_with_upgrades(TokioIo::new(stream), svc);
     tokio::pin!(served);
     // Shutdown reaches this connection through a oneshot of its own, set by a watcher task
     // parked on the shared stop channel. Selecting on the shared channel directly would take
@@ -661,6 +705,9 @@ pub fn run_until_signal(
                 eprintln!("statescope serve: signal received; finishing in-flight requests");
             }
         };
+        if let Some(t) = &app.tls {
+            eprintln!("{}", t.about);
+        }
         eprintln!("listening on {addr}");
         serve(listener, app, shutdown).await
     })

@@ -36,6 +36,9 @@ pub struct TrackerConfig {
     /// Most bytes the connection table, reassembly buffers and the layer above's state may
     /// take together (approximately; see [`super::table`]); `usize::MAX`: no limit.
     pub memory_budget: usize,
+    /// Connection indices are `shard.0 + shard.1 * n` for the n-th connection started
+    /// (`replay --shard I/N`: indices unique across the N shards); `(0, 1)`: 0, 1, 2, ...
+    pub index_shard: (u64, u64),
 }
 
 impl Default for TrackerConfig {
@@ -50,6 +53,7 @@ impl Default for TrackerConfig {
             keep_transitions: true,
             analysis: true,
             memory_budget: usize::MAX,
+            index_shard: (0, 1),
         }
     }
 }
