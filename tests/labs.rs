@@ -579,3 +579,43 @@ fn html_report_of_a_lab() {
     assert!(page.contains("Lab step: handshake, GET /, the client closes first"));
     assert!(page.contains("Lab step: abort (SO_LINGER 0: RST)"));
 }
+
+#[test]
+fn http2() {
+    let Some(run) = run_lab("http2") else {
+        return;
+    };
+    assert_eq!(run.fact_u64("h2_streams"), 100);
+    assert_eq!(run.fact_u64("h2_responses_200"), 100);
+    assert_eq!(run.fact_u64("h1_requests"), 100);
+    assert_eq!(run.fact("answers_identical"), &Value::Bool(true));
+    // HPACK: headers sent once, then as indexes; the table is what the connection remembers.
+    let first = run.fact_u64("hpack_first_block_bytes");
+    let later = run.fact_u64("hpack_later_block_max_bytes");
+    assert!(
+        later > 0 && later * 4 < first,
+        "{first} then at most {later}"
+    );
+    assert!(run.fact_u64("h1_request_bytes") > 10 * run.fact_u64("h2_header_bytes"));
+    assert!(run.fact_u64("client_table_bytes") > 0);
+    // The capture's own http records: 100 HTTP/2 requests on one connection, odd stream ids.
+    let h2: Vec<_> = run
+        .http()
+        .into_iter()
+        .filter(|h| h.version == "2" && h.method.is_some())
+        .collect();
+    // 100 multiplexed, 1 on a fresh connection, 1 on the kept one before the restart; none after.
+    assert_eq!(h2.len(), 102);
+    assert_eq!(run.fact("refused_after_restart"), &Value::Bool(true));
+}
+
+#[test]
+fn http2_control_server_counting_requests_in_root() {
+    run_control(
+        "http2",
+        "conn-counter-in-root",
+        None,
+        &["every_stream_answered_alone"],
+        false,
+    );
+}

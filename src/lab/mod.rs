@@ -27,6 +27,7 @@
 pub mod common;
 pub mod crash;
 pub mod handshake_close;
+pub mod http2;
 pub mod login;
 pub mod procs;
 pub mod queue;
@@ -136,4 +137,5 @@ pub const LABS: &[LabDef] = &[
     scale_stateful::LAB,
     queue::LAB,
     tls_resumption::LAB,
+    http2::LAB,
 ];
