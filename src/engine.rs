@@ -14,10 +14,12 @@ use crate::output::Sink;
 use crate::record::{ConnRec, Record};
 use crate::tcp::reassembly::Chunk;
 use crate::tcp::{Events, FlowKey, Footprint, Tracker, TrackerConfig};
+use crate::tls::keylog::KeyStore;
 use crate::tls::TlsConn;
 use crate::types::{Dir, Frame, PacketSel, Timestamp};
 use std::collections::BTreeMap;
 use std::io::{self, Write};
+use std::sync::Arc;
 
 /// Counters reported on standard error at the end of a run.
 #[derive(Debug, Default, Clone)]
@@ -52,6 +54,8 @@ pub struct EngineOptions {
     /// Only segments this capture filter passes are tracked (`replay --port/--host/--filter`);
     /// the others are counted in [`Stats::filtered_out`] and go no further.
     pub only: Option<Expr>,
+    /// `--tls-keylog`: decrypt TLS connections with these secrets and parse the HTTP inside.
+    pub tls_keys: Option<Arc<KeyStore>>,
 }
 
 impl EngineOptions {
@@ -78,6 +82,7 @@ impl EngineOptions {
             follow: args.follow,
             http_records: detail,
             only: None,
+            tls_keys: None,
         }
     }
 }
@@ -104,6 +109,7 @@ impl FollowOut {
 /// The layers above the tracker, as the tracker sees them.
 struct Upper<'a> {
     http_on: bool,
+    tls_keys: Option<&'a Arc<KeyStore>>,
     http_records: &'a PacketSel,
     follow: Option<u64>,
     follow_out: &'a mut FollowOut,
@@ -115,7 +121,57 @@ struct Upper<'a> {
 /// The parser of a connection's application layer.
 enum App {
     Http(Box<HttpConn>),
-    Tls(Box<TlsConn>),
+    Tls(Box<TlsApp>),
+}
+
+/// A TLS connection, and with a key log the HTTP parser of what it decrypts (made at the first
+/// plaintext). Its `http` records are marked `tls`.
+struct TlsApp {
+    tls: TlsConn,
+    http: Option<HttpConn>,
+}
+
+/// `http` records made from decrypted bytes say so.
+fn mark_tls(recs: &mut [Record]) {
+    for r in recs {
+        if let Record::Http(h) = r {
+            h.tls = true;
+        }
+    }
+}
+
+impl TlsApp {
+    fn on_data(&mut self, dir: Dir, d: &[u8], frame: u64, ts: Timestamp, out: &mut Vec<Record>) {
+        self.tls.on_data(dir, d, frame, ts, out);
+        let conn = self.tls.conn();
+        let records = self.tls.makes_records();
+        let Some(plain) = self.tls.plaintext().filter(|p| !p.is_empty()) else {
+            return;
+        };
+        let http = self.http.get_or_insert_with(|| {
+            if records {
+                HttpConn::new(conn)
+            } else {
+                HttpConn::counting(conn)
+            }
+        });
+        let from = out.len();
+        http.on_data(dir, plain, frame, ts, out);
+        self.tls.plaintext_done();
+        mark_tls(&mut out[from..]);
+    }
+
+    fn on_end(&mut self, dir: Dir, frame: u64, ts: Timestamp, out: &mut Vec<Record>) {
+        if let Some(h) = self.http.as_mut() {
+            let from = out.len();
+            h.on_end(dir, frame, ts, out);
+            mark_tls(&mut out[from..]);
+        }
+    }
+
+    fn footprint(&self) -> usize {
+        self.tls.footprint() + self.http.as_ref().map_or(0, |h| h.footprint())
+    }
 }
 
 /// What the engine keeps in each of the tracker's connections: its application-layer parser,
@@ -134,14 +190,24 @@ impl Footprint for AppSlot {
 
 /// The connection's parser, made on its first bytes: TLS when they look like a TLS handshake
 /// (three bytes compared, once per connection), HTTP otherwise.
-fn app_of<'u>(slot: &'u mut AppSlot, conn: u64, sel: &PacketSel, first: &[u8]) -> &'u mut App {
+fn app_of<'u>(
+    slot: &'u mut AppSlot,
+    conn: u64,
+    sel: &PacketSel,
+    keys: Option<&Arc<KeyStore>>,
+    first: &[u8],
+) -> &'u mut App {
     slot.get_or_insert_with(|| {
         if crate::tls::looks_like_tls(first) {
-            App::Tls(Box::new(if sel.wants(conn) {
+            let mut tls = if sel.wants(conn) {
                 TlsConn::new(conn)
             } else {
                 TlsConn::counting(conn)
-            }))
+            };
+            if let Some(k) = keys {
+                tls = tls.with_keys(k.clone());
+            }
+            App::Tls(Box::new(TlsApp { tls, http: None }))
         } else {
             App::Http(Box::new(new_http(conn, sel)))
         }
@@ -155,7 +221,7 @@ impl Events<AppSlot> for Upper<'_> {
     fn midstream(&mut self, conn: u64, upper: &mut AppSlot) {
         if self.http_on {
             // Picked up mid-stream: no handshake to recognize TLS by, so HTTP resynchronizes.
-            if let App::Http(h) = app_of(upper, conn, self.http_records, &[]) {
+            if let App::Http(h) = app_of(upper, conn, self.http_records, None, &[]) {
                 h.start_midstream();
             }
         }
@@ -180,12 +246,12 @@ impl Events<AppSlot> for Upper<'_> {
             Chunk::Data(d) => d,
             Chunk::Gap(_) => &[],
         };
-        let h = match app_of(upper, conn, self.http_records, first) {
+        let h = match app_of(upper, conn, self.http_records, self.tls_keys, first) {
             App::Http(h) => h,
             App::Tls(t) => {
                 match chunk {
                     Chunk::Data(d) => t.on_data(dir, d, frame, ts, self.pending),
-                    Chunk::Gap(n) => t.on_gap(dir, n, frame),
+                    Chunk::Gap(n) => t.tls.on_gap(dir, n, frame),
                 }
                 return;
             }
@@ -203,8 +269,10 @@ impl Events<AppSlot> for Upper<'_> {
         }
     }
     fn end(&mut self, _conn: u64, upper: &mut AppSlot, dir: Dir, frame: u64, ts: Timestamp) {
-        if let Some(App::Http(h)) = upper.as_mut() {
-            h.on_end(dir, frame, ts, self.pending);
+        match upper.as_mut() {
+            Some(App::Http(h)) => h.on_end(dir, frame, ts, self.pending),
+            Some(App::Tls(t)) => t.on_end(dir, frame, ts, self.pending),
+            None => {}
         }
     }
     fn conn_finished(&mut self, mut rec: ConnRec, upper: AppSlot) {
@@ -216,8 +284,15 @@ impl Events<AppSlot> for Upper<'_> {
                 h.take_diagnostics()
             }
             Some(App::Tls(t)) => {
-                let (tls, d) = t.finish();
+                let TlsApp { tls, http } = *t;
+                let (tls, mut d) = tls.finish();
                 self.pending.push(Record::Tls(tls));
+                if let Some(mut h) = http {
+                    rec.http_requests = h.requests();
+                    rec.http_responses = h.responses();
+                    rec.ws_frames = h.ws_frames();
+                    d.extend(h.take_diagnostics());
+                }
                 d
             }
             None => Vec::new(),
@@ -288,6 +363,7 @@ macro_rules! parts {
             only: $e.opts.only.as_ref(),
             upper: Upper {
                 http_on: $e.opts.http,
+                tls_keys: $e.opts.tls_keys.as_ref(),
                 http_records: &$e.opts.http_records,
                 follow: $e.opts.follow,
                 follow_out: &mut $e.follow_out,

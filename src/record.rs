@@ -270,6 +270,9 @@ pub struct HttpRec {
     /// absent, and a response to a HEAD among them may be framed as if it had a body).
     #[serde(skip_serializing_if = "std::ops::Not::not", default)]
     pub unpaired: bool,
+    /// Read inside TLS, decrypted with `--tls-keylog`.
+    #[serde(skip_serializing_if = "std::ops::Not::not", default)]
+    pub tls: bool,
 }
 
 /// `"type": "ws"`: one per WebSocket frame after an upgrade.
@@ -336,6 +339,13 @@ pub struct TlsRec {
     /// Of the client's, those sent before the ServerHello: TLS 1.3 early (0-RTT) data.
     #[serde(skip_serializing_if = "is_zero", default)]
     pub early_records: u64,
+    /// With `--tls-keylog`: protected records decrypted each way (`c2s`, `s2c`).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub decrypted: Option<[u64; 2]>,
+    /// With `--tls-keylog`: protected records not decrypted, by reason (`no_key`,
+    /// `unsupported_cipher`, `gap`, `auth_failed`, `early_data`).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty", default)]
+    pub not_decrypted: BTreeMap<String, u64>,
 }
 
 impl TlsRec {

@@ -70,6 +70,7 @@ pub fn run(cfg: &ReplayConfig) -> anyhow::Result<ExitCode> {
         };
     let mut engine = Engine::new(EngineOptions {
         only: cfg.filter.clone(),
+        tls_keys: super::tls_keys(out)?,
         ..EngineOptions::from_config(out, sink.wants_packets())
     });
     if helper.is_some() {

@@ -445,6 +445,9 @@ fn write_http(b: &mut Vec<u8>, h: &HttpRec) -> io::Result<()> {
     if h.unpaired {
         b.extend_from_slice(b",\"unpaired\":true");
     }
+    if h.tls {
+        b.extend_from_slice(b",\"tls\":true");
+    }
     b.extend_from_slice(b"}\n");
     Ok(())
 }
@@ -797,6 +800,7 @@ mod tests {
             carries: vec!["Host".into(), "Cookie".into()].into(),
             end_frame: Some(11),
             unpaired: true,
+            tls: true,
         };
         for h in [
             full.clone(),
@@ -813,6 +817,7 @@ mod tests {
                 carries: Default::default(),
                 end_frame: None,
                 unpaired: false,
+                tls: false,
                 ..full
             },
         ] {

@@ -1,0 +1,247 @@
+//! TLS decrypted with a key log (`--tls-keylog`), checked against tshark 4.0 decrypting the same
+//! captures with the same key log (`tests/fixtures/tls/decrypt`, made by
+//! `tests/fixtures/tls/make-decrypt.sh`: curl with SSLKEYLOGFILE against nginx on lo).
+//!
+//! * Every capture: the HTTP requests and responses statescope reads inside TLS equal tshark's,
+//!   stream by stream, with the frame that completed each message and each response's
+//!   request frame (the comparison `tests/replay.rs` makes for cleartext, frames added); every
+//!   `http` record so made says `tls: true`; every protected record is decrypted, except in the
+//!   connection whose secrets the key log lacks, counted `no_key`.
+//! * Control: the same key log with one bit of one secret flipped. The records that secret
+//!   protects fail authentication (counted `auth_failed`), and the comparison with tshark fails.
+//! * The older captures of `tests/fixtures/tls` (openssl s_server) decrypt too, except what is
+//!   not decryptable there: TLS 1.0/1.1's CBC suites and 0-RTT early data, counted so.
+//! * The command line: a missing key log is one line naming it, exit 1.
+
+#[path = "support/collect.rs"]
+mod collect;
+#[path = "support/http_oracle.rs"]
+mod http_oracle;
+
+use collect::Collect;
+
+use statescope::capture::pcap_file;
+use statescope::config::OutputConfig;
+use statescope::engine::{run_source, Engine, EngineOptions};
+use statescope::record::{Record, TlsRec};
+use statescope::tcp::PacketSel;
+use statescope::tls::keylog::{KeyLog, KeyStore};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+fn tls_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tls")
+}
+
+fn decrypt_captures() -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(tls_dir().join("decrypt"))
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "pcap"))
+        .collect();
+    v.sort();
+    assert_eq!(v.len(), 4, "{v:?}");
+    v
+}
+
+/// Every record of `pcap` replayed with the secrets of `keylog` (text).
+fn records_with(pcap: &Path, keylog: &str) -> Vec<Record> {
+    let mut log = KeyLog::default();
+    log.add_text(keylog);
+    assert_eq!(log.bad_lines, 0, "{:?}", log.first_bad);
+    let mut opts = EngineOptions::from_config(&OutputConfig::default(), PacketSel::All);
+    opts.tls_keys = Some(Arc::new(KeyStore::from_log(log)));
+    let mut engine = Engine::new(opts);
+    let mut src = pcap_file::open(pcap).unwrap();
+    let mut sink = Collect(Vec::new());
+    run_source(src.as_mut(), &mut engine, &mut sink).unwrap();
+    sink.0
+}
+
+fn keylog_of(pcap: &Path) -> String {
+    std::fs::read_to_string(pcap.with_extension("keylog")).unwrap()
+}
+
+fn tls_records(recs: &[Record]) -> Vec<&TlsRec> {
+    recs.iter()
+        .filter_map(|r| match r {
+            Record::Tls(t) => Some(t),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The differences with tshark's decrypted HTTP (these captures begin before every
+/// connection's SYN, so connection N is tcp.stream N).
+fn against_tshark(pcap: &Path, recs: &[Record]) -> Vec<String> {
+    let rows = http_oracle::tsv(&pcap.with_extension("http.tsv")).unwrap();
+    assert!(rows.len() >= 8, "{}: a thin oracle", pcap.display());
+    http_oracle::compare_http(&rows, recs, &|c| Some(c), true)
+}
+
+#[test]
+fn decrypted_http_agrees_with_tshark_on_every_capture() {
+    let mut total = 0;
+    for pcap in decrypt_captures() {
+        let name = pcap.file_stem().unwrap().to_str().unwrap().to_string();
+        let recs = records_with(&pcap, &keylog_of(&pcap));
+        let bad = against_tshark(&pcap, &recs);
+        assert!(bad.is_empty(), "{name}:\n{}", bad.join("\n"));
+        let http: Vec<_> = recs
+            .iter()
+            .filter_map(|r| match r {
+                Record::Http(h) => Some(h),
+                _ => None,
+            })
+            .collect();
+        assert!(
+            http.iter().all(|h| h.tls),
+            "{name}: an http record without tls"
+        );
+        total += http.len();
+        let tls = tls_records(&recs);
+        assert_eq!(tls.len(), if name == "dec-nokey" { 2 } else { 3 }, "{name}");
+        for t in &tls {
+            let d = t.decrypted.expect("decrypted counted with a key log");
+            let missing = name == "dec-nokey" && t.conn == 1;
+            if missing {
+                // Every protected record of it, each way, is counted: no key for its random.
+                assert_eq!(d, [0, 0], "{name} conn {}", t.conn);
+                let n = t.not_decrypted.get("no_key").copied().unwrap_or(0);
+                assert!(n >= t.app_records[0] + t.app_records[1], "{name}: {t:?}");
+                assert_eq!(t.not_decrypted.len(), 1, "{name}: {t:?}");
+                assert!(
+                    !http.iter().any(|h| h.conn == 1),
+                    "{name}: HTTP without a key"
+                );
+            } else {
+                assert!(t.not_decrypted.is_empty(), "{name} conn {}: {t:?}", t.conn);
+                assert!(
+                    d[0] >= t.app_records[0] && d[1] >= t.app_records[1],
+                    "{t:?}"
+                );
+                // Four requests and their responses on each connection (keep-alive).
+                let n = http.iter().filter(|h| h.conn == t.conn).count();
+                assert_eq!(n, 8, "{name} conn {}", t.conn);
+            }
+        }
+    }
+    assert_eq!(total, 3 * 8 * 3 + 8, "HTTP messages over all captures");
+}
+
+/// Flip one bit of the `nth` secret in a key log's text (the last hex digit of that line).
+fn corrupt(keylog: &str, label: &str, nth: usize) -> String {
+    let mut seen = 0;
+    keylog
+        .lines()
+        .map(|l| {
+            if l.starts_with(label) {
+                seen += 1;
+                if seen == nth + 1 {
+                    let (head, last) = l.split_at(l.len() - 1);
+                    let d = u8::from_str_radix(last, 16).unwrap() ^ 1;
+                    return format!("{head}{d:x}\n");
+                }
+            }
+            format!("{l}\n")
+        })
+        .collect()
+}
+
+#[test]
+fn control_a_flipped_secret_fails_authentication_and_the_comparison() {
+    let d = tls_dir().join("decrypt");
+    for (name, label) in [
+        ("dec-tls12-ecdsa", "CLIENT_RANDOM "),
+        ("dec-tls12-rsa", "CLIENT_RANDOM "),
+        ("dec-tls13", "SERVER_TRAFFIC_SECRET_0 "),
+        ("dec-tls13", "CLIENT_HANDSHAKE_TRAFFIC_SECRET "),
+    ] {
+        let pcap = d.join(format!("{name}.pcap"));
+        let bad_log = corrupt(&keylog_of(&pcap), label, 1);
+        assert_ne!(bad_log, keylog_of(&pcap));
+        let recs = records_with(&pcap, &bad_log);
+        let tls = tls_records(&recs);
+        let t = tls.iter().find(|t| t.conn == 1).unwrap();
+        let failed = t.not_decrypted.get("auth_failed").copied().unwrap_or(0);
+        assert!(failed > 0, "{name} {label}: {t:?}");
+        // The other connections' secrets are intact.
+        for other in tls.iter().filter(|t| t.conn != 1) {
+            assert!(other.not_decrypted.is_empty(), "{name}: {other:?}");
+        }
+        let diff = against_tshark(&pcap, &recs);
+        assert!(
+            diff.iter().any(|l| l.starts_with("stream 1 ")),
+            "{name} {label}: the comparison passed with a wrong secret"
+        );
+    }
+}
+
+#[test]
+fn older_captures_decrypt_what_can_be_and_count_the_rest() {
+    for (name, reason) in [
+        ("tls12-curl", None),
+        ("tls13-curl", None),
+        ("tls12-resume-id", None),
+        ("tls12-resume-ticket", None),
+        ("tls13-resume", None),
+        ("tls13-0rtt", Some("early_data")),
+        ("tls10-11", Some("unsupported_cipher")),
+    ] {
+        let pcap = tls_dir().join(format!("{name}.pcap"));
+        let recs = records_with(&pcap, &keylog_of(&pcap));
+        let mut reasons = std::collections::BTreeSet::new();
+        for t in tls_records(&recs) {
+            reasons.extend(t.not_decrypted.keys().cloned());
+        }
+        let want: std::collections::BTreeSet<String> =
+            reason.into_iter().map(String::from).collect();
+        assert_eq!(reasons, want, "{name}");
+        // s_server -www answers each GET: a request and a response per decrypted connection.
+        let reqs = recs
+            .iter()
+            .filter(|r| matches!(r, Record::Http(h) if h.method.is_some() && h.tls))
+            .count();
+        match name {
+            "tls13-0rtt" | "tls10-11" => assert_eq!(reqs, 0, "{name}"),
+            _ => assert!(reqs >= 2, "{name}: {reqs} requests"),
+        }
+    }
+    // Without a key log nothing is decrypted and no new field appears.
+    let pcap = tls_dir().join("tls13-curl.pcap");
+    let recs = statescope::lab::common::replay_records(&pcap).unwrap();
+    for t in tls_records(&recs) {
+        assert!(t.decrypted.is_none() && t.not_decrypted.is_empty(), "{t:?}");
+    }
+    assert!(!recs.iter().any(|r| matches!(r, Record::Http(_))));
+}
+
+#[test]
+fn the_command_decrypts_and_refuses_a_missing_key_log() {
+    let pcap = tls_dir().join("decrypt/dec-tls13.pcap");
+    let out = assert_cmd::Command::cargo_bin("statescope")
+        .unwrap()
+        .args(["replay", "-q", "--format", "jsonl", "--tls-keylog"])
+        .arg(pcap.with_extension("keylog"))
+        .arg(&pcap)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let tls_http = text
+        .lines()
+        .filter(|l| l.starts_with("{\"type\":\"http\"") && l.ends_with(",\"tls\":true}"))
+        .count();
+    assert_eq!(tls_http, 24, "{text}");
+
+    let out = assert_cmd::Command::cargo_bin("statescope")
+        .unwrap()
+        .args(["replay", "--tls-keylog", "/nonexistent/keys.log"])
+        .arg(&pcap)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("/nonexistent/keys.log"), "{err}");
+}
