@@ -11,6 +11,10 @@
 //!   protects fail authentication (counted `auth_failed`), and the comparison with tshark fails.
 //! * The older captures of `tests/fixtures/tls` (openssl s_server) decrypt too, except what is
 //!   not decryptable there: TLS 1.0/1.1's CBC suites and 0-RTT early data, counted so.
+//! * A key log still being written (`live`): secrets that appear only after a connection's first
+//!   protected records still decrypt the rest (sequence numbers counted meanwhile; TLS 1.3 takes
+//!   up the application key when the Finished was missed). Control: the same with a key log
+//!   read once leaves that connection undecrypted and the comparison fails.
 //! * The command line: a missing key log is one line naming it, exit 1.
 
 #[path = "support/collect.rs"]
@@ -155,7 +159,7 @@ fn control_a_flipped_secret_fails_authentication_and_the_comparison() {
         ("dec-tls12-ecdsa", "CLIENT_RANDOM "),
         ("dec-tls12-rsa", "CLIENT_RANDOM "),
         ("dec-tls13", "SERVER_TRAFFIC_SECRET_0 "),
-        ("dec-tls13", "CLIENT_HANDSHAKE_TRAFFIC_SECRET "),
+        ("dec-tls13", "CLIENT_TRAFFIC_SECRET_0 "),
     ] {
         let pcap = d.join(format!("{name}.pcap"));
         let bad_log = corrupt(&keylog_of(&pcap), label, 1);
@@ -244,4 +248,63 @@ fn the_command_decrypts_and_refuses_a_missing_key_log() {
     let err = String::from_utf8(out.stderr).unwrap();
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains("/nonexistent/keys.log"), "{err}");
+}
+
+/// Replay `pcap` frame by frame with a key log file that is empty until frame `at`, when the
+/// capture's whole key log is written to it (a client writing as it goes). `growing`: the
+/// store reads the file again for a random it lacks.
+fn records_with_late_keys(pcap: &Path, at: u64, growing: bool) -> Vec<Record> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("keys.log");
+    std::fs::write(&path, "# SSL/TLS secrets log file\n").unwrap();
+    let mut store = KeyStore::open(&path).unwrap();
+    if growing {
+        store = store.growing();
+    }
+    let mut opts = EngineOptions::from_config(&OutputConfig::default(), PacketSel::All);
+    opts.tls_keys = Some(Arc::new(store));
+    let mut engine = Engine::new(opts);
+    let mut src = pcap_file::open(pcap).unwrap();
+    let mut sink = Collect(Vec::new());
+    while let Some(frame) = src.next_frame().unwrap() {
+        if frame.number == at {
+            let mut f = std::fs::OpenOptions::new()
+                .append(true)
+                .open(&path)
+                .unwrap();
+            std::io::Write::write_all(&mut f, keylog_of(pcap).as_bytes()).unwrap();
+        }
+        engine.on_frame(&frame, &mut sink).unwrap();
+    }
+    engine.finish(&mut sink).unwrap();
+    sink.0
+}
+
+#[test]
+fn keys_written_late_still_decrypt_the_rest() {
+    let d = tls_dir().join("decrypt");
+    // TLS 1.3: the server's whole encrypted flight (frame 6) goes by before the keys; TLS 1.2:
+    // both Finished messages do (frames 8 and 9 of connection 0).
+    for (name, at) in [("dec-tls13", 7), ("dec-tls12-ecdsa", 10)] {
+        let pcap = d.join(format!("{name}.pcap"));
+        let recs = records_with_late_keys(&pcap, at, true);
+        let bad = against_tshark(&pcap, &recs);
+        assert!(bad.is_empty(), "{name}:\n{}", bad.join("\n"));
+        let t = tls_records(&recs)
+            .into_iter()
+            .find(|t| t.conn == 0)
+            .unwrap();
+        assert!(
+            t.not_decrypted.get("no_key").is_some_and(|&n| n >= 1),
+            "{t:?}"
+        );
+        assert!(!t.not_decrypted.contains_key("auth_failed"), "{t:?}");
+        // Control: read once, the key log never has this connection's secrets.
+        let recs = records_with_late_keys(&pcap, at, false);
+        let bad = against_tshark(&pcap, &recs);
+        assert!(
+            bad.iter().any(|l| l.starts_with("stream 0 ")),
+            "{name}: decrypted without its keys"
+        );
+    }
 }

@@ -86,7 +86,7 @@ pub fn run(cfg: &LiveConfig) -> anyhow::Result<ExitCode> {
     };
     let mut sink = make_sink(&out, stdout);
     let mut engine = Engine::new(EngineOptions {
-        tls_keys: super::tls_keys(&out)?,
+        tls_keys: super::tls_keys(&out, true)?,
         ..EngineOptions::from_config(&out, sink.wants_packets())
     });
     super::follow(&mut engine, &out)?;

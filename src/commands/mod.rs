@@ -40,13 +40,18 @@ fn follow(engine: &mut Engine, out: &OutputConfig) -> anyhow::Result<()> {
 
 /// `--tls-keylog`'s secrets, read now (an unreadable file is an error naming it); lines it
 /// could not read are counted in one line on standard error.
+/// `growing`: the client may still be writing it (`live`).
 fn tls_keys(
     out: &OutputConfig,
+    growing: bool,
 ) -> anyhow::Result<Option<std::sync::Arc<crate::tls::keylog::KeyStore>>> {
     let Some(path) = &out.tls_keylog else {
         return Ok(None);
     };
-    let store = crate::tls::keylog::KeyStore::open(path)?;
+    let mut store = crate::tls::keylog::KeyStore::open(path)?;
+    if growing {
+        store = store.growing();
+    }
     let (_, bad, first, _) = store.counts();
     if bad > 0 && !out.quiet {
         eprintln!(

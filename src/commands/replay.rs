@@ -70,7 +70,7 @@ pub fn run(cfg: &ReplayConfig) -> anyhow::Result<ExitCode> {
         };
     let mut engine = Engine::new(EngineOptions {
         only: cfg.filter.clone(),
-        tls_keys: super::tls_keys(out)?,
+        tls_keys: super::tls_keys(out, false)?,
         ..EngineOptions::from_config(out, sink.wants_packets())
     });
     if helper.is_some() {

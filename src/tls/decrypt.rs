@@ -133,11 +133,13 @@ pub struct RecordKey {
     explicit_nonce: bool,
     tls13: bool,
     pub seq: u64,
+    /// What the last successful [`RecordKey::open`] gave.
+    pub last: Opened,
 }
 
 /// What a record decrypted to: its (inner, for TLS 1.3) content type and the plaintext's place
 /// in the buffer given.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Opened {
     pub ctype: u8,
     pub range: std::ops::Range<usize>,
@@ -235,6 +237,7 @@ impl RecordKey {
             explicit_nonce: iv_len == 4,
             tls13: false,
             seq: 0,
+            last: Opened::default(),
         })
     }
 
@@ -248,6 +251,7 @@ impl RecordKey {
             explicit_nonce: false,
             tls13: true,
             seq: 0,
+            last: Opened::default(),
         })
     }
 
@@ -298,18 +302,20 @@ impl RecordKey {
         if !ok {
             return None;
         }
-        if !self.tls13 {
-            return Some(Opened {
+        self.last = if self.tls13 {
+            // TLSInnerPlaintext: content, the real type, zeros.
+            let last = text.iter().rposition(|&b| b != 0)?;
+            Opened {
+                ctype: text[last],
+                range: 0..last,
+            }
+        } else {
+            Opened {
                 ctype: header[0],
                 range: start..end,
-            });
-        }
-        // TLSInnerPlaintext: content, the real type, zeros.
-        let last = text.iter().rposition(|&b| b != 0)?;
-        Some(Opened {
-            ctype: text[last],
-            range: 0..last,
-        })
+            }
+        };
+        Some(self.last.clone())
     }
 }
 

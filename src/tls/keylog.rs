@@ -114,6 +114,8 @@ impl KeyLog {
 #[derive(Debug)]
 pub struct KeyStore {
     path: PathBuf,
+    /// Read again when a random is not found (a client still writing it: `live`).
+    growing: bool,
     inner: Mutex<Read_>,
 }
 
@@ -137,6 +139,7 @@ impl KeyStore {
         })?;
         Ok(KeyStore {
             path: path.to_owned(),
+            growing: false,
             inner: Mutex::new(r),
         })
     }
@@ -145,8 +148,20 @@ impl KeyStore {
     pub fn from_log(log: KeyLog) -> KeyStore {
         KeyStore {
             path: PathBuf::new(),
+            growing: false,
             inner: Mutex::new(Read_ { log, offset: 0 }),
         }
+    }
+
+    /// A key log a client may still be writing: a client random not found is looked for again
+    /// in what the file gained (`live`).
+    pub fn growing(mut self) -> Self {
+        self.growing = !self.path.as_os_str().is_empty();
+        self
+    }
+
+    pub fn is_growing(&self) -> bool {
+        self.growing
     }
 
     /// Lines read, lines not understood and the first of them, connections with secrets.
@@ -160,14 +175,14 @@ impl KeyStore {
         )
     }
 
-    /// The secrets of the connection whose ClientHello carried `random`; when none yet, what
-    /// the file gained since it was last read is read first.
+    /// The secrets of the connection whose ClientHello carried `random`; when none yet and the
+    /// file is [`KeyStore::growing`], what it gained since it was last read is read first.
     pub fn lookup(&self, random: &Random) -> Option<Secrets> {
         let mut r = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(s) = r.log.keys.get(random) {
             return Some(s.clone());
         }
-        if self.path.as_os_str().is_empty() {
+        if !self.growing {
             return None;
         }
         // A file that cannot be read now keeps what was read before.
@@ -243,7 +258,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("keys.log");
         std::fs::write(&path, "# empty so far\n").unwrap();
-        let store = KeyStore::open(&path).unwrap();
+        let store = KeyStore::open(&path).unwrap().growing();
         let random: Random = unhex(R).unwrap().try_into().unwrap();
         assert!(store.lookup(&random).is_none());
         // Half a line: not read until its newline comes.

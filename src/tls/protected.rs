@@ -65,6 +65,8 @@ struct DirDec {
     buf: Vec<u8>,
     /// TLS 1.3: decrypted handshake bytes not yet a whole message.
     hs: Vec<u8>,
+    /// Protected records seen since the ServerHello (the sequence number of a key made late).
+    seen: u64,
 }
 
 /// A connection's decryption state (boxed in [`TlsConn`], only with a key log).
@@ -190,11 +192,18 @@ impl TlsConn {
         };
         let mut buf = std::mem::take(&mut d.dirs[i].buf);
         let tls13 = self.is_tls13();
-        match self.key_for(at.dir) {
+        let made = self.key_for(at.dir);
+        if self.hellos.server.is_some() {
+            self.dec_mut().dirs[i].seen += 1;
+        }
+        match made {
             Err(r) => self.dec_mut().count(r),
             Ok(()) => {
                 let early_offered = self.hellos.client_early_data && at.dir == Dir::C2s;
                 let d = self.dec_mut();
+                // TLS 1.3 under the handshake key: keep the ciphertext for a second try with
+                // the application key, should this direction's Finished have gone unseen.
+                let second = (tls13 && d.dirs[i].handshake && !early_offered).then(|| buf.clone());
                 let key = d.dirs[i].key.as_mut().expect("key_for made it");
                 match key.open(&header, &mut buf) {
                     Some(o) => {
@@ -210,7 +219,23 @@ impl TlsConn {
                         }
                         d.count(Reason::EarlyData);
                     }
-                    None => self.dec_mut().count(Reason::AuthFailed),
+                    None => {
+                        let opened = second.and_then(|mut again| {
+                            self.app_key_opens(at.dir, &header, &mut again)
+                                .then_some(again)
+                        });
+                        match opened {
+                            Some(again) => {
+                                buf = again;
+                                let d = self.dec_mut();
+                                d.decrypted[i] += 1;
+                                let key = d.dirs[i].key.as_ref().expect("made by app_key_opens");
+                                let o = key.last.clone();
+                                self.on_plain(at, o.ctype, &buf[o.range], tls13);
+                            }
+                            None => self.dec_mut().count(Reason::AuthFailed),
+                        }
+                    }
                 }
             }
         }
@@ -220,6 +245,30 @@ impl TlsConn {
 
     fn dec_mut(&mut self) -> &mut Dec {
         self.dec.as_deref_mut().expect("decrypting")
+    }
+
+    /// TLS 1.3: does this record open with `dir`'s application key (sequence number 0)? If so
+    /// the direction goes over to it, the record opened in `buf` (see [`RecordKey::last`]).
+    fn app_key_opens(&mut self, dir: Dir, header: &[u8; 5], buf: &mut [u8]) -> bool {
+        let secret = self.secrets().ok().and_then(|s| match dir {
+            Dir::C2s => s.client_app.clone(),
+            Dir::S2c => s.server_app.clone(),
+        });
+        let s = self.hellos.server.as_ref().and_then(|s| suite(s.cipher));
+        let Some(mut key) = s
+            .zip(secret.as_deref())
+            .and_then(|(s, secret)| RecordKey::tls13(s, secret))
+        else {
+            return false;
+        };
+        if key.open(header, buf).is_none() {
+            return false;
+        }
+        let dd = &mut self.dec_mut().dirs[dir.idx()];
+        dd.handshake = false;
+        dd.key = Some(key);
+        dd.app_secret = secret;
+        true
     }
 
     /// Make `dir`'s key if it has none yet, or say why there is none.
@@ -240,11 +289,16 @@ impl TlsConn {
         let made = self.make_key(dir, version, cipher, server_random);
         let d = self.dec_mut();
         match made {
-            Ok(k) => {
+            Ok(mut k) => {
+                // Keys found late (a key log still being written, `live`): the records before
+                // were numbered all the same.
+                k.seq = d.dirs[i].seen;
                 d.dirs[i].handshake = version == 0x0304;
                 d.dirs[i].key = Some(k);
                 Ok(())
             }
+            // A key log still being written may have it by the next record.
+            Err(Reason::NoKey) if d.keys.is_growing() => Err(Reason::NoKey),
             Err(r) => {
                 d.dirs[i].fail = Some(r);
                 Err(r)
