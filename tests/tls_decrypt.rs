@@ -118,8 +118,11 @@ fn decrypted_http_agrees_with_tshark_on_every_capture() {
                     !http.iter().any(|h| h.conn == 1),
                     "{name}: HTTP without a key"
                 );
+                assert_eq!(t.alerts, ["encrypted"], "{name}: {t:?}");
             } else {
                 assert!(t.not_decrypted.is_empty(), "{name} conn {}: {t:?}", t.conn);
+                // curl's close_notify, named once decrypted (in TLS 1.3 seen only so).
+                assert_eq!(t.alerts, ["warning close_notify"], "{name}: {t:?}");
                 assert!(
                     d[0] >= t.app_records[0] && d[1] >= t.app_records[1],
                     "{t:?}"

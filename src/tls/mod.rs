@@ -390,7 +390,9 @@ impl TlsConn {
                     self.alerts.push(text.clone());
                     self.msg(at, ALERT, None, "alert".into(), len, Some(text))
                 } else {
-                    self.alerts.push("encrypted".into());
+                    // Named when a key log opened it (TLS 1.2; 1.3's travel as application data).
+                    let text = self.dec.as_deref_mut().and_then(|d| d.alert.take());
+                    self.alerts.push(text.unwrap_or_else(|| "encrypted".into()));
                     self.msg(at, ALERT, None, "encrypted_alert".into(), len, None)
                 }
             }

@@ -10,6 +10,9 @@
 //!   client's records before the ServerHello, and its records after it that fail the handshake
 //!   key while the client offered early data (its EndOfEarlyData), are counted `early_data`.
 //!
+//! Decrypted alerts are named in `alerts` (`warning close_notify`) instead of `encrypted`; TLS
+//! 1.3's, which travel as application data, are listed too.
+//!
 //! Application data is handed on as plaintext ([`TlsConn::plaintext`]) for the engine to parse
 //! as HTTP. Records that are not decrypted are counted by reason, `not_decrypted` in the `tls`
 //! record.
@@ -80,6 +83,8 @@ pub struct Dec {
     plain: Vec<u8>,
     decrypted: [u64; 2],
     not_decrypted: BTreeMap<&'static str, u64>,
+    /// TLS 1.2: the alert the record being finished decrypted to.
+    pub(super) alert: Option<String>,
 }
 
 /// Above this, the plaintext buffer is given back after use.
@@ -94,6 +99,7 @@ impl Dec {
             plain: Vec::new(),
             decrypted: [0; 2],
             not_decrypted: BTreeMap::new(),
+            alert: None,
         }
     }
 
@@ -345,6 +351,15 @@ impl TlsConn {
     fn on_plain(&mut self, at: &mut At<'_>, ctype: u8, text: &[u8], tls13: bool) {
         match ctype {
             APPLICATION_DATA => self.dec_mut().plain.extend_from_slice(text),
+            ALERT if text.len() == 2 => {
+                let a = super::alert_text(text[0], text[1]);
+                if tls13 {
+                    self.alerts.push(a);
+                } else {
+                    // The record's own turn names it in `alerts`.
+                    self.dec_mut().alert = Some(a);
+                }
+            }
             HANDSHAKE if tls13 => {
                 let i = at.dir.idx();
                 let d = self.dec_mut();
