@@ -6,9 +6,11 @@
 //! * TLS 1.3: after the ServerHello each direction uses its handshake traffic secret, and its
 //!   application traffic secret from the record after its own Finished (KeyUpdate moves it on).
 //!   Decrypted handshake messages are read too: the server's certificate subject and chosen
-//!   ALPN, which TLS 1.3 no longer sends in cleartext. 0-RTT early data is not decrypted: the
-//!   client's records before the ServerHello, and its records after it that fail the handshake
-//!   key while the client offered early data (its EndOfEarlyData), are counted `early_data`.
+//!   ALPN, which TLS 1.3 no longer sends in cleartext.
+//! * TLS 1.3 0-RTT: the client's records before the ServerHello, and those after it that the
+//!   handshake key does not open while the client offered early data (more early data, its
+//!   EndOfEarlyData), are opened with the client's early traffic secret, under the suite that
+//!   opens the first of them. Without that secret they are counted `early_data`.
 //!
 //! Decrypted alerts are named in `alerts` (`warning close_notify`) instead of `encrypted`; TLS
 //! 1.3's, which travel as application data, are listed too.
@@ -17,7 +19,7 @@
 //! as HTTP. Records that are not decrypted are counted by reason, `not_decrypted` in the `tls`
 //! record.
 
-use super::decrypt::{next_secret, suite, Hash, RecordKey, Suite};
+use super::decrypt::{next_secret, suite, Hash, Opened, RecordKey, Suite};
 use super::keylog::{KeyStore, Random, Secrets};
 use super::{extensions, At, TlsConn, ALERT, APPLICATION_DATA, HANDSHAKE, MAX_MESSAGE};
 use crate::record::Dir;
@@ -38,7 +40,7 @@ pub enum Reason {
     Gap,
     /// The record's tag did not authenticate: the secret is not this connection's.
     AuthFailed,
-    /// TLS 1.3 0-RTT data (not decrypted).
+    /// TLS 1.3 0-RTT data without the client's early traffic secret in the key log.
     EarlyData,
 }
 
@@ -70,6 +72,8 @@ struct DirDec {
     hs: Vec<u8>,
     /// Protected records seen since the ServerHello (the sequence number of a key made late).
     seen: u64,
+    /// TLS 1.3, the client: the 0-RTT key, once a record opened with it.
+    early: Option<RecordKey>,
 }
 
 /// A connection's decryption state (boxed in [`TlsConn`], only with a key log).
@@ -112,6 +116,7 @@ impl Dec {
                     d.buf.capacity()
                         + d.hs.capacity()
                         + d.key.as_ref().map_or(0, |k| k.footprint())
+                        + d.early.as_ref().map_or(0, |k| k.footprint())
                         + d.app_secret.as_ref().map_or(0, |s| s.capacity())
                 })
                 .sum::<usize>()
@@ -197,56 +202,114 @@ impl TlsConn {
             return;
         };
         let mut buf = std::mem::take(&mut d.dirs[i].buf);
-        let tls13 = self.is_tls13();
-        let made = self.key_for(at.dir);
-        if self.hellos.server.is_some() {
+        if self.hellos.server.is_none() {
+            // Before any ServerHello only the client's 0-RTT data is protected.
+            match self.open_early(&header, &mut buf) {
+                Ok(o) => self.opened(at, o, &buf),
+                Err(r) => self.dec_mut().count(r),
+            }
+        } else {
+            let made = self.key_for(at.dir);
             self.dec_mut().dirs[i].seen += 1;
-        }
-        match made {
-            Err(r) => self.dec_mut().count(r),
-            Ok(()) => {
-                let early_offered = self.hellos.client_early_data && at.dir == Dir::C2s;
-                let d = self.dec_mut();
-                // TLS 1.3 under the handshake key: keep the ciphertext for a second try with
-                // the application key, should this direction's Finished have gone unseen.
-                let second = (tls13 && d.dirs[i].handshake && !early_offered).then(|| buf.clone());
-                let key = d.dirs[i].key.as_mut().expect("key_for made it");
-                match key.open(&header, &mut buf) {
-                    Some(o) => {
-                        d.decrypted[i] += 1;
-                        self.on_plain(at, o.ctype, &buf[o.range], tls13);
-                    }
-                    None if tls13 && early_offered && self.dec_mut().dirs[i].handshake => {
-                        // Still the client's early data (its EndOfEarlyData, or 0-RTT data the
-                        // capture shows after the ServerHello): the handshake key starts after.
-                        let d = self.dec_mut();
-                        if let Some(k) = d.dirs[i].key.as_mut() {
-                            k.seq -= 1;
-                        }
-                        d.count(Reason::EarlyData);
-                    }
-                    None => {
-                        let opened = second.and_then(|mut again| {
-                            self.app_key_opens(at.dir, &header, &mut again)
-                                .then_some(again)
-                        });
-                        match opened {
-                            Some(again) => {
-                                buf = again;
-                                let d = self.dec_mut();
-                                d.decrypted[i] += 1;
-                                let key = d.dirs[i].key.as_ref().expect("made by app_key_opens");
-                                let o = key.last.clone();
-                                self.on_plain(at, o.ctype, &buf[o.range], tls13);
-                            }
-                            None => self.dec_mut().count(Reason::AuthFailed),
-                        }
-                    }
-                }
+            match made {
+                Err(r) => self.dec_mut().count(r),
+                Ok(()) => self.open_protected(at, &header, &mut buf),
             }
         }
         buf.clear();
         self.dec_mut().dirs[i].buf = buf;
+    }
+
+    /// Decrypted: count it and pass its plaintext on.
+    fn opened(&mut self, at: &mut At<'_>, o: Opened, buf: &[u8]) {
+        self.dec_mut().decrypted[at.dir.idx()] += 1;
+        let tls13 = self.is_tls13() || self.hellos.server.is_none();
+        self.on_plain(at, o.ctype, &buf[o.range], tls13);
+    }
+
+    /// A record after the ServerHello, with the direction's key made.
+    fn open_protected(&mut self, at: &mut At<'_>, header: &[u8; 5], buf: &mut [u8]) {
+        let i = at.dir.idx();
+        let tls13 = self.is_tls13();
+        let early_offered = self.hellos.client_early_data && at.dir == Dir::C2s;
+        let d = self.dec_mut();
+        // TLS 1.3 under the handshake key: keep the ciphertext for a second try, with the early
+        // key (0-RTT data and EndOfEarlyData come before the client's handshake records) or the
+        // application key (should this direction's Finished have gone unseen).
+        let handshake = tls13 && d.dirs[i].handshake;
+        let mut second = handshake.then(|| buf.to_vec());
+        let key = d.dirs[i].key.as_mut().expect("key_for made it");
+        if let Some(o) = key.open(header, buf) {
+            return self.opened(at, o, buf);
+        }
+        if handshake && early_offered {
+            let d = self.dec_mut();
+            // Not a record of the handshake key: its sequence number stays.
+            if let Some(k) = d.dirs[i].key.as_mut() {
+                k.seq -= 1;
+            }
+            let again = second.as_mut().expect("kept for the handshake key");
+            let opened = match d.dirs[i].early.as_mut() {
+                Some(k) => k.open(header, again),
+                None => return d.count(Reason::EarlyData),
+            };
+            match opened {
+                Some(o) => self.opened(at, o, again),
+                None => d.count(Reason::AuthFailed),
+            }
+            return;
+        }
+        let opened = second.and_then(|mut again| {
+            self.app_key_opens(at.dir, header, &mut again)
+                .then_some(again)
+        });
+        match opened {
+            Some(again) => {
+                let key = self.dec_mut().dirs[i]
+                    .key
+                    .as_ref()
+                    .expect("made by app_key_opens");
+                let o = key.last.clone();
+                self.opened(at, o, &again);
+            }
+            None => self.dec_mut().count(Reason::AuthFailed),
+        }
+    }
+
+    /// TLS 1.3 0-RTT data: the client's early traffic secret, under the suite that opens the
+    /// first record (the PSK's; the secret's length tells its hash), kept for the records after.
+    fn open_early(&mut self, header: &[u8; 5], buf: &mut [u8]) -> Result<Opened, Reason> {
+        let d = self.dec_mut();
+        if let Some(k) = d.dirs[0].early.as_mut() {
+            return k.open(header, buf).ok_or(Reason::AuthFailed);
+        }
+        if d.dirs[0].fail.is_some() {
+            return Err(Reason::EarlyData);
+        }
+        let secret = self
+            .secrets()?
+            .client_early
+            .clone()
+            .ok_or(Reason::EarlyData)?;
+        let candidates: &[u16] = if secret.len() == 48 {
+            &[0x1302]
+        } else {
+            &[0x1301, 0x1303]
+        };
+        for &id in candidates {
+            let Some(mut k) = suite(id).and_then(|s| RecordKey::tls13(s, &secret)) else {
+                continue;
+            };
+            let mut again = buf.to_vec();
+            if let Some(o) = k.open(header, &mut again) {
+                buf.copy_from_slice(&again);
+                self.dec_mut().dirs[0].early = Some(k);
+                return Ok(o);
+            }
+        }
+        // No suite opens it: the early records after it are not tried again.
+        self.dec_mut().dirs[0].fail = Some(Reason::AuthFailed);
+        Err(Reason::AuthFailed)
     }
 
     fn dec_mut(&mut self) -> &mut Dec {
