@@ -350,7 +350,8 @@ pub struct TlsRec {
 
 impl TlsRec {
     /// A one-line hint for tables: `TLSv1.3 sni=example.com`, `TLSv1.2 sni=a.example
-    /// http/1.1 resumed_id`.
+    /// http/1.1 resumed_id`; with a key log, `decrypted` or the records not decrypted by reason
+    /// (`no_key 13`).
     pub fn hint(&self) -> String {
         let mut s = self.version.as_deref().unwrap_or("TLS").to_string();
         if let Some(sni) = &self.sni {
@@ -364,6 +365,16 @@ impl TlsRec {
         if let Some(setup) = self.setup.as_deref().filter(|s| *s != "full") {
             s.push(' ');
             s.push_str(setup);
+        }
+        // With a key log: `decrypted`, or what was not and why (`no_key 13`).
+        if self.decrypted.is_some() {
+            if self.not_decrypted.is_empty() {
+                s.push_str(" decrypted");
+            } else {
+                for (why, n) in &self.not_decrypted {
+                    s.push_str(&format!(" {why} {n}"));
+                }
+            }
         }
         s
     }

@@ -264,6 +264,27 @@ fn the_command_decrypts_and_refuses_a_missing_key_log() {
         .count();
     assert_eq!(tls_http, 24, "{text}");
 
+    // The table's TLS hint says which connection was decrypted and which had no key.
+    let nokey = tls_dir().join("decrypt/dec-nokey.pcap");
+    let out = assert_cmd::Command::cargo_bin("statescope")
+        .unwrap()
+        .args(["replay", "-q", "--color", "never", "--tls-keylog"])
+        .arg(nokey.with_extension("keylog"))
+        .arg(&nokey)
+        .output()
+        .unwrap();
+    let table = String::from_utf8(out.stdout).unwrap();
+    let rows: Vec<&str> = table.lines().skip(1).take(2).collect();
+    assert!(
+        rows[0].ends_with("TLSv1.3 sni=localhost http/1.1 decrypted"),
+        "{table}"
+    );
+    assert!(rows[0].contains(" 4/4 "), "{table}");
+    assert!(
+        rows[1].contains(" 0/0 ") && rows[1].contains(" no_key "),
+        "{table}"
+    );
+
     let out = assert_cmd::Command::cargo_bin("statescope")
         .unwrap()
         .args(["replay", "--tls-keylog", "/nonexistent/keys.log"])
