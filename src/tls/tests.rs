@@ -272,3 +272,36 @@ fn records_not_decrypted_are_counted_by_reason() {
     assert_eq!(rec.decrypted, None);
     assert!(rec.not_decrypted.is_empty());
 }
+
+mod decrypting_garbage {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// With the connection's master secret known, protected records of any content, cut
+        /// anywhere, never panic: each one either opens or is counted (here, `auth_failed`: the
+        /// bytes were never sealed with that key), and no plaintext comes out.
+        #[test]
+        fn garbage_records_are_counted_never_decrypted(
+            records in proptest::collection::vec((20u8..=24, proptest::collection::vec(any::<u8>(), 0..80)), 1..12),
+            piece in 1usize..40,
+        ) {
+            let mut log = keylog::KeyLog::default();
+            log.add_text(&format!("CLIENT_RANDOM {} {}\n", "07".repeat(32), "ab".repeat(48)));
+            let keys = std::sync::Arc::new(keylog::KeyStore::from_log(log));
+            let mut t = TlsConn::new(0).with_keys(keys);
+            feed(&mut t, Dir::C2s, &record(22, &client_hello("a", &[], false)), 7, 1);
+            feed(&mut t, Dir::S2c, &record(22, &server_hello(&[])), 7, 2);
+            feed(&mut t, Dir::S2c, &record(20, &[1]), 100, 3);
+            let mut bytes = Vec::new();
+            for (ctype, body) in &records {
+                bytes.extend_from_slice(&record(*ctype, body));
+            }
+            feed(&mut t, Dir::S2c, &bytes, piece, 4);
+            prop_assert!(t.plaintext().unwrap().is_empty());
+            let (rec, _) = t.finish();
+            prop_assert_eq!(rec.decrypted, Some([0, 0]));
+            prop_assert!(rec.not_decrypted.keys().all(|k| k == "auth_failed"));
+        }
+    }
+}
