@@ -128,7 +128,8 @@ enum App {
 /// plaintext). Its `http` records are marked `tls`.
 struct TlsApp {
     tls: TlsConn,
-    http: Option<HttpConn>,
+    /// Boxed: a TLS connection without a key log never makes one.
+    http: Option<Box<HttpConn>>,
 }
 
 /// `http` records made from decrypted bytes say so.
@@ -149,11 +150,11 @@ impl TlsApp {
             return;
         };
         let http = self.http.get_or_insert_with(|| {
-            if records {
+            Box::new(if records {
                 HttpConn::new(conn)
             } else {
                 HttpConn::counting(conn)
-            }
+            })
         });
         let from = out.len();
         http.on_data(dir, plain, frame, ts, out);
