@@ -93,6 +93,8 @@ pub struct Dec {
 
 /// Above this, the plaintext buffer is given back after use.
 const PLAIN_KEEP: usize = 1 << 16;
+/// Above this, a record's ciphertext buffer is given back once the record is opened.
+const RECORD_KEEP: usize = 4096;
 
 impl Dec {
     pub fn new(keys: Arc<KeyStore>) -> Self {
@@ -216,8 +218,12 @@ impl TlsConn {
                 Ok(()) => self.open_protected(at, &header, &mut buf),
             }
         }
+        // A full-size record's buffer (16 KiB) is not held between records: many connections
+        // sit idle between them.
         buf.clear();
-        self.dec_mut().dirs[i].buf = buf;
+        if buf.capacity() <= RECORD_KEEP {
+            self.dec_mut().dirs[i].buf = buf;
+        }
     }
 
     /// Decrypted: count it and pass its plaintext on.
@@ -451,6 +457,11 @@ impl TlsConn {
                 return;
             }
             let msg: Vec<u8> = self.dec_mut().dirs[i].hs.drain(..4 + len).collect();
+            let hs = &mut self.dec_mut().dirs[i].hs;
+            if hs.is_empty() && hs.capacity() > RECORD_KEEP {
+                // The certificate's buffer is not kept for the tickets and KeyUpdates after it.
+                *hs = Vec::new();
+            }
             self.protected_handshake(at, msg[0], &msg[4..]);
         }
     }
