@@ -2,8 +2,8 @@
 //! captures with the same key log (`tests/fixtures/tls/decrypt`, made by
 //! `tests/fixtures/tls/make-decrypt.sh`: curl with SSLKEYLOGFILE against nginx on lo).
 //!
-//! * Every capture: the HTTP requests and responses statescope reads inside TLS equal tshark's,
-//!   stream by stream, with the frame that completed each message and each response's
+//! * Every capture: the HTTP requests and responses (and, in `dec-wss`, the WebSocket frames
+//!   after an upgrade) statescope reads inside TLS equal tshark's, stream by stream, with the frame that completed each message and each response's
 //!   request frame (the comparison `tests/replay.rs` makes for cleartext, frames added); every
 //!   `http` record so made says `tls: true`; every protected record is decrypted, except in the
 //!   connection whose secrets the key log lacks, counted `no_key`.
@@ -46,7 +46,7 @@ fn decrypt_captures() -> Vec<PathBuf> {
         .filter(|p| p.extension().is_some_and(|e| e == "pcap"))
         .collect();
     v.sort();
-    assert_eq!(v.len(), 4, "{v:?}");
+    assert_eq!(v.len(), 5, "{v:?}");
     v
 }
 
@@ -106,7 +106,12 @@ fn decrypted_http_agrees_with_tshark_on_every_capture() {
         );
         total += http.len();
         let tls = tls_records(&recs);
-        assert_eq!(tls.len(), if name == "dec-nokey" { 2 } else { 3 }, "{name}");
+        let conns = match name.as_str() {
+            "dec-nokey" => 2,
+            "dec-wss" => 1,
+            _ => 3,
+        };
+        assert_eq!(tls.len(), conns, "{name}");
         for t in &tls {
             let d = t.decrypted.expect("decrypted counted with a key log");
             let missing = name == "dec-nokey" && t.conn == 1;
@@ -129,13 +134,20 @@ fn decrypted_http_agrees_with_tshark_on_every_capture() {
                     d[0] >= t.app_records[0] && d[1] >= t.app_records[1],
                     "{t:?}"
                 );
-                // Four requests and their responses on each connection (keep-alive).
+                // Four requests and their responses on each connection (keep-alive); on the
+                // WebSocket one a page, the upgrade, and eight frames (two messages, their
+                // answers, ping, pong, both closes).
                 let n = http.iter().filter(|h| h.conn == t.conn).count();
-                assert_eq!(n, 8, "{name} conn {}", t.conn);
+                let ws = recs.iter().filter(|r| matches!(r, Record::Ws(_))).count();
+                if name == "dec-wss" {
+                    assert_eq!((n, ws), (4, 8), "{name}");
+                } else {
+                    assert_eq!((n, ws), (8, 0), "{name} conn {}", t.conn);
+                }
             }
         }
     }
-    assert_eq!(total, 3 * 8 * 3 + 8, "HTTP messages over all captures");
+    assert_eq!(total, 3 * 8 * 3 + 8 + 4, "HTTP messages over all captures");
 }
 
 /// Flip one bit of the `nth` secret in a key log's text (the last hex digit of that line).
