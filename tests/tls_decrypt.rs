@@ -245,6 +245,16 @@ fn older_captures_decrypt_what_can_be_and_count_the_rest() {
                     .find(|t| t.conn == 1)
                     .unwrap();
                 assert_eq!(t.not_decrypted.get("early_data"), Some(&2), "{t:?}");
+                // A flipped early secret: the 0-RTT records fail authentication (both), and the
+                // client's handshake and application records after them still open.
+                let recs = records_with(&pcap, &corrupt(&keylog_of(&pcap), "CLIENT_EARLY", 0));
+                let t = tls_records(&recs)
+                    .into_iter()
+                    .find(|t| t.conn == 1)
+                    .unwrap();
+                assert_eq!(t.not_decrypted.get("auth_failed"), Some(&2), "{t:?}");
+                assert_eq!(t.not_decrypted.len(), 1, "{t:?}");
+                assert_eq!(t.decrypted, Some([2, 4]), "{t:?}");
             }
             _ => assert!(reqs >= 2, "{name}: {reqs} requests"),
         }

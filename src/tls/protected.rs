@@ -89,6 +89,8 @@ pub struct Dec {
     not_decrypted: BTreeMap<&'static str, u64>,
     /// TLS 1.2: the alert the record being finished decrypted to.
     pub(super) alert: Option<String>,
+    /// No suite opened the first 0-RTT record with the early secret.
+    early_failed: bool,
 }
 
 /// Above this, the plaintext buffer is given back after use.
@@ -106,6 +108,7 @@ impl Dec {
             decrypted: [0; 2],
             not_decrypted: BTreeMap::new(),
             alert: None,
+            early_failed: false,
         }
     }
 
@@ -257,6 +260,8 @@ impl TlsConn {
             let again = second.as_mut().expect("kept for the handshake key");
             let opened = match d.dirs[i].early.as_mut() {
                 Some(k) => k.open(header, again),
+                // The early secret opened nothing before (a wrong one), or there is none.
+                None if d.early_failed => return d.count(Reason::AuthFailed),
                 None => return d.count(Reason::EarlyData),
             };
             match opened {
@@ -289,8 +294,8 @@ impl TlsConn {
         if let Some(k) = d.dirs[0].early.as_mut() {
             return k.open(header, buf).ok_or(Reason::AuthFailed);
         }
-        if d.dirs[0].fail.is_some() {
-            return Err(Reason::EarlyData);
+        if d.early_failed {
+            return Err(Reason::AuthFailed);
         }
         let secret = self
             .secrets()?
@@ -314,7 +319,7 @@ impl TlsConn {
             }
         }
         // No suite opens it: the early records after it are not tried again.
-        self.dec_mut().dirs[0].fail = Some(Reason::AuthFailed);
+        self.dec_mut().early_failed = true;
         Err(Reason::AuthFailed)
     }
 
