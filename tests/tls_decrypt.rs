@@ -130,6 +130,14 @@ fn decrypted_http_agrees_with_tshark_on_every_capture() {
                 assert!(t.not_decrypted.is_empty(), "{name} conn {}: {t:?}", t.conn);
                 // curl's close_notify, named once decrypted (in TLS 1.3 seen only so).
                 assert_eq!(t.alerts, ["warning close_notify"], "{name}: {t:?}");
+                // What TLS 1.3 encrypts, read from the decrypted handshake (the control without
+                // a key log is in `older_captures_...`).
+                assert_eq!(
+                    t.cert_subject.as_deref(),
+                    Some("CN=localhost, O=statescope fixtures"),
+                    "{name}: {t:?}"
+                );
+                assert_eq!(t.alpn.as_deref(), Some("http/1.1"), "{name}: {t:?}");
                 assert!(
                     d[0] >= t.app_records[0] && d[1] >= t.app_records[1],
                     "{t:?}"
@@ -264,6 +272,10 @@ fn older_captures_decrypt_what_can_be_and_count_the_rest() {
     let recs = statescope::lab::common::replay_records(&pcap).unwrap();
     for t in tls_records(&recs) {
         assert!(t.decrypted.is_none() && t.not_decrypted.is_empty(), "{t:?}");
+        assert!(
+            t.cert_subject.is_none(),
+            "TLS 1.3 without keys shows no certificate: {t:?}"
+        );
     }
     assert!(!recs.iter().any(|r| matches!(r, Record::Http(_))));
 }
