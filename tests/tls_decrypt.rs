@@ -298,6 +298,28 @@ fn the_command_decrypts_and_refuses_a_missing_key_log() {
         .count();
     assert_eq!(tls_http, 24, "{text}");
 
+    // A line the key log cannot read is skipped and counted, once, on standard error.
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("keys.log");
+    std::fs::write(&log, format!("junk line\n{}", keylog_of(&pcap))).unwrap();
+    let out = assert_cmd::Command::cargo_bin("statescope")
+        .unwrap()
+        .args(["replay", "--format", "jsonl", "--tls-keylog"])
+        .arg(&log)
+        .arg(&pcap)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    let note: Vec<&str> = err.lines().filter(|l| l.contains("--tls-keylog")).collect();
+    assert_eq!(note.len(), 1, "{err}");
+    assert!(
+        note[0].contains("1 line not understood") && note[0].contains("line 1"),
+        "{err}"
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(text.matches(",\"tls\":true}").count(), 24);
+
     // The table's TLS hint says which connection was decrypted and which had no key.
     let nokey = tls_dir().join("decrypt/dec-nokey.pcap");
     let out = assert_cmd::Command::cargo_bin("statescope")
