@@ -82,6 +82,15 @@ impl KeyLog {
         if matches!(label, "EXPORTER_SECRET" | "EARLY_EXPORTER_SECRET" | "RSA") {
             return Ok(());
         }
+        // The secrets after a KeyUpdate, which OpenSSL logs as `CLIENT_TRAFFIC_SECRET_N`: they
+        // follow from `_0` (RFC 8446 §7.2), and are worked out as the updates come.
+        if label != "CLIENT_TRAFFIC_SECRET_0"
+            && label != "SERVER_TRAFFIC_SECRET_0"
+            && (label.starts_with("CLIENT_TRAFFIC_SECRET_")
+                || label.starts_with("SERVER_TRAFFIC_SECRET_"))
+        {
+            return Ok(());
+        }
         let random: Random = unhex(random)
             .and_then(|r| r.try_into().ok())
             .ok_or("the client random is not 64 hex digits")?;
@@ -229,14 +238,15 @@ mod tests {
              CLIENT_HANDSHAKE_TRAFFIC_SECRET {R} {s13}\nSERVER_HANDSHAKE_TRAFFIC_SECRET {R} {s13}\n\
              CLIENT_TRAFFIC_SECRET_0 {R} {s13}\nSERVER_TRAFFIC_SECRET_0 {R} {s13}\n\
              CLIENT_EARLY_TRAFFIC_SECRET {R} {s13}\nEXPORTER_SECRET {R} {s13}\n\
+             CLIENT_TRAFFIC_SECRET_N {R} {s13}\n\
              CLIENT_RANDOM {R} abc\nNO_SUCH_LABEL {R} {s13}\nCLIENT_RANDOM 1234 {master}\n\
              CLIENT_RANDOM {R} {s13}\njunk\n"
         ));
-        assert_eq!(log.lines, 14);
+        assert_eq!(log.lines, 15);
         assert_eq!(log.bad_lines, 5, "{:?}", log.first_bad);
         assert_eq!(
             log.first_bad.as_deref(),
-            Some("line 10: the secret is not hex")
+            Some("line 11: the secret is not hex")
         );
         let random: Random = unhex(R).unwrap().try_into().unwrap();
         let s = &log.keys[&random];
