@@ -143,6 +143,10 @@ pub struct OutputArgs {
     /// Benchmarks only: skip Wireshark analysis (tracking and states only)
     #[arg(long, hide = true)]
     pub no_analysis: bool,
+    /// Decrypt TLS with this NSS key log (a client's SSLKEYLOGFILE) and parse the HTTP inside:
+    /// TLS 1.2 AES-GCM/ChaCha20-Poly1305 and every TLS 1.3 suite
+    #[arg(long, value_name = "FILE")]
+    pub tls_keylog: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -394,6 +398,7 @@ impl TryFrom<&OutputArgs> for OutputConfig {
             quiet: a.quiet,
             no_analysis: a.no_analysis,
             line_buffered: false,
+            tls_keylog: a.tls_keylog.clone(),
         })
     }
 }

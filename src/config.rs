@@ -112,6 +112,8 @@ pub struct OutputConfig {
     pub color: Color,
     /// `--where`: print only the records it matches.
     pub select: Option<Where>,
+    /// `--tls-keylog`: the NSS key log to decrypt TLS with.
+    pub tls_keylog: Option<PathBuf>,
 }
 
 impl Default for OutputConfig {
@@ -137,6 +139,7 @@ impl Default for OutputConfig {
             table_rows: Some(DEFAULT_TABLE_ROWS),
             color: Color::Auto,
             select: None,
+            tls_keylog: None,
         }
     }
 }

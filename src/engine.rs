@@ -15,10 +15,12 @@ use crate::output::Sink;
 use crate::record::{ConnRec, Record};
 use crate::tcp::reassembly::Chunk;
 use crate::tcp::{Events, FlowKey, Footprint, Tracker, TrackerConfig};
+use crate::tls::keylog::KeyStore;
 use crate::tls::TlsConn;
 use crate::types::{Dir, Frame, PacketSel, Timestamp};
 use std::collections::BTreeMap;
 use std::io::{self, Write};
+use std::sync::Arc;
 
 /// Counters reported on standard error at the end of a run.
 #[derive(Debug, Default, Clone)]
@@ -59,6 +61,8 @@ pub struct EngineOptions {
     /// tracked; the others are counted in [`Stats::other_shards`]. Set the tracker's
     /// `index_shard` to match (see [`EngineOptions::sharded`]).
     pub shard: Option<(u32, u32)>,
+    /// `--tls-keylog`: decrypt TLS connections with these secrets and parse the HTTP inside.
+    pub tls_keys: Option<Arc<KeyStore>>,
 }
 
 impl EngineOptions {
@@ -86,6 +90,7 @@ impl EngineOptions {
             http_records: detail,
             only: None,
             shard: None,
+            tls_keys: None,
         }
     }
 
@@ -121,6 +126,7 @@ impl FollowOut {
 /// The layers above the tracker, as the tracker sees them.
 struct Upper<'a> {
     http_on: bool,
+    tls_keys: Option<&'a Arc<KeyStore>>,
     http_records: &'a PacketSel,
     follow: Option<u64>,
     follow_out: &'a mut FollowOut,
@@ -132,11 +138,83 @@ struct Upper<'a> {
 /// The parser of a connection's application layer.
 enum App {
     Http(Box<HttpConn>),
-    Tls(Box<TlsConn>),
+    Tls(Box<TlsApp>),
     H2(Box<H2Conn>),
     /// Picked up mid-stream, nothing seen yet: the first bytes choose between HTTP/2 frames
     /// and HTTP/1 (resynchronising).
     Midstream,
+}
+
+/// A TLS connection, and with a key log the parser of what it decrypts (made at the first
+/// plaintext: HTTP/2 when it starts with the client preface, as after ALPN `h2`, else HTTP/1).
+/// Its `http` records are marked `tls`.
+struct TlsApp {
+    tls: TlsConn,
+    /// Boxed: a TLS connection without a key log never makes one.
+    inner: Option<Box<Inner>>,
+}
+
+/// What runs inside a decrypted TLS connection.
+enum Inner {
+    Http(HttpConn),
+    H2(H2Conn),
+}
+
+/// `http` records made from decrypted bytes say so.
+fn mark_tls(recs: &mut [Record]) {
+    for r in recs {
+        if let Record::Http(h) = r {
+            h.tls = true;
+        }
+    }
+}
+
+impl TlsApp {
+    fn on_data(&mut self, dir: Dir, d: &[u8], frame: u64, ts: Timestamp, out: &mut Vec<Record>) {
+        self.tls.on_data(dir, d, frame, ts, out);
+        let conn = self.tls.conn();
+        let records = self.tls.makes_records();
+        let Some(plain) = self.tls.plaintext().filter(|p| !p.is_empty()) else {
+            return;
+        };
+        let inner = self.inner.get_or_insert_with(|| {
+            Box::new(
+                if plain.starts_with(b"PRI ") && crate::http2::is_preface_start(plain) {
+                    Inner::H2(H2Conn::prior_knowledge(conn, records))
+                } else if records {
+                    Inner::Http(HttpConn::new(conn))
+                } else {
+                    Inner::Http(HttpConn::counting(conn))
+                },
+            )
+        });
+        let from = out.len();
+        match inner.as_mut() {
+            Inner::Http(h) => h.on_data(dir, plain, frame, ts, out),
+            Inner::H2(h) => h.on_data(dir, plain, frame, ts, out),
+        }
+        self.tls.plaintext_done();
+        mark_tls(&mut out[from..]);
+    }
+
+    fn on_end(&mut self, dir: Dir, frame: u64, ts: Timestamp, out: &mut Vec<Record>) {
+        if let Some(inner) = self.inner.as_mut() {
+            let from = out.len();
+            match inner.as_mut() {
+                Inner::Http(h) => h.on_end(dir, frame, ts, out),
+                Inner::H2(h) => h.on_end(dir, frame, ts, out),
+            }
+            mark_tls(&mut out[from..]);
+        }
+    }
+
+    fn footprint(&self) -> usize {
+        self.tls.footprint()
+            + self.inner.as_ref().map_or(0, |i| match i.as_ref() {
+                Inner::Http(h) => h.footprint(),
+                Inner::H2(h) => h.footprint(),
+            })
+    }
 }
 
 /// What the engine keeps in each of the tracker's connections: its application-layer parser,
@@ -158,14 +236,24 @@ impl Footprint for AppSlot {
 /// The connection's parser, made on its first bytes: TLS when they look like a TLS handshake
 /// (three bytes compared, once per connection), HTTP/2 when they are the client preface
 /// (four bytes, `PRI `, then the rest), HTTP otherwise.
-fn app_of<'u>(slot: &'u mut AppSlot, conn: u64, sel: &PacketSel, first: &[u8]) -> &'u mut App {
+fn app_of<'u>(
+    slot: &'u mut AppSlot,
+    conn: u64,
+    sel: &PacketSel,
+    keys: Option<&Arc<KeyStore>>,
+    first: &[u8],
+) -> &'u mut App {
     slot.get_or_insert_with(|| {
         if crate::tls::looks_like_tls(first) {
-            App::Tls(Box::new(if sel.wants(conn) {
+            let mut tls = if sel.wants(conn) {
                 TlsConn::new(conn)
             } else {
                 TlsConn::counting(conn)
-            }))
+            };
+            if let Some(k) = keys {
+                tls = tls.with_keys(k.clone());
+            }
+            App::Tls(Box::new(TlsApp { tls, inner: None }))
         } else if first.starts_with(b"PRI ") && crate::http2::is_preface_start(first) {
             App::H2(Box::new(H2Conn::prior_knowledge(conn, sel.wants(conn))))
         } else {
@@ -218,12 +306,12 @@ impl Events<AppSlot> for Upper<'_> {
             Chunk::Data(d) => d,
             Chunk::Gap(_) => &[],
         };
-        let h = match app_of(upper, conn, self.http_records, first) {
+        let h = match app_of(upper, conn, self.http_records, self.tls_keys, first) {
             App::Http(h) => h,
             App::Tls(t) => {
                 match chunk {
                     Chunk::Data(d) => t.on_data(dir, d, frame, ts, self.pending),
-                    Chunk::Gap(n) => t.on_gap(dir, n, frame),
+                    Chunk::Gap(n) => t.tls.on_gap(dir, n, frame),
                 }
                 return;
             }
@@ -255,6 +343,7 @@ impl Events<AppSlot> for Upper<'_> {
         match upper.as_mut() {
             Some(App::Http(h)) => h.on_end(dir, frame, ts, self.pending),
             Some(App::H2(h)) => h.on_end(dir, frame, ts, self.pending),
+            Some(App::Tls(t)) => t.on_end(dir, frame, ts, self.pending),
             _ => {}
         }
     }
@@ -283,8 +372,25 @@ impl Events<AppSlot> for Upper<'_> {
                 d
             }
             Some(App::Tls(t)) => {
-                let (tls, d) = t.finish();
+                let TlsApp { tls, inner } = *t;
+                let (tls, mut d) = tls.finish();
                 self.pending.push(Record::Tls(tls));
+                match inner.map(|i| *i) {
+                    Some(Inner::Http(mut h)) => {
+                        rec.http_requests = h.requests();
+                        rec.http_responses = h.responses();
+                        rec.ws_frames = h.ws_frames();
+                        d.extend(h.take_diagnostics());
+                    }
+                    Some(Inner::H2(mut h)) => {
+                        rec.http_requests = h.requests();
+                        rec.http_responses = h.responses();
+                        let (summary, more) = h.finish();
+                        rec.h2 = Some(Box::new(summary));
+                        d.extend(more);
+                    }
+                    None => {}
+                }
                 d
             }
             Some(App::Midstream) | None => Vec::new(),
@@ -363,6 +469,7 @@ macro_rules! parts {
             shard: $e.opts.shard,
             upper: Upper {
                 http_on: $e.opts.http,
+                tls_keys: $e.opts.tls_keys.as_ref(),
                 http_records: &$e.opts.http_records,
                 follow: $e.opts.follow,
                 follow_out: &mut $e.follow_out,

@@ -334,6 +334,9 @@ pub struct HttpRec {
     /// HTTP/2: the stream was reset (RST_STREAM) before this message ended.
     #[serde(skip_serializing_if = "std::ops::Not::not", default)]
     pub reset: bool,
+    /// Read inside TLS, decrypted with `--tls-keylog`.
+    #[serde(skip_serializing_if = "std::ops::Not::not", default)]
+    pub tls: bool,
 }
 
 /// `"type": "ws"`: one per WebSocket frame after an upgrade.
@@ -400,11 +403,19 @@ pub struct TlsRec {
     /// Of the client's, those sent before the ServerHello: TLS 1.3 early (0-RTT) data.
     #[serde(skip_serializing_if = "is_zero", default)]
     pub early_records: u64,
+    /// With `--tls-keylog`: protected records decrypted each way (`c2s`, `s2c`).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub decrypted: Option<[u64; 2]>,
+    /// With `--tls-keylog`: protected records not decrypted, by reason (`no_key`,
+    /// `unsupported_cipher`, `gap`, `auth_failed`, `early_data`).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty", default)]
+    pub not_decrypted: BTreeMap<String, u64>,
 }
 
 impl TlsRec {
     /// A one-line hint for tables: `TLSv1.3 sni=example.com`, `TLSv1.2 sni=a.example
-    /// http/1.1 resumed_id`.
+    /// http/1.1 resumed_id`; with a key log, `decrypted` or the records not decrypted by reason
+    /// (`no_key 13`).
     pub fn hint(&self) -> String {
         let mut s = self.version.as_deref().unwrap_or("TLS").to_string();
         if let Some(sni) = &self.sni {
@@ -418,6 +429,16 @@ impl TlsRec {
         if let Some(setup) = self.setup.as_deref().filter(|s| *s != "full") {
             s.push(' ');
             s.push_str(setup);
+        }
+        // With a key log: `decrypted`, or what was not and why (`no_key 13`).
+        if self.decrypted.is_some() {
+            if self.not_decrypted.is_empty() {
+                s.push_str(" decrypted");
+            } else {
+                for (why, n) in &self.not_decrypted {
+                    s.push_str(&format!(" {why} {n}"));
+                }
+            }
         }
         s
     }

@@ -9,6 +9,14 @@
 //!   files in `tests/golden/`. Regenerate after an intended change with
 //!   `UPDATE_GOLDEN=1 cargo test --test replay` and review the diff.
 
+#[path = "support/collect.rs"]
+mod collect;
+#[path = "support/http_oracle.rs"]
+mod http_oracle;
+
+use collect::Collect;
+
+use http_oracle::tsv;
 use statescope::capture::pcap_file;
 use statescope::config::{Format, OutputConfig};
 use statescope::engine::{run_source, Engine, EngineOptions};
@@ -16,25 +24,10 @@ use statescope::output::{make_printer, make_sink, Sink};
 use statescope::pipeline::PrintThread;
 use statescope::record::Record;
 use statescope::tcp::PacketSel;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-
-/// Per connection: requests (method, uri), response codes, WebSocket opcodes.
-type Messages = (Vec<(String, String)>, Vec<String>, Vec<String>);
-
-struct Collect(Vec<Record>);
-
-impl Sink for Collect {
-    fn record(&mut self, rec: &Record) -> io::Result<()> {
-        self.0.push(rec.clone());
-        Ok(())
-    }
-    fn finish(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
@@ -64,22 +57,6 @@ fn records(path: &Path) -> Vec<Record> {
     let mut sink = Collect(Vec::new());
     run_source(src.as_mut(), &mut engine, &mut sink).unwrap();
     sink.0
-}
-
-fn tsv(path: &Path) -> Option<Vec<HashMap<String, String>>> {
-    let text = std::fs::read_to_string(path).ok()?;
-    let mut lines = text.lines();
-    let head: Vec<&str> = lines.next()?.split('\t').collect();
-    Some(
-        lines
-            .map(|l| {
-                head.iter()
-                    .zip(l.split('\t').chain(std::iter::repeat("")))
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-                    .collect()
-            })
-            .collect(),
-    )
 }
 
 const FLAGS: [(&str, &str); 14] = [
@@ -259,62 +236,12 @@ fn check(path: &Path) -> (usize, Vec<String>) {
 
     // HTTP and WebSocket, per connection, in order.
     if let Some(http) = tsv(&base.with_extension("http.tsv")) {
-        let mut want: BTreeMap<u64, Messages> = BTreeMap::new();
-        for h in &http {
-            let Some(s) = h.get("tcp.stream").and_then(|s| s.parse::<u64>().ok()) else {
-                continue;
-            };
-            let w = want.entry(s).or_default();
-            let methods: Vec<&str> = h["http.request.method"].split(',').collect();
-            let uris: Vec<&str> = h["http.request.uri"].split(',').collect();
-            for (i, m) in methods.iter().enumerate().filter(|(_, m)| !m.is_empty()) {
-                w.0.push((m.to_string(), uris.get(i).unwrap_or(&"").to_string()));
-            }
-            w.1.extend(
-                h["http.response.code"]
-                    .split(',')
-                    .filter(|c| !c.is_empty())
-                    .map(String::from),
-            );
-            w.2.extend(
-                h["websocket.opcode"]
-                    .split(',')
-                    .filter(|c| !c.is_empty())
-                    .map(String::from),
-            );
-        }
-        let mut got: BTreeMap<u64, Messages> = BTreeMap::new();
-        for r in &recs {
-            match r {
-                Record::Http(h) => {
-                    let Some(&s) = back.get(&h.conn) else {
-                        continue;
-                    };
-                    let g = got.entry(s).or_default();
-                    if let Some(m) = &h.method {
-                        g.0.push((m.to_string(), h.uri.clone().unwrap_or_default()));
-                    }
-                    if let Some(st) = h.status {
-                        g.1.push(st.to_string());
-                    }
-                }
-                Record::Ws(w) => {
-                    if let Some(&s) = back.get(&w.conn) {
-                        got.entry(s).or_default().2.push(w.opcode.to_string());
-                    }
-                }
-                _ => {}
-            }
-        }
-        for s in want.keys().chain(got.keys()) {
-            let (w, g) = (
-                want.get(s).cloned().unwrap_or_default(),
-                got.get(s).cloned().unwrap_or_default(),
-            );
-            if w != g {
-                bad.push(format!("stream {s} http: tool {:?} tshark {:?}", g, w));
-            }
-        }
+        bad.extend(http_oracle::compare_http(
+            &http,
+            &recs,
+            &|c| back.get(&c).copied(),
+            false,
+        ));
     }
 
     // Final endpoint states against the kernel's socket table.

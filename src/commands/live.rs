@@ -86,7 +86,10 @@ pub fn run(cfg: &LiveConfig) -> anyhow::Result<ExitCode> {
         Box::new(io::stdout())
     };
     let mut sink = make_sink(&out, stdout);
-    let mut engine = Engine::new(EngineOptions::from_config(&out, sink.wants_packets()));
+    let mut engine = Engine::new(EngineOptions {
+        tls_keys: super::tls_keys(&out, true)?,
+        ..EngineOptions::from_config(&out, sink.wants_packets())
+    });
     super::follow(&mut engine, &out)?;
     let wants_report = out.wants_report();
     // --svg draws every connection; the HTML page alone keeps only what it draws.

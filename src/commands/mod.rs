@@ -38,6 +38,32 @@ fn follow(engine: &mut Engine, out: &OutputConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `--tls-keylog`'s secrets, read now (an unreadable file is an error naming it); lines it
+/// could not read are counted in one line on standard error.
+/// `growing`: the client may still be writing it (`live`).
+fn tls_keys(
+    out: &OutputConfig,
+    growing: bool,
+) -> anyhow::Result<Option<std::sync::Arc<crate::tls::keylog::KeyStore>>> {
+    let Some(path) = &out.tls_keylog else {
+        return Ok(None);
+    };
+    let mut store = crate::tls::keylog::KeyStore::open(path)?;
+    if growing {
+        store = store.growing();
+    }
+    let (_, bad, first, _) = store.counts();
+    if bad > 0 && !out.quiet {
+        eprintln!(
+            "statescope: --tls-keylog {}: {bad} line{} not understood and skipped (first: {})",
+            path.display(),
+            if bad == 1 { "" } else { "s" },
+            first.unwrap_or_default()
+        );
+    }
+    Ok(Some(std::sync::Arc::new(store)))
+}
+
 /// The run's outcome with `--follow`'s own write error first: it names the follow output, where
 /// a later error writing the records would only say that standard output failed.
 fn follow_checked(engine: &mut Engine, out: &OutputConfig) -> anyhow::Result<()> {

@@ -71,6 +71,7 @@ pub fn run(cfg: &ReplayConfig) -> anyhow::Result<ExitCode> {
     let mut engine = Engine::new(
         EngineOptions {
             only: cfg.filter.clone(),
+            tls_keys: super::tls_keys(out, false)?,
             ..EngineOptions::from_config(out, sink.wants_packets())
         }
         .sharded(cfg.shard),

@@ -457,6 +457,9 @@ fn write_http(b: &mut Vec<u8>, h: &HttpRec) -> io::Result<()> {
     if h.reset {
         b.extend_from_slice(b",\"reset\":true");
     }
+    if h.tls {
+        b.extend_from_slice(b",\"tls\":true");
+    }
     b.extend_from_slice(b"}\n");
     Ok(())
 }
@@ -830,6 +833,7 @@ mod tests {
             authority: Some("a\"b:8080".into()),
             undecodable: true,
             reset: true,
+            tls: true,
         };
         for h in [
             full.clone(),
@@ -850,6 +854,7 @@ mod tests {
                 authority: None,
                 undecodable: false,
                 reset: false,
+                tls: false,
                 ..full
             },
         ] {

@@ -22,6 +22,10 @@
 //! and only named. A gap, a record type that is not TLS or a message over [`MAX_MESSAGE`] stops
 //! that direction (a diagnostic says why); what was read stays in the records.
 
+pub mod decrypt;
+pub mod keylog;
+mod protected;
+
 use crate::record::{Dir, Name, Record, TlsMsgRec, TlsRec};
 use crate::types::Timestamp;
 use std::borrow::Cow;
@@ -175,6 +179,8 @@ struct Side {
 #[derive(Debug, Default)]
 struct Hellos {
     client_frame: Option<u64>,
+    /// The ClientHello's random: what a key log's secrets are filed under.
+    client_random: Option<keylog::Random>,
     client_session_id: Vec<u8>,
     client_ticket: bool,
     client_early_data: bool,
@@ -188,6 +194,7 @@ struct Hellos {
 
 #[derive(Debug, Default)]
 struct ServerHello {
+    random: keylog::Random,
     version: u16,
     cipher: u16,
     session_id: Vec<u8>,
@@ -207,6 +214,8 @@ pub struct TlsConn {
     app_records: [u64; 2],
     early_records: u64,
     diagnostics: Vec<String>,
+    /// Decryption state, with a key log only ([`TlsConn::with_keys`]).
+    dec: Option<Box<protected::Dec>>,
 }
 
 /// Where bytes came from, and where records go.
@@ -227,6 +236,7 @@ impl TlsConn {
                 .sum::<usize>()
             + self.alerts.iter().map(|a| a.capacity()).sum::<usize>()
             + self.diagnostics.iter().map(|d| d.capacity()).sum::<usize>()
+            + self.dec.as_ref().map_or(0, |d| d.footprint())
     }
 
     pub fn new(conn: u64) -> Self {
@@ -243,6 +253,16 @@ impl TlsConn {
             records: false,
             ..TlsConn::new(conn)
         }
+    }
+
+    /// The connection's index.
+    pub fn conn(&self) -> u64 {
+        self.conn
+    }
+
+    /// Whether it pushes `tls_msg` records (and its decrypted HTTP gets records too).
+    pub fn makes_records(&self) -> bool {
+        self.records
     }
 
     fn diag(&mut self, text: String) {
@@ -276,6 +296,8 @@ impl TlsConn {
         }
         let mut at = At { dir, frame, out };
         while !data.is_empty() {
+            let tls13 = self.is_tls13();
+            let decrypting = self.dec.is_some();
             let side = &mut self.sides[i];
             match side.rec {
                 Rec::Stopped => return,
@@ -317,6 +339,11 @@ impl TlsConn {
                         _ => 0,
                     };
                     side.body.extend_from_slice(&data[..keep]);
+                    if decrypting && protected::protected(ctype, side.encrypted, tls13) {
+                        if let Some(d) = self.dec.as_deref_mut() {
+                            d.keep(dir, &data[..take]);
+                        }
+                    }
                     data = &data[take..];
                     let left = left - take as u32;
                     side.rec = Rec::Body { ctype, len, left };
@@ -331,6 +358,11 @@ impl TlsConn {
     /// A record's body is complete: act on it, and expect the next header.
     fn record_done(&mut self, at: &mut At<'_>, ctype: u8, len: u32) {
         let i = at.dir.idx();
+        if self.dec.is_some()
+            && protected::protected(ctype, self.sides[i].encrypted, self.is_tls13())
+        {
+            self.open_record(at);
+        }
         let side = &mut self.sides[i];
         side.rec = Rec::Header;
         match ctype {
@@ -358,7 +390,9 @@ impl TlsConn {
                     self.alerts.push(text.clone());
                     self.msg(at, ALERT, None, "alert".into(), len, Some(text))
                 } else {
-                    self.alerts.push("encrypted".into());
+                    // Named when a key log opened it (TLS 1.2; 1.3's travel as application data).
+                    let text = self.dec.as_deref_mut().and_then(|d| d.alert.take());
+                    self.alerts.push(text.unwrap_or_else(|| "encrypted".into()));
                     self.msg(at, ALERT, None, "encrypted_alert".into(), len, None)
                 }
             }
@@ -421,6 +455,7 @@ impl TlsConn {
                 TlsMessageHandshake::ClientHello(ch) => {
                     if at.dir == Dir::C2s && self.hellos.client_frame.is_none() {
                         self.hellos.client_frame = Some(at.frame);
+                        self.hellos.client_random = ch.random.try_into().ok();
                     }
                     self.client_hello(&ch);
                 }
@@ -489,6 +524,7 @@ impl TlsConn {
 
     fn server_hello(&mut self, sh: &TlsServerHelloContents<'_>) {
         let mut s = ServerHello {
+            random: sh.random.try_into().unwrap_or([0; 32]),
             version: sh.version.0,
             cipher: sh.cipher.0,
             session_id: sh.session_id.unwrap_or_default().to_vec(),
@@ -557,6 +593,7 @@ impl TlsConn {
     /// Bytes lost on `dir`: record boundaries are lost with them.
     pub fn on_gap(&mut self, dir: Dir, n: u64, frame: u64) {
         if !matches!(self.sides[dir.idx()].rec, Rec::Stopped) {
+            self.protected_gap(dir);
             self.stop(
                 dir,
                 &format!("{n} bytes missing before frame {frame} (record boundaries lost)"),
@@ -566,6 +603,7 @@ impl TlsConn {
 
     /// The connection's `tls` record, and its diagnostics.
     pub fn finish(self) -> (TlsRec, Vec<String>) {
+        let counts = self.decrypt_counts();
         let h = self.hellos;
         let mut rec = TlsRec {
             conn: self.conn,
@@ -608,6 +646,10 @@ impl TlsConn {
             } else {
                 "full"
             }));
+        }
+        if let Some((decrypted, not)) = counts {
+            rec.decrypted = Some(decrypted);
+            rec.not_decrypted = not;
         }
         (rec, self.diagnostics)
     }

@@ -224,3 +224,84 @@ fn counting_makes_no_message_records() {
     assert!(out.is_empty());
     assert_eq!(t.finish().0.sni.as_deref(), Some("y"));
 }
+
+/// With a key log: protected records without a secret are counted `no_key`, a record cut by a
+/// gap `gap`, and nothing of either reaches the plaintext. Without one, no count appears.
+#[test]
+fn records_not_decrypted_are_counted_by_reason() {
+    let keys = std::sync::Arc::new(keylog::KeyStore::from_log(keylog::KeyLog::default()));
+    let mut t = TlsConn::new(0).with_keys(keys);
+    feed(
+        &mut t,
+        Dir::C2s,
+        &record(22, &client_hello("a", &[], false)),
+        7,
+        1,
+    );
+    feed(&mut t, Dir::S2c, &record(22, &server_hello(&[])), 7, 2);
+    // Both change-cipher-specs, then a Finished and two application-data records.
+    feed(&mut t, Dir::C2s, &record(20, &[1]), 100, 3);
+    feed(&mut t, Dir::C2s, &record(22, &[0; 40]), 100, 4);
+    feed(&mut t, Dir::S2c, &record(20, &[1]), 100, 5);
+    let app = record(23, &[0; 40]);
+    feed(&mut t, Dir::S2c, &app, 3, 6);
+    feed(&mut t, Dir::S2c, &app[..10], 100, 20);
+    t.on_gap(Dir::S2c, 100, 21);
+    assert!(t.plaintext().unwrap().is_empty());
+    assert!(t.footprint() > std::mem::size_of::<TlsConn>());
+    let (rec, _) = t.finish();
+    assert_eq!(rec.decrypted, Some([0, 0]));
+    let want: std::collections::BTreeMap<String, u64> =
+        [("no_key".to_string(), 2), ("gap".to_string(), 1)].into();
+    assert_eq!(rec.not_decrypted, want);
+
+    // Control: the same stream without a key log counts nothing of the sort.
+    let mut t = TlsConn::new(0);
+    feed(
+        &mut t,
+        Dir::C2s,
+        &record(22, &client_hello("a", &[], false)),
+        7,
+        1,
+    );
+    feed(&mut t, Dir::S2c, &record(22, &server_hello(&[])), 7, 2);
+    feed(&mut t, Dir::S2c, &record(20, &[1]), 100, 5);
+    feed(&mut t, Dir::S2c, &app, 3, 6);
+    assert!(t.plaintext().is_none());
+    let (rec, _) = t.finish();
+    assert_eq!(rec.decrypted, None);
+    assert!(rec.not_decrypted.is_empty());
+}
+
+mod decrypting_garbage {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// With the connection's master secret known, protected records of any content, cut
+        /// anywhere, never panic: each one either opens or is counted (here, `auth_failed`: the
+        /// bytes were never sealed with that key), and no plaintext comes out.
+        #[test]
+        fn garbage_records_are_counted_never_decrypted(
+            records in proptest::collection::vec((20u8..=24, proptest::collection::vec(any::<u8>(), 0..80)), 1..12),
+            piece in 1usize..40,
+        ) {
+            let mut log = keylog::KeyLog::default();
+            log.add_text(&format!("CLIENT_RANDOM {} {}\n", "07".repeat(32), "ab".repeat(48)));
+            let keys = std::sync::Arc::new(keylog::KeyStore::from_log(log));
+            let mut t = TlsConn::new(0).with_keys(keys);
+            feed(&mut t, Dir::C2s, &record(22, &client_hello("a", &[], false)), 7, 1);
+            feed(&mut t, Dir::S2c, &record(22, &server_hello(&[])), 7, 2);
+            feed(&mut t, Dir::S2c, &record(20, &[1]), 100, 3);
+            let mut bytes = Vec::new();
+            for (ctype, body) in &records {
+                bytes.extend_from_slice(&record(*ctype, body));
+            }
+            feed(&mut t, Dir::S2c, &bytes, piece, 4);
+            prop_assert!(t.plaintext().unwrap().is_empty());
+            let (rec, _) = t.finish();
+            prop_assert_eq!(rec.decrypted, Some([0, 0]));
+            prop_assert!(rec.not_decrypted.keys().all(|k| k == "auth_failed"));
+        }
+    }
+}
