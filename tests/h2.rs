@@ -492,3 +492,48 @@ fn golden_jsonl() {
         );
     }
 }
+
+/// `replay --tls-keylog NAME.keylog --format jsonl` of a fixture: its records.
+fn records_decrypted(name: &str, keylog: bool) -> Vec<Record> {
+    let mut cmd = assert_cmd::Command::cargo_bin("statescope").unwrap();
+    cmd.arg("replay").arg(dir().join(format!("{name}.pcap")));
+    if keylog {
+        cmd.arg("--tls-keylog")
+            .arg(dir().join(format!("{name}.keylog")));
+    }
+    let out = cmd.args(["--format", "jsonl", "-q"]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// HTTP/2 inside TLS (`serve --tls`, ALPN h2, curl), decrypted with the server's key log: the
+/// frames and messages agree with tshark's decryption of the same capture, and the messages say
+/// `tls`. Control: without the key log there is no HTTP/2 to see, and the comparison fails.
+#[test]
+fn decrypted_h2_agrees_with_tshark() {
+    let name = "h2-tls";
+    let recs = records_decrypted(name, true);
+    let theirs = oracle_frames(&oracle(name));
+    let n: usize = theirs.values().map(Vec::len).sum();
+    assert!(n >= 20, "only {n} frames in the oracle");
+    let diffs = compare_frames(&our_frames(&recs), &theirs, false);
+    assert!(diffs.is_empty(), "{}", diffs.join("\n"));
+    let msgs = oracle_msgs(&oracle(name), &port(name));
+    assert_eq!(msgs.len(), 8, "{msgs:?}");
+    let diffs = compare_msgs(&our_msgs(&recs), &msgs);
+    assert!(diffs.is_empty(), "{}", diffs.join("\n"));
+    assert!(h2_http(&recs).all(|h| h.tls));
+    // Control: the same capture without the key log.
+    let blind = records_decrypted(name, false);
+    assert_eq!(h2_frames(&blind).count(), 0);
+    assert!(!compare_frames(&our_frames(&blind), &theirs, false).is_empty());
+    assert!(!compare_msgs(&our_msgs(&blind), &msgs).is_empty());
+}
