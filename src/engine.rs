@@ -125,10 +125,8 @@ impl FollowOut {
 
 /// The layers above the tracker, as the tracker sees them.
 struct Upper<'a> {
-    http_on: bool,
-    tls_keys: Option<&'a Arc<KeyStore>>,
-    http_records: &'a PacketSel,
-    follow: Option<u64>,
+    /// The options, behind one pointer: built per frame, this struct stays small.
+    opts: &'a EngineOptions,
     follow_out: &'a mut FollowOut,
     pending: &'a mut Vec<Record>,
     /// The current segment's payload (address and length) and its head parsed ahead, if any.
@@ -217,18 +215,31 @@ impl TlsApp {
     }
 }
 
+impl App {
+    /// Called for every segment (the memory budget): plain HTTP's is inlined above, the other
+    /// layers' stay out of its way.
+    #[inline(never)]
+    fn footprint_cold(&self) -> usize {
+        match self {
+            App::Http(h) => h.footprint(),
+            App::Tls(t) => t.footprint(),
+            App::H2(h) => h.footprint(),
+            App::Midstream => 0,
+        }
+    }
+}
+
 /// What the engine keeps in each of the tracker's connections: its application-layer parser,
 /// made on first use (never, with HTTP off). Boxed, so a connection without one costs little.
 type AppSlot = Option<App>;
 
 impl Footprint for AppSlot {
+    #[inline(always)]
     fn footprint(&self) -> usize {
         match self {
-            None => 0,
             Some(App::Http(h)) => h.footprint(),
-            Some(App::Tls(t)) => t.footprint(),
-            Some(App::H2(h)) => h.footprint(),
-            Some(App::Midstream) => 0,
+            None => 0,
+            Some(other) => other.footprint_cold(),
         }
     }
 }
@@ -275,12 +286,75 @@ fn midstream_app(conn: u64, sel: &PacketSel, first: &[u8]) -> App {
     }
 }
 
+impl Upper<'_> {
+    fn http_chunk(
+        &mut self,
+        h: &mut HttpConn,
+        dir: Dir,
+        chunk: Chunk<'_>,
+        frame: u64,
+        ts: Timestamp,
+    ) {
+        match chunk {
+            Chunk::Data(d) => match self.prepared {
+                // The same bytes the reader thread parsed (the whole payload, not a reassembled
+                // or trimmed piece): use its parse.
+                Some((at, n, prep)) if d.as_ptr() as usize == at && d.len() == n => {
+                    h.on_data_prepared(dir, d, prep, frame, ts, self.pending)
+                }
+                _ => h.on_data(dir, d, frame, ts, self.pending),
+            },
+            Chunk::Gap(n) => h.on_gap(dir, n, frame, self.pending),
+        }
+    }
+
+    /// A connection's first chunk (its parser made here), or a chunk of TLS or HTTP/2: out of
+    /// the plain HTTP path.
+    #[inline(never)]
+    fn other_chunk(
+        &mut self,
+        conn: u64,
+        upper: &mut AppSlot,
+        dir: Dir,
+        chunk: Chunk<'_>,
+        frame: u64,
+        ts: Timestamp,
+    ) {
+        let first = match chunk {
+            Chunk::Data(d) => d,
+            Chunk::Gap(_) => &[],
+        };
+        let opts = self.opts;
+        match app_of(
+            upper,
+            conn,
+            &opts.http_records,
+            opts.tls_keys.as_ref(),
+            first,
+        ) {
+            App::Http(h) => self.http_chunk(h, dir, chunk, frame, ts),
+            App::Tls(t) => match chunk {
+                Chunk::Data(d) => t.on_data(dir, d, frame, ts, self.pending),
+                Chunk::Gap(n) => t.tls.on_gap(dir, n, frame),
+            },
+            App::H2(h) => match chunk {
+                Chunk::Data(d) => h.on_data(dir, d, frame, ts, self.pending),
+                Chunk::Gap(n) => h.on_gap(dir, n, frame, self.pending),
+            },
+            App::Midstream => {
+                *upper = Some(midstream_app(conn, &opts.http_records, first));
+                self.other_chunk(conn, upper, dir, chunk, frame, ts)
+            }
+        }
+    }
+}
+
 impl Events<AppSlot> for Upper<'_> {
     fn record(&mut self, rec: Record) {
         self.pending.push(rec);
     }
     fn midstream(&mut self, _conn: u64, upper: &mut AppSlot) {
-        if self.http_on && upper.is_none() {
+        if self.opts.http && upper.is_none() {
             // Picked up mid-stream: no handshake to recognize TLS by; the first bytes tell
             // HTTP/2 frames from HTTP/1, which resynchronizes.
             *upper = Some(App::Midstream);
@@ -295,49 +369,18 @@ impl Events<AppSlot> for Upper<'_> {
         frame: u64,
         ts: Timestamp,
     ) {
-        if self.follow == Some(conn) {
+        if self.opts.follow == Some(conn) {
             self.follow_out
                 .write(crate::http::follow::format_chunk(dir, &chunk).as_bytes());
         }
-        if !self.http_on {
+        if !self.opts.http {
             return;
         }
-        let first = match chunk {
-            Chunk::Data(d) => d,
-            Chunk::Gap(_) => &[],
-        };
-        let h = match app_of(upper, conn, self.http_records, self.tls_keys, first) {
-            App::Http(h) => h,
-            App::Tls(t) => {
-                match chunk {
-                    Chunk::Data(d) => t.on_data(dir, d, frame, ts, self.pending),
-                    Chunk::Gap(n) => t.tls.on_gap(dir, n, frame),
-                }
-                return;
-            }
-            App::H2(h) => {
-                match chunk {
-                    Chunk::Data(d) => h.on_data(dir, d, frame, ts, self.pending),
-                    Chunk::Gap(n) => h.on_gap(dir, n, frame, self.pending),
-                }
-                return;
-            }
-            App::Midstream => {
-                *upper = Some(midstream_app(conn, self.http_records, first));
-                return self.chunk(conn, upper, dir, chunk, frame, ts);
-            }
-        };
-        match chunk {
-            Chunk::Data(d) => match self.prepared {
-                // The same bytes the reader thread parsed (the whole payload, not a reassembled
-                // or trimmed piece): use its parse.
-                Some((at, n, prep)) if d.as_ptr() as usize == at && d.len() == n => {
-                    h.on_data_prepared(dir, d, prep, frame, ts, self.pending)
-                }
-                _ => h.on_data(dir, d, frame, ts, self.pending),
-            },
-            Chunk::Gap(n) => h.on_gap(dir, n, frame, self.pending),
+        // Plain HTTP, every chunk after a connection's first: straight to its parser.
+        if let Some(App::Http(h)) = upper {
+            return self.http_chunk(h, dir, chunk, frame, ts);
         }
+        self.other_chunk(conn, upper, dir, chunk, frame, ts)
     }
     fn end(&mut self, _conn: u64, upper: &mut AppSlot, dir: Dir, frame: u64, ts: Timestamp) {
         match upper.as_mut() {
@@ -417,8 +460,6 @@ fn new_http(conn: u64, records: &PacketSel) -> HttpConn {
 struct Parts<'a> {
     tracker: &'a mut Tracker<AppSlot>,
     stats: &'a mut Stats,
-    only: Option<&'a Expr>,
-    shard: Option<(u32, u32)>,
     upper: Upper<'a>,
 }
 
@@ -435,14 +476,17 @@ impl Parts<'_> {
             // One test of an `Option` per segment when no filter was asked.
             Ok(Some(seg))
                 if self
+                    .upper
+                    .opts
                     .only
+                    .as_ref()
                     .is_some_and(|f| !f.matches_tcp(seg.src, seg.dst, seg.sport, seg.dport)) =>
             {
                 self.stats.filtered_out += 1;
             }
             Ok(Some(seg)) => {
                 let flow = flow.unwrap_or_else(|| FlowKey::of(&seg));
-                if let Some((i, n)) = self.shard {
+                if let Some((i, n)) = self.upper.opts.shard {
                     if flow.shard(n) != i {
                         self.stats.other_shards += 1;
                         return;
@@ -465,13 +509,8 @@ macro_rules! parts {
         Parts {
             tracker: &mut $e.tracker,
             stats: &mut $e.stats,
-            only: $e.opts.only.as_ref(),
-            shard: $e.opts.shard,
             upper: Upper {
-                http_on: $e.opts.http,
-                tls_keys: $e.opts.tls_keys.as_ref(),
-                http_records: &$e.opts.http_records,
-                follow: $e.opts.follow,
+                opts: &$e.opts,
                 follow_out: &mut $e.follow_out,
                 pending: &mut $e.pending,
                 prepared: None,

@@ -761,7 +761,9 @@ const PIECE_SLACK: usize = 48;
 impl<U: Default + super::Footprint> Conn<U> {
     /// Approximate heap bytes this connection holds, its own box included: what the tracker
     /// counts against [`TrackerConfig::memory_budget`]. On the path of every segment, so it
-    /// reads capacities and counters only.
+    /// reads capacities and counters only, and is inlined there (called, it cost 0.7% more
+    /// instructions on the bench capture's summary).
+    #[inline(always)]
     pub fn footprint(&self) -> usize {
         let mut n = std::mem::size_of::<Self>()
             + CONN_SLACK
