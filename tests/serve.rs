@@ -940,8 +940,10 @@ async fn normal_get_answered_while_one_address_holds_2000_idle_sockets_and_1000_
         s.read_to_string(&mut got).await.unwrap();
         let state: Value = serde_json::from_str(got.split("\r\n\r\n").nth(1).unwrap()).unwrap();
         let t = &state["transport"];
+        // 256 idle + 256 WebSockets + this one; plus, for a moment, the GET's connection
+        // above, which the client saw closed before the server's task for it had ended.
         assert!(
-            t["open_tcp_connections"].as_u64().unwrap() <= 2 * 256 + 1,
+            t["open_tcp_connections"].as_u64().unwrap() <= 2 * 256 + 2,
             "{t}"
         );
         assert!(
