@@ -537,3 +537,111 @@ fn decrypted_h2_agrees_with_tshark() {
     assert!(!compare_frames(&our_frames(&blind), &theirs, false).is_empty());
     assert!(!compare_msgs(&our_msgs(&blind), &msgs).is_empty());
 }
+
+/// What is wrong with the `hpack_size`/`hpack_entries` of a capture's `h2` records, if
+/// anything: every frame that ends a header block carries the sender's table (and no other
+/// frame does); per direction the table only grows while it is far below its 4096-byte
+/// maximum (nothing can be evicted), an entry is at least 32 bytes (§4.1), the first block
+/// already leaves entries, and the last block's table is the `conn` record's final one.
+fn hpack_over_time_faults(recs: &[Record]) -> Vec<String> {
+    let mut faults = Vec::new();
+    let mut seen: BTreeMap<(u64, usize), Vec<(u64, u64)>> = BTreeMap::new();
+    for f in h2_frames(recs) {
+        let ends_block = matches!(f.frame_type, 1 | 5 | 9) && f.flags & 0x4 != 0;
+        match (ends_block, f.hpack_size, f.hpack_entries) {
+            (true, Some(s), Some(e)) => {
+                if s < 32 * e {
+                    faults.push(format!("frame {}: {s} bytes for {e} entries", f.frame));
+                }
+                seen.entry((f.conn, f.dir as usize))
+                    .or_default()
+                    .push((s, e));
+            }
+            (false, None, None) => {}
+            _ => faults.push(format!(
+                "frame {} {}: table {:?}",
+                f.frame, f.name, f.hpack_size
+            )),
+        }
+    }
+    for r in recs {
+        let Record::Conn(c) = r else { continue };
+        let Some(h2) = &c.h2 else { continue };
+        for d in 0..2 {
+            let Some(tables) = seen.get(&(c.conn, d)) else {
+                faults.push(format!("conn {} dir {d}: no header block", c.conn));
+                continue;
+            };
+            if tables[0].1 == 0 {
+                faults.push(format!(
+                    "conn {} dir {d}: first block added nothing",
+                    c.conn
+                ));
+            }
+            if tables
+                .windows(2)
+                .any(|w| w[1].0 < w[0].0 || w[1].1 < w[0].1)
+            {
+                faults.push(format!("conn {} dir {d}: table shrank: {tables:?}", c.conn));
+            }
+            let last = tables.last().unwrap();
+            if h2.hpack_size[d] != Some(last.0) || h2.hpack_entries[d] != Some(last.1) {
+                faults.push(format!(
+                    "conn {} dir {d}: last block {last:?}, conn record {:?} {:?}",
+                    c.conn, h2.hpack_size[d], h2.hpack_entries[d]
+                ));
+            }
+        }
+    }
+    faults
+}
+
+/// The HPACK table over time (`hpack_size`, `hpack_entries` on the frames that end header
+/// blocks) on the prior-knowledge capture: the client's table fills with its first block and
+/// the server's grows from block to block; each ends at the `conn` record's final size.
+/// Controls: a last block's size one byte off, a block without its table, and a table put on
+/// a frame that ends no block each make the check fail.
+#[test]
+fn hpack_table_over_time() {
+    let recs = records("h2c-prior");
+    let faults = hpack_over_time_faults(&recs);
+    assert!(faults.is_empty(), "{}", faults.join("\n"));
+    let sizes = |d: u8| -> Vec<u64> {
+        h2_frames(&recs)
+            .filter(|f| f.conn == 0 && f.dir as u8 == d)
+            .filter_map(|f| f.hpack_size)
+            .collect()
+    };
+    let (client, server) = (sizes(0), sizes(1));
+    assert!(
+        client.len() >= 4 && server.len() >= 4,
+        "{client:?} {server:?}"
+    );
+    assert!(client[0] > 0, "{client:?}");
+    assert!(server.windows(2).any(|w| w[1] > w[0]), "{server:?}");
+    // Controls.
+    let last_block = recs
+        .iter()
+        .rposition(|r| matches!(r, Record::H2(f) if f.hpack_size.is_some()))
+        .unwrap();
+    let mut off = recs.clone();
+    if let Record::H2(f) = &mut off[last_block] {
+        f.hpack_size = f.hpack_size.map(|s| s + 1);
+    }
+    assert!(!hpack_over_time_faults(&off).is_empty());
+    let mut missing = recs.clone();
+    if let Record::H2(f) = &mut missing[last_block] {
+        (f.hpack_size, f.hpack_entries) = (None, None);
+    }
+    assert!(!hpack_over_time_faults(&missing).is_empty());
+    let mut stray = recs.clone();
+    let data = stray
+        .iter_mut()
+        .find_map(|r| match r {
+            Record::H2(f) if f.frame_type == 0 => Some(f),
+            _ => None,
+        })
+        .unwrap();
+    (data.hpack_size, data.hpack_entries) = (Some(0), Some(0));
+    assert!(!hpack_over_time_faults(&stray).is_empty());
+}
