@@ -826,8 +826,8 @@ fn h2_band_faults(page: &str, recs: &[Record]) -> Vec<String> {
     for r in recs {
         let Record::H2(h) = r else { continue };
         let (c, s) = (
-            h.client_state.as_deref().unwrap_or("?"),
-            h.server_state.as_deref().unwrap_or("?"),
+            h.client_state.as_deref().unwrap_or("unknown"),
+            h.server_state.as_deref().unwrap_or("unknown"),
         );
         if h.stream != 0 && !(c == "idle" && s == "idle") {
             want.insert((h.frame, h.stream), (c.to_string(), s.to_string()));

@@ -717,7 +717,7 @@ document.addEventListener('click',function(e){
   });
   bands.forEach(function(b){
     var st=all('text.h2-st',b).map(function(t){return t.textContent});
-    if(st.length===2&&st.every(function(x){return x&&x!=='?'}))stated++;
+    if(st.length===2&&st.every(function(x){return x&&x!=='unknown'}))stated++;
   });
   var drawnH=all('.ladder').reduce(function(a,l){return a+l.getBoundingClientRect().height},0);
   document.getElementById('selfcheck').textContent=

@@ -292,8 +292,8 @@ impl<'a> ConnView<'a> {
                 }
             };
             let states = (
-                h.client_state.as_deref().unwrap_or("?").to_string(),
-                h.server_state.as_deref().unwrap_or("?").to_string(),
+                h.client_state.as_deref().unwrap_or("unknown").to_string(),
+                h.server_state.as_deref().unwrap_or("unknown").to_string(),
             );
             let changed = last.get(&h.stream) != Some(&states);
             last.insert(h.stream, states.clone());
