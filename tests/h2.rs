@@ -9,6 +9,8 @@
 //! * Mid-connection: frames found again where a segment starts a frame, each one as tshark
 //!   has it; header blocks that depend on HPACK state from before the cut are reported
 //!   undecodable, never with headers that differ from the full capture's.
+//! * HPACK tables over time: each header block's `hpack_size` equals the size summed from the
+//!   fields tshark shows added with incremental indexing, capture frame by capture frame.
 //! * Controls: an oracle with one value changed fails each comparison, and the capture with
 //!   the server's first HEADERS dropped gives an undecodable response that the message
 //!   comparison flags.
@@ -644,4 +646,77 @@ fn hpack_table_over_time() {
         .unwrap();
     (data.hpack_size, data.hpack_entries) = (Some(0), Some(0));
     assert!(!hpack_over_time_faults(&stray).is_empty());
+}
+
+/// tshark's HPACK tables: per capture frame that carries header fields, the sender's dynamic
+/// table size after it, summed from the fields tshark shows added with incremental indexing
+/// (name length + value length + 32 each, RFC 7541 §4.1), per connection and direction. Valid
+/// while no table reaches its 4096-byte default (nothing evicted), which it asserts.
+fn oracle_table_sizes(rows: &[Row]) -> BTreeMap<u64, u64> {
+    let mut size: BTreeMap<(String, String), u64> = BTreeMap::new();
+    let mut out = BTreeMap::new();
+    for r in rows {
+        let reprs = vals(r, "http2.header.repr");
+        if reprs.is_empty() {
+            continue;
+        }
+        let names = vals(r, "http2.header.name.length");
+        let values = vals(r, "http2.header.value.length");
+        assert_eq!(
+            (reprs.len(), names.len()),
+            (values.len(), values.len()),
+            "{r:?}"
+        );
+        let s = size
+            .entry((r["tcp.stream"].clone(), r["tcp.srcport"].clone()))
+            .or_default();
+        for i in 0..reprs.len() {
+            if reprs[i].contains("with Incremental Indexing") {
+                *s += names[i].parse::<u64>().unwrap() + values[i].parse::<u64>().unwrap() + 32;
+            }
+        }
+        assert!(
+            *s < 4096,
+            "a table reached its maximum: the sum no longer holds"
+        );
+        out.insert(r["frame.number"].parse().unwrap(), *s);
+    }
+    out
+}
+
+/// Ours: the `hpack_size` of the last header block each capture frame ends.
+fn our_table_sizes(recs: &[Record]) -> BTreeMap<u64, u64> {
+    h2_frames(recs)
+        .filter_map(|f| Some((f.frame, f.hpack_size?)))
+        .collect()
+}
+
+/// The HPACK table sizes over time agree with tshark's header fields, capture frame by capture
+/// frame, on the full captures (prior knowledge, `Upgrade: h2c`, and h2 inside TLS decrypted
+/// with its key log). Control: one header length changed in the oracle makes it differ.
+#[test]
+fn hpack_table_sizes_agree_with_tshark() {
+    for name in ["h2c-prior", "h2c-upgrade", "h2-tls"] {
+        let recs = if name == "h2-tls" {
+            records_decrypted(name, true)
+        } else {
+            records(name)
+        };
+        let rows = oracle(name);
+        let theirs = oracle_table_sizes(&rows);
+        assert!(theirs.len() >= 2, "{name}: {theirs:?}");
+        assert_eq!(our_table_sizes(&recs), theirs, "{name}");
+        // Control: a value one byte longer in the first block tshark shows.
+        let mut wrong = rows.clone();
+        let r = wrong
+            .iter_mut()
+            .find(|r| r["http2.header.repr"].contains("with Incremental Indexing"))
+            .unwrap();
+        let lens: Vec<String> = r["http2.header.value.length"]
+            .split(',')
+            .map(|v| (v.parse::<u64>().unwrap() + 1).to_string())
+            .collect();
+        r.insert("http2.header.value.length".into(), lens.join(","));
+        assert_ne!(our_table_sizes(&recs), oracle_table_sizes(&wrong), "{name}");
+    }
 }
