@@ -360,7 +360,7 @@ fn section(
         let _ = write!(page, r#"<p class="note h2-note">{}.</p>"#, esc(&note));
     }
     if !v.tls_states.is_empty() {
-        page.push_str(r#"<p class="note tls-note">TLS: each endpoint's handshake state, as the handshake messages seen show it, is written under its TCP state where it changes.</p>"#);
+        page.push_str(r#"<p class="note tls-note">TLS: each endpoint's handshake state, as the handshake messages seen show it, is written beside its lifeline where it changes.</p>"#);
     }
     let _ = write!(
         page,
