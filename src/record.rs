@@ -520,6 +520,13 @@ pub struct H2Rec {
     pub client_state: Option<Name>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub server_state: Option<Name>,
+    /// A frame that ends a header block (END_HEADERS): the sender's HPACK dynamic table
+    /// after that block, in bytes as RFC 7541 §4.1 counts them and in entries; absent when
+    /// the table is unknown.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub hpack_size: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub hpack_entries: Option<u64>,
 }
 
 /// `"type": "lab"`: one at the end of every lab run.

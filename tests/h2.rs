@@ -9,6 +9,8 @@
 //! * Mid-connection: frames found again where a segment starts a frame, each one as tshark
 //!   has it; header blocks that depend on HPACK state from before the cut are reported
 //!   undecodable, never with headers that differ from the full capture's.
+//! * HPACK tables over time: each header block's `hpack_size` equals the size summed from the
+//!   fields tshark shows added with incremental indexing, capture frame by capture frame.
 //! * Controls: an oracle with one value changed fails each comparison, and the capture with
 //!   the server's first HEADERS dropped gives an undecodable response that the message
 //!   comparison flags.
@@ -536,4 +538,185 @@ fn decrypted_h2_agrees_with_tshark() {
     assert_eq!(h2_frames(&blind).count(), 0);
     assert!(!compare_frames(&our_frames(&blind), &theirs, false).is_empty());
     assert!(!compare_msgs(&our_msgs(&blind), &msgs).is_empty());
+}
+
+/// What is wrong with the `hpack_size`/`hpack_entries` of a capture's `h2` records, if
+/// anything: every frame that ends a header block carries the sender's table (and no other
+/// frame does); per direction the table only grows while it is far below its 4096-byte
+/// maximum (nothing can be evicted), an entry is at least 32 bytes (§4.1), the first block
+/// already leaves entries, and the last block's table is the `conn` record's final one.
+fn hpack_over_time_faults(recs: &[Record]) -> Vec<String> {
+    let mut faults = Vec::new();
+    let mut seen: BTreeMap<(u64, usize), Vec<(u64, u64)>> = BTreeMap::new();
+    for f in h2_frames(recs) {
+        let ends_block = matches!(f.frame_type, 1 | 5 | 9) && f.flags & 0x4 != 0;
+        match (ends_block, f.hpack_size, f.hpack_entries) {
+            (true, Some(s), Some(e)) => {
+                if s < 32 * e {
+                    faults.push(format!("frame {}: {s} bytes for {e} entries", f.frame));
+                }
+                seen.entry((f.conn, f.dir as usize))
+                    .or_default()
+                    .push((s, e));
+            }
+            (false, None, None) => {}
+            _ => faults.push(format!(
+                "frame {} {}: table {:?}",
+                f.frame, f.name, f.hpack_size
+            )),
+        }
+    }
+    for r in recs {
+        let Record::Conn(c) = r else { continue };
+        let Some(h2) = &c.h2 else { continue };
+        for d in 0..2 {
+            let Some(tables) = seen.get(&(c.conn, d)) else {
+                faults.push(format!("conn {} dir {d}: no header block", c.conn));
+                continue;
+            };
+            if tables[0].1 == 0 {
+                faults.push(format!(
+                    "conn {} dir {d}: first block added nothing",
+                    c.conn
+                ));
+            }
+            if tables
+                .windows(2)
+                .any(|w| w[1].0 < w[0].0 || w[1].1 < w[0].1)
+            {
+                faults.push(format!("conn {} dir {d}: table shrank: {tables:?}", c.conn));
+            }
+            let last = tables.last().unwrap();
+            if h2.hpack_size[d] != Some(last.0) || h2.hpack_entries[d] != Some(last.1) {
+                faults.push(format!(
+                    "conn {} dir {d}: last block {last:?}, conn record {:?} {:?}",
+                    c.conn, h2.hpack_size[d], h2.hpack_entries[d]
+                ));
+            }
+        }
+    }
+    faults
+}
+
+/// The HPACK table over time (`hpack_size`, `hpack_entries` on the frames that end header
+/// blocks) on the prior-knowledge capture: the client's table fills with its first block and
+/// the server's grows from block to block; each ends at the `conn` record's final size.
+/// Controls: a last block's size one byte off, a block without its table, and a table put on
+/// a frame that ends no block each make the check fail.
+#[test]
+fn hpack_table_over_time() {
+    let recs = records("h2c-prior");
+    let faults = hpack_over_time_faults(&recs);
+    assert!(faults.is_empty(), "{}", faults.join("\n"));
+    let sizes = |d: u8| -> Vec<u64> {
+        h2_frames(&recs)
+            .filter(|f| f.conn == 0 && f.dir as u8 == d)
+            .filter_map(|f| f.hpack_size)
+            .collect()
+    };
+    let (client, server) = (sizes(0), sizes(1));
+    assert!(
+        client.len() >= 4 && server.len() >= 4,
+        "{client:?} {server:?}"
+    );
+    assert!(client[0] > 0, "{client:?}");
+    assert!(server.windows(2).any(|w| w[1] > w[0]), "{server:?}");
+    // Controls.
+    let last_block = recs
+        .iter()
+        .rposition(|r| matches!(r, Record::H2(f) if f.hpack_size.is_some()))
+        .unwrap();
+    let mut off = recs.clone();
+    if let Record::H2(f) = &mut off[last_block] {
+        f.hpack_size = f.hpack_size.map(|s| s + 1);
+    }
+    assert!(!hpack_over_time_faults(&off).is_empty());
+    let mut missing = recs.clone();
+    if let Record::H2(f) = &mut missing[last_block] {
+        (f.hpack_size, f.hpack_entries) = (None, None);
+    }
+    assert!(!hpack_over_time_faults(&missing).is_empty());
+    let mut stray = recs.clone();
+    let data = stray
+        .iter_mut()
+        .find_map(|r| match r {
+            Record::H2(f) if f.frame_type == 0 => Some(f),
+            _ => None,
+        })
+        .unwrap();
+    (data.hpack_size, data.hpack_entries) = (Some(0), Some(0));
+    assert!(!hpack_over_time_faults(&stray).is_empty());
+}
+
+/// tshark's HPACK tables: per capture frame that carries header fields, the sender's dynamic
+/// table size after it, summed from the fields tshark shows added with incremental indexing
+/// (name length + value length + 32 each, RFC 7541 §4.1), per connection and direction. Valid
+/// while no table reaches its 4096-byte default (nothing evicted), which it asserts.
+fn oracle_table_sizes(rows: &[Row]) -> BTreeMap<u64, u64> {
+    let mut size: BTreeMap<(String, String), u64> = BTreeMap::new();
+    let mut out = BTreeMap::new();
+    for r in rows {
+        let reprs = vals(r, "http2.header.repr");
+        if reprs.is_empty() {
+            continue;
+        }
+        let names = vals(r, "http2.header.name.length");
+        let values = vals(r, "http2.header.value.length");
+        assert_eq!(
+            (reprs.len(), names.len()),
+            (values.len(), values.len()),
+            "{r:?}"
+        );
+        let s = size
+            .entry((r["tcp.stream"].clone(), r["tcp.srcport"].clone()))
+            .or_default();
+        for i in 0..reprs.len() {
+            if reprs[i].contains("with Incremental Indexing") {
+                *s += names[i].parse::<u64>().unwrap() + values[i].parse::<u64>().unwrap() + 32;
+            }
+        }
+        assert!(
+            *s < 4096,
+            "a table reached its maximum: the sum no longer holds"
+        );
+        out.insert(r["frame.number"].parse().unwrap(), *s);
+    }
+    out
+}
+
+/// Ours: the `hpack_size` of the last header block each capture frame ends.
+fn our_table_sizes(recs: &[Record]) -> BTreeMap<u64, u64> {
+    h2_frames(recs)
+        .filter_map(|f| Some((f.frame, f.hpack_size?)))
+        .collect()
+}
+
+/// The HPACK table sizes over time agree with tshark's header fields, capture frame by capture
+/// frame, on the full captures (prior knowledge, `Upgrade: h2c`, and h2 inside TLS decrypted
+/// with its key log). Control: one header length changed in the oracle makes it differ.
+#[test]
+fn hpack_table_sizes_agree_with_tshark() {
+    for name in ["h2c-prior", "h2c-upgrade", "h2-tls"] {
+        let recs = if name == "h2-tls" {
+            records_decrypted(name, true)
+        } else {
+            records(name)
+        };
+        let rows = oracle(name);
+        let theirs = oracle_table_sizes(&rows);
+        assert!(theirs.len() >= 2, "{name}: {theirs:?}");
+        assert_eq!(our_table_sizes(&recs), theirs, "{name}");
+        // Control: a value one byte longer in the first block tshark shows.
+        let mut wrong = rows.clone();
+        let r = wrong
+            .iter_mut()
+            .find(|r| r["http2.header.repr"].contains("with Incremental Indexing"))
+            .unwrap();
+        let lens: Vec<String> = r["http2.header.value.length"]
+            .split(',')
+            .map(|v| (v.parse::<u64>().unwrap() + 1).to_string())
+            .collect();
+        r.insert("http2.header.value.length".into(), lens.join(","));
+        assert_ne!(our_table_sizes(&recs), oracle_table_sizes(&wrong), "{name}");
+    }
 }

@@ -312,6 +312,14 @@ fn run_chromium(bin: &Path, extra: &[&str], page: &Path) -> String {
     std::fs::read_to_string(out.path()).unwrap()
 }
 
+/// The page as the browser built it and its self-check, which must report no script error.
+fn dom_selfcheck(bin: &Path, html: &Path) -> (String, BTreeMap<String, String>) {
+    let dom = run_chromium(bin, &["--virtual-time-budget=5000", "--dump-dom"], html);
+    let sc = selfcheck(&dom);
+    assert_eq!(num(&sc, "errors"), 0, "{sc:?}");
+    (dom, sc)
+}
+
 /// The `key=value` pairs of the page's self-check line.
 fn selfcheck(dom: &str) -> BTreeMap<String, String> {
     let start = dom
@@ -528,27 +536,16 @@ fn replay_writes_the_report_with_http_and_websocket_marked() {
     let html = dir.join("replay-websocket.html");
     let svg = dir.join("replay-websocket-svg");
     let _ = std::fs::remove_dir_all(&svg);
-    let out = assert_cmd::Command::cargo_bin("statescope")
-        .unwrap()
-        .args(["replay", "--format", "jsonl", "-q"])
-        .arg(&pcap)
-        .arg("--html")
-        .arg(&html)
-        .arg("--svg")
-        .arg(&svg)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     // The same run's records, as printed: the report must agree with them.
-    let recs: Vec<Record> = String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let recs = replay_jsonl(
+        &pcap,
+        &[
+            "--html".as_ref(),
+            html.as_ref(),
+            "--svg".as_ref(),
+            svg.as_ref(),
+        ],
+    );
     let http = recs.iter().filter(|r| matches!(r, Record::Http(_))).count();
     let ws = recs.iter().filter(|r| matches!(r, Record::Ws(_))).count();
     assert!(http >= 2 && ws >= 2, "{http} http, {ws} ws records");
@@ -568,9 +565,7 @@ fn replay_writes_the_report_with_http_and_websocket_marked() {
         eprintln!("browser part skipped: chromium not found");
         return;
     };
-    let dom = run_chromium(&bin, &["--virtual-time-budget=5000", "--dump-dom"], &html);
-    let sc = selfcheck(&dom);
-    assert_eq!(num(&sc, "errors"), 0, "{sc:?}");
+    let (_, sc) = dom_selfcheck(&bin, &html);
     assert_eq!(
         num(&sc, "arrows") + num(&sc, "folded") + num(&sc, "sectioned"),
         expect(&recs, 50).packets
@@ -654,4 +649,302 @@ fn a_lab_page_shows_its_lesson_in_the_browser() {
         "one kept-alive connection"
     );
     assert_eq!(dom.matches("Lab step: fresh connection: /echo").count(), 3);
+}
+
+// ---- TLS handshake labels and HTTP/2 stream bands, from real captures ----
+
+/// `replay CAPTURE --format jsonl --html FILE`: the records printed and the page written.
+fn replay_html(capture: &str, name: &str) -> (Vec<Record>, PathBuf) {
+    let pcap = Path::new(env!("CARGO_MANIFEST_DIR")).join(capture);
+    let html = artifacts().join(format!("replay-{name}.html"));
+    let recs = replay_jsonl(&pcap, &["--html".as_ref(), html.as_ref()]);
+    (recs, html)
+}
+
+/// `replay CAPTURE --format jsonl -q ARGS…`: the records printed.
+fn replay_jsonl(pcap: &Path, args: &[&std::ffi::OsStr]) -> Vec<Record> {
+    let out = assert_cmd::Command::cargo_bin("statescope")
+        .unwrap()
+        .args(["replay", "--format", "jsonl", "-q"])
+        .arg(pcap)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// The value of attribute `name` in the markup `tag` (one element's opening tag).
+fn attr<'a>(tag: &'a str, name: &str) -> Option<&'a str> {
+    let key = format!(" {name}=\"");
+    let at = tag.find(&key)? + key.len();
+    Some(&tag[at..at + tag[at..].find('"')?])
+}
+
+/// Every element opening with `open` in `markup`: its opening tag and its markup up to the
+/// next such element (enough to hold its text and children).
+fn elements<'a>(markup: &'a str, open: &str) -> Vec<(&'a str, &'a str)> {
+    markup
+        .split(open)
+        .skip(1)
+        .map(|rest| (&rest[..rest.find('>').unwrap_or(rest.len())], rest))
+        .collect()
+}
+
+/// The text of the first `<text class="CLASS" data-ep="EP"…>` in `markup`.
+fn ep_text<'a>(markup: &'a str, class: &str, ep: &str) -> Option<&'a str> {
+    elements(markup, &format!("<text class=\"{class}\""))
+        .into_iter()
+        .find(|(tag, _)| attr(tag, "data-ep") == Some(ep))
+        .map(|(_, rest)| {
+            let t = &rest[rest.find('>').unwrap() + 1..];
+            &t[..t.find('<').unwrap()]
+        })
+}
+
+/// The TLS labels the page (or the dumped DOM) shows: (frame, endpoint) → label.
+fn tls_labels(page: &str) -> BTreeMap<(u64, String), String> {
+    elements(page, "<text class=\"tls-st\"")
+        .into_iter()
+        .map(|(tag, rest)| {
+            let t = &rest[rest.find('>').unwrap() + 1..];
+            let frame = attr(tag, "data-frame").unwrap().parse().unwrap();
+            let ep = attr(tag, "data-ep").unwrap().to_string();
+            ((frame, ep), t[..t.find('<').unwrap()].to_string())
+        })
+        .collect()
+}
+
+/// What is missing or wrong in the page's TLS labels, against the `tls_msg` records alone:
+/// each ClientHello's frame says `ClientHello sent` at the client and `got ClientHello` at
+/// the server; for TLS 1.3 the ServerHello's frame says `encrypted` at both; for TLS 1.2 the
+/// frame of the second encrypted handshake message (the later Finished) says `handshake done`
+/// at both; and no label is drawn on a connection without `tls_msg` records.
+fn tls_label_faults(page: &str, recs: &[Record]) -> Vec<String> {
+    let shown = tls_labels(page);
+    let mut want: Vec<(u64, &str, &str)> = Vec::new();
+    let mut tls_frames = BTreeSet::new();
+    let version: BTreeMap<u64, String> = recs
+        .iter()
+        .filter_map(|r| match r {
+            Record::Tls(t) => Some((t.conn, t.version.as_deref()?.to_string())),
+            _ => None,
+        })
+        .collect();
+    let mut finished: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
+    let mut ccs: BTreeSet<(u64, usize)> = BTreeSet::new();
+    for r in recs {
+        let Record::TlsMsg(m) = r else { continue };
+        tls_frames.insert(m.conn);
+        let v13 = version.get(&m.conn).is_some_and(|v| v == "TLSv1.3");
+        match m.msg.as_ref() {
+            "client_hello" => {
+                want.push((m.frame, "client", "ClientHello sent"));
+                want.push((m.frame, "server", "got ClientHello"));
+            }
+            "server_hello" if v13 => {
+                want.push((m.frame, "client", "encrypted"));
+                want.push((m.frame, "server", "encrypted"));
+            }
+            "change_cipher_spec" => {
+                ccs.insert((m.conn, m.dir.idx()));
+            }
+            "encrypted_handshake" if !v13 && ccs.contains(&(m.conn, m.dir.idx())) => {
+                let f = finished.entry(m.conn).or_default();
+                f.push(m.frame);
+                if f.len() == 2 {
+                    want.push((m.frame, "client", "handshake done"));
+                    want.push((m.frame, "server", "handshake done"));
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut faults = Vec::new();
+    if want.is_empty() {
+        faults.push("no TLS handshake in the records".to_string());
+    }
+    for (frame, ep, label) in want {
+        match shown.get(&(frame, ep.to_string())) {
+            Some(s) if *s == format!("TLS: {label}") => {}
+            other => faults.push(format!(
+                "frame {frame} {ep}: want {label:?}, page {other:?}"
+            )),
+        }
+    }
+    // Labels only on TLS connections' packets.
+    let tls_packets: BTreeSet<u64> = recs
+        .iter()
+        .filter_map(|r| match r {
+            Record::Packet(p) if tls_frames.contains(&p.conn) => Some(p.frame),
+            _ => None,
+        })
+        .collect();
+    for (frame, _) in shown.keys() {
+        if !tls_packets.contains(frame) {
+            faults.push(format!(
+                "frame {frame}: a TLS label on a non-TLS connection"
+            ));
+        }
+    }
+    faults
+}
+
+/// The HTTP/2 bands the page shows: (frame, stream) → (client state, server state).
+fn h2_bands(page: &str) -> BTreeMap<(u64, u32), (String, String)> {
+    elements(page, "<g class=\"h2-lane")
+        .into_iter()
+        .map(|(tag, rest)| {
+            let rest = &rest[..rest.find("</g>").unwrap()];
+            (
+                (
+                    attr(tag, "data-frame").unwrap().parse().unwrap(),
+                    attr(tag, "data-stream").unwrap().parse().unwrap(),
+                ),
+                (
+                    ep_text(rest, "h2-st", "client").unwrap_or("").to_string(),
+                    ep_text(rest, "h2-st", "server").unwrap_or("").to_string(),
+                ),
+            )
+        })
+        .collect()
+}
+
+/// What differs between the page's HTTP/2 bands and the `h2` records alone: every frame on a
+/// stream (not idle at both ends) has its band at its frame, whose states are those after the
+/// stream's last frame in that segment, and no other band is drawn.
+fn h2_band_faults(page: &str, recs: &[Record]) -> Vec<String> {
+    let mut want: BTreeMap<(u64, u32), (String, String)> = BTreeMap::new();
+    for r in recs {
+        let Record::H2(h) = r else { continue };
+        let (c, s) = (
+            h.client_state.as_deref().unwrap_or("unknown"),
+            h.server_state.as_deref().unwrap_or("unknown"),
+        );
+        if h.stream != 0 && !(c == "idle" && s == "idle") {
+            want.insert((h.frame, h.stream), (c.to_string(), s.to_string()));
+        }
+    }
+    let shown = h2_bands(page);
+    let mut faults = Vec::new();
+    if want.is_empty() {
+        faults.push("no HTTP/2 stream frames in the records".to_string());
+    }
+    for (k, w) in &want {
+        if shown.get(k) != Some(w) {
+            faults.push(format!("{k:?}: want {w:?}, page {:?}", shown.get(k)));
+        }
+    }
+    for k in shown.keys() {
+        if !want.contains_key(k) {
+            faults.push(format!("{k:?}: a band no record asks for"));
+        }
+    }
+    faults
+}
+
+/// The TLS fixture's report, opened in the browser, labels each endpoint's handshake state
+/// where the handshake messages change it (TLS 1.2: ClientHello → handshake done after both
+/// Finished; TLS 1.3: encrypted from the ServerHello), checked against the `tls_msg` records
+/// of the same run. Controls: a cleartext HTTP/1 capture's page has no label, and the page of
+/// the records with the ServerHello's and the Finished's messages removed fails the check.
+#[test]
+fn tls_handshake_states_are_labelled_beside_the_lifelines() {
+    for name in ["tls12-curl", "tls13-curl"] {
+        let (recs, html) = replay_html(&format!("tests/fixtures/tls/{name}.pcap"), name);
+        let page = std::fs::read_to_string(&html).unwrap();
+        let faults = tls_label_faults(&page, &recs);
+        assert!(faults.is_empty(), "{name}: {}", faults.join("\n"));
+        // Control: the same records without the ServerHello and the encrypted handshake
+        // messages draw a page whose labels the check rejects.
+        let cut: Vec<Record> = recs
+            .iter()
+            .filter(|r| {
+                !matches!(r, Record::TlsMsg(m) if m.msg == "server_hello" || m.msg == "encrypted_handshake")
+            })
+            .cloned()
+            .collect();
+        let altered = report::render_html(&cut, name, &HtmlOptions::default());
+        assert!(!tls_label_faults(&altered, &recs).is_empty(), "{name}");
+        let Some(bin) = chromium() else {
+            eprintln!("browser part skipped: chromium not found");
+            continue;
+        };
+        let (dom, sc) = dom_selfcheck(&bin, &html);
+        assert_eq!(num(&sc, "tls_labels"), tls_labels(&page).len(), "{sc:?}");
+        assert!(num(&sc, "tls_labels") >= 4, "{sc:?}");
+        let faults = tls_label_faults(&dom, &recs);
+        assert!(
+            faults.is_empty(),
+            "{name} in the browser: {}",
+            faults.join("\n")
+        );
+    }
+    // Control: cleartext HTTP/1 has no TLS label and no HTTP/2 band.
+    let (recs, html) = replay_html("tests/fixtures/http-keepalive.pcap", "http-keepalive-tls");
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(tls_labels(&page).is_empty() && h2_bands(&page).is_empty());
+    assert!(!tls_label_faults(&page, &recs).is_empty());
+}
+
+/// The h2c prior-knowledge capture's report, opened in the browser, draws each HTTP/2 stream
+/// as its own band under the segments carrying its frames, with the stream's state at the
+/// client and at the server exactly as the `h2` records of the same run say; PRIORITY frames
+/// on idle streams draw nothing. Controls: a cleartext HTTP/1 capture's page has no band, and
+/// the page of the records with one stream state altered fails the comparison.
+#[test]
+fn http2_streams_are_drawn_as_bands_with_both_states() {
+    let (recs, html) = replay_html("tests/fixtures/h2/h2c-prior.pcap", "h2c-prior");
+    let page = std::fs::read_to_string(&html).unwrap();
+    let faults = h2_band_faults(&page, &recs);
+    assert!(faults.is_empty(), "{}", faults.join("\n"));
+    let streams: BTreeSet<(u64, u32)> = recs
+        .iter()
+        .filter_map(|r| match r {
+            Record::H2(h) if h.stream != 0 && h.client_state.as_deref() != Some("idle") => {
+                Some((h.conn, h.stream))
+            }
+            _ => None,
+        })
+        .collect();
+    assert!(streams.len() >= 4, "{streams:?}");
+    // Control: one state altered in the records draws a band the comparison rejects.
+    let mut altered = recs.clone();
+    let h = altered
+        .iter_mut()
+        .rev()
+        .find_map(|r| match r {
+            Record::H2(h) if h.stream != 0 => Some(h),
+            _ => None,
+        })
+        .unwrap();
+    h.server_state = Some("open".into());
+    let wrong = report::render_html(&altered, "h2c-prior", &HtmlOptions::default());
+    assert!(!h2_band_faults(&wrong, &recs).is_empty());
+    // Control: HTTP/1 draws none, and the comparison says there is nothing to compare.
+    let (h1, h1_html) = replay_html("tests/fixtures/http-keepalive.pcap", "http-keepalive-h2");
+    let h1_page = std::fs::read_to_string(&h1_html).unwrap();
+    assert!(h2_bands(&h1_page).is_empty());
+    assert!(!h2_band_faults(&h1_page, &h1).is_empty());
+
+    let Some(bin) = chromium() else {
+        eprintln!("browser part skipped: chromium not found");
+        return;
+    };
+    let (dom, sc) = dom_selfcheck(&bin, &html);
+    assert_eq!(num(&sc, "h2_lanes"), streams.len(), "{sc:?}");
+    assert_eq!(num(&sc, "h2_bands"), h2_bands(&page).len(), "{sc:?}");
+    assert_eq!(num(&sc, "h2_stated"), num(&sc, "h2_bands"), "{sc:?}");
+    let faults = h2_band_faults(&dom, &recs);
+    assert!(faults.is_empty(), "in the browser: {}", faults.join("\n"));
+    let (_, sc) = dom_selfcheck(&bin, &h1_html);
+    assert_eq!((num(&sc, "h2_bands"), num(&sc, "tls_labels")), (0, 0));
 }

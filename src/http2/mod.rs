@@ -691,6 +691,10 @@ impl H2Conn {
         if fields.is_none() {
             rec.undecodable = true;
         }
+        if let Some((size, entries)) = self.sides[i].hpack.table() {
+            rec.hpack_size = Some(size as u64);
+            rec.hpack_entries = Some(entries as u64);
+        }
         // The message this block belongs to: a PUSH_PROMISE carries the promised stream's
         // request (sent by the server, but a request); otherwise this side's message on it.
         let (msg_dir, sid) = match block.promised {

@@ -337,6 +337,31 @@ fn section(
             rows.len()
         );
     }
+    if v.h2_streams > 0 {
+        let mut note = format!(
+            "HTTP/2: {} stream{}, each drawn as a band under the segments that carry its frames, with the stream's state at the client (left) and at the server (right) after them",
+            v.h2_streams,
+            if v.h2_streams == 1 { "" } else { "s" }
+        );
+        if v.h2_streams_more > 0 {
+            note.push_str(&format!(
+                "; the first {} drawn, {} more not drawn",
+                super::model::MAX_LANES,
+                v.h2_streams_more
+            ));
+        }
+        if v.bands_more > 0 {
+            note.push_str(&format!(
+                "; {} more bands not drawn (at most {} per connection)",
+                v.bands_more,
+                super::model::MAX_BANDS
+            ));
+        }
+        let _ = write!(page, r#"<p class="note h2-note">{}.</p>"#, esc(&note));
+    }
+    if !v.tls_states.is_empty() {
+        page.push_str(r#"<p class="note tls-note">TLS: each endpoint's handshake state, as the handshake messages seen show it, is written beside its lifeline where it changes.</p>"#);
+    }
     let _ = write!(
         page,
         r#"<h3>Ladder</h3><div class="ladder" data-conn="{}" data-packets="{}">"#,
@@ -684,11 +709,22 @@ document.addEventListener('click',function(e){
     all('.fold',w).forEach(expand);
     if(all('g.arrow',w).length===+l.getAttribute('data-packets'))ok++;
   });
+  var tlsLabels=all('.ladder text.tls-st').length, bands=all('.ladder g.h2-lane'), lanes=0, stated=0;
+  all('.ladder').forEach(function(l){
+    var seen={};
+    all('g.h2-lane',l).forEach(function(b){seen[b.getAttribute('data-stream')]=1});
+    lanes+=Object.keys(seen).length;
+  });
+  bands.forEach(function(b){
+    var st=all('text.h2-st',b).map(function(t){return t.textContent});
+    if(st.length===2&&st.every(function(x){return x&&x!=='unknown'}))stated++;
+  });
   var drawnH=all('.ladder').reduce(function(a,l){return a+l.getBoundingClientRect().height},0);
   document.getElementById('selfcheck').textContent=
     'conns='+all('table.conns tbody tr').length+' ladders='+all('.ladder').length
     +' arrows='+arrows+' folds='+folds.length+' folded='+folded+' sections='+sects.length+' sectioned='+sectioned
     +' tsgs='+all('svg.tsg').length+' points='+points
+    +' tls_labels='+tlsLabels+' h2_bands='+bands.length+' h2_lanes='+lanes+' h2_stated='+stated
     +' expand_ok='+ok+'/'+checked+' ladder_px='+Math.round(drawnH)
     +' parse_ms='+Math.round(t)+' check_ms='+Math.round(performance.now()-t)
     +' errors='+__errors.length+(__errors.length?' first_error='+__errors[0]:'');

@@ -6,7 +6,7 @@
 //! standalone file is one fragment, the HTML report cuts the ladder at every fold so that a fold
 //! can be swapped for its expanded rows in place (see `html.rs`).
 
-use super::model::{analysis_label, fold_label, notable, seg_label, ConnView, Mark, Row};
+use super::model::{analysis_label, fold_label, notable, seg_label, Band, ConnView, Mark, Row};
 use super::svg::{esc, n, open_doc, secs, text_width};
 use crate::record::{Dir, PacketRec};
 use std::collections::BTreeMap;
@@ -24,6 +24,8 @@ pub const HEAD: f64 = 44.0;
 /// Height of a row, and of one with a second line (analysis, HTTP, WebSocket).
 pub const ROW: f64 = 26.0;
 pub const ROW2: f64 = 40.0;
+/// Height of an HTTP/2 stream band.
+pub const BAND: f64 = 20.0;
 /// Where the arrow starts and ends below the row's top (the slant suggests transit time).
 pub const Y1: f64 = 12.0;
 pub const Y2: f64 = 19.0;
@@ -132,7 +134,8 @@ impl<'a, 'v> Painter<'a, 'v> {
         let p = self.v.packets[i];
         let marks = self.marks.get(&i).map(Vec::as_slice).unwrap_or(&[]);
         let an = analysis_label(p);
-        let second = !an.is_empty() || !marks.is_empty();
+        let tls = self.v.tls_states.get(&i);
+        let second = !an.is_empty() || !marks.is_empty() || tls.is_some();
         let h = if second { ROW2 } else { ROW };
         let y = self.y;
         let (changed_c, changed_s) = self.v.state_changed(i);
@@ -173,8 +176,63 @@ impl<'a, 'v> Painter<'a, 'v> {
             }
         }
         self.out.push_str("</g>");
+        if let Some(tls) = tls {
+            self.tls_labels(tls, p.frame, y + Y2 + 14.0);
+        }
         time_col(&mut self.out, y, p.frame.to_string(), p.ts - self.v.t0());
         self.y += h;
+        if let Some(bands) = self.v.bands.get(&i) {
+            for b in bands {
+                self.band(b);
+            }
+        }
+    }
+
+    /// The TLS handshake states that changed, beside each endpoint's lifeline.
+    fn tls_labels(&mut self, tls: &[Option<String>; 2], frame: u64, y: f64) {
+        for (e, label) in tls.iter().enumerate() {
+            let Some(label) = label else { continue };
+            // Inside the lifelines, on the row's second line: the page's width holds any label.
+            let (x, anchor, ep) = if e == 0 {
+                (CX + 8.0, "start", "client")
+            } else {
+                (SX - 8.0, "end", "server")
+            };
+            let _ = write!(
+                self.out,
+                r#"<text class="tls-st" data-ep="{ep}" data-frame="{frame}" x="{}" y="{}" text-anchor="{anchor}">TLS: {}</text>"#,
+                n(x),
+                n(y),
+                esc(label)
+            );
+        }
+    }
+
+    /// One HTTP/2 stream's band: its frames in this segment, and its state at each end.
+    fn band(&mut self, b: &Band) {
+        let y = self.y;
+        let _ = write!(
+            self.out,
+            r#"<g class="h2-lane lane-{}" data-stream="{}" data-frame="{}"><rect x="{}" y="{}" width="{}" height="{}" rx="3"/><text class="h2-st" data-ep="client" x="{}" y="{}">{}</text><text class="h2-fr" x="{}" y="{}" text-anchor="middle">stream {}: {}</text><text class="h2-st" data-ep="server" x="{}" y="{}" text-anchor="end">{}</text></g>"#,
+            b.lane,
+            b.stream,
+            b.frame,
+            n(CX + 6.0),
+            n(y + 2.0),
+            n(SX - CX - 12.0),
+            n(BAND - 4.0),
+            n(CX + 10.0),
+            n(y + 14.0),
+            esc(&b.client_state),
+            n((CX + SX) / 2.0),
+            n(y + 14.0),
+            b.stream,
+            esc(&b.frames),
+            n(SX - 10.0),
+            n(y + 14.0),
+            esc(&b.server_state)
+        );
+        self.y += BAND;
     }
 
     fn fold(&mut self, from: usize, to: usize, clickable: bool) {

@@ -241,6 +241,11 @@ impl<'a> Collect<'a> {
                 b.messages += 1;
                 true
             }
+            // HTTP/2 frames of drawn connections likewise (their stream bands).
+            Record::H2(h) if b.drawn(h.conn) && b.messages < DRAWN_MESSAGES => {
+                b.messages += 1;
+                true
+            }
             Record::TlsMsg(_) | Record::H2(_) => false,
             Record::Conn(c) => {
                 if b.rows < TABLE_ROWS || b.drawn(c.conn) {

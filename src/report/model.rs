@@ -4,7 +4,7 @@
 //! HTTP messages and WebSocket frames belong to which connection, where an endpoint's state
 //! changed, and which runs of ordinary segments can be folded into one row.
 
-use crate::record::{ConnRec, Dir, HttpRec, PacketRec, Record, WsRec};
+use crate::record::{ConnRec, Dir, H2Rec, HttpRec, PacketRec, Record, TlsMsgRec, WsRec};
 use std::collections::BTreeMap;
 
 /// Connections with more segments than this get their ordinary runs folded.
@@ -13,6 +13,10 @@ pub const CONDENSE_ABOVE: usize = 60;
 pub const MIN_FOLD: usize = 4;
 /// Longest fold, so that expanding one never draws more than this many arrows at once.
 pub const MAX_FOLD: usize = 400;
+/// HTTP/2 streams drawn as bands per connection (the first ones seen); the others are counted.
+pub const MAX_LANES: usize = 8;
+/// HTTP/2 stream bands drawn per connection at most.
+pub const MAX_BANDS: usize = 400;
 
 /// One connection's records, in capture order.
 #[derive(Debug, Default)]
@@ -23,6 +27,37 @@ pub struct ConnView<'a> {
     pub packets: Vec<&'a PacketRec>,
     pub http: Vec<&'a HttpRec>,
     pub ws: Vec<&'a WsRec>,
+    pub tls_msgs: Vec<&'a TlsMsgRec>,
+    /// The negotiated TLS version (from the `tls` record), when known.
+    pub tls_version: Option<&'a str>,
+    pub h2: Vec<&'a H2Rec>,
+    /// Per packet index: the endpoints' TLS handshake labels that changed with it
+    /// ([`ConnView::tls_labels`]), filled by [`group`].
+    pub tls_states: BTreeMap<usize, [Option<String>; 2]>,
+    /// Per packet index: the HTTP/2 stream bands drawn under it, filled by [`group`].
+    pub bands: BTreeMap<usize, Vec<Band>>,
+    /// HTTP/2 streams seen and streams not drawn ([`MAX_LANES`]), bands not drawn
+    /// ([`MAX_BANDS`]).
+    pub h2_streams: usize,
+    pub h2_streams_more: usize,
+    pub bands_more: usize,
+}
+
+/// One HTTP/2 stream's frames in one segment, drawn as a band across the ladder with the
+/// stream's state at the client and at the server after its last frame there.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Band {
+    pub stream: u32,
+    /// The segment's frame.
+    pub frame: u64,
+    /// The stream's lane (its colour): 0..[`MAX_LANES`].
+    pub lane: usize,
+    /// `HEADERS →, DATA ← ×3`.
+    pub frames: String,
+    pub client_state: String,
+    pub server_state: String,
+    /// A state changed or a frame other than DATA: not folded away.
+    pub notable: bool,
 }
 
 /// Something an upper layer saw in a segment: an HTTP message or a WebSocket frame.
@@ -72,10 +107,31 @@ pub fn group(records: &[Record]) -> Vec<ConnView<'_>> {
                 view(&mut by_id, w.conn);
                 by_id.get_mut(&w.conn).unwrap().ws.push(w);
             }
-            Record::Lab(_) | Record::Tls(_) | Record::TlsMsg(_) | Record::H2(_) => {}
+            Record::TlsMsg(m) => {
+                view(&mut by_id, m.conn);
+                by_id.get_mut(&m.conn).unwrap().tls_msgs.push(m);
+            }
+            Record::Tls(t) => {
+                view(&mut by_id, t.conn);
+                by_id.get_mut(&t.conn).unwrap().tls_version = t.version.as_deref();
+            }
+            Record::H2(h) => {
+                view(&mut by_id, h.conn);
+                by_id.get_mut(&h.conn).unwrap().h2.push(h);
+            }
+            Record::Lab(_) => {}
         }
     }
-    by_id.into_values().collect()
+    let mut views: Vec<ConnView<'_>> = by_id.into_values().collect();
+    for v in &mut views {
+        if !v.tls_msgs.is_empty() {
+            v.tls_states = v.tls_labels();
+        }
+        if !v.h2.is_empty() {
+            v.bands = v.h2_bands();
+        }
+    }
+    views
 }
 
 impl<'a> ConnView<'a> {
@@ -138,6 +194,141 @@ impl<'a> ConnView<'a> {
         out
     }
 
+    /// The packet that carries `frame`: the first at or after it, so nothing is dropped.
+    fn packet_of(&self, frame: u64) -> usize {
+        let i = self.packets.partition_point(|p| p.frame < frame);
+        i.min(self.packets.len().saturating_sub(1))
+    }
+
+    /// Each endpoint's TLS handshake state as the `tls_msg` records show it, per packet where
+    /// it changed: what the endpoint last sent or received (`ClientHello sent`, `got
+    /// ServerHello`), `encrypted` once it sent its ChangeCipherSpec (for TLS 1.3, both from
+    /// the ServerHello on), `handshake done` once both Finished messages went by (TLS 1.2, or
+    /// decrypted), `alert sent` / `got alert`. Only what the messages say; nothing guessed.
+    pub fn tls_labels(&self) -> BTreeMap<usize, [Option<String>; 2]> {
+        let mut out: BTreeMap<usize, [Option<String>; 2]> = BTreeMap::new();
+        if self.packets.is_empty() {
+            return out;
+        }
+        let tls13 = self.tls_version == Some("TLSv1.3");
+        let mut now: [String; 2] = Default::default();
+        // Which endpoints sent their Finished (in clear after decryption, or the encrypted
+        // handshake message that follows a ChangeCipherSpec).
+        let mut finished = [false; 2];
+        let mut ccs = [false; 2];
+        for m in &self.tls_msgs {
+            let (s, r) = (m.dir.idx(), m.dir.reverse().idx());
+            let mut next = now.clone();
+            match m.msg.as_ref() {
+                "change_cipher_spec" => {
+                    ccs[s] = true;
+                    next[s] = "encrypted".into();
+                    if !ccs[r] {
+                        next[r] = "got ChangeCipherSpec".into();
+                    }
+                }
+                "server_hello" if tls13 => {
+                    next = ["encrypted".into(), "encrypted".into()];
+                    ccs = [true; 2];
+                }
+                "encrypted_handshake" | "finished" if ccs[s] || m.msg == "finished" => {
+                    finished[s] = true;
+                    next[s] = "Finished sent".into();
+                    if finished[r] {
+                        next = ["handshake done".into(), "handshake done".into()];
+                    }
+                }
+                "alert" | "encrypted_alert" => {
+                    next[s] = "alert sent".into();
+                    next[r] = "got alert".into();
+                }
+                name if !ccs[s] => {
+                    let name = camel(name);
+                    next[s] = format!("{name} sent");
+                    next[r] = format!("got {name}");
+                }
+                _ => {}
+            }
+            for e in 0..2 {
+                if next[e] != now[e] {
+                    let i = self.packet_of(m.frame);
+                    out.entry(i).or_default()[e] = Some(next[e].clone());
+                }
+            }
+            now = next;
+        }
+        out
+    }
+
+    /// The HTTP/2 stream bands per packet: one per stream with frames in the packet, for the
+    /// first [`MAX_LANES`] streams and up to [`MAX_BANDS`] bands; the others are counted.
+    pub fn h2_bands(&mut self) -> BTreeMap<usize, Vec<Band>> {
+        let mut out: BTreeMap<usize, Vec<Band>> = BTreeMap::new();
+        if self.packets.is_empty() {
+            return out;
+        }
+        let mut lanes: Vec<u32> = Vec::new();
+        let mut more: std::collections::BTreeSet<u32> = Default::default();
+        let mut last: BTreeMap<u32, (String, String)> = BTreeMap::new();
+        let mut bands = 0;
+        let mut bands_more = 0;
+        for h in &self.h2 {
+            // The connection's own frames, and frames on streams idle at both ends (PRIORITY
+            // for a dependency tree), say nothing about a stream's life.
+            let idle = h.client_state.as_deref() == Some("idle")
+                && h.server_state.as_deref() == Some("idle");
+            if h.stream == 0 || idle {
+                continue;
+            }
+            let lane = match lanes.iter().position(|s| *s == h.stream) {
+                Some(l) => l,
+                None if lanes.len() < MAX_LANES => {
+                    lanes.push(h.stream);
+                    lanes.len() - 1
+                }
+                None => {
+                    more.insert(h.stream);
+                    continue;
+                }
+            };
+            let states = (
+                h.client_state.as_deref().unwrap_or("unknown").to_string(),
+                h.server_state.as_deref().unwrap_or("unknown").to_string(),
+            );
+            let changed = last.get(&h.stream) != Some(&states);
+            last.insert(h.stream, states.clone());
+            let i = self.packet_of(h.frame);
+            let row = out.entry(i).or_default();
+            let arrow = if h.dir == Dir::C2s { "→" } else { "←" };
+            let frame = format!("{} {arrow}", h.name);
+            match row.iter_mut().find(|b| b.stream == h.stream) {
+                Some(b) => {
+                    b.frames = append_frame(&b.frames, &frame);
+                    (b.client_state, b.server_state) = states;
+                    b.notable |= changed || h.frame_type != 0;
+                }
+                None if bands < MAX_BANDS => {
+                    bands += 1;
+                    row.push(Band {
+                        stream: h.stream,
+                        frame: self.packets[i].frame,
+                        lane,
+                        frames: frame,
+                        client_state: states.0,
+                        server_state: states.1,
+                        notable: changed || h.frame_type != 0,
+                    });
+                }
+                None => bands_more += 1,
+            }
+        }
+        out.retain(|_, v| !v.is_empty());
+        self.h2_streams = lanes.len() + more.len();
+        self.h2_streams_more = more.len();
+        self.bands_more = bands_more;
+        out
+    }
+
     /// Did either endpoint's state change with packet `i` (the first packet always counts)?
     pub fn state_changed(&self, i: usize) -> (bool, bool) {
         let p = self.packets[i];
@@ -161,7 +352,15 @@ impl<'a> ConnView<'a> {
         let plain: Vec<bool> = (0..n)
             .map(|i| {
                 let (c, s) = self.state_changed(i);
-                is_ordinary(self.packets[i]) && !c && !s && !marks.contains_key(&i)
+                is_ordinary(self.packets[i])
+                    && !c
+                    && !s
+                    && !marks.contains_key(&i)
+                    && !self.tls_states.contains_key(&i)
+                    && !self
+                        .bands
+                        .get(&i)
+                        .is_some_and(|b| b.iter().any(|b| b.notable))
             })
             .collect();
         let mut rows = Vec::new();
@@ -255,6 +454,46 @@ pub fn fold_label(pk: &[&PacketRec]) -> String {
         parts.join(", "),
         human_bytes(bytes)
     )
+}
+
+/// `client_hello` → `ClientHello`.
+fn camel(snake: &str) -> String {
+    snake
+        .split('_')
+        .map(|w| {
+            let mut c = w.chars();
+            c.next()
+                .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+/// Add `frame` to a band's list, counting repeats of the last one: `DATA ← ×3`.
+fn append_frame(list: &str, frame: &str) -> String {
+    if list.ends_with('…') {
+        return list.to_string();
+    }
+    if list.len() > 80 {
+        return format!("{list}, …");
+    }
+    let (head, last) = list.rsplit_once(", ").unwrap_or(("", list));
+    let (name, n) = match last.rsplit_once(" ×") {
+        Some((name, n)) => (name, n.parse::<u32>().unwrap_or(1)),
+        None => (last, 1),
+    };
+    let joined = |tail: String| {
+        if head.is_empty() {
+            tail
+        } else {
+            format!("{head}, {tail}")
+        }
+    };
+    if name == frame {
+        joined(format!("{frame} ×{}", n + 1))
+    } else {
+        format!("{list}, {frame}")
+    }
 }
 
 fn http_text(h: &HttpRec) -> String {
@@ -387,6 +626,77 @@ mod tests {
         let marked = v.packets.iter().position(|p| p.frame == 300).unwrap();
         assert!(rows.contains(&Row::Seg(marked)));
         assert_eq!(v.marks()[&marked][0].text, "GET / HTTP/1.1");
+    }
+
+    /// Bounded: at most [`MAX_LANES`] streams and [`MAX_BANDS`] bands, the rest counted; a
+    /// segment with frames on a stream whose state changed is never folded away.
+    #[test]
+    fn h2_bands_are_bounded_and_counted() {
+        let mut recs = long_conn(1500);
+        let frames: Vec<u64> = recs
+            .iter()
+            .filter_map(|r| match r {
+                Record::Packet(p) if p.frame >= 4 => Some(p.frame),
+                _ => None,
+            })
+            .collect();
+        for (k, f) in frames.iter().enumerate() {
+            let stream = 1 + 2 * (k as u32 % 20);
+            let state = if k < 20 { "open" } else { "half_closed_local" };
+            recs.push(Record::H2(H2Rec {
+                conn: 7,
+                frame: *f,
+                stream,
+                name: "DATA".into(),
+                client_state: Some(state.into()),
+                server_state: Some("open".into()),
+                ..H2Rec::default()
+            }));
+        }
+        let views = group(&recs);
+        let v = &views[0];
+        assert_eq!((v.h2_streams, v.h2_streams_more), (20, 12));
+        let drawn: usize = v.bands.values().map(Vec::len).sum();
+        assert_eq!(drawn, MAX_BANDS);
+        assert!(v.bands_more > 0);
+        assert!(v.bands.values().flatten().all(|b| b.lane < MAX_LANES));
+        let first = v.packets.iter().position(|p| p.frame == frames[0]).unwrap();
+        assert!(v.rows().contains(&Row::Seg(first)));
+    }
+
+    /// TLS 1.2 as the messages show it: each endpoint's label at the packet that changed it.
+    #[test]
+    fn tls_labels_follow_the_messages() {
+        let mut recs = long_conn(6);
+        let msg = |frame, dir, name: &str| {
+            Record::TlsMsg(TlsMsgRec {
+                conn: 7,
+                dir,
+                frame,
+                msg: name.to_string().into(),
+                ..TlsMsgRec::default()
+            })
+        };
+        recs.extend([
+            msg(4, Dir::C2s, "client_hello"),
+            msg(5, Dir::S2c, "server_hello"),
+            msg(5, Dir::S2c, "server_hello_done"),
+            msg(6, Dir::C2s, "client_key_exchange"),
+            msg(6, Dir::C2s, "change_cipher_spec"),
+            msg(6, Dir::C2s, "encrypted_handshake"),
+            msg(7, Dir::S2c, "change_cipher_spec"),
+            msg(7, Dir::S2c, "encrypted_handshake"),
+        ]);
+        let views = group(&recs);
+        let at = |frame: u64| {
+            let i = views[0].packet_of(frame);
+            views[0].tls_states[&i].clone()
+        };
+        let s = |x: &str| Some(x.to_string());
+        assert_eq!(at(4), [s("ClientHello sent"), s("got ClientHello")]);
+        assert_eq!(at(5), [s("got ServerHelloDone"), s("ServerHelloDone sent")]);
+        assert_eq!(at(6), [s("Finished sent"), s("got ChangeCipherSpec")]);
+        assert_eq!(at(7), [s("handshake done"), s("handshake done")]);
     }
 
     #[test]

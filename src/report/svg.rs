@@ -131,6 +131,13 @@ svg .st-TIME_WAIT{stroke:#6d4c41;fill:#6d4c41}
 svg .st-CLOSED{stroke:#616161;fill:#616161}
 svg .st-UNKNOWN{stroke:#bdbdbd;fill:#9e9e9e}
 svg .state rect[class^=st-]{fill:#fff}
+svg text.tls-st{fill:#ad1457;font-weight:bold;font-size:10px}
+svg .h2-lane rect{fill:#f3f6fb;stroke:#90a4ae}
+svg .h2-lane text{font-size:10px}
+svg text.h2-st{fill:#37474f;font-weight:bold}
+svg .lane-0 rect{stroke:#1e88e5}svg .lane-1 rect{stroke:#43a047}svg .lane-2 rect{stroke:#fb8c00}
+svg .lane-3 rect{stroke:#8e24aa}svg .lane-4 rect{stroke:#00897b}svg .lane-5 rect{stroke:#e53935}
+svg .lane-6 rect{stroke:#6d4c41}svg .lane-7 rect{stroke:#3949ab}
 svg .axis path,svg .axis line{stroke:#90a4ae;fill:none}
 svg .axis line.grid{stroke:#eceff1}
 svg .pts{stroke:#263238;fill:none;stroke-width:1}
