@@ -619,3 +619,22 @@ fn http2_control_server_counting_requests_in_root() {
         false,
     );
 }
+
+/// The observer missed the segment with the first request's header block: every later block
+/// refers to the HPACK entries it added, so the checks that rest on the table fail (the
+/// requests are reported undecodable, never guessed).
+#[test]
+fn http2_control_observer_missed_the_first_header_block() {
+    run_control(
+        "http2",
+        "missed-segment",
+        None,
+        &[
+            "one_h2_connection_100_streams",
+            "streams_end_closed_at_both_ends",
+            "hpack_later_blocks_smaller_than_first",
+            "client_table_remembers_headers",
+        ],
+        false,
+    );
+}

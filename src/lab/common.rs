@@ -320,6 +320,19 @@ pub fn drop_frame(path: &Path, number: u64) -> anyhow::Result<u64> {
     Ok(kept)
 }
 
+/// A negative control's observer that missed a segment: remove from the capture at `path`
+/// the first frame `pick` names among its records. Returns that frame, if any.
+pub fn drop_first_frame(
+    path: &Path,
+    pick: impl FnMut(&Record) -> Option<u64>,
+) -> anyhow::Result<Option<u64>> {
+    let frame = replay_records(path)?.iter().find_map(pick);
+    if let Some(f) = frame {
+        drop_frame(path, f)?;
+    }
+    Ok(frame)
+}
+
 /// Where a lab's capture goes: `OUT_DIR/NAME.pcap`.
 pub fn pcap_path(ctx: &LabCtx, name: &str) -> PathBuf {
     ctx.out_dir.join(format!("{name}.pcap"))

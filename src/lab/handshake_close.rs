@@ -308,18 +308,14 @@ fn run(ctx: &LabCtx, out: &mut LabOut) -> anyhow::Result<LabRec> {
     let (cap, recs) = common::finish_capture_edited(cap, out, |path| {
         if missed {
             // The negative control: an observer that never saw the server's FIN.
-            let server_fin = common::replay_records(path)?.iter().find_map(|r| match r {
+            dropped = common::drop_first_frame(path, |r| match r {
                 crate::record::Record::Packet(p)
                     if p.dst.0 == client && p.flags.iter().any(|f| f == "FIN") =>
                 {
                     Some(p.frame)
                 }
                 _ => None,
-            });
-            if let Some(f) = server_fin {
-                common::drop_frame(path, f)?;
-                dropped = Some(f);
-            }
+            })?;
         }
         Ok(())
     })?;

@@ -18,8 +18,11 @@
 //! stream it processed), and a new request on that connection is refused; the connection's
 //! streams and table are gone with it.
 //!
-//! The negative control `conn-counter-in-root` (a server whose `/` depends on earlier requests
-//! on the connection) must fail `every_stream_answered_alone`.
+//! The negative controls: `conn-counter-in-root` (a server whose `/` depends on earlier requests
+//! on the connection) must fail `every_stream_answered_alone`; `missed-segment` (the observer
+//! never saw the segment with the first request's header block) must fail the checks that rest
+//! on the HPACK table: every later block refers to what that one added, so the capture's
+//! requests are undecodable, not guessed.
 
 use super::common::{self, Checks};
 use super::{LabCtx, LabDef, LabOut};
@@ -158,7 +161,25 @@ fn run(ctx: &LabCtx, out: &mut LabOut) -> anyhow::Result<LabRec> {
     drop(server);
     drop(rt);
 
-    let (cap, recs) = common::finish_capture(cap, out)?;
+    // The negative control `missed-segment`: an observer that never saw the segment carrying
+    // the multiplexed connection's first request (its header block fills the client's HPACK
+    // table, which every later block refers to).
+    let missed = control.as_deref() == Some("missed-segment");
+    let mut dropped = None;
+    let (cap, recs) = common::finish_capture_edited(cap, out, |path| {
+        if missed {
+            dropped = common::drop_first_frame(path, |r| match r {
+                Record::H2(f) if f.dir == Dir::C2s && f.frame_type == 1 => Some(f.frame),
+                _ => None,
+            })?;
+        }
+        Ok(())
+    })?;
+    if let Some(f) = dropped {
+        out.say(&format!(
+            "NEGATIVE CONTROL: frame {f} (the first request's header block) removed from the capture before replay"
+        ))?;
+    }
 
     // ---- measure, from the capture ----
     let mut checks = Checks::default();
