@@ -375,7 +375,14 @@ pub(super) async fn connection(
 ) {
     let limit = conn.app.config.header_timeout;
     let failed = match tokio::time::timeout(limit, acceptor.accept(stream)).await {
-        Ok(Ok(tls)) => return super::connection(tls, conn, http).await,
+        Ok(Ok(tls)) => {
+            // ALPN decides: a client that picked h2 speaks HTTP/2 from its first byte.
+            let proto = match tls.get_ref().1.alpn_protocol() {
+                Some(b"h2") => super::Proto::H2,
+                _ => super::Proto::H1,
+            };
+            return super::connection(tls, conn, http, proto).await;
+        }
         Ok(Err(e)) => format!("TLS handshake failed: {e}"),
         Err(_) => format!("TLS handshake not finished within {limit:?}"),
     };
