@@ -604,9 +604,13 @@ fn http2() {
         .into_iter()
         .filter(|h| h.version == "2" && h.method.is_some())
         .collect();
-    // 100 multiplexed, 1 on a fresh connection, 1 on the kept one before the restart; none after.
-    assert_eq!(h2.len(), 102);
+    // 100 multiplexed, 1 on a fresh connection, 1 on the kept one before the restart, the POST
+    // in flight across it; none after.
+    assert_eq!(h2.len(), 103);
     assert_eq!(run.fact("refused_after_restart"), &Value::Bool(true));
+    // The stream in flight was answered whole after the server's GOAWAY.
+    assert_eq!(run.fact("in_flight_answered_whole"), &Value::Bool(true));
+    assert!(run.fact_u64("in_flight_goaway_frame") <= run.fact_u64("in_flight_response_frame"));
 }
 
 #[test]

@@ -14,9 +14,10 @@
 //! the bytes the table saved against HTTP/1.1's text. Both ends must keep that table in step
 //! for the connection's life: the table's size at the end is what the connection remembers.
 //!
-//! Then the server restarts while an HTTP/2 connection is open: it sends GOAWAY (the last
-//! stream it processed), and a new request on that connection is refused; the connection's
-//! streams and table are gone with it.
+//! Then the server restarts while HTTP/2 connections are open: it sends GOAWAY, a new request on
+//! an open connection is refused, and a stream in flight (a POST whose body is half sent when
+//! the restart begins) is still finished and answered, after the GOAWAY; then the connections,
+//! their streams and tables are gone.
 //!
 //! The negative controls: `conn-counter-in-root` (a server whose `/` depends on earlier requests
 //! on the connection) must fail `every_stream_answered_alone`; `missed-segment` (the observer
@@ -117,6 +118,42 @@ async fn h1_many(addr: SocketAddr, n: usize) -> anyhow::Result<(Vec<(u16, String
     Ok((out, local))
 }
 
+/// The halves of the request that is in flight when the server restarts.
+const FIRST_HALF: &[u8] = b"first half of a request in flight; ";
+const SECOND_HALF: &[u8] = b"second half, sent while the server shuts down";
+
+type InFlight = tokio::task::JoinHandle<anyhow::Result<(u16, String)>>;
+
+/// A `POST /echo` on a new HTTP/2 connection whose body is half sent: the client address, the
+/// body's sender (dropping it ends the body) and the response to come.
+async fn start_in_flight(
+    addr: SocketAddr,
+) -> anyhow::Result<(SocketAddr, http_body_util::channel::Sender<Bytes>, InFlight)> {
+    use http_body_util::channel::Channel;
+    let stream = tokio::net::TcpStream::connect(addr).await?;
+    let local = stream.local_addr()?;
+    let (mut send, conn) = hyper::client::conn::http2::handshake::<_, _, Channel<Bytes>>(
+        TokioExecutor::new(),
+        TokioIo::new(stream),
+    )
+    .await?;
+    tokio::spawn(conn);
+    let (mut tx, body) = Channel::<Bytes>::new(1);
+    let len = FIRST_HALF.len() + SECOND_HALF.len();
+    let req = hyper::Request::post(format!("http://{addr}/echo"))
+        .header(hyper::header::CONTENT_LENGTH, len)
+        .body(body)?;
+    send.ready().await?;
+    let answer = tokio::spawn(async move {
+        let resp = send.send_request(req).await?;
+        let status = resp.status().as_u16();
+        let body = resp.into_body().collect().await?.to_bytes();
+        Ok((status, String::from_utf8_lossy(&body).into_owned()))
+    });
+    tx.send_data(Bytes::from_static(FIRST_HALF)).await?;
+    Ok((local, tx, answer))
+}
+
 fn run(ctx: &LabCtx, out: &mut LabOut) -> anyhow::Result<LabRec> {
     let control = common::begin(out)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -152,7 +189,33 @@ fn run(ctx: &LabCtx, out: &mut LabOut) -> anyhow::Result<LabRec> {
     common::step("HTTP/2: a connection open across a server restart");
     let (mut kept, kept_local) = rt.block_on(h2_connect(addr))?;
     let before_restart = rt.block_on(h2_get(&mut kept, addr))?;
+    common::step("HTTP/2: a stream in flight across the restart");
+    let (inflight_local, mut body_tx, inflight) = rt.block_on(start_in_flight(addr))?;
+    // Restart only once the server is working on that request (its handler waits for the
+    // body): `/state` counts it, beside the `/state` request itself.
+    let state_get = common::raw_request(addr, "GET", "/state", &[], "");
+    let waiting = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    while std::time::Instant::now() < waiting {
+        let s = common::fresh(addr, &state_get)?.json();
+        if s["per_request"]["requests_in_flight"].as_u64().unwrap_or(0) >= 2 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    // The request's second half follows while the server is shutting down.
+    let finisher = rt.spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        let _ = body_tx.send_data(Bytes::from_static(SECOND_HALF)).await;
+    });
     let server = common::restart_server(server, ServerConfig::default())?;
+    let inflight_answer = rt.block_on(async {
+        let _ = finisher.await;
+        tokio::time::timeout(std::time::Duration::from_secs(5), inflight).await
+    });
+    let inflight_status = match inflight_answer {
+        Ok(Ok(Ok((status, body)))) => Some((status, body)),
+        _ => None,
+    };
     let after_restart = rt.block_on(async {
         tokio::time::timeout(std::time::Duration::from_secs(5), h2_get(&mut kept, addr)).await
     });
@@ -293,6 +356,30 @@ fn run(ctx: &LabCtx, out: &mut LabOut) -> anyhow::Result<LabRec> {
         "restart_sends_goaway_and_refuses_new_streams",
         goaway.is_some() && before_restart == *reference && refused_after_restart,
     );
+    // The stream in flight: GOAWAY told the client no new streams, and the stream it had
+    // open was still answered, after the GOAWAY, with its whole body echoed.
+    let inflight_conn = conn_id(inflight_local);
+    let inflight_frames = h2_frames(inflight_conn);
+    let inflight_goaway = inflight_frames
+        .iter()
+        .find(|f| f.dir == Dir::S2c && f.frame_type == 7)
+        .map(|f| f.frame);
+    let inflight_response = inflight_frames
+        .iter()
+        .find(|f| f.dir == Dir::S2c && f.frame_type == 1 && f.stream == 1)
+        .map(|f| f.frame);
+    let whole_body = FIRST_HALF.len() + SECOND_HALF.len();
+    let echoed = inflight_status.as_ref().is_some_and(|(st, body)| {
+        *st == 200 && body.contains(&format!("\"body_bytes\": {whole_body}"))
+    });
+    let finished_after_goaway = matches!(
+        (inflight_goaway, inflight_response),
+        (Some(g), Some(r)) if g <= r
+    );
+    checks.check(
+        "stream_in_flight_finishes_after_goaway",
+        echoed && finished_after_goaway,
+    );
     let fresh_ok = recs
         .http()
         .any(|h| Some(h.conn) == fresh_conn && h.version == "2" && h.status == Some(200));
@@ -333,6 +420,16 @@ fn run(ctx: &LabCtx, out: &mut LabOut) -> anyhow::Result<LabRec> {
         }
     ))?;
     out.say(&format!(
+        "In flight at the restart: a POST whose body was half sent; GOAWAY at frame {}, its response at frame {}: {}.",
+        inflight_goaway.map_or("?".into(), |f| f.to_string()),
+        inflight_response.map_or("?".into(), |f| f.to_string()),
+        match &inflight_status {
+            Some((st, _)) if echoed => format!("{st}, the whole {whole_body}-byte body echoed"),
+            Some((st, _)) => format!("{st}, body not whole"),
+            None => "no answer".into(),
+        }
+    ))?;
+    out.say(&format!(
         "Capture: {} ({} frames).",
         cap.path.display(),
         cap.frames
@@ -346,7 +443,7 @@ fn run(ctx: &LabCtx, out: &mut LabOut) -> anyhow::Result<LabRec> {
          (stream 1: {}), and HPACK's table let the client send the headers once ({first_block} bytes) and then \
          as indexes (at most {later_max} bytes a request): {h2_header_bytes} header bytes against {h1_request_bytes} of HTTP/1.1 text, \
          {saved} saved, because both ends remembered {} bytes of headers. A restart ended that state: \
-         the server sent GOAWAY and the open connection took no new streams.",
+         the server sent GOAWAY, the open connection took no new streams, and the stream in flight was still finished.",
         streams.len(),
         stream1
             .iter()
@@ -374,6 +471,9 @@ fn run(ctx: &LabCtx, out: &mut LabOut) -> anyhow::Result<LabRec> {
             ("client_table_entries", json!(table_entries)),
             ("goaway", json!(goaway)),
             ("refused_after_restart", json!(refused_after_restart)),
+            ("in_flight_goaway_frame", json!(inflight_goaway)),
+            ("in_flight_response_frame", json!(inflight_response)),
+            ("in_flight_answered_whole", json!(echoed)),
             ("conns_total", json!(recs.conns().count())),
             ("frames", json!(cap.frames)),
             ("pcap", json!(cap.path.display().to_string())),
