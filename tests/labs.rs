@@ -642,3 +642,16 @@ fn http2_control_observer_missed_the_first_header_block() {
         false,
     );
 }
+
+/// A server whose shutdown closes every connection at once: the POST in flight at the restart
+/// is never answered.
+#[test]
+fn http2_control_server_without_shutdown_grace() {
+    run_control(
+        "http2",
+        "no-shutdown-grace",
+        None,
+        &["stream_in_flight_finishes_after_goaway"],
+        false,
+    );
+}

@@ -116,14 +116,17 @@ pub enum Fault {
     TokenLoginsKept,
     /// One WebSocket message count for every connection of the process.
     SharedWsCounter,
+    /// Shutdown closes every connection at once, requests in flight included (no grace).
+    NoShutdownGrace,
 }
 
 impl Fault {
-    pub const ALL: [Fault; 4] = [
+    pub const ALL: [Fault; 5] = [
         Fault::ConnCounterInRoot,
         Fault::UncheckedToken,
         Fault::TokenLoginsKept,
         Fault::SharedWsCounter,
+        Fault::NoShutdownGrace,
     ];
     pub fn name(self) -> &'static str {
         match self {
@@ -131,6 +134,7 @@ impl Fault {
             Fault::UncheckedToken => "unchecked-token",
             Fault::TokenLoginsKept => "token-logins-kept",
             Fault::SharedWsCounter => "shared-ws-counter",
+            Fault::NoShutdownGrace => "no-shutdown-grace",
         }
     }
     pub fn parse(name: &str) -> Option<Fault> {
@@ -417,14 +421,16 @@ async fn serve(
         eprintln!("statescope serve: shutting down; waiting for {open} open connection(s)");
     }
     // Every connection task holds a sender; recv() returns None once they are all gone.
-    if tokio::time::timeout(app.config.shutdown_grace, alive_rx.recv())
-        .await
-        .is_err()
-    {
+    let grace = if app.config.fault == Some(Fault::NoShutdownGrace) {
+        Duration::ZERO
+    } else {
+        app.config.shutdown_grace
+    };
+    if tokio::time::timeout(grace, alive_rx.recv()).await.is_err() {
         eprintln!(
             "statescope serve: {} connection(s) still open after {:?}; closing them",
             app.stats.open_connections.load(Relaxed),
-            app.config.shutdown_grace
+            grace
         );
     }
     if let Some(log) = &app.log {
