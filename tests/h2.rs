@@ -19,6 +19,9 @@ use statescope::record::{H2Rec, HttpRec, Record};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+#[path = "support/tsv.rs"]
+mod tsv;
+
 fn dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/h2")
 }
@@ -27,20 +30,10 @@ fn records(name: &str) -> Vec<Record> {
     statescope::lab::common::replay_records(&dir().join(format!("{name}.pcap"))).unwrap()
 }
 
-type Row = BTreeMap<String, String>;
+use tsv::Row;
 
 fn oracle(name: &str) -> Vec<Row> {
-    let text = std::fs::read_to_string(dir().join(format!("{name}.h2.tsv"))).unwrap();
-    let mut lines = text.lines();
-    let head: Vec<&str> = lines.next().unwrap().split('\t').collect();
-    lines
-        .map(|l| {
-            head.iter()
-                .zip(l.split('\t').chain(std::iter::repeat("")))
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect()
-        })
-        .collect()
+    tsv::read(&dir().join(format!("{name}.h2.tsv"))).expect("the fixture's oracle")
 }
 
 fn vals<'a>(r: &'a Row, col: &str) -> Vec<&'a str> {

@@ -14,6 +14,9 @@ use statescope::record::{Record, TlsRec};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+#[path = "support/tsv.rs"]
+mod tsv;
+
 fn dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tls")
 }
@@ -33,19 +36,9 @@ fn records(path: &Path) -> Vec<Record> {
     statescope::lab::common::replay_records(path).unwrap()
 }
 
-/// A TSV file as rows of (column -> value).
+/// A TSV oracle file as rows of (column -> value).
 fn tsv(path: &Path) -> Vec<BTreeMap<String, String>> {
-    let text = std::fs::read_to_string(path).unwrap();
-    let mut lines = text.lines();
-    let head: Vec<&str> = lines.next().unwrap().split('\t').collect();
-    lines
-        .map(|l| {
-            head.iter()
-                .zip(l.split('\t').chain(std::iter::repeat("")))
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect()
-        })
-        .collect()
+    tsv::read(path).unwrap_or_else(|| panic!("cannot read {}", path.display()))
 }
 
 fn with(path: &Path, ext: &str) -> PathBuf {

@@ -24,6 +24,8 @@
 mod collect;
 #[path = "support/http_oracle.rs"]
 mod http_oracle;
+#[path = "support/tsv.rs"]
+mod tsv;
 
 use collect::Collect;
 

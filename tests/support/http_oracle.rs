@@ -5,25 +5,10 @@
 #![allow(dead_code)]
 
 use statescope::record::Record;
-use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
+use std::collections::BTreeMap;
 
 /// A tshark `-T fields` file with a header row: one map per row.
-pub fn tsv(path: &Path) -> Option<Vec<HashMap<String, String>>> {
-    let text = std::fs::read_to_string(path).ok()?;
-    let mut lines = text.lines();
-    let head: Vec<&str> = lines.next()?.split('\t').collect();
-    Some(
-        lines
-            .map(|l| {
-                head.iter()
-                    .zip(l.split('\t').chain(std::iter::repeat("")))
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-                    .collect()
-            })
-            .collect(),
-    )
-}
+pub use crate::tsv::read as tsv;
 
 /// Per stream: requests, response codes, WebSocket opcodes, each as text. With frames, each
 /// message also carries the frame that completed it (tshark's frame of the reassembled message;
@@ -39,7 +24,7 @@ pub struct Messages {
 /// `stream_of` maps a statescope connection to its `tcp.stream`; `frames` compares the frame
 /// numbers too.
 pub fn compare_http(
-    rows: &[HashMap<String, String>],
+    rows: &[crate::tsv::Row],
     recs: &[Record],
     stream_of: &dyn Fn(u64) -> Option<u64>,
     frames: bool,
