@@ -122,6 +122,17 @@ impl PacketSel {
     }
 }
 
+/// Bytes from hex text, whitespace ignored: published test vectors (RFC 7541, RFC 8448) as
+/// the RFCs print them. Tests only.
+#[cfg(test)]
+pub fn hex(s: &str) -> Vec<u8> {
+    let s: String = s.split_whitespace().collect();
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::Timestamp;

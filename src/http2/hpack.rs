@@ -234,13 +234,7 @@ fn walk(b: &[u8]) -> Option<Vec<Rep>> {
 mod tests {
     use super::*;
 
-    fn hex(s: &str) -> Vec<u8> {
-        let s: String = s.split_whitespace().collect();
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-            .collect()
-    }
+    use crate::types::hex;
 
     /// RFC 7541 Appendix C.3: three requests without Huffman coding, the table after each.
     #[test]

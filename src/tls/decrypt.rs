@@ -323,13 +323,7 @@ impl RecordKey {
 mod tests {
     use super::*;
 
-    fn hex(s: &str) -> Vec<u8> {
-        let s: String = s.split_whitespace().collect();
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-            .collect()
-    }
+    use crate::types::hex;
 
     /// RFC 8448 §3 (a simple 1-RTT handshake): the server's handshake traffic secret gives the
     /// key and IV the RFC lists.
