@@ -19,6 +19,8 @@ use statescope::record::{H2Rec, HttpRec, Record};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+#[path = "support/replay.rs"]
+mod replay;
 #[path = "support/tsv.rs"]
 mod tsv;
 
@@ -490,23 +492,13 @@ fn golden_jsonl() {
 
 /// `replay --tls-keylog NAME.keylog --format jsonl` of a fixture: its records.
 fn records_decrypted(name: &str, keylog: bool) -> Vec<Record> {
-    let mut cmd = assert_cmd::Command::cargo_bin("statescope").unwrap();
-    cmd.arg("replay").arg(dir().join(format!("{name}.pcap")));
-    if keylog {
-        cmd.arg("--tls-keylog")
-            .arg(dir().join(format!("{name}.keylog")));
-    }
-    let out = cmd.args(["--format", "jsonl", "-q"]).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
+    let keys = dir().join(format!("{name}.keylog"));
+    let args: Vec<&std::ffi::OsStr> = if keylog {
+        vec!["--tls-keylog".as_ref(), keys.as_os_str()]
+    } else {
+        Vec::new()
+    };
+    replay::replay_jsonl(&dir().join(format!("{name}.pcap")), &args)
 }
 
 /// HTTP/2 inside TLS (`serve --tls`, ALPN h2, curl), decrypted with the server's key log: the

@@ -9,6 +9,9 @@
 use statescope::record::{Dir, HttpRec, Record, WsRec};
 use statescope::report::{self, HtmlOptions};
 use std::collections::{BTreeMap, BTreeSet};
+#[path = "support/replay.rs"]
+mod replay;
+use replay::replay_jsonl;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -659,27 +662,6 @@ fn replay_html(capture: &str, name: &str) -> (Vec<Record>, PathBuf) {
     let html = artifacts().join(format!("replay-{name}.html"));
     let recs = replay_jsonl(&pcap, &["--html".as_ref(), html.as_ref()]);
     (recs, html)
-}
-
-/// `replay CAPTURE --format jsonl -q ARGS…`: the records printed.
-fn replay_jsonl(pcap: &Path, args: &[&std::ffi::OsStr]) -> Vec<Record> {
-    let out = assert_cmd::Command::cargo_bin("statescope")
-        .unwrap()
-        .args(["replay", "--format", "jsonl", "-q"])
-        .arg(pcap)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
 }
 
 /// The value of attribute `name` in the markup `tag` (one element's opening tag).
