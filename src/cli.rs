@@ -180,6 +180,16 @@ pub struct ReplayArgs {
     /// run's, connection K of shard I numbered I + N×K
     #[arg(long, value_name = "I/N")]
     pub shard: Option<String>,
+    /// Track on N worker threads in this process, each the connections of its flow hash (the
+    /// hash of --shard), merged into the same records, order and connection numbers as one
+    /// engine's (the memory budget is split between them). For more than two cores; a reader
+    /// thread decodes for all of them
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(1..=64),
+          conflicts_with_all = ["shard", "threads", "follow"])]
+    pub workers: Option<u8>,
+    /// A deliberately wrong merger, for tests' negative controls
+    #[arg(long, value_enum, hide = true, requires = "workers")]
+    pub workers_fault: Option<crate::workers::WorkerFault>,
     #[command(flatten)]
     pub out: OutputArgs,
 }
@@ -422,6 +432,8 @@ impl TryFrom<&ReplayArgs> for ReplayConfig {
             filter,
             shard,
             threads: a.threads,
+            workers: a.workers.map(usize::from).filter(|&w| w > 1),
+            workers_fault: a.workers_fault,
             out: OutputConfig::try_from(&a.out)?,
         })
     }

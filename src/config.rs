@@ -177,6 +177,10 @@ pub struct ReplayConfig {
     pub shard: Option<(u32, u32)>,
     /// 1 to 3, or `None` to choose by core count.
     pub threads: Option<u8>,
+    /// `--workers N` (N ≥ 2): track on N worker threads ([`crate::workers`]).
+    pub workers: Option<usize>,
+    /// Tests' negative controls: a wrong merger.
+    pub workers_fault: Option<crate::workers::WorkerFault>,
     pub out: OutputConfig,
 }
 

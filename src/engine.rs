@@ -42,6 +42,94 @@ impl Stats {
     }
 }
 
+/// A run's counts, from one engine or summed over several ([`crate::workers::run_workers`]).
+#[derive(Debug, Default, Clone)]
+pub struct Totals {
+    pub stats: Stats,
+    pub conns_seen: u64,
+    /// Most connections held at once (summed over workers: each worker's own peak).
+    pub peak_live: usize,
+    pub relief: crate::tcp::MemoryRelief,
+    /// The memory budget, whole (workers share it).
+    pub budget: usize,
+    pub shard: Option<(u32, u32)>,
+}
+
+impl Totals {
+    /// Add another worker's counts to these.
+    pub fn add(&mut self, o: &Totals) {
+        let (s, t) = (&mut self.stats, &o.stats);
+        s.frames += t.frames;
+        s.segments += t.segments;
+        s.not_tcp += t.not_tcp;
+        s.filtered_out += t.filtered_out;
+        s.other_shards += t.other_shards;
+        for (k, n) in &t.decode_errors {
+            *s.decode_errors.entry(k.clone()).or_default() += n;
+        }
+        self.conns_seen += o.conns_seen;
+        self.peak_live += o.peak_live;
+        self.relief.evicted += o.relief.evicted;
+        self.relief.gap_bytes += o.relief.gap_bytes;
+    }
+
+    /// ", N connections evicted for memory (--max-memory 512 MiB), M reassembly bytes given
+    /// up" when the budget gave anything up; empty otherwise.
+    pub fn memory_note(&self) -> String {
+        let r = self.relief;
+        if r.evicted == 0 && r.gap_bytes == 0 {
+            return String::new();
+        }
+        format!(
+            ", {} connection{} evicted for memory and {} reassembly bytes given up \
+             (--max-memory {} MiB)",
+            r.evicted,
+            if r.evicted == 1 { "" } else { "s" },
+            r.gap_bytes,
+            self.budget >> 20
+        )
+    }
+
+    /// One line of counts for standard error.
+    pub fn summary_line(&self) -> String {
+        let s = &self.stats;
+        let mut line = format!(
+            "{} frames, {} TCP segments, {} connection{} ({} held at most)",
+            s.frames,
+            s.segments,
+            self.conns_seen,
+            if self.conns_seen == 1 { "" } else { "s" },
+            self.peak_live
+        );
+        line.push_str(&self.memory_note());
+        if s.decode_failures() > 0 {
+            let kinds: Vec<String> = s
+                .decode_errors
+                .iter()
+                .map(|(k, n)| format!("{n} {k}"))
+                .collect();
+            line.push_str(&format!(
+                ", {} frames not decoded ({})",
+                s.decode_failures(),
+                kinds.join(", ")
+            ));
+        }
+        if s.filtered_out > 0 {
+            line.push_str(&format!(
+                ", {} TCP segments left out by the filter",
+                s.filtered_out
+            ));
+        }
+        if let Some((i, n)) = self.shard {
+            line.push_str(&format!(
+                ", shard {i}/{n}: {} TCP segments belong to other shards",
+                s.other_shards
+            ));
+        }
+        line
+    }
+}
+
 /// What the engine does besides tracking.
 #[derive(Debug, Clone, Default)]
 pub struct EngineOptions {
@@ -595,6 +683,34 @@ impl Engine {
         self.flush(sink)
     }
 
+    /// A TCP segment another worker tracks ([`crate::workers::run_workers`]): only its
+    /// capture time matters here (connections past their linger or idle timeout end now, as
+    /// they would in one engine that saw it). A segment the filter leaves out ticks nothing,
+    /// as it reaches no tracker in one engine either. Not counted.
+    pub fn on_foreign(
+        &mut self,
+        ts: Timestamp,
+        seg: &Segment<'_>,
+        sink: &mut dyn Sink,
+    ) -> io::Result<()> {
+        if let Some(f) = &self.opts.only {
+            if !f.matches_tcp(seg.src, seg.dst, seg.sport, seg.dport) {
+                return Ok(());
+            }
+        }
+        let parts = parts!(self);
+        let mut upper = parts.upper;
+        parts.tracker.tick(ts, &mut upper);
+        self.flush(sink)
+    }
+
+    /// Whether a segment at `ts` would finish connections past their linger or idle timeout
+    /// (see [`Engine::on_foreign`]).
+    #[inline]
+    pub fn sweep_due(&self, ts: Timestamp) -> bool {
+        self.tracker.sweep_due(ts)
+    }
+
     fn flush(&mut self, sink: &mut dyn Sink) -> io::Result<()> {
         if self.pending.len() < self.hand_over_at {
             return Ok(());
@@ -639,64 +755,27 @@ impl Engine {
         self.tracker.memory_relief()
     }
 
+    /// The run's counts as they stand: what the summary line says.
+    pub fn totals(&self) -> Totals {
+        Totals {
+            stats: self.stats.clone(),
+            conns_seen: self.tracker.conns_seen(),
+            peak_live: self.tracker.peak_live(),
+            relief: self.tracker.memory_relief(),
+            budget: self.tracker.config().memory_budget,
+            shard: self.opts.shard,
+        }
+    }
+
     /// ", N connections evicted for memory (--max-memory 512 MiB), M reassembly bytes given
     /// up" when the budget gave anything up; empty otherwise.
     pub fn memory_note(&self) -> String {
-        let r = self.tracker.memory_relief();
-        if r.evicted == 0 && r.gap_bytes == 0 {
-            return String::new();
-        }
-        format!(
-            ", {} connection{} evicted for memory and {} reassembly bytes given up \
-             (--max-memory {} MiB)",
-            r.evicted,
-            if r.evicted == 1 { "" } else { "s" },
-            r.gap_bytes,
-            self.tracker.config().memory_budget >> 20
-        )
+        self.totals().memory_note()
     }
 
     /// One line of counts for standard error.
     pub fn summary_line(&self) -> String {
-        let s = &self.stats;
-        let mut line = format!(
-            "{} frames, {} TCP segments, {} connection{} ({} held at most)",
-            s.frames,
-            s.segments,
-            self.tracker.conns_seen(),
-            if self.tracker.conns_seen() == 1 {
-                ""
-            } else {
-                "s"
-            },
-            self.tracker.peak_live()
-        );
-        line.push_str(&self.memory_note());
-        if s.decode_failures() > 0 {
-            let kinds: Vec<String> = s
-                .decode_errors
-                .iter()
-                .map(|(k, n)| format!("{n} {k}"))
-                .collect();
-            line.push_str(&format!(
-                ", {} frames not decoded ({})",
-                s.decode_failures(),
-                kinds.join(", ")
-            ));
-        }
-        if s.filtered_out > 0 {
-            line.push_str(&format!(
-                ", {} TCP segments left out by the filter",
-                s.filtered_out
-            ));
-        }
-        if let Some((i, n)) = self.opts.shard {
-            line.push_str(&format!(
-                ", shard {i}/{n}: {} TCP segments belong to other shards",
-                s.other_shards
-            ));
-        }
-        line
+        self.totals().summary_line()
     }
 
     /// How many connections have been seen so far (the next connection's index).

@@ -57,3 +57,4 @@ pub mod server;
 pub mod tcp;
 pub mod tls;
 pub mod types;
+pub mod workers;

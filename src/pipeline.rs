@@ -62,42 +62,55 @@ const HELP_BEHIND: usize = 2;
 
 /// What decoding one frame gave, with the payload as a range of the batch's bytes (and the
 /// segment's connection key, worked out here rather than on the tracking thread).
-enum Decoded {
+pub(crate) enum Decoded {
     Segment(Segment<'static>, Range<usize>, FlowKey),
     NotTcp,
     Failed(DecodeError),
 }
 
-struct Item {
-    number: u64,
-    ts: Timestamp,
-    decoded: Decoded,
+pub(crate) struct Item {
+    pub(crate) number: u64,
+    pub(crate) ts: Timestamp,
+    pub(crate) decoded: Decoded,
     /// Index in [`Batch::prepared`] of the payload's head parsed ahead.
-    prepared: Option<u32>,
+    pub(crate) prepared: Option<u32>,
+    /// Of [`Split::Workers`]: the worker whose flow this is (0 otherwise).
+    pub(crate) owner: u32,
+}
+
+/// How the reader divides the segments by flow hash ([`FlowKey::shard`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Split {
+    /// Not at all.
+    None,
+    /// `--shard I/N`: other shards' payloads are neither copied nor parsed.
+    Shard(u32, u32),
+    /// `--workers N`: each item says which worker owns it.
+    Workers(u32),
 }
 
 #[derive(Default)]
-struct Batch {
-    payload: Vec<u8>,
-    items: Vec<Item>,
-    prepared: Vec<Prepared>,
+pub(crate) struct Batch {
+    pub(crate) payload: Vec<u8>,
+    pub(crate) items: Vec<Item>,
+    pub(crate) prepared: Vec<Prepared>,
     /// The source's progress after the last frame of this batch.
-    progress: (u64, Option<u64>),
+    pub(crate) progress: (u64, Option<u64>),
     /// Set on the last batch: how the input ended.
-    end: Option<Result<(), CaptureError>>,
+    pub(crate) end: Option<Result<(), CaptureError>>,
 }
 
-/// The reader thread: fill batches until the input ends or the receiver goes away.
+/// The reader thread: fill batches until the input ends or `send` says the receiver has gone.
 #[allow(clippy::too_many_arguments)]
-fn read_ahead(
+pub(crate) fn read_ahead(
     mut source: Box<dyn FrameSource + Send>,
     keep_payload: bool,
     prepare: Prepare,
-    tx: SyncSender<Batch>,
+    mut send: impl FnMut(Batch) -> bool,
     recycled: Receiver<Batch>,
     queued: Arc<AtomicUsize>,
     printer: Option<PrintHelper>,
-    shard: Option<(u32, u32)>,
+    split: Split,
 ) {
     let mut decoder = Decoder::new();
     loop {
@@ -138,12 +151,20 @@ fn read_ahead(
             };
             let (number, ts) = (frame.number, frame.ts);
             let mut prepared = None;
+            let mut owner = 0;
             let decoded = match decoder.decode(&frame) {
                 Ok(Some(seg)) => {
                     let flow = FlowKey::of(&seg);
                     // Another shard's segment: the engine only counts it, so neither its
                     // payload nor its parse is needed.
-                    let mine = shard.is_none_or(|(i, n)| flow.shard(n) == i);
+                    let mine = match split {
+                        Split::None => true,
+                        Split::Shard(i, n) => flow.shard(n) == i,
+                        Split::Workers(n) => {
+                            owner = flow.shard(n);
+                            true
+                        }
+                    };
                     if prepare && mine {
                         if let Some(p) = crate::http::parser::prepare(seg.payload) {
                             prepared = Some(batch.prepared.len() as u32);
@@ -172,12 +193,13 @@ fn read_ahead(
                 ts,
                 decoded,
                 prepared,
+                owner,
             });
         }
         batch.progress = source.progress();
         let last = batch.end.is_some();
         queued.fetch_add(1, Ordering::Relaxed);
-        if tx.send(batch).is_err() || last {
+        if !send(batch) || last {
             return;
         }
     }
@@ -214,7 +236,10 @@ pub fn run_threaded(
     let (tx, rx) = sync_channel::<Batch>(DEPTH);
     let (back, recycled) = sync_channel::<Batch>(DEPTH + 2);
     let queued = Arc::new(AtomicUsize::new(0));
-    let shard = engine.options().shard;
+    let split = match engine.options().shard {
+        Some((i, n)) => Split::Shard(i, n),
+        None => Split::None,
+    };
     let reader = {
         let queued = queued.clone();
         std::thread::Builder::new()
@@ -224,11 +249,11 @@ pub fn run_threaded(
                     source,
                     keep_payload,
                     prepare,
-                    tx,
+                    |b| tx.send(b).is_ok(),
                     recycled,
                     queued,
                     helper,
-                    shard,
+                    split,
                 )
             })?
     };

@@ -136,6 +136,23 @@ pub enum Record {
     H2(H2Rec),
 }
 
+impl Record {
+    /// The connection index it belongs to, to renumber (`None`: a lab record, of no
+    /// connection).
+    pub fn conn_mut(&mut self) -> Option<&mut u64> {
+        match self {
+            Record::Packet(r) => Some(&mut r.conn),
+            Record::Conn(r) => Some(&mut r.conn),
+            Record::Http(r) => Some(&mut r.conn),
+            Record::Ws(r) => Some(&mut r.conn),
+            Record::Tls(r) => Some(&mut r.conn),
+            Record::TlsMsg(r) => Some(&mut r.conn),
+            Record::H2(r) => Some(&mut r.conn),
+            Record::Lab(_) => None,
+        }
+    }
+}
+
 /// `"type": "packet"`: one per TCP segment.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct PacketRec {

@@ -98,7 +98,22 @@ pub fn run(cfg: &ReplayConfig) -> anyhow::Result<ExitCode> {
     } else {
         collect.inner
     };
-    let result = if threads >= 2 {
+    let mut totals = None;
+    let result = if let Some(n) = cfg.workers {
+        let mut tick = |p: (u64, Option<u64>)| tick(&engine, p);
+        // Counts of an engine that tracked nothing, with the budget and shard it would have.
+        let mut t = engine.totals();
+        let result = crate::workers::run_workers(
+            source,
+            engine.options(),
+            (n, cfg.workers_fault),
+            target,
+            &mut tick,
+            &mut t,
+        );
+        totals = Some(t);
+        result
+    } else if threads >= 2 {
         let prepare = if engine.options().http {
             Prepare::WhenAhead
         } else {
@@ -130,9 +145,11 @@ pub fn run(cfg: &ReplayConfig) -> anyhow::Result<ExitCode> {
         };
         eprintln!("statescope: {name}: stopped reading; every connection still open was finished");
     }
+    // The workers' counts, summed; or the one engine's.
+    let totals = totals.unwrap_or_else(|| engine.totals());
     // Given-up connections or bytes are said even with --quiet: records are missing otherwise.
-    if !out.quiet || engine.stats.decode_failures() > 0 || !engine.memory_note().is_empty() {
-        eprintln!("statescope: {}", engine.summary_line());
+    if !out.quiet || totals.stats.decode_failures() > 0 || !totals.memory_note().is_empty() {
+        eprintln!("statescope: {}", totals.summary_line());
     }
     // The report covers whatever was read, even when the capture ended in an error.
     if wants_report {
@@ -148,7 +165,7 @@ pub fn run(cfg: &ReplayConfig) -> anyhow::Result<ExitCode> {
         ),
         Err(other) => other,
     })?;
-    unknown_connection(out, engine.conns_seen())?;
+    unknown_connection(out, totals.conns_seen)?;
     Ok(match stopped {
         Some(sig) => ExitCode::from(128u8.saturating_add(sig as u8)),
         None => ExitCode::SUCCESS,

@@ -229,6 +229,21 @@ impl<U: Default + Footprint> Tracker<U> {
         self.open.next_conn
     }
 
+    /// Capture time `ts` of a segment tracked elsewhere (another worker's flow, see
+    /// [`crate::workers`]): finish what a segment at `ts` would have swept here, so
+    /// that connections end at the same frame as in one tracker that sees every segment.
+    pub fn tick(&mut self, ts: Timestamp, events: &mut dyn Events<U>) {
+        if self.sweep_due(ts) {
+            self.sweep(ts, events);
+        }
+    }
+
+    /// Whether a segment at `ts` would sweep (see [`Self::tick`]).
+    #[inline]
+    pub fn sweep_due(&self, ts: Timestamp) -> bool {
+        ts >= self.next_sweep
+    }
+
     /// One TCP segment from frame `frame` captured at `ts`.
     pub fn on_segment(
         &mut self,
