@@ -7,7 +7,9 @@
 //! working out each segment's connection key ([`FlowKey`]) need no connection state, so they
 //! run ahead in their own thread and hand over batches of decoded segments, in capture order,
 //! through a bounded channel. Only the captured payload bytes are copied into a batch, and only
-//! when something reads them (reassembly for HTTP or `--follow`).
+//! when something reads them (reassembly for HTTP or `--follow`); from a capture file read
+//! through a memory map not even those: the map is lent ([`crate::capture::mapped::Lent`]),
+//! items point into it, and each batch's stretch of the file is released once it is done.
 //! Empty batches go back to the reader for reuse, so steady state allocates nothing.
 //!
 //! With HTTP on, the reader also parses each payload as if an HTTP message started at its
@@ -22,6 +24,7 @@
 //! same order with the same frame numbers and times, the same decode failures, and a capture
 //! error only after every frame before it.
 
+use crate::capture::mapped::Lent;
 use crate::capture::{CaptureError, FrameSource, Timestamp};
 use crate::decode::{DecodeError, Decoder, Segment};
 use crate::engine::{Engine, Progress};
@@ -60,10 +63,11 @@ const HELP_AHEAD: usize = 2;
 /// printing thread is about to.
 const HELP_BEHIND: usize = 2;
 
-/// What decoding one frame gave, with the payload as a range of the batch's bytes (and the
-/// segment's connection key, worked out here rather than on the tracking thread).
+/// What decoding one frame gave, with the payload as a range of the batch's bytes, or of the
+/// capture's lent map when the `bool` says so ([`Batch::payload`]); and the segment's
+/// connection key, worked out here rather than on the tracking thread.
 pub(crate) enum Decoded {
-    Segment(Segment<'static>, Range<usize>, FlowKey),
+    Segment(Segment<'static>, Range<usize>, FlowKey, bool),
     NotTcp,
     Failed(DecodeError),
 }
@@ -98,6 +102,31 @@ pub(crate) struct Batch {
     pub(crate) progress: (u64, Option<u64>),
     /// Set on the last batch: how the input ended.
     pub(crate) end: Option<Result<(), CaptureError>>,
+    /// The capture's map, when payloads are read where they lie in it rather than copied.
+    pub(crate) lent: Option<Lent>,
+    /// The stretch of the map this batch's frames used, from the end of the previous batch's:
+    /// released once every reader is done with the batch ([`Batch::release`]).
+    pub(crate) span: Range<usize>,
+    /// Payload bytes of the map the items point at (they count toward [`BATCH_BYTES`]).
+    mapped: usize,
+}
+
+impl Batch {
+    /// A segment's payload (see [`Decoded::Segment`]).
+    #[inline]
+    pub(crate) fn payload(&self, r: &Range<usize>, in_map: bool) -> &[u8] {
+        match (&self.lent, in_map) {
+            (Some(l), true) => l.get(r.clone()),
+            _ => &self.payload[r.clone()],
+        }
+    }
+
+    /// Done with this batch and every one before it: give back the pages of its stretch.
+    pub(crate) fn release(&self) {
+        if let Some(l) = &self.lent {
+            l.release(self.span.clone());
+        }
+    }
 }
 
 /// The reader thread: fill batches until the input ends or `send` says the receiver has gone.
@@ -113,6 +142,13 @@ pub(crate) fn read_ahead(
     split: Split,
 ) {
     let mut decoder = Decoder::new();
+    // Payloads read in place when the capture is a mapped file: nothing copied.
+    let lent = if keep_payload {
+        source.lend_map()
+    } else {
+        None
+    };
+    let mut span_end = 0;
     loop {
         let prepare = match prepare {
             Prepare::Never => false,
@@ -123,6 +159,9 @@ pub(crate) fn read_ahead(
         batch.payload.clear();
         batch.items.clear();
         batch.prepared.clear();
+        batch.lent.clone_from(&lent);
+        batch.mapped = 0;
+        let span_start = span_end;
         // SIGINT/SIGTERM (once installed) end the input here, once per batch.
         let room = if crate::capture::stop::stop_requested() {
             batch.end = Some(Ok(()));
@@ -130,7 +169,7 @@ pub(crate) fn read_ahead(
         } else {
             BATCH_FRAMES
         };
-        while batch.items.len() < room && batch.payload.len() < BATCH_BYTES {
+        while batch.items.len() < room && batch.payload.len() + batch.mapped < BATCH_BYTES {
             if batch.items.len().is_multiple_of(HELP_EVERY) {
                 if let Some(p) = &printer {
                     // Print while tracking has input and the printer is behind: tracking
@@ -171,11 +210,24 @@ pub(crate) fn read_ahead(
                             batch.prepared.push(p);
                         }
                     }
-                    let start = batch.payload.len();
-                    if keep_payload && mine {
-                        batch.payload.extend_from_slice(seg.payload);
-                    }
-                    let range = start..batch.payload.len();
+                    let in_map = match &lent {
+                        Some(l) if mine => l.range_of(seg.payload),
+                        _ => None,
+                    };
+                    let range = match in_map.clone() {
+                        Some(r) => {
+                            batch.mapped += r.len();
+                            span_end = span_end.max(r.end);
+                            r
+                        }
+                        None => {
+                            let start = batch.payload.len();
+                            if keep_payload && mine {
+                                batch.payload.extend_from_slice(seg.payload);
+                            }
+                            start..batch.payload.len()
+                        }
+                    };
                     Decoded::Segment(
                         Segment {
                             payload: &[],
@@ -183,6 +235,7 @@ pub(crate) fn read_ahead(
                         },
                         range,
                         flow,
+                        in_map.is_some(),
                     )
                 }
                 Ok(None) => Decoded::NotTcp,
@@ -197,6 +250,7 @@ pub(crate) fn read_ahead(
             });
         }
         batch.progress = source.progress();
+        batch.span = span_start..span_end;
         let last = batch.end.is_some();
         queued.fetch_add(1, Ordering::Relaxed);
         if !send(batch) || last {
@@ -265,9 +319,9 @@ pub fn run_threaded(
         queued.fetch_sub(1, Ordering::Relaxed);
         for item in &batch.items {
             let (decoded, flow) = match &item.decoded {
-                Decoded::Segment(seg, range, flow) => (
+                Decoded::Segment(seg, range, flow, in_map) => (
                     Ok(Some(Segment {
-                        payload: &batch.payload[range.clone()],
+                        payload: batch.payload(range, *in_map),
                         ..*seg
                     })),
                     Some(*flow),
@@ -287,6 +341,7 @@ pub fn run_threaded(
             ended = true;
             break;
         }
+        batch.release();
         let _ = back.try_send(batch);
     }
     drop(rx);

@@ -258,14 +258,14 @@ fn track(
         for item in &batch.items {
             let number = item.number;
             match &item.decoded {
-                Decoded::Segment(seg, range, flow) => {
+                Decoded::Segment(seg, range, flow, in_map) => {
                     let mine = item.owner as usize == w;
                     // Most segments are another worker's and sweep nothing: skip them at once.
                     if !(mine || (tick && engine.sweep_due(item.ts))) {
                         continue;
                     }
                     let seg = Segment {
-                        payload: &batch.payload[range.clone()],
+                        payload: batch.payload(range, *in_map),
                         ..*seg
                     };
                     if engine.sweep_due(item.ts) {
@@ -321,8 +321,11 @@ fn track(
             let _ = engine.finish(&mut g);
             g.out.last = true;
         }
-        // The last worker done with a batch gives it back to the reader for reuse.
-        if let Ok(b) = Arc::try_unwrap(batch) {
+        // The last worker done with a batch (so with every batch before it too; `into_inner`
+        // gives it to exactly one of them) releases its stretch of a mapped capture and gives
+        // it back to the reader for reuse.
+        if let Some(b) = Arc::into_inner(batch) {
+            b.release();
             let _ = back.try_send(b);
         }
         if tx.send(std::mem::take(&mut g.out)).is_err() {

@@ -25,6 +25,9 @@ use pcap_parser::pcapng::{parse_block_be, parse_block_le};
 use pcap_parser::traits::PcapReaderIterator;
 use pcap_parser::{Block, PcapBlockOwned, PcapError};
 use std::fs::File;
+use std::ops::Range;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 /// Files shorter than this are read with `read`: the saving is negligible there.
 pub const MIN_MAPPED: u64 = 16 << 20;
@@ -73,10 +76,50 @@ unsafe fn release_behind(map: &Mmap, released: &mut usize, pos: usize) {
     }
 }
 
+/// A capture's map lent to the threads that read frames' payloads where they lie
+/// ([`super::FrameSource::lend_map`]), instead of copying them out: on the replay benchmark's
+/// full-payload capture the copy was the reading thread's largest cost, and most payload bytes
+/// (response bodies only counted) are then never touched at all. Whoever is done with a
+/// stretch of the file releases its pages ([`Lent::release`]), as the source itself does
+/// otherwise, so the resident size still follows the frames in flight.
+#[derive(Clone)]
+pub struct Lent(Arc<Mmap>);
+
+impl Lent {
+    /// Where `bytes` lie in the map, if they do.
+    pub fn range_of(&self, bytes: &[u8]) -> Option<Range<usize>> {
+        let base = self.0.as_ptr() as usize;
+        let at = (bytes.as_ptr() as usize).checked_sub(base)?;
+        (at + bytes.len() <= self.0.len()).then(|| at..at + bytes.len())
+    }
+
+    /// The bytes at `r` (a range [`Lent::range_of`] gave).
+    pub fn get(&self, r: Range<usize>) -> &[u8] {
+        &self.0[r]
+    }
+
+    /// Drop this process's mapping of the pages from the one holding `r.start` up to the one
+    /// holding `r.end` (that one excluded: what follows may still be read).
+    pub fn release(&self, r: Range<usize>) {
+        const PAGE: usize = 4096;
+        let (from, to) = (r.start / PAGE * PAGE, r.end.min(self.0.len()) / PAGE * PAGE);
+        if to > from {
+            // SAFETY: a private read-only file mapping: pages touched again after this refill
+            // from the file, with the same bytes, so a late reader would only fault them in.
+            let _ = unsafe {
+                self.0
+                    .unchecked_advise_range(UncheckedAdvice::DontNeed, from, to - from)
+            };
+        }
+    }
+}
+
 /// A legacy pcap file mapped into memory.
 pub struct MappedPcap {
     name: String,
-    map: Mmap,
+    map: Arc<Mmap>,
+    /// The map is lent ([`Lent`]): its borrowers release pages, not this.
+    lent: bool,
     head: LegacyHeader,
     /// Offset of the next record.
     pos: usize,
@@ -93,7 +136,8 @@ impl MappedPcap {
         let _ = map.advise(Advice::Sequential);
         Ok(MappedPcap {
             name: name.to_string(),
-            map,
+            map: Arc::new(map),
+            lent: false,
             head,
             pos: 24,
             released: 0,
@@ -109,6 +153,9 @@ impl MappedPcap {
 
     /// Drop this process's mapping of the pages wholly before the read position.
     fn release_behind(&mut self) {
+        if self.lent {
+            return;
+        }
         // SAFETY: nothing borrows these pages any more: the frames handed out before the
         // current position were borrowed from `&mut self` calls that have returned.
         unsafe { release_behind(&self.map, &mut self.released, self.pos) }
@@ -166,6 +213,11 @@ impl FrameSource for MappedPcap {
     fn progress(&self) -> (u64, Option<u64>) {
         (self.pos as u64, Some(self.map.len() as u64))
     }
+
+    fn lend_map(&mut self) -> Option<Lent> {
+        self.lent = true;
+        Some(Lent(self.map.clone()))
+    }
 }
 
 /// A pcapng file mapped into memory, read block by block in place: pcap-parser's reader
@@ -173,7 +225,9 @@ impl FrameSource for MappedPcap {
 /// packet blocks (and of damage) is the same for mapped and streamed files. The whole file is
 /// in the map: there is never more to read, and a block cut short is a truncated file.
 pub struct MappedNg {
-    map: Mmap,
+    map: Arc<Mmap>,
+    /// Set once the map is lent ([`Lent`]): its borrowers release pages, not this.
+    lent: Arc<AtomicBool>,
     /// Offset of the next block.
     pos: usize,
     /// Everything before this offset has been released.
@@ -185,11 +239,34 @@ pub struct MappedNg {
 impl MappedNg {
     pub fn new(map: Mmap) -> MappedNg {
         MappedNg {
-            map,
+            map: Arc::new(map),
+            lent: Arc::new(AtomicBool::new(false)),
             pos: 0,
             released: 0,
             big_endian: false,
         }
+    }
+
+    /// What lends the map later, once this reader is boxed away inside a
+    /// [`super::pcap_file::PcapFile`].
+    pub fn lender(&self) -> Lender {
+        Lender {
+            map: self.map.clone(),
+            lent: self.lent.clone(),
+        }
+    }
+}
+
+/// Lends a [`MappedNg`]'s map ([`super::FrameSource::lend_map`]).
+pub struct Lender {
+    map: Arc<Mmap>,
+    lent: Arc<AtomicBool>,
+}
+
+impl Lender {
+    pub fn lend(&self) -> Lent {
+        self.lent.store(true, Ordering::Relaxed);
+        Lent(self.map.clone())
     }
 }
 
@@ -255,6 +332,9 @@ impl PcapReaderIterator for MappedNg {
 
     fn consume(&mut self, offset: usize) {
         self.pos = (self.pos + offset).min(self.map.len());
+        if self.lent.load(Ordering::Relaxed) {
+            return;
+        }
         // SAFETY: pcap-parser's contract for `consume`: the blocks read so far (and frames
         // borrowed from them) are gone.
         unsafe { release_behind(&self.map, &mut self.released, self.pos) }

@@ -170,6 +170,10 @@ impl FrameSource for Counted {
     fn progress(&self) -> (u64, Option<u64>) {
         self.src.progress()
     }
+
+    fn lend_map(&mut self) -> Option<super::mapped::Lent> {
+        self.src.lend_map()
+    }
 }
 
 #[cfg(test)]

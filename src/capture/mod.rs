@@ -43,6 +43,13 @@ pub trait FrameSource {
         (0, None)
     }
 
+    /// A file read through a memory map: lend the map to whoever reads the frames' bytes in
+    /// place on other threads, and from now on leave releasing its pages to them
+    /// ([`mapped::Lent::release`]). `None` for every other source.
+    fn lend_map(&mut self) -> Option<mapped::Lent> {
+        None
+    }
+
     /// The next frame, waiting for it at most about `wait`: [`Polled::Idle`] when none came
     /// in time, so a display can refresh while an interface is quiet. Sources that never wait
     /// (files, memory) never say idle.

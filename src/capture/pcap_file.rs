@@ -299,6 +299,7 @@ fn open_legacy(
         size,
         done: false,
         last_ts: Timestamp::default(),
+        lender: None,
     }))
 }
 
@@ -342,13 +343,17 @@ pub(super) fn open_ng_mapped(
     section_header_whole(name, map.len(), len)?;
     let size = Some(map.len() as u64);
     let reader = super::mapped::MappedNg::new(map);
-    Ok(Box::new(PcapFile::ng(
-        name.to_string(),
-        Box::new(reader),
-        BUF_CAPACITY,
-        big_endian,
-        size,
-    )))
+    let lender = Some(reader.lender());
+    Ok(Box::new(PcapFile {
+        lender,
+        ..PcapFile::ng(
+            name.to_string(),
+            Box::new(reader),
+            BUF_CAPACITY,
+            big_endian,
+            size,
+        )
+    }))
 }
 
 /// Check the first 12 bytes of a pcapng section header block (given as `head`, shorter when
@@ -466,6 +471,8 @@ struct PcapFile {
     /// Set at the end of input or after an error: the source is finished.
     done: bool,
     last_ts: Timestamp,
+    /// A mapped pcapng file's map, to lend ([`FrameSource::lend_map`]).
+    lender: Option<super::mapped::Lender>,
 }
 
 /// What one step of the reader found, with no borrow of the buffer left in it.
@@ -508,6 +515,7 @@ impl PcapFile {
             size,
             done: false,
             last_ts: Timestamp::default(),
+            lender: None,
         }
     }
 
@@ -754,6 +762,10 @@ impl FrameSource for PcapFile {
                 Step::Fail(what) => return Err(self.fail(what)),
             }
         }
+    }
+
+    fn lend_map(&mut self) -> Option<super::mapped::Lent> {
+        self.lender.as_ref().map(|l| l.lend())
     }
 
     fn progress(&self) -> (u64, Option<u64>) {
