@@ -6,11 +6,15 @@
 //! connections back to back, as pcap and as pcapng. The control: the same capture with one
 //! HTTP payload byte changed gives other records, so the comparison does read payload bytes.
 
-use assert_cmd::Command;
 use statescope::capture::pcap_file;
 use statescope::capture::pcap_writer::PcapWriter;
 use statescope::types::{Frame, LinkType, Timestamp};
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
+
+mod support {
+    pub mod replay;
+}
 
 /// Ethernet fixtures with lost, reordered and missing segments, many connections and HTTP.
 const PARTS: &[&str] = &[
@@ -67,20 +71,8 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 }
 
 fn run(file: &Path, args: &[&str]) -> Vec<u8> {
-    let out = Command::cargo_bin("statescope")
-        .unwrap()
-        .arg("replay")
-        .arg(file)
-        .args(["-q", "--format", "jsonl"])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
+    let args: Vec<&OsStr> = args.iter().map(OsStr::new).collect();
+    support::replay::replay_jsonl_text(file, &args)
 }
 
 fn tmp(name: &str) -> PathBuf {
