@@ -8,7 +8,7 @@
 use crate::commands::serve::ServeConfig;
 use crate::config::{
     self, Color, Format, LabConfig, LiveConfig, OutputConfig, ReplayConfig, UsageError,
-    DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_MEMORY, DEFAULT_REASSEMBLY_CAP,
+    WorkerFault, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_MEMORY, DEFAULT_REASSEMBLY_CAP,
 };
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -54,6 +54,14 @@ pub struct CompletionsArgs {
 }
 
 /// `--color`'s values.
+/// `replay --workers-fault` (hidden): [`WorkerFault`].
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorkerFaultArg {
+    NoRenumber,
+    NoTick,
+    NoMerge,
+}
+
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ColorArg {
     /// On a terminal, unless NO_COLOR is set
@@ -189,7 +197,7 @@ pub struct ReplayArgs {
     pub workers: Option<u8>,
     /// A deliberately wrong merger, for tests' negative controls
     #[arg(long, value_enum, hide = true, requires = "workers")]
-    pub workers_fault: Option<crate::workers::WorkerFault>,
+    pub workers_fault: Option<WorkerFaultArg>,
     #[command(flatten)]
     pub out: OutputArgs,
 }
@@ -433,7 +441,11 @@ impl TryFrom<&ReplayArgs> for ReplayConfig {
             shard,
             threads: a.threads,
             workers: a.workers.map(usize::from).filter(|&w| w > 1),
-            workers_fault: a.workers_fault,
+            workers_fault: a.workers_fault.map(|f| match f {
+                WorkerFaultArg::NoRenumber => WorkerFault::NoRenumber,
+                WorkerFaultArg::NoTick => WorkerFault::NoTick,
+                WorkerFaultArg::NoMerge => WorkerFault::NoMerge,
+            }),
             out: OutputConfig::try_from(&a.out)?,
         })
     }

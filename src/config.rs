@@ -180,8 +180,20 @@ pub struct ReplayConfig {
     /// `--workers N` (N ≥ 2): track on N worker threads ([`crate::workers`]).
     pub workers: Option<usize>,
     /// Tests' negative controls: a wrong merger.
-    pub workers_fault: Option<crate::workers::WorkerFault>,
+    pub workers_fault: Option<WorkerFault>,
     pub out: OutputConfig,
+}
+
+/// A deliberately wrong merger of `replay --workers`, for the tests' negative controls
+/// (`--workers-fault`, hidden).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorkerFault {
+    /// Keep each worker's own connection numbers.
+    NoRenumber,
+    /// Workers do not tick on other workers' segments.
+    NoTick,
+    /// Each batch's records worker after worker, not merged by frame.
+    NoMerge,
 }
 
 /// `statescope live`.

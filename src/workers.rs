@@ -24,6 +24,7 @@
 //! merger drops the rest.
 
 use crate::capture::FrameSource;
+use crate::config::WorkerFault;
 use crate::decode::Segment;
 use crate::engine::{Engine, EngineOptions, Totals};
 use crate::output::Sink;
@@ -37,17 +38,6 @@ use std::sync::Arc;
 
 /// Batches in flight to each worker.
 const DEPTH: usize = 4;
-
-/// A deliberately wrong merger, for the tests' negative controls (`--workers-fault`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum WorkerFault {
-    /// Keep each worker's own connection numbers.
-    NoRenumber,
-    /// Workers do not tick on other workers' segments.
-    NoTick,
-    /// Each batch's records worker after worker, not merged by frame.
-    NoMerge,
-}
 
 /// Where a worker's record came from: the frame it was processing and whether it came from the
 /// sweep before the frame (phase 0: finished connections, merged by connection) or from the
