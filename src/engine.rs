@@ -9,7 +9,7 @@ use crate::capture::FrameSource;
 use crate::config::OutputConfig;
 use crate::decode::{DecodeError, Decoder, Segment};
 use crate::http::parser::Prepared;
-use crate::http::HttpConn;
+use crate::http::{HttpConn, Settled};
 use crate::http2::H2Conn;
 use crate::output::Sink;
 use crate::record::{ConnRec, Record};
@@ -141,6 +141,9 @@ enum App {
     /// Picked up mid-stream, nothing seen yet: the first bytes choose between HTTP/2 frames
     /// and HTTP/1 (resynchronising).
     Midstream,
+    /// HTTP/1 with both directions ended ([`HttpConn::settle`]): nothing more to parse, only
+    /// what the `conn` record takes from it, kept while the connection lingers in the table.
+    Settled(Box<Settled>),
 }
 
 /// A TLS connection, and with a key log the parser of what it decrypts (made at the first
@@ -224,6 +227,7 @@ impl App {
             App::Http(h) => h.footprint(),
             App::Tls(t) => t.footprint(),
             App::H2(h) => h.footprint(),
+            App::Settled(s) => s.footprint(),
             App::Midstream => 0,
         }
     }
@@ -345,6 +349,8 @@ impl Upper<'_> {
                 *upper = Some(midstream_app(conn, &opts.http_records, first));
                 self.other_chunk(conn, upper, dir, chunk, frame, ts)
             }
+            // Late bytes after both ends: the parser it replaced ignored them too.
+            App::Settled(_) => {}
         }
     }
 }
@@ -384,7 +390,12 @@ impl Events<AppSlot> for Upper<'_> {
     }
     fn end(&mut self, _conn: u64, upper: &mut AppSlot, dir: Dir, frame: u64, ts: Timestamp) {
         match upper.as_mut() {
-            Some(App::Http(h)) => h.on_end(dir, frame, ts, self.pending),
+            Some(App::Http(h)) => {
+                h.on_end(dir, frame, ts, self.pending);
+                if let Some(s) = h.settle() {
+                    *upper = Some(App::Settled(Box::new(s)));
+                }
+            }
             Some(App::H2(h)) => h.on_end(dir, frame, ts, self.pending),
             Some(App::Tls(t)) => t.on_end(dir, frame, ts, self.pending),
             _ => {}
@@ -406,6 +417,18 @@ impl Events<AppSlot> for Upper<'_> {
                     d.extend(more);
                 }
                 d
+            }
+            Some(App::Settled(s)) => {
+                let Settled {
+                    requests,
+                    responses,
+                    ws_frames,
+                    diagnostics,
+                } = *s;
+                rec.http_requests = requests;
+                rec.http_responses = responses;
+                rec.ws_frames = ws_frames;
+                diagnostics
             }
             Some(App::H2(mut h)) => {
                 rec.http_requests = h.requests();

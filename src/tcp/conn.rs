@@ -316,6 +316,22 @@ impl<U: Default> Conn<U> {
                     inferred: at.inferred,
                 });
             }
+            if to.is_closed() && self.ep[1 - who].view.state.is_closed() {
+                self.settle();
+            }
+        }
+    }
+
+    /// Both endpoints have just closed: the connection now mostly waits out its linger
+    /// ([`TrackerConfig::closed_linger_ns`]), where short connections spend most of their time
+    /// in the table. Give back room its vectors grew for and no longer use (issue 26: on a
+    /// busy HTTP capture most connections held are these). Nothing they hold changes, so
+    /// neither does any record; a late segment grows them again.
+    #[cold]
+    fn settle(&mut self) {
+        self.transitions.shrink_to_fit();
+        for e in &mut self.ep {
+            e.flow.shrink();
         }
     }
 
