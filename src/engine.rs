@@ -131,7 +131,18 @@ struct Upper<'a> {
     pending: &'a mut Vec<Record>,
     /// The current segment's payload (address and length) and its head parsed ahead, if any.
     prepared: Option<(usize, usize, &'a Prepared)>,
+    /// Where `pending` goes when a sweep finishes many connections at once ([`SPILL_AT`]).
+    sink: Option<&'a mut dyn Sink>,
+    /// The sink's error from such a hand-over, returned once the frame is done.
+    failed: Option<io::Error>,
 }
+
+/// Records pending, at least, for connections finished while a frame is tracked to be handed
+/// to the printer before the next one finishes. A sweep of closed connections past their
+/// linger finishes thousands at once (13,500 on a full-snaplen nginx capture): held until the
+/// end of the frame, their records were the run's peak memory (issue 26). Handed over in
+/// order, as they come, so the output is the same.
+const SPILL_AT: usize = 1024;
 
 /// The parser of a connection's application layer.
 enum App {
@@ -355,6 +366,18 @@ impl Upper<'_> {
     }
 }
 
+impl Upper<'_> {
+    /// Hand the pending records to the sink now (see [`SPILL_AT`]); its first error is kept.
+    #[cold]
+    fn spill(&mut self) {
+        if let (Some(sink), None) = (self.sink.as_mut(), self.failed.as_ref()) {
+            if let Err(e) = sink.take(self.pending) {
+                self.failed = Some(e);
+            }
+        }
+    }
+}
+
 impl Events<AppSlot> for Upper<'_> {
     fn record(&mut self, rec: Record) {
         self.pending.push(rec);
@@ -467,6 +490,9 @@ impl Events<AppSlot> for Upper<'_> {
             rec.diagnostics.extend(d);
         }
         self.pending.push(Record::Conn(rec));
+        if self.pending.len() >= SPILL_AT {
+            self.spill();
+        }
     }
 }
 
@@ -529,6 +555,9 @@ impl Parts<'_> {
 /// borrow the decoder's fragment buffers) can be passed in alongside.
 macro_rules! parts {
     ($e:expr) => {
+        parts!($e, None)
+    };
+    ($e:expr, $sink:expr) => {
         Parts {
             tracker: &mut $e.tracker,
             stats: &mut $e.stats,
@@ -537,6 +566,8 @@ macro_rules! parts {
                 follow_out: &mut $e.follow_out,
                 pending: &mut $e.pending,
                 prepared: None,
+                sink: $sink,
+                failed: None,
             },
         }
     };
@@ -592,9 +623,14 @@ impl Engine {
     }
 
     /// One frame: decode, track, and print what it produced.
+    #[inline]
     pub fn on_frame(&mut self, frame: &Frame<'_>, sink: &mut dyn Sink) -> io::Result<()> {
         let decoded = self.decoder.decode(frame);
-        parts!(self).track(frame.number, frame.ts, decoded, None);
+        let mut parts = parts!(self, Some(&mut *sink));
+        parts.track(frame.number, frame.ts, decoded, None);
+        if let Some(e) = parts.upper.failed {
+            return Err(e);
+        }
         self.flush(sink)
     }
 
@@ -610,11 +646,14 @@ impl Engine {
         flow: Option<FlowKey>,
         sink: &mut dyn Sink,
     ) -> io::Result<()> {
-        let mut parts = parts!(self);
+        let mut parts = parts!(self, Some(&mut *sink));
         if let (Some(p), Ok(Some(seg))) = (prepared, &decoded) {
             parts.upper.prepared = Some((seg.payload.as_ptr() as usize, seg.payload.len(), p));
         }
         parts.track(number, ts, decoded, flow);
+        if let Some(e) = parts.upper.failed {
+            return Err(e);
+        }
         self.flush(sink)
     }
 
@@ -773,5 +812,104 @@ pub fn run_source_with(
     match failure {
         Some(e) => Err(e.into()),
         None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::Flags;
+
+    /// Remembers how many records each hand-over brought, and every record's kind in order.
+    #[derive(Default)]
+    struct Takes {
+        sizes: Vec<usize>,
+        kinds: Vec<&'static str>,
+    }
+
+    impl Sink for Takes {
+        fn record(&mut self, rec: &Record) -> io::Result<()> {
+            self.take(&mut vec![rec.clone()])
+        }
+        fn take(&mut self, recs: &mut Vec<Record>) -> io::Result<()> {
+            self.sizes.push(recs.len());
+            for r in recs.drain(..) {
+                self.kinds.push(match r {
+                    Record::Conn(_) => "conn",
+                    Record::Packet(_) => "packet",
+                    _ => "other",
+                });
+            }
+            Ok(())
+        }
+        fn finish(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// `n` connections opened and closed within a millisecond, then, 10 s later, one SYN: the
+    /// sweep it triggers finishes all `n` at once. `spill`: track as `on_decoded` does, else
+    /// with no sink to hand over to before the frame ends (the variant that held them all).
+    fn sweep_burst(n: u16, spill: bool) -> Takes {
+        let mut engine = Engine::new(EngineOptions {
+            tracker: TrackerConfig {
+                emit_packets: PacketSel::None,
+                ..TrackerConfig::default()
+            },
+            ..EngineOptions::default()
+        });
+        let mut sink = Takes::default();
+        let (syn, ack, fin) = (Flags::SYN, Flags::ACK, Flags::FIN | Flags::ACK);
+        let mut frame = 0u64;
+        let mut feed = |e: &mut Engine, sink: &mut Takes, seg: Segment<'static>, ns: i64| {
+            frame += 1;
+            let ts = Timestamp(ns);
+            if spill {
+                e.on_decoded(frame, ts, Ok(Some(seg)), None, None, sink)
+                    .unwrap();
+            } else {
+                parts!(e).track(frame, ts, Ok(Some(seg)), None);
+                e.flush(sink).unwrap();
+            }
+        };
+        for port in 0..n {
+            let c = format!("10.0.0.1:{}", 1024 + port);
+            let (c, s) = (c.as_str(), "10.0.0.2:80");
+            for (from, to, flags, seq, ackn) in [
+                (c, s, syn, 100, 0),
+                (s, c, syn | Flags::ACK, 500, 101),
+                (c, s, ack, 101, 501),
+                (c, s, fin, 101, 501),
+                (s, c, fin, 501, 102),
+                (c, s, ack, 102, 502),
+            ] {
+                let seg = Segment::for_test(from, to, flags, seq, ackn, 0);
+                feed(&mut engine, &mut sink, seg, i64::from(port) * 100);
+            }
+        }
+        let late = Segment::for_test("10.0.0.3:999", "10.0.0.2:80", syn, 1, 0, 0);
+        feed(&mut engine, &mut sink, late, 10_000_000_000);
+        sink
+    }
+
+    /// A sweep that finishes thousands of closed connections at once hands their records over
+    /// as they come, a batch at a time, rather than holding them all until the frame ends; the
+    /// records and their order are the same.
+    #[test]
+    fn a_large_sweep_hands_its_records_over_in_batches() {
+        let n = 3 * SPILL_AT as u16 + 5;
+        let spilled = sweep_burst(n, true);
+        assert_eq!(
+            spilled.kinds.len(),
+            usize::from(n),
+            "every connection finished"
+        );
+        assert!(spilled.kinds.iter().all(|k| *k == "conn"));
+        let most = spilled.sizes.iter().copied().max().unwrap_or(0);
+        assert!(most <= SPILL_AT, "{most} records held at once");
+        // Control: without a sink to hand over to, the sweep holds every record at once.
+        let held = sweep_burst(n, false);
+        assert_eq!(held.sizes, [usize::from(n)]);
+        assert_eq!(held.kinds, spilled.kinds);
     }
 }
