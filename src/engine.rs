@@ -415,6 +415,9 @@ impl Events<AppSlot> for Upper<'_> {
         match upper.as_mut() {
             Some(App::Http(h)) => {
                 h.on_end(dir, frame, ts, self.pending);
+                if !settling() {
+                    return;
+                }
                 if let Some(s) = h.settle() {
                     *upper = Some(App::Settled(Box::new(s)));
                 }
@@ -494,6 +497,23 @@ impl Events<AppSlot> for Upper<'_> {
             self.spill();
         }
     }
+}
+
+/// Whether a parser ended both ways is settled ([`App::Settled`]); off only in a test's control.
+#[cfg(not(test))]
+#[inline(always)]
+fn settling() -> bool {
+    true
+}
+
+#[cfg(test)]
+thread_local! {
+    static SETTLING: std::cell::Cell<bool> = const { std::cell::Cell::new(true) };
+}
+
+#[cfg(test)]
+fn settling() -> bool {
+    SETTLING.with(|s| s.get())
 }
 
 fn new_http(conn: u64, records: &PacketSel) -> HttpConn {
@@ -890,6 +910,77 @@ mod tests {
         let late = Segment::for_test("10.0.0.3:999", "10.0.0.2:80", syn, 1, 0, 0);
         feed(&mut engine, &mut sink, late, 10_000_000_000);
         sink
+    }
+
+    /// Bytes the memory budget counts per connection after `n` HTTP connections (a request, a
+    /// response, closed both ways) that all still linger in the table; with `settle` off, the
+    /// variant that kept each one's HTTP parser until it was finished.
+    fn lingering_footprint(n: u16, settle: bool) -> usize {
+        SETTLING.with(|s| s.set(settle));
+        let mut engine = Engine::new(EngineOptions {
+            tracker: TrackerConfig {
+                emit_packets: PacketSel::None,
+                ..TrackerConfig::default()
+            },
+            http: true,
+            http_records: PacketSel::None,
+            ..EngineOptions::default()
+        });
+        let mut sink = Takes::default();
+        let req: &'static [u8] = b"GET /index.html HTTP/1.1\r\nHost: x\r\n\r\n";
+        let resp: &'static [u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+        let (q, r) = (req.len() as u32, resp.len() as u32);
+        let (syn, ack, fin, psh) = (
+            Flags::SYN,
+            Flags::ACK,
+            Flags::FIN | Flags::ACK,
+            Flags::PSH | Flags::ACK,
+        );
+        let mut frame = 0;
+        for port in 0..n {
+            let c = format!("10.0.0.1:{}", 1024 + port);
+            let (c, s) = (c.as_str(), "10.0.0.2:80");
+            for (from, to, flags, seq, ackn, payload) in [
+                (c, s, syn, 100, 0, &[][..]),
+                (s, c, syn | Flags::ACK, 500, 101, &[]),
+                (c, s, ack, 101, 501, &[]),
+                (c, s, psh, 101, 501, req),
+                (s, c, psh, 501, 101 + q, resp),
+                (c, s, fin, 101 + q, 501 + r, &[]),
+                (s, c, fin, 501 + r, 102 + q, &[]),
+                (c, s, ack, 102 + q, 502 + r, &[]),
+            ] {
+                frame += 1;
+                let seg = Segment {
+                    payload,
+                    ..Segment::for_test(from, to, flags, seq, ackn, payload.len() as u32)
+                };
+                let ts = Timestamp(i64::from(port) * 1000);
+                engine
+                    .on_decoded(frame, ts, Ok(Some(seg)), None, None, &mut sink)
+                    .unwrap();
+            }
+        }
+        SETTLING.with(|s| s.set(true));
+        assert_eq!(engine.tracker.conns_seen(), u64::from(n));
+        assert!(
+            sink.kinds.is_empty(),
+            "a connection finished before the end"
+        );
+        engine.tracker.memory_used() / usize::from(n)
+    }
+
+    /// A connection closed both ways waits out its linger in the table (most of those held on a
+    /// busy HTTP capture): what it keeps there is its tracking state, not its HTTP parser. The
+    /// bound is on what the memory budget counts per connection (issue 26; 1,328 bytes here, 2,048
+    /// with the parser kept).
+    #[test]
+    fn a_lingering_closed_connection_keeps_little() {
+        let each = lingering_footprint(500, true);
+        assert!(each < 1536, "{each} bytes counted per lingering connection");
+        // Control: keeping the parser until the connection is finished goes over the bound.
+        let kept = lingering_footprint(500, false);
+        assert!(kept >= 1536, "{kept} bytes with the parser kept");
     }
 
     /// A sweep that finishes thousands of closed connections at once hands their records over
