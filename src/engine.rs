@@ -368,8 +368,13 @@ impl Upper<'_> {
 
 impl Upper<'_> {
     /// Hand the pending records to the sink now (see [`SPILL_AT`]); its first error is kept.
+    /// Not with `--follow`: its text for the frame may share standard output with the records,
+    /// which it precedes when they wait for the end of the frame.
     #[cold]
     fn spill(&mut self) {
+        if self.opts.follow.is_some() {
+            return;
+        }
         if let (Some(sink), None) = (self.sink.as_mut(), self.failed.as_ref()) {
             if let Err(e) = sink.take(self.pending) {
                 self.failed = Some(e);
@@ -870,12 +875,13 @@ mod tests {
     /// `n` connections opened and closed within a millisecond, then, 10 s later, one SYN: the
     /// sweep it triggers finishes all `n` at once. `spill`: track as `on_decoded` does, else
     /// with no sink to hand over to before the frame ends (the variant that held them all).
-    fn sweep_burst(n: u16, spill: bool) -> Takes {
+    fn sweep_burst(n: u16, spill: bool, follow: Option<u64>) -> Takes {
         let mut engine = Engine::new(EngineOptions {
             tracker: TrackerConfig {
                 emit_packets: PacketSel::None,
                 ..TrackerConfig::default()
             },
+            follow,
             ..EngineOptions::default()
         });
         let mut sink = Takes::default();
@@ -989,7 +995,7 @@ mod tests {
     #[test]
     fn a_large_sweep_hands_its_records_over_in_batches() {
         let n = 3 * SPILL_AT as u16 + 5;
-        let spilled = sweep_burst(n, true);
+        let spilled = sweep_burst(n, true, None);
         assert_eq!(
             spilled.kinds.len(),
             usize::from(n),
@@ -999,8 +1005,11 @@ mod tests {
         let most = spilled.sizes.iter().copied().max().unwrap_or(0);
         assert!(most <= SPILL_AT, "{most} records held at once");
         // Control: without a sink to hand over to, the sweep holds every record at once.
-        let held = sweep_burst(n, false);
+        let held = sweep_burst(n, false, None);
         assert_eq!(held.sizes, [usize::from(n)]);
         assert_eq!(held.kinds, spilled.kinds);
+        // With --follow the records wait for the end of the frame, after its followed text.
+        let following = sweep_burst(n, true, Some(0));
+        assert_eq!(following.sizes, [usize::from(n)]);
     }
 }
