@@ -20,7 +20,7 @@
 # (three threads). Issue 26 asks for peak RSS below 64 MiB there on 10M frames; most of the
 # capture's connections close within a second and linger 2 s in the table, so the table and
 # the records of the sweeps that finish them dominate (measured, big.pcap with 12 copies:
-# summary 89 -> 40 MiB, --threads 1 59 -> 35, JSON lines 106 -> 56).
+# summary 89 -> 40 MiB, --threads 1 59 -> 35, JSON lines 106 -> 57).
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 bin=${1:-$here/target/release/statescope}
