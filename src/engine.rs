@@ -9,7 +9,7 @@ use crate::capture::FrameSource;
 use crate::config::OutputConfig;
 use crate::decode::{DecodeError, Decoder, Segment};
 use crate::http::parser::Prepared;
-use crate::http::HttpConn;
+use crate::http::{HttpConn, Settled};
 use crate::http2::H2Conn;
 use crate::output::Sink;
 use crate::record::{ConnRec, Record};
@@ -219,7 +219,18 @@ struct Upper<'a> {
     pending: &'a mut Vec<Record>,
     /// The current segment's payload (address and length) and its head parsed ahead, if any.
     prepared: Option<(usize, usize, &'a Prepared)>,
+    /// Where `pending` goes when a sweep finishes many connections at once ([`SPILL_AT`]).
+    sink: Option<&'a mut dyn Sink>,
+    /// The sink's error from such a hand-over, returned once the frame is done.
+    failed: Option<io::Error>,
 }
+
+/// Records pending, at least, for connections finished while a frame is tracked to be handed
+/// to the printer before the next one finishes. A sweep of closed connections past their
+/// linger finishes thousands at once (13,500 on a full-snaplen nginx capture): held until the
+/// end of the frame, their records were the run's peak memory (issue 26). Handed over in
+/// order, as they come, so the output is the same.
+const SPILL_AT: usize = 1024;
 
 /// The parser of a connection's application layer.
 enum App {
@@ -229,6 +240,9 @@ enum App {
     /// Picked up mid-stream, nothing seen yet: the first bytes choose between HTTP/2 frames
     /// and HTTP/1 (resynchronising).
     Midstream,
+    /// HTTP/1 with both directions ended ([`HttpConn::settle`]): nothing more to parse, only
+    /// what the `conn` record takes from it, kept while the connection lingers in the table.
+    Settled(Box<Settled>),
 }
 
 /// A TLS connection, and with a key log the parser of what it decrypts (made at the first
@@ -312,6 +326,7 @@ impl App {
             App::Http(h) => h.footprint(),
             App::Tls(t) => t.footprint(),
             App::H2(h) => h.footprint(),
+            App::Settled(s) => s.footprint(),
             App::Midstream => 0,
         }
     }
@@ -433,6 +448,25 @@ impl Upper<'_> {
                 *upper = Some(midstream_app(conn, &opts.http_records, first));
                 self.other_chunk(conn, upper, dir, chunk, frame, ts)
             }
+            // Late bytes after both ends: the parser it replaced ignored them too.
+            App::Settled(_) => {}
+        }
+    }
+}
+
+impl Upper<'_> {
+    /// Hand the pending records to the sink now (see [`SPILL_AT`]); its first error is kept.
+    /// Not with `--follow`: its text for the frame may share standard output with the records,
+    /// which it precedes when they wait for the end of the frame.
+    #[cold]
+    fn spill(&mut self) {
+        if self.opts.follow.is_some() {
+            return;
+        }
+        if let (Some(sink), None) = (self.sink.as_mut(), self.failed.as_ref()) {
+            if let Err(e) = sink.take(self.pending) {
+                self.failed = Some(e);
+            }
         }
     }
 }
@@ -472,7 +506,15 @@ impl Events<AppSlot> for Upper<'_> {
     }
     fn end(&mut self, _conn: u64, upper: &mut AppSlot, dir: Dir, frame: u64, ts: Timestamp) {
         match upper.as_mut() {
-            Some(App::Http(h)) => h.on_end(dir, frame, ts, self.pending),
+            Some(App::Http(h)) => {
+                h.on_end(dir, frame, ts, self.pending);
+                if !settling() {
+                    return;
+                }
+                if let Some(s) = h.settle() {
+                    *upper = Some(App::Settled(Box::new(s)));
+                }
+            }
             Some(App::H2(h)) => h.on_end(dir, frame, ts, self.pending),
             Some(App::Tls(t)) => t.on_end(dir, frame, ts, self.pending),
             _ => {}
@@ -494,6 +536,18 @@ impl Events<AppSlot> for Upper<'_> {
                     d.extend(more);
                 }
                 d
+            }
+            Some(App::Settled(s)) => {
+                let Settled {
+                    requests,
+                    responses,
+                    ws_frames,
+                    diagnostics,
+                } = *s;
+                rec.http_requests = requests;
+                rec.http_responses = responses;
+                rec.ws_frames = ws_frames;
+                diagnostics
             }
             Some(App::H2(mut h)) => {
                 rec.http_requests = h.requests();
@@ -532,7 +586,27 @@ impl Events<AppSlot> for Upper<'_> {
             rec.diagnostics.extend(d);
         }
         self.pending.push(Record::Conn(rec));
+        if self.pending.len() >= SPILL_AT {
+            self.spill();
+        }
     }
+}
+
+/// Whether a parser ended both ways is settled ([`App::Settled`]); off only in a test's control.
+#[cfg(not(test))]
+#[inline(always)]
+fn settling() -> bool {
+    true
+}
+
+#[cfg(test)]
+thread_local! {
+    static SETTLING: std::cell::Cell<bool> = const { std::cell::Cell::new(true) };
+}
+
+#[cfg(test)]
+fn settling() -> bool {
+    SETTLING.with(|s| s.get())
 }
 
 fn new_http(conn: u64, records: &PacketSel) -> HttpConn {
@@ -594,6 +668,9 @@ impl Parts<'_> {
 /// borrow the decoder's fragment buffers) can be passed in alongside.
 macro_rules! parts {
     ($e:expr) => {
+        parts!($e, None)
+    };
+    ($e:expr, $sink:expr) => {
         Parts {
             tracker: &mut $e.tracker,
             stats: &mut $e.stats,
@@ -602,6 +679,8 @@ macro_rules! parts {
                 follow_out: &mut $e.follow_out,
                 pending: &mut $e.pending,
                 prepared: None,
+                sink: $sink,
+                failed: None,
             },
         }
     };
@@ -657,9 +736,14 @@ impl Engine {
     }
 
     /// One frame: decode, track, and print what it produced.
+    #[inline]
     pub fn on_frame(&mut self, frame: &Frame<'_>, sink: &mut dyn Sink) -> io::Result<()> {
         let decoded = self.decoder.decode(frame);
-        parts!(self).track(frame.number, frame.ts, decoded, None);
+        let mut parts = parts!(self, Some(&mut *sink));
+        parts.track(frame.number, frame.ts, decoded, None);
+        if let Some(e) = parts.upper.failed {
+            return Err(e);
+        }
         self.flush(sink)
     }
 
@@ -675,11 +759,14 @@ impl Engine {
         flow: Option<FlowKey>,
         sink: &mut dyn Sink,
     ) -> io::Result<()> {
-        let mut parts = parts!(self);
+        let mut parts = parts!(self, Some(&mut *sink));
         if let (Some(p), Ok(Some(seg))) = (prepared, &decoded) {
             parts.upper.prepared = Some((seg.payload.as_ptr() as usize, seg.payload.len(), p));
         }
         parts.track(number, ts, decoded, flow);
+        if let Some(e) = parts.upper.failed {
+            return Err(e);
+        }
         self.flush(sink)
     }
 
@@ -829,5 +916,179 @@ pub fn run_source_with(
     match failure {
         Some(e) => Err(e.into()),
         None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::Flags;
+
+    /// Remembers how many records each hand-over brought, and every record's kind in order.
+    #[derive(Default)]
+    struct Takes {
+        sizes: Vec<usize>,
+        kinds: Vec<&'static str>,
+    }
+
+    impl Sink for Takes {
+        fn record(&mut self, rec: &Record) -> io::Result<()> {
+            self.take(&mut vec![rec.clone()])
+        }
+        fn take(&mut self, recs: &mut Vec<Record>) -> io::Result<()> {
+            self.sizes.push(recs.len());
+            for r in recs.drain(..) {
+                self.kinds.push(match r {
+                    Record::Conn(_) => "conn",
+                    Record::Packet(_) => "packet",
+                    _ => "other",
+                });
+            }
+            Ok(())
+        }
+        fn finish(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// `n` connections opened and closed within a millisecond, then, 10 s later, one SYN: the
+    /// sweep it triggers finishes all `n` at once. `spill`: track as `on_decoded` does, else
+    /// with no sink to hand over to before the frame ends (the variant that held them all).
+    fn sweep_burst(n: u16, spill: bool, follow: Option<u64>) -> Takes {
+        let mut engine = Engine::new(EngineOptions {
+            tracker: TrackerConfig {
+                emit_packets: PacketSel::None,
+                ..TrackerConfig::default()
+            },
+            follow,
+            ..EngineOptions::default()
+        });
+        let mut sink = Takes::default();
+        let (syn, ack, fin) = (Flags::SYN, Flags::ACK, Flags::FIN | Flags::ACK);
+        let mut frame = 0u64;
+        let mut feed = |e: &mut Engine, sink: &mut Takes, seg: Segment<'static>, ns: i64| {
+            frame += 1;
+            let ts = Timestamp(ns);
+            if spill {
+                e.on_decoded(frame, ts, Ok(Some(seg)), None, None, sink)
+                    .unwrap();
+            } else {
+                parts!(e).track(frame, ts, Ok(Some(seg)), None);
+                e.flush(sink).unwrap();
+            }
+        };
+        for port in 0..n {
+            let c = format!("10.0.0.1:{}", 1024 + port);
+            let (c, s) = (c.as_str(), "10.0.0.2:80");
+            for (from, to, flags, seq, ackn) in [
+                (c, s, syn, 100, 0),
+                (s, c, syn | Flags::ACK, 500, 101),
+                (c, s, ack, 101, 501),
+                (c, s, fin, 101, 501),
+                (s, c, fin, 501, 102),
+                (c, s, ack, 102, 502),
+            ] {
+                let seg = Segment::for_test(from, to, flags, seq, ackn, 0);
+                feed(&mut engine, &mut sink, seg, i64::from(port) * 100);
+            }
+        }
+        let late = Segment::for_test("10.0.0.3:999", "10.0.0.2:80", syn, 1, 0, 0);
+        feed(&mut engine, &mut sink, late, 10_000_000_000);
+        sink
+    }
+
+    /// Bytes the memory budget counts per connection after `n` HTTP connections (a request, a
+    /// response, closed both ways) that all still linger in the table; with `settle` off, the
+    /// variant that kept each one's HTTP parser until it was finished.
+    fn lingering_footprint(n: u16, settle: bool) -> usize {
+        SETTLING.with(|s| s.set(settle));
+        let mut engine = Engine::new(EngineOptions {
+            tracker: TrackerConfig {
+                emit_packets: PacketSel::None,
+                ..TrackerConfig::default()
+            },
+            http: true,
+            http_records: PacketSel::None,
+            ..EngineOptions::default()
+        });
+        let mut sink = Takes::default();
+        let req: &'static [u8] = b"GET /index.html HTTP/1.1\r\nHost: x\r\n\r\n";
+        let resp: &'static [u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+        let (q, r) = (req.len() as u32, resp.len() as u32);
+        let (syn, ack, fin, psh) = (
+            Flags::SYN,
+            Flags::ACK,
+            Flags::FIN | Flags::ACK,
+            Flags::PSH | Flags::ACK,
+        );
+        let mut frame = 0;
+        for port in 0..n {
+            let c = format!("10.0.0.1:{}", 1024 + port);
+            let (c, s) = (c.as_str(), "10.0.0.2:80");
+            for (from, to, flags, seq, ackn, payload) in [
+                (c, s, syn, 100, 0, &[][..]),
+                (s, c, syn | Flags::ACK, 500, 101, &[]),
+                (c, s, ack, 101, 501, &[]),
+                (c, s, psh, 101, 501, req),
+                (s, c, psh, 501, 101 + q, resp),
+                (c, s, fin, 101 + q, 501 + r, &[]),
+                (s, c, fin, 501 + r, 102 + q, &[]),
+                (c, s, ack, 102 + q, 502 + r, &[]),
+            ] {
+                frame += 1;
+                let seg = Segment {
+                    payload,
+                    ..Segment::for_test(from, to, flags, seq, ackn, payload.len() as u32)
+                };
+                let ts = Timestamp(i64::from(port) * 1000);
+                engine
+                    .on_decoded(frame, ts, Ok(Some(seg)), None, None, &mut sink)
+                    .unwrap();
+            }
+        }
+        SETTLING.with(|s| s.set(true));
+        assert_eq!(engine.tracker.conns_seen(), u64::from(n));
+        assert!(
+            sink.kinds.is_empty(),
+            "a connection finished before the end"
+        );
+        engine.tracker.memory_used() / usize::from(n)
+    }
+
+    /// A connection closed both ways waits out its linger in the table (most of those held on a
+    /// busy HTTP capture): what it keeps there is its tracking state, not its HTTP parser. The
+    /// bound is on what the memory budget counts per connection (issue 26; 1,328 bytes here, 2,048
+    /// with the parser kept).
+    #[test]
+    fn a_lingering_closed_connection_keeps_little() {
+        let each = lingering_footprint(500, true);
+        assert!(each < 1536, "{each} bytes counted per lingering connection");
+        // Control: keeping the parser until the connection is finished goes over the bound.
+        let kept = lingering_footprint(500, false);
+        assert!(kept >= 1536, "{kept} bytes with the parser kept");
+    }
+
+    /// A sweep that finishes thousands of closed connections at once hands their records over
+    /// as they come, a batch at a time, rather than holding them all until the frame ends; the
+    /// records and their order are the same.
+    #[test]
+    fn a_large_sweep_hands_its_records_over_in_batches() {
+        let n = 3 * SPILL_AT as u16 + 5;
+        let spilled = sweep_burst(n, true, None);
+        assert_eq!(
+            spilled.kinds.len(),
+            usize::from(n),
+            "every connection finished"
+        );
+        assert!(spilled.kinds.iter().all(|k| *k == "conn"));
+        let most = spilled.sizes.iter().copied().max().unwrap_or(0);
+        assert!(most <= SPILL_AT, "{most} records held at once");
+        // Control: without a sink to hand over to, the sweep holds every record at once.
+        let held = sweep_burst(n, false, None);
+        assert_eq!(held.sizes, [usize::from(n)]);
+        assert_eq!(held.kinds, spilled.kinds);
+        // With --follow the records wait for the end of the frame, after its followed text.
+        let following = sweep_burst(n, true, Some(0));
+        assert_eq!(following.sizes, [usize::from(n)]);
     }
 }

@@ -41,20 +41,25 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 
 /// Frames per batch: large enough that channel hand-offs cost nothing per frame, small enough
-/// that a batch stays in cache.
-const BATCH_FRAMES: usize = 2048;
+/// that a batch stays in cache. Every batch in flight or recycled keeps room for this many
+/// items (about 170 bytes each): 2048 held 0.35 MiB per batch for no speed (issue 26).
+const BATCH_FRAMES: usize = 1024;
 /// Payload bytes per batch, at most (about): batches in flight and recycled keep their
 /// buffers, so without it large frames (8 KiB segments of an out-of-order attack) held
-/// 2048 x 8 KiB per batch, 180 MiB over the engine's memory budget.
-const BATCH_BYTES: usize = 2 << 20;
+/// 2048 x 8 KiB per batch, 180 MiB over the engine's memory budget. Issue 26: 2 MiB (with
+/// 2048 frames and 8 in flight) was ~25 MiB of a full-snaplen capture's peak RSS; with 256 KiB,
+/// 1024 frames and 4 in flight, nginx+wrk full-snaplen capture, summary 89 -> 62 MiB and JSON
+/// lines 102 -> 73 MiB, wall time no worse (medians of 7 alternating runs 0.67 -> 0.59 s and
+/// 1.06 -> 0.80 s; snaplen-256 bench capture 0.65 -> 0.49 s and 0.77 -> 0.77 s).
+const BATCH_BYTES: usize = 256 << 10;
 /// Batches queued for tracking, beyond which the reader counts as ahead. Not 0: the batch the
 /// reader has just sent counts until the tracking thread takes it, even when that thread is
 /// waiting for it; with 0 the reader parsed ahead nearly always and became the slower side
 /// (summary on two cores, bench capture: 2.81 -> 2.42-2.49 s with 1, 2 or 4; JSON lines, where
 /// tracking is the slower side, unchanged).
 const AHEAD: usize = 1;
-/// Batches in flight between the threads.
-const DEPTH: usize = 8;
+/// Batches in flight between the threads (each keeps its buffers: see [`BATCH_BYTES`]).
+const DEPTH: usize = 4;
 /// Frames read between looks at whether the printer needs help.
 const HELP_EVERY: usize = 256;
 /// Batches queued for tracking, at least, for the reader to print instead of reading on.

@@ -132,6 +132,23 @@ struct Pending {
     frame: u64,
 }
 
+/// What a finished parser ([`HttpConn::settle`]) leaves for the connection's record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settled {
+    pub requests: u64,
+    pub responses: u64,
+    pub ws_frames: u64,
+    /// [`HttpConn::take_diagnostics`]'s lines.
+    pub diagnostics: Vec<String>,
+}
+
+impl Settled {
+    /// Approximate heap bytes held, its own struct included (see [`HttpConn::footprint`]).
+    pub fn footprint(&self) -> usize {
+        std::mem::size_of::<Self>() + self.diagnostics.capacity() * std::mem::size_of::<String>()
+    }
+}
+
 /// One connection's HTTP/WebSocket parser state, both directions.
 #[derive(Debug, Default)]
 pub struct HttpConn {
@@ -435,6 +452,27 @@ impl HttpConn {
             }
         }
         d
+    }
+
+    /// Once both directions have ended and neither is left waiting for an upgrade answer, the
+    /// parser is done: every side ignores what may still come ([`Mode::Opaque`]: late bytes,
+    /// gaps, ends change nothing it reports). Then (and unless an HTTP/2 part remains, which
+    /// is finished later) what the connection's record takes from it, so the parser itself can
+    /// go while the connection lingers in the table (issue 26). `None` while it may still change.
+    pub fn settle(&mut self) -> Option<Settled> {
+        let done = self
+            .sides
+            .iter()
+            .all(|s| s.ended && matches!(s.mode, Mode::Opaque));
+        if !done || self.h2.is_some() {
+            return None;
+        }
+        Some(Settled {
+            requests: self.requests,
+            responses: self.responses,
+            ws_frames: self.ws_frames,
+            diagnostics: self.take_diagnostics(),
+        })
     }
 
     // ---- the per-mode steps ------------------------------------------------------------------

@@ -747,3 +747,140 @@ fn h2c_upgrade_hands_over_or_not() {
         ]
     );
 }
+
+// ---- settling (issue 26) -----------------------------------------------------------------------
+
+/// Feed `steps` (direction, bytes, then a gap of that many bytes) and end `ends`, in order.
+fn drive(steps: &[(Dir, Vec<u8>, u64)], ends: &[Dir], records: bool) -> HttpConn {
+    let mut c = if records {
+        HttpConn::new(3)
+    } else {
+        HttpConn::counting(3)
+    };
+    let mut out = Vec::new();
+    for (n, (dir, bytes, gap)) in steps.iter().enumerate() {
+        let f = n as u64 + 1;
+        c.on_data(*dir, bytes, f, Timestamp(f as i64), &mut out);
+        c.on_gap(*dir, *gap, f, &mut out);
+    }
+    for &d in ends {
+        c.on_end(d, 90, Timestamp(90), &mut out);
+    }
+    c
+}
+
+/// What the connection's record takes from a parser when the connection is finished.
+fn finished(c: &mut HttpConn) -> Settled {
+    Settled {
+        requests: c.requests(),
+        responses: c.responses(),
+        ws_frames: c.ws_frames(),
+        diagnostics: c.take_diagnostics(),
+    }
+}
+
+/// Everything that can still reach a parser after its segments: bytes that would be whole
+/// messages, WebSocket frames and gaps both ways, and both ends again. The records it made.
+fn late_input(c: &mut HttpConn) -> Vec<Record> {
+    let mut out = Vec::new();
+    let ws = ws::encode(true, 2, None, b"late");
+    for (dir, bytes) in [
+        (C, &b"GET /late HTTP/1.1\r\nHost: x\r\n\r\n"[..]),
+        (S, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"),
+        (C, &ws),
+        (S, b"HTTP/1.1 200 OK\r\nDa"),
+    ] {
+        c.on_data(dir, bytes, 100, Timestamp(100), &mut out);
+        c.on_gap(dir, 7, 101, &mut out);
+    }
+    c.on_end(C, 102, Timestamp(102), &mut out);
+    c.on_end(S, 102, Timestamp(102), &mut out);
+    out
+}
+
+/// Connections ended both ways in the states their ends leave: plain exchanges, a body cut by
+/// the end, a head cut by a gap (diagnostics), `Connection: close`, WebSocket (an upgrade
+/// answered, and one whose answer never came), a body read until close, not HTTP at all.
+fn ended_conversations() -> Vec<Vec<(Dir, Vec<u8>, u64)>> {
+    let get = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec();
+    let ok = b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc".to_vec();
+    let conv = conversation().into_iter().map(|(d, b)| (d, b, 0)).collect();
+    vec![
+        vec![(C, get.clone(), 0), (S, ok.clone(), 0)],
+        conv,
+        vec![
+            (C, get.clone(), 0),
+            (
+                S,
+                b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nab".to_vec(),
+                0,
+            ),
+        ],
+        vec![
+            (C, get.clone(), 0),
+            (S, b"HTTP/1.1 200 OK\r\nServer: x\r\nDa".to_vec(), 40),
+            (C, get.clone(), 0),
+            (S, b"HTTP/1.1 200 OK\r\nDa".to_vec(), 40),
+        ],
+        vec![
+            (
+                C,
+                b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n".to_vec(),
+                0,
+            ),
+            (
+                S,
+                b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n".to_vec(),
+                0,
+            ),
+        ],
+        vec![(
+            C,
+            b"GET /ws HTTP/1.1\r\nUpgrade: websocket\r\n\r\nheld".to_vec(),
+            0,
+        )],
+        vec![
+            (C, get.clone(), 0),
+            (S, b"HTTP/1.1 200 OK\r\n\r\nuntil close".to_vec(), 0),
+        ],
+        vec![(C, b"\x16\x03\x01 not http".to_vec(), 0), (S, ok, 0)],
+    ]
+}
+
+/// A parser settled once both directions ended reports what it would have reported had it
+/// stayed until the connection was finished, whatever still came: so the engine can drop the
+/// parser while the connection lingers, and no record changes.
+#[test]
+fn a_settled_parser_reports_what_finishing_later_reports() {
+    for (i, steps) in ended_conversations().iter().enumerate() {
+        for records in [true, false] {
+            for ends in [[C, S], [S, C]] {
+                let mut early = drive(steps, &ends, records);
+                let settled = early
+                    .settle()
+                    .unwrap_or_else(|| panic!("conversation {i}: ended both ways, not settled"));
+                let mut late = drive(steps, &ends, records);
+                let made = late_input(&mut late);
+                assert!(
+                    made.is_empty(),
+                    "conversation {i}: {}",
+                    summary(&made).join("; ")
+                );
+                assert_eq!(settled, finished(&mut late), "conversation {i}");
+            }
+        }
+    }
+}
+
+/// Control: a parser with a direction still open is not settled, and rightly: what still comes
+/// changes what it reports (so the comparison above can fail).
+#[test]
+fn control_a_parser_still_open_one_way_is_not_settled() {
+    let steps = [(C, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(), 0)];
+    let mut c = drive(&steps, &[C], true);
+    assert!(c.settle().is_none());
+    let before = finished(&mut drive(&steps, &[C], true));
+    let made = late_input(&mut c);
+    assert!(!made.is_empty());
+    assert_ne!(before, finished(&mut c));
+}

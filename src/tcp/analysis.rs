@@ -140,6 +140,11 @@ impl Flow {
     pub fn heap_bytes(&self) -> usize {
         self.unacked.capacity() * std::mem::size_of::<Unacked>()
     }
+
+    /// Give back the room of segments no longer waiting for an ACK (nothing it holds changes).
+    pub fn shrink(&mut self) {
+        self.unacked.shrink_to_fit();
+    }
 }
 
 /// The segment as analysis sees it.

@@ -83,7 +83,28 @@ struct Step {
     frame: u64,
     who: u8,
     state: State,
-    inferred: Option<&'static str>,
+    inferred: Option<Inferred>,
+}
+
+/// Why a change was inferred rather than seen: a byte in each kept [`Step`] (16 bytes a step
+/// rather than 32 with the text's pointer; a connection keeps ten or so, issue 26).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Inferred {
+    FinAcked,
+    FinBySeq,
+    BySynAck,
+}
+
+const _: () = assert!(std::mem::size_of::<Step>() == 16);
+
+impl Inferred {
+    fn why(self) -> &'static str {
+        match self {
+            Inferred::FinAcked => "FIN not captured: acknowledged by the peer",
+            Inferred::FinBySeq => "FIN not captured: shown by the next sequence number",
+            Inferred::BySynAck => "shown by the SYN-ACK",
+        }
+    }
 }
 
 /// An open connection as it stands, for displays that refresh while capturing
@@ -316,6 +337,22 @@ impl<U: Default> Conn<U> {
                     inferred: at.inferred,
                 });
             }
+            if to.is_closed() && self.ep[1 - who].view.state.is_closed() {
+                self.settle();
+            }
+        }
+    }
+
+    /// Both endpoints have just closed: the connection now mostly waits out its linger
+    /// ([`TrackerConfig::closed_linger_ns`]), where short connections spend most of their time
+    /// in the table. Give back room its vectors grew for and no longer use (issue 26: on a
+    /// busy HTTP capture most connections held are these). Nothing they hold changes, so
+    /// neither does any record; a late segment grows them again.
+    #[cold]
+    fn settle(&mut self) {
+        self.transitions.shrink_to_fit();
+        for e in &mut self.ep {
+            e.flow.shrink();
         }
     }
 
@@ -449,14 +486,14 @@ impl<U: Default> Conn<U> {
             let fin_end = self.ep[r].view.snd_nxt.map(|n| n.plus(1));
             self.ep[r].view.fin_end = fin_end;
             self.saw_fin = true;
-            let at = here.inferred("FIN not captured: acknowledged by the peer");
+            let at = here.inferred(Inferred::FinAcked);
             self.apply(r, rx_ev, at);
             self.apply(f, tx_ev, at);
         }
         if let Some((tx_ev, rx_ev)) = reading.sender_lost_fin {
             self.ep[f].view.fin_end = Some(facts.seq);
             self.saw_fin = true;
-            let at = here.inferred("FIN not captured: shown by the next sequence number");
+            let at = here.inferred(Inferred::FinBySeq);
             self.apply(f, tx_ev, at);
             self.apply(r, rx_ev, at);
         }
@@ -466,7 +503,7 @@ impl<U: Default> Conn<U> {
                 (Event::SentSynAck, State::Unknown | State::Closed | State::Listen, Some(n)) => {
                     Placed {
                         frame: n,
-                        ..here.inferred("shown by the SYN-ACK")
+                        ..here.inferred(Inferred::BySynAck)
                     }
                 }
                 _ => here,
@@ -735,7 +772,7 @@ impl<U: Default> Conn<U> {
                     frame: t.frame,
                     endpoint: if t.who == 0 { "client" } else { "server" }.into(),
                     state: t.state.as_str().into(),
-                    inferred: t.inferred.map(Name::Borrowed),
+                    inferred: t.inferred.map(|i| Name::Borrowed(i.why())),
                 })
                 .collect(),
             gap_bytes: self.gap_bytes,
@@ -791,11 +828,11 @@ fn flag_names(flags: Flags) -> &'static [Name] {
 struct Placed {
     frame: u64,
     keep: bool,
-    inferred: Option<&'static str>,
+    inferred: Option<Inferred>,
 }
 
 impl Placed {
-    fn inferred(self, why: &'static str) -> Placed {
+    fn inferred(self, why: Inferred) -> Placed {
         Placed {
             inferred: Some(why),
             ..self
