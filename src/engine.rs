@@ -785,9 +785,12 @@ impl Engine {
                 return Ok(());
             }
         }
-        let parts = parts!(self);
+        let parts = parts!(self, Some(&mut *sink));
         let mut upper = parts.upper;
         parts.tracker.tick(ts, &mut upper);
+        if let Some(e) = upper.failed {
+            return Err(e);
+        }
         self.flush(sink)
     }
 
