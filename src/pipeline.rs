@@ -50,8 +50,12 @@ const BATCH_FRAMES: usize = 1024;
 /// 2048 frames and 8 in flight) was ~25 MiB of a full-snaplen capture's peak RSS; with 256 KiB,
 /// 1024 frames and 4 in flight, nginx+wrk full-snaplen capture, summary 89 -> 62 MiB and JSON
 /// lines 102 -> 73 MiB, wall time no worse (medians of 7 alternating runs 0.67 -> 0.59 s and
-/// 1.06 -> 0.80 s; snaplen-256 bench capture 0.65 -> 0.49 s and 0.77 -> 0.77 s).
-const BATCH_BYTES: usize = 256 << 10;
+/// 1.06 -> 0.80 s; snaplen-256 bench capture 0.65 -> 0.49 s and 0.77 -> 0.77 s). Payloads
+/// read in place from a mapped file count too (their pages stay mapped until the batch is
+/// done); there 256 KiB made batches of ~230 full-size frames and cost JSON lines 10%: with
+/// 1 MiB, summary 0.37 -> 0.34 s and JSON lines 0.63 -> 0.56 s (medians of 7), peak RSS
+/// 32 -> 37 and 44 -> 49 MiB.
+const BATCH_BYTES: usize = 1 << 20;
 /// Batches queued for tracking, beyond which the reader counts as ahead. Not 0: the batch the
 /// reader has just sent counts until the tracking thread takes it, even when that thread is
 /// waiting for it; with 0 the reader parsed ahead nearly always and became the slower side
