@@ -51,6 +51,8 @@ run jsonl              "$bin" replay -q --format jsonl "$cap"
 run jsonl-no-http      "$bin" replay -q --no-http --format jsonl "$cap"
 
 n=${TSHARK_FRAMES:-1000000}
+# A capture shorter than that is its own head: the rates below divide by the frames read.
+[ "$n" -le "$frames" ] || n=$frames
 # The head in the capture's own format (editcap writes pcapng unless told), so both programs
 # read the same kind of file the whole-capture runs read.
 fmt=pcap
@@ -74,8 +76,8 @@ frames, n = int(sys.argv[10]), int(sys.argv[11])
 tsh_rate = n / tsh
 print()
 print(f"ratios of packets/s on {kind} time:")
-print(f"  summary (table) vs tcpdump -nr -w /dev/null:   {tcpd / summ:.2f}x  (no HTTP: {tcpd / summ_nh:.2f}x; target >= 0.5x)")
-print(f"  jsonl, every packet record vs tshark -T fields: {frames / jsonl / tsh_rate:.1f}x whole capture, {tsh / jh:.1f}x same head  (no HTTP: {frames / jsonl_nh / tsh_rate:.1f}x; target >= 50x)")
+print(f"  summary (table) vs tcpdump -nr -w /dev/null:   {tcpd / summ:.2f}x  (no HTTP: {tcpd / summ_nh:.2f}x; target >= 1.0x)")
+print(f"  jsonl, every packet record vs tshark -T fields: {frames / jsonl / tsh_rate:.1f}x whole capture, {tsh / jh:.1f}x same head  (no HTTP: {frames / jsonl_nh / tsh_rate:.1f}x; target >= 100x)")
 print(f"  analysis over tracking alone:                   {summ_nh / track:.2f}x")
 print(f"  HTTP/WebSocket parsing over replay without:     {summ / summ_nh:.2f}x")
 PY
