@@ -25,16 +25,22 @@ fn captures() -> Vec<PathBuf> {
     out
 }
 
-/// `replay FILE --format jsonl -q [--shard I/N]`: the records.
-fn run(file: &Path, shard: Option<(u32, u32)>) -> Vec<Value> {
+/// `replay FILE --format jsonl [--shard I/N] [--threads T]`.
+fn replay(file: &Path, shard: Option<(u32, u32)>, threads: Option<u32>) -> Command {
     let mut cmd = Command::cargo_bin("statescope").unwrap();
-    cmd.arg("replay")
-        .arg(file)
-        .args(["--format", "jsonl", "-q"]);
+    cmd.arg("replay").arg(file).args(["--format", "jsonl"]);
     if let Some((i, n)) = shard {
         cmd.args(["--shard", &format!("{i}/{n}")]);
     }
-    let out = cmd.output().unwrap();
+    if let Some(t) = threads {
+        cmd.args(["--threads", &t.to_string()]);
+    }
+    cmd
+}
+
+/// `replay FILE --format jsonl -q [--shard I/N]`: the records.
+fn run(file: &Path, shard: Option<(u32, u32)>) -> Vec<Value> {
+    let out = replay(file, shard, None).arg("-q").output().unwrap();
     assert!(
         out.status.success(),
         "{}: {}",
@@ -190,4 +196,107 @@ fn a_bad_shard_is_a_usage_error() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains("--shard"), "--shard {bad}: {err}");
     }
+}
+
+/// A run's summary line (standard error, last line), as counts: frames, TCP segments it
+/// tracked, segments it left to other shards, and what it says of frames it could not decode.
+#[derive(Debug, Clone, PartialEq)]
+struct Counts {
+    frames: u64,
+    segments: u64,
+    others: u64,
+    not_decoded: String,
+}
+
+/// `replay FILE --format jsonl [--shard I/N] [--threads T]`: the records' text and the counts.
+fn run_counted(file: &Path, shard: Option<(u32, u32)>, threads: Option<u32>) -> (String, Counts) {
+    let out = replay(file, shard, threads).output().unwrap();
+    assert!(out.status.success(), "{}", file.display());
+    let err = String::from_utf8(out.stderr).unwrap();
+    let line = err.lines().last().unwrap_or_default().to_string();
+    let number_before = |what: &str| -> u64 {
+        let end = line
+            .find(what)
+            .unwrap_or_else(|| panic!("{what:?} not in {line:?}"));
+        let start = line[..end].rfind([' ', '(']).map_or(0, |s| s + 1);
+        line[start..end].parse().unwrap()
+    };
+    let counts = Counts {
+        frames: number_before(" frames, "),
+        segments: number_before(" TCP segments, "),
+        others: if shard.is_some() {
+            number_before(" TCP segments belong to other shards")
+        } else {
+            0
+        },
+        not_decoded: line
+            .split(", ")
+            .filter(|p| p.contains("frames not decoded"))
+            .collect(),
+    };
+    (String::from_utf8(out.stdout).unwrap(), counts)
+}
+
+/// Do the shards' counts add up to one run's? Each shard read every frame, decoded the same
+/// ones, tracked its segments and counted the rest as others'; the shards' own segments add up
+/// to all of them.
+fn counts_add_up(one: &Counts, shards: &[Counts]) -> Result<(), String> {
+    for s in shards {
+        if (s.frames, &s.not_decoded) != (one.frames, &one.not_decoded) {
+            return Err(format!("a shard read {s:?}, one run {one:?}"));
+        }
+        if s.segments + s.others != one.segments {
+            return Err(format!(
+                "a shard's segments and others' {s:?}, one run {one:?}"
+            ));
+        }
+    }
+    let own: u64 = shards.iter().map(|s| s.segments).sum();
+    if own != one.segments {
+        return Err(format!(
+            "the shards tracked {own} segments, one run {}",
+            one.segments
+        ));
+    }
+    Ok(())
+}
+
+/// A shard's counts add up to one run's (every frame read, the same ones not decoded, each
+/// segment tracked by exactly one shard and counted as others' by the rest), and the two ways
+/// of reading — the reader thread (default) and `--threads 1`'s one loop, which decide "another
+/// shard's" in different places — give the same records and counts.
+#[test]
+fn shard_counts_add_up_and_threads_agree() {
+    for file in captures() {
+        let (_, one) = run_counted(&file, None, None);
+        for n in [2, 3] {
+            let mut shards = Vec::new();
+            for i in 0..n {
+                let (recs, counts) = run_counted(&file, Some((i, n)), None);
+                let (recs1, counts1) = run_counted(&file, Some((i, n)), Some(1));
+                assert!(
+                    recs == recs1 && counts == counts1,
+                    "{} shard {i}/{n}: --threads 1 differs ({counts:?} / {counts1:?})",
+                    file.display()
+                );
+                shards.push(counts);
+            }
+            if let Err(e) = counts_add_up(&one, &shards) {
+                panic!("{} in {n} shards: {e}", file.display());
+            }
+        }
+    }
+}
+
+/// Control: the counts check catches a shard run twice instead of shards 0 and 1.
+#[test]
+fn control_counts_of_a_shard_run_twice_do_not_add_up() {
+    // 450 connections: both shards get some.
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/many-conns.pcap");
+    let (_, one) = run_counted(&file, None, None);
+    let (_, s0) = run_counted(&file, Some((0, 2)), None);
+    let (_, s1) = run_counted(&file, Some((1, 2)), None);
+    assert!(s0.segments > 0 && s1.segments > 0, "{s0:?} {s1:?}");
+    assert!(counts_add_up(&one, &[s0.clone(), s1]).is_ok());
+    assert!(counts_add_up(&one, &[s0.clone(), s0]).is_err());
 }
