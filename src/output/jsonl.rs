@@ -9,7 +9,8 @@
 //! tests below on every optional field and on text that needs escaping.
 
 use super::Sink;
-use crate::record::{Addr, ConnRec, Dir, HttpRec, PacketRec, Record};
+use crate::record::{Addr, ConnRec, Dir, HttpRec, Name, PacketRec, Record};
+use std::borrow::Cow;
 use std::io::{self, Write};
 
 /// Lines are built straight into one block buffer that is written out when full: no copy of
@@ -63,6 +64,7 @@ impl JsonlSink {
 #[derive(Default)]
 pub struct Lines {
     endpoints: Endpoints,
+    statics: Statics,
 }
 
 impl Lines {
@@ -71,9 +73,9 @@ impl Lines {
         let start = b.len();
         // The hot paths, a line per segment and per HTTP message, have their own writers.
         let written = match rec {
-            Record::Packet(p) => write_packet(b, p, &mut self.endpoints),
+            Record::Packet(p) => write_packet(b, p, &mut self.endpoints, &mut self.statics),
             Record::Http(h) => write_http(b, h),
-            Record::Conn(c) => write_conn(b, c),
+            Record::Conn(c) => write_conn(b, c, &mut self.statics),
             _ => serde_json::to_writer(&mut *b, rec)
                 .map(|()| b.push(b'\n'))
                 .map_err(io::Error::other),
@@ -254,14 +256,59 @@ fn put_uint(b: &mut Vec<u8>, key: &[u8], v: u64) {
 }
 
 /// A number as serde_json writes it: the shortest form that reads back the same (zmij, as
-/// serde_json uses), `null` when not finite.
+/// serde_json uses), `null` when not finite. Times are whole microseconds in most captures
+/// ([`crate::types::Timestamp::as_secs_f64`]); those take a shorter way to the same text.
 #[inline(always)]
 fn put_f64(b: &mut Vec<u8>, v: f64) {
-    if v.is_finite() {
+    if let Some(us) = whole_micros(v) {
+        put_micros(b, us);
+    } else if v.is_finite() {
         put_bytes(b, zmij::Buffer::new().format_finite(v).as_bytes());
     } else {
         b.extend_from_slice(b"null");
     }
+}
+
+/// `v` as a count of microseconds `n`, when `n / 1e6` is `v` and `n` written with six
+/// decimals, trailing zeros dropped, is the shortest text that reads back as `v` (what zmij
+/// writes). Both hold from 10 µs to 2^32 s: there `n < 2^53`, so `n as f64 / 1e6` is one
+/// correctly rounded division, the very rounding that reading the text back does; and floats
+/// lie less than 1 µs apart, so no other text with at most six decimals (any shorter one has
+/// at most six) reads back as `v`. Below 10 µs zmij writes `1e-6`. Round-trip times are
+/// whole microseconds too: a difference of whole microseconds in nanoseconds, over 1e9, is
+/// the same real number as the microseconds over 1e6, so the same float.
+#[inline(always)]
+fn whole_micros(v: f64) -> Option<u64> {
+    if !(1e-5..4_294_967_296.0).contains(&v) {
+        return None;
+    }
+    // Rounds to the nearest count; a count that does not give `v` back falls to zmij.
+    let n = (v * 1e6 + 0.5) as u64;
+    (n as f64 / 1e6 == v).then_some(n)
+}
+
+/// A count of microseconds as seconds: `1795826522.970841`, `1795826522.5`, `1795826522.0`.
+#[inline(always)]
+fn put_micros(b: &mut Vec<u8>, us: u64) {
+    let (secs, mut frac) = (us / 1_000_000, (us % 1_000_000) as u32);
+    put_bytes(b, itoa::Buffer::new().format(secs).as_bytes());
+    let mut text = *b".000000";
+    if frac == 0 {
+        put_bytes(b, b".0");
+        return;
+    }
+    let mut len = 7;
+    while frac % 10 == 0 {
+        frac /= 10;
+        len -= 1;
+    }
+    let mut at = len;
+    while frac > 0 {
+        at -= 1;
+        text[at] = b'0' + (frac % 10) as u8;
+        frac /= 10;
+    }
+    put_bytes(b, &text[..len]);
 }
 
 fn put_names<S: AsRef<str>>(b: &mut Vec<u8>, key: &[u8], names: &[S]) -> io::Result<()> {
@@ -280,7 +327,12 @@ fn put_names<S: AsRef<str>>(b: &mut Vec<u8>, key: &[u8], names: &[S]) -> io::Res
 /// A `packet` record, byte for byte what serde_json writes for `Record::Packet` (see the
 /// module doc for the tests that hold it to that), without serde's per-key escaping and small
 /// writes.
-fn write_packet(b: &mut Vec<u8>, p: &PacketRec, endpoints: &mut Endpoints) -> io::Result<()> {
+fn write_packet(
+    b: &mut Vec<u8>,
+    p: &PacketRec,
+    endpoints: &mut Endpoints,
+    statics: &mut Statics,
+) -> io::Result<()> {
     let json = |b: &mut Vec<u8>, v: &dyn erased::Ser| v.ser(b);
     // A typical line is under 400 bytes: grow once here, not in each small write.
     b.reserve(512);
@@ -288,7 +340,10 @@ fn write_packet(b: &mut Vec<u8>, p: &PacketRec, endpoints: &mut Endpoints) -> io
     b.extend_from_slice(b",\"ts\":");
     put_f64(b, p.ts);
     endpoints.put(b, p)?;
-    put_names(b, b",\"flags\":", &p.flags)?;
+    match &p.flags {
+        Cow::Borrowed(names) => statics.list(b, b",\"flags\":", names)?,
+        Cow::Owned(names) => put_names(b, b",\"flags\":", names)?,
+    }
     put_uint(b, b",\"seq\":", p.seq as u64);
     if let Some(a) = p.ack {
         put_uint(b, b",\"ack\":", a as u64);
@@ -299,7 +354,11 @@ fn write_packet(b: &mut Vec<u8>, p: &PacketRec, endpoints: &mut Endpoints) -> io
     }
     put_uint(b, b",\"len\":", p.len as u64);
     put_uint(b, b",\"win\":", p.win);
-    put_names(b, b",\"analysis\":", &p.analysis)?;
+    if p.analysis.is_empty() {
+        b.extend_from_slice(b",\"analysis\":[]");
+    } else {
+        put_names(b, b",\"analysis\":", &p.analysis)?;
+    }
     if !p.why.is_empty() {
         b.extend_from_slice(b",\"why\":");
         json(b, &p.why)?;
@@ -324,8 +383,8 @@ fn write_packet(b: &mut Vec<u8>, p: &PacketRec, endpoints: &mut Endpoints) -> io
     if let Some(v) = p.acks_frame {
         put_uint(b, b",\"acks_frame\":", v);
     }
-    put_key_str(b, b",\"client_state\":", &p.client_state)?;
-    put_key_str(b, b",\"server_state\":", &p.server_state)?;
+    statics.name(b, b",\"client_state\":", &p.client_state)?;
+    statics.name(b, b",\"server_state\":", &p.server_state)?;
     b.extend_from_slice(b"}\n");
     Ok(())
 }
@@ -334,8 +393,101 @@ fn write_packet(b: &mut Vec<u8>, p: &PacketRec, endpoints: &mut Endpoints) -> io
 fn write_endpoints(b: &mut Vec<u8>, p: &PacketRec) -> io::Result<()> {
     put_uint(b, b",\"conn\":", p.conn);
     put_key_str(b, b",\"dir\":", p.dir.as_str())?;
-    put_key_str(b, b",\"src\":", &p.src.text())?;
-    put_key_str(b, b",\"dst\":", &p.dst.text())
+    b.extend_from_slice(b",\"src\":");
+    put_addr(b, p.src)?;
+    b.extend_from_slice(b",\"dst\":");
+    put_addr(b, p.dst)
+}
+
+/// An endpoint as a string, as [`Addr::text`] writes it, without making a `String` for IPv4.
+fn put_addr(b: &mut Vec<u8>, a: Addr) -> io::Result<()> {
+    match a.0 {
+        std::net::SocketAddr::V4(v4) => {
+            b.push(b'"');
+            let mut num = itoa::Buffer::new();
+            for (i, octet) in v4.ip().octets().into_iter().enumerate() {
+                if i > 0 {
+                    b.push(b'.');
+                }
+                put_bytes(b, num.format(octet).as_bytes());
+            }
+            b.push(b':');
+            put_bytes(b, num.format(v4.port()).as_bytes());
+            b.push(b'"');
+            Ok(())
+        }
+        std::net::SocketAddr::V6(_) => put_str(b, &a.text()),
+    }
+}
+
+/// The text of names and lists of names that live for the whole run (flags, states: borrowed
+/// from tables the engine makes once), rendered once with their key: the same place holds the
+/// same text for good, so its address names it. Direct-mapped; a collision renders again.
+struct Statics {
+    slots: Vec<Memo>,
+}
+
+#[derive(Default)]
+struct Memo {
+    /// Address and length of what was rendered, and the key it went with; 0 for empty.
+    at: usize,
+    len: usize,
+    key: usize,
+    json: Vec<u8>,
+}
+
+const STATIC_SLOTS: usize = 256;
+
+impl Default for Statics {
+    fn default() -> Self {
+        Statics {
+            slots: (0..STATIC_SLOTS).map(|_| Memo::default()).collect(),
+        }
+    }
+}
+
+impl Statics {
+    /// The memo for `at` (with `len` and `key`), when it holds that; else a slot to fill.
+    #[inline(always)]
+    fn slot(&mut self, at: usize, len: usize, key: &'static [u8]) -> (bool, &mut Memo) {
+        let k = key.as_ptr() as usize;
+        let i = (at >> 3 ^ at >> 9 ^ k >> 4) & (STATIC_SLOTS - 1);
+        let m = &mut self.slots[i];
+        (m.at == at && m.len == len && m.key == k, m)
+    }
+
+    /// `key` and a list of names that is never freed nor changed.
+    fn list(
+        &mut self,
+        b: &mut Vec<u8>,
+        key: &'static [u8],
+        names: &'static [Name],
+    ) -> io::Result<()> {
+        let (hit, m) = self.slot(names.as_ptr() as usize, names.len(), key);
+        if !hit {
+            m.json.clear();
+            put_names(&mut m.json, key, names)?;
+            (m.at, m.len, m.key) = (names.as_ptr() as usize, names.len(), key.as_ptr() as usize);
+        }
+        put_bytes(b, &m.json);
+        Ok(())
+    }
+
+    /// `key` and a name: remembered when it is borrowed for the whole run.
+    #[inline(always)]
+    fn name(&mut self, b: &mut Vec<u8>, key: &'static [u8], name: &Name) -> io::Result<()> {
+        let Cow::Borrowed(s) = name else {
+            return put_key_str(b, key, name);
+        };
+        let (hit, m) = self.slot(s.as_ptr() as usize, s.len(), key);
+        if !hit {
+            m.json.clear();
+            put_key_str(&mut m.json, key, s)?;
+            (m.at, m.len, m.key) = (s.as_ptr() as usize, s.len(), key.as_ptr() as usize);
+        }
+        put_bytes(b, &m.json);
+        Ok(())
+    }
 }
 
 /// The endpoint part of recent connections' packet lines, per direction, rendered once: the
@@ -465,7 +617,7 @@ fn write_http(b: &mut Vec<u8>, h: &HttpRec) -> io::Result<()> {
 }
 
 /// A `conn` record, byte for byte what serde_json writes for `Record::Conn`.
-fn write_conn(b: &mut Vec<u8>, c: &ConnRec) -> io::Result<()> {
+fn write_conn(b: &mut Vec<u8>, c: &ConnRec, statics: &mut Statics) -> io::Result<()> {
     b.reserve(512);
     put_uint(b, b"{\"type\":\"conn\",\"conn\":", c.conn);
     put_key_str(b, b",\"client\":", &c.client)?;
@@ -478,9 +630,9 @@ fn write_conn(b: &mut Vec<u8>, c: &ConnRec) -> io::Result<()> {
     put_uint(b, b",\"packets_s2c\":", c.packets_s2c);
     put_uint(b, b",\"bytes_c2s\":", c.bytes_c2s);
     put_uint(b, b",\"bytes_s2c\":", c.bytes_s2c);
-    put_key_str(b, b",\"client_state\":", &c.client_state)?;
-    put_key_str(b, b",\"server_state\":", &c.server_state)?;
-    put_key_str(b, b",\"conn_state\":", &c.conn_state)?;
+    statics.name(b, b",\"client_state\":", &c.client_state)?;
+    statics.name(b, b",\"server_state\":", &c.server_state)?;
+    statics.name(b, b",\"conn_state\":", &c.conn_state)?;
     put_key_str(b, b",\"history\":", &c.history)?;
     put_uint(b, b",\"http_requests\":", c.http_requests);
     put_uint(b, b",\"http_responses\":", c.http_responses);
@@ -506,10 +658,10 @@ fn write_conn(b: &mut Vec<u8>, c: &ConnRec) -> io::Result<()> {
                 b.push(b',');
             }
             put_uint(b, b"{\"frame\":", t.frame);
-            put_key_str(b, b",\"endpoint\":", &t.endpoint)?;
-            put_key_str(b, b",\"state\":", &t.state)?;
+            statics.name(b, b",\"endpoint\":", &t.endpoint)?;
+            statics.name(b, b",\"state\":", &t.state)?;
             if let Some(why) = &t.inferred {
-                put_key_str(b, b",\"inferred\":", why)?;
+                statics.name(b, b",\"inferred\":", why)?;
             }
             b.push(b'}');
         }
@@ -706,6 +858,130 @@ mod tests {
         }
     }
 
+    /// Every whole number of microseconds under a second (round-trip times), as zmij writes it.
+    #[test]
+    fn sub_second_micros_write_as_zmij_does() {
+        let mut want = zmij::Buffer::new();
+        let mut fast = Vec::new();
+        for us in 0..1_000_000u64 {
+            let v = us as f64 / 1e6;
+            fast.clear();
+            put_f64(&mut fast, v);
+            assert_eq!(
+                std::str::from_utf8(&fast).unwrap(),
+                want.format_finite(v),
+                "{us} us"
+            );
+        }
+    }
+
+    /// Names and lists rendered once per place and key print what serde prints for every
+    /// record: the same name under two keys, lists of one length from different tables,
+    /// lists that are not borrowed, names that need escaping, slots shared by many names.
+    #[test]
+    fn statics_rendered_once_follow_the_records() {
+        let table: &'static [Vec<Name>] = Box::leak(
+            crate::record::name_subsets(&["SYN", "ACK", "FIN", "RST"]).into_boxed_slice(),
+        );
+        let other: &'static [Vec<Name>] =
+            Box::leak(crate::record::name_subsets(&["PSH", "URG", "A\"B"]).into_boxed_slice());
+        let states: Vec<&'static str> = (0..600)
+            .map(|i| &*Box::leak(format!("S{i}\\").into_boxed_str()))
+            .chain(["ESTABLISHED", "TIME_WAIT", "q\"uote"])
+            .collect();
+        let mut sink = JsonlSink::new(Box::new(io::sink()));
+        for i in 0..3000usize {
+            let flags: Cow<'static, [Name]> = match i % 5 {
+                0 => Cow::Owned(vec!["ACK".into(), format!("X{i}").into()]),
+                1 | 2 => Cow::Borrowed(&table[i % table.len()][..]),
+                _ => Cow::Borrowed(&other[i % other.len()][..]),
+            };
+            let client = states[i * 7 % states.len()];
+            let server = if i % 3 == 0 {
+                client
+            } else {
+                states[i * 13 % states.len()]
+            };
+            let p = PacketRec {
+                frame: i as u64,
+                ts: 1795826522.0 + i as f64 / 7.0,
+                conn: (i % 11) as u64,
+                flags,
+                client_state: Cow::Borrowed(client),
+                server_state: if i % 4 == 0 {
+                    Cow::Owned(server.to_string())
+                } else {
+                    Cow::Borrowed(server)
+                },
+                ..PacketRec::default()
+            };
+            sink.record(&Record::Packet(p.clone())).unwrap();
+            let line = std::mem::take(&mut sink.block);
+            let mut slow = serde_json::to_vec(&Record::Packet(p)).unwrap();
+            slow.push(b'\n');
+            assert_eq!(
+                String::from_utf8(line).unwrap(),
+                String::from_utf8(slow).unwrap(),
+                "record {i}"
+            );
+        }
+    }
+
+    /// A memo is found only by the same place, length and key: a name and its own prefix
+    /// (same place), one name under two keys that share a slot.
+    #[test]
+    fn statics_tell_prefixes_and_keys_apart() {
+        let name: &'static str = "ESTABLISHED";
+        let keys: Vec<&'static [u8]> = (0..4096)
+            .map(|i| &*Box::leak(format!(",\"k{i}\":").into_bytes().into_boxed_slice()))
+            .collect();
+        let slot = |k: &[u8]| (k.as_ptr() as usize >> 4) & (STATIC_SLOTS - 1);
+        let k0 = keys[0];
+        let k1 = *keys[1..].iter().find(|k| slot(k) == slot(k0)).unwrap();
+        let mut statics = Statics::default();
+        let mut text = |key: &'static [u8], s: &'static str| {
+            let mut b = Vec::new();
+            statics.name(&mut b, key, &Cow::Borrowed(s)).unwrap();
+            String::from_utf8(b).unwrap()
+        };
+        let k0s = std::str::from_utf8(k0).unwrap();
+        let k1s = std::str::from_utf8(k1).unwrap();
+        assert_eq!(text(k0, name), format!("{k0s}\"ESTABLISHED\""));
+        assert_eq!(text(k0, &name[..3]), format!("{k0s}\"EST\""));
+        assert_eq!(text(k1, &name[..3]), format!("{k1s}\"EST\""));
+        assert_eq!(text(k0, &name[..3]), format!("{k0s}\"EST\""));
+    }
+
+    /// The edges of the whole-microsecond way, and times just off whole microseconds.
+    #[test]
+    fn float_edges_write_as_zmij_does() {
+        for v in [
+            0.00001,
+            0.0000099,
+            0.000013,
+            1.0,
+            0.999999,
+            1.000001,
+            1795826522.0,
+            1795826522.5,
+            1795826522.970841,
+            1795826522.9708412,
+            1795826522.000001,
+            4294967295.999999,
+            4294967296.0,
+            4294967296.000001,
+            1e15 + 0.25,
+        ] {
+            let mut fast = Vec::new();
+            put_f64(&mut fast, v);
+            assert_eq!(
+                std::str::from_utf8(&fast).unwrap(),
+                zmij::Buffer::new().format_finite(v),
+                "{v:e}"
+            );
+        }
+    }
+
     /// A connection's packets print the endpoints rendered for its first one, until a record
     /// has other addresses (then those print), also when another connection takes the slot.
     #[test]
@@ -777,6 +1053,27 @@ mod tests {
             proptest::prop_assert_eq!(plain(&s), plain_by_bytes(&s));
         }
 
+        /// Whole microseconds from 1 s to 2^32 s, the fast way, as zmij writes them.
+        #[test]
+        fn micros_write_as_zmij_does(us in 1_000_000u64..4_294_967_296_000_000) {
+            let v = us as f64 / 1e6;
+            let mut fast = Vec::new();
+            put_f64(&mut fast, v);
+            let mut want = zmij::Buffer::new();
+            proptest::prop_assert_eq!(std::str::from_utf8(&fast).unwrap(), want.format_finite(v));
+        }
+
+        /// Any float: the fast way is taken only where it writes what zmij writes.
+        #[test]
+        fn any_float_writes_as_zmij_does(bits in proptest::num::u64::ANY, near in 0f64..2e10) {
+            for v in [f64::from_bits(bits), near, near.floor(), (near * 1e3).round() / 1e3] {
+                let mut fast = Vec::new();
+                put_f64(&mut fast, v);
+                let want = if v.is_finite() { zmij::Buffer::new().format_finite(v).to_string() } else { "null".to_string() };
+                proptest::prop_assert_eq!(std::str::from_utf8(&fast).unwrap(), want);
+            }
+        }
+
         #[test]
         fn put_bytes_appends_exactly(
             before in proptest::collection::vec(proptest::num::u8::ANY, 0..100),
@@ -793,9 +1090,14 @@ mod tests {
     fn assert_fast_equals_serde(rec: Record) {
         let mut fast = Vec::new();
         match &rec {
-            Record::Packet(p) => write_packet(&mut fast, p, &mut Endpoints::default()),
+            Record::Packet(p) => write_packet(
+                &mut fast,
+                p,
+                &mut Endpoints::default(),
+                &mut Statics::default(),
+            ),
             Record::Http(h) => write_http(&mut fast, h),
-            Record::Conn(c) => write_conn(&mut fast, c),
+            Record::Conn(c) => write_conn(&mut fast, c, &mut Statics::default()),
             other => panic!("no fast writer for {other:?}"),
         }
         .unwrap();
