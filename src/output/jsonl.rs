@@ -447,13 +447,28 @@ impl Default for Statics {
 }
 
 impl Statics {
-    /// The memo for `at` (with `len` and `key`), when it holds that; else a slot to fill.
+    /// Print `key` and what lives at `at` (`len` long) from the memo, rendering it with
+    /// `render` first when the memo does not hold it.
     #[inline(always)]
-    fn slot(&mut self, at: usize, len: usize, key: &'static [u8]) -> (bool, &mut Memo) {
+    fn memo(
+        &mut self,
+        b: &mut Vec<u8>,
+        (at, len): (usize, usize),
+        key: &'static [u8],
+        render: impl FnOnce(&mut Vec<u8>) -> io::Result<()>,
+    ) -> io::Result<()> {
         let k = key.as_ptr() as usize;
-        let i = (at >> 3 ^ at >> 9 ^ k >> 4) & (STATIC_SLOTS - 1);
-        let m = &mut self.slots[i];
-        (m.at == at && m.len == len && m.key == k, m)
+        let m = &mut self.slots[(at >> 3 ^ at >> 9 ^ k >> 4) & (STATIC_SLOTS - 1)];
+        if !(m.at == at && m.len == len && m.key == k) {
+            // Empty until rendered whole: a failed render leaves nothing to find.
+            m.at = 0;
+            m.json.clear();
+            m.json.extend_from_slice(key);
+            render(&mut m.json)?;
+            (m.at, m.len, m.key) = (at, len, k);
+        }
+        put_bytes(b, &m.json);
+        Ok(())
     }
 
     /// `key` and a list of names that is never freed nor changed.
@@ -463,14 +478,8 @@ impl Statics {
         key: &'static [u8],
         names: &'static [Name],
     ) -> io::Result<()> {
-        let (hit, m) = self.slot(names.as_ptr() as usize, names.len(), key);
-        if !hit {
-            m.json.clear();
-            put_names(&mut m.json, key, names)?;
-            (m.at, m.len, m.key) = (names.as_ptr() as usize, names.len(), key.as_ptr() as usize);
-        }
-        put_bytes(b, &m.json);
-        Ok(())
+        let place = (names.as_ptr() as usize, names.len());
+        self.memo(b, place, key, |m| put_names(m, b"", names))
     }
 
     /// `key` and a name: remembered when it is borrowed for the whole run.
@@ -479,14 +488,7 @@ impl Statics {
         let Cow::Borrowed(s) = name else {
             return put_key_str(b, key, name);
         };
-        let (hit, m) = self.slot(s.as_ptr() as usize, s.len(), key);
-        if !hit {
-            m.json.clear();
-            put_key_str(&mut m.json, key, s)?;
-            (m.at, m.len, m.key) = (s.as_ptr() as usize, s.len(), key.as_ptr() as usize);
-        }
-        put_bytes(b, &m.json);
-        Ok(())
+        self.memo(b, (s.as_ptr() as usize, s.len()), key, |m| put_str(m, s))
     }
 }
 
