@@ -83,22 +83,31 @@ impl Addr {
     /// The text, formatted by hand for IPv4 (each connection's endpoints are formatted for
     /// its record and printed lines; `fmt` machinery was a visible share of that).
     pub fn text(self) -> String {
-        match self.0.ip() {
-            IpAddr::V4(ip) => {
-                let mut s = String::with_capacity(21);
-                let mut num = itoa::Buffer::new();
-                for (i, octet) in ip.octets().into_iter().enumerate() {
-                    if i > 0 {
-                        s.push('.');
-                    }
-                    s.push_str(num.format(octet));
-                }
-                s.push(':');
-                s.push_str(num.format(self.0.port()));
-                s
-            }
-            IpAddr::V6(_) => self.0.to_string(),
+        let mut s = Vec::with_capacity(21);
+        if self.push_v4_text(&mut s) {
+            // Digits, dots and a colon: always UTF-8.
+            String::from_utf8(s).unwrap_or_else(|_| self.0.to_string())
+        } else {
+            self.0.to_string()
         }
+    }
+
+    /// Append the text of an IPv4 endpoint (`10.0.0.1:80`) to `out`; `false`, with nothing
+    /// appended, for IPv6. JSON lines write it straight into the line.
+    pub fn push_v4_text(self, out: &mut Vec<u8>) -> bool {
+        let IpAddr::V4(ip) = self.0.ip() else {
+            return false;
+        };
+        let mut num = itoa::Buffer::new();
+        for (i, octet) in ip.octets().into_iter().enumerate() {
+            if i > 0 {
+                out.push(b'.');
+            }
+            out.extend_from_slice(num.format(octet).as_bytes());
+        }
+        out.push(b':');
+        out.extend_from_slice(num.format(self.0.port()).as_bytes());
+        true
     }
 }
 
