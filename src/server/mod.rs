@@ -245,6 +245,15 @@ impl App {
             config,
         })
     }
+
+    /// Tell every connection, and every one that subscribes later, to wind down.
+    ///
+    /// `send_replace`, not `send`: `send` stores nothing when no receiver exists at that
+    /// moment, which is the case between a WebSocket's 101 (its HTTP connection task gone)
+    /// and its session subscribing; that session then never heard of the shutdown.
+    pub fn ask_stop(&self) {
+        self.stop.send_replace(true);
+    }
 }
 
 /// One TCP connection, as its requests see it. Dropped when the connection (or the WebSocket
@@ -414,7 +423,7 @@ async fn serve(
     if let Some(log) = &app.log {
         log.flush();
     }
-    let _ = app.stop.send(true);
+    app.ask_stop();
     drop(alive_tx);
     let open = app.stats.open_connections.load(Relaxed);
     if open > 0 && !app.config.quiet {
@@ -797,5 +806,32 @@ mod tests {
         assert_eq!(k("192.0.2.7"), "192.0.2.7");
         assert_eq!(k("::ffff:192.0.2.7"), "192.0.2.7");
         assert_eq!(k("2001:db8:1:2:aaaa:bbbb:cccc:dddd"), "2001:db8:1:2::");
+    }
+
+    /// A WebSocket session subscribes only after its upgrade, when no other receiver may be
+    /// left: a stop asked before that must still reach it (a CI run hung on exactly this).
+    #[tokio::test]
+    async fn stop_asked_with_no_one_listening_reaches_later_subscribers() {
+        let app = App::new(ServerConfig {
+            quiet: true,
+            ..ServerConfig::default()
+        })
+        .unwrap();
+        assert_eq!(app.stop.receiver_count(), 0);
+        app.ask_stop();
+        let mut late = app.stop.subscribe();
+        tokio::time::timeout(Duration::from_secs(1), stopped(&mut late))
+            .await
+            .expect("a later subscriber sees the stop");
+    }
+
+    /// Control: the plain `send` the server used before loses the stop in that window.
+    #[tokio::test]
+    async fn control_plain_send_with_no_one_listening_is_lost() {
+        let (tx, _) = watch::channel(false);
+        assert!(tx.send(true).is_err());
+        let mut late = tx.subscribe();
+        let waited = tokio::time::timeout(Duration::from_millis(50), stopped(&mut late)).await;
+        assert!(waited.is_err(), "plain send stored the stop after all");
     }
 }
