@@ -943,7 +943,7 @@ impl HttpConn {
             Some((ahead, len)) if len == buf.len() => ahead,
             _ => parser::salvage(&buf),
         };
-        if let Some(head) = salvaged.and_then(|h| h.head(&buf)) {
+        if let Some(head) = salvaged.as_ref().and_then(|h| h.head(&buf)) {
             let (at, ts) = (self.sides[i].last_frame, self.sides[i].last_ts);
             self.on_head(dir, head, at, ts, out);
             // The rest of the head (and any body length it declared) was never seen.

@@ -303,10 +303,20 @@ fn fields<'a>(headers: &[httparse::Header<'a>], version: u8, len: usize) -> Head
 /// A byte range `(start, len)` of the buffer a head was parsed from.
 type Span = (u32, u32);
 
+/// Bytes of method, URI and reason a [`HeadAt`] carries itself, at most.
+const HEAD_TEXT: usize = 64;
+
 /// A [`Head`] whose strings are positions in the buffer it was parsed from, so a head parsed
-/// on one thread can travel with its bytes to another ([`prepare`]).
+/// on one thread can travel with its bytes to another ([`prepare`]). Short strings (most:
+/// `GET`, a path, `OK`) travel as a copy instead: the thread that parsed them has those bytes
+/// in its cache, while the tracking thread, the run's busiest, would otherwise take a cache
+/// and TLB miss on each message's first payload line just to read them (5% of a JSON-lines
+/// run's time on the full-payload bench capture).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HeadAt {
+    /// Method, URI and reason, one after another, when they fit; the spans are then
+    /// positions in here rather than in the buffer.
+    text: Option<([u8; HEAD_TEXT], u8)>,
     len: usize,
     method: Option<Span>,
     uri: Option<Span>,
@@ -332,12 +342,29 @@ impl HeadAt {
             let start = (s.as_ptr() as usize).checked_sub(base.as_ptr() as usize)?;
             (start + s.len() <= base.len()).then_some(Some((start as u32, s.len() as u32)))
         };
+        let (mut method, mut uri, mut reason) =
+            (span(head.method)?, span(head.uri)?, span(head.reason)?);
+        let strings = [head.method, head.uri, head.reason];
+        let total: usize = strings.iter().flatten().map(|s| s.len()).sum();
+        let text = (total <= HEAD_TEXT).then(|| {
+            let mut bytes = [0u8; HEAD_TEXT];
+            let mut at = 0;
+            for (s, span) in strings.iter().zip([&mut method, &mut uri, &mut reason]) {
+                if let Some(s) = s {
+                    bytes[at..at + s.len()].copy_from_slice(s.as_bytes());
+                    *span = Some((at as u32, s.len() as u32));
+                    at += s.len();
+                }
+            }
+            (bytes, at as u8)
+        });
         Some(HeadAt {
+            text,
             len: head.len,
-            method: span(head.method)?,
-            uri: span(head.uri)?,
+            method,
+            uri,
             status: head.status,
-            reason: span(head.reason)?,
+            reason,
             version: head.version,
             content_length: head.content_length,
             bad_content_length: head.bad_content_length,
@@ -351,11 +378,16 @@ impl HeadAt {
         })
     }
 
-    /// The head again, borrowing `buf`: the bytes it was parsed from (or a copy of them).
-    pub fn head<'a>(&self, buf: &'a [u8]) -> Option<Head<'a>> {
+    /// The head again, borrowing `buf` (the bytes it was parsed from, or a copy of them)
+    /// for strings it does not carry itself.
+    pub fn head<'a>(&'a self, buf: &'a [u8]) -> Option<Head<'a>> {
+        let from: &[u8] = match &self.text {
+            Some((bytes, n)) => &bytes[..*n as usize],
+            None => buf,
+        };
         let text = |s: Option<Span>| -> Option<Option<&'a str>> {
             let Some((a, n)) = s else { return Some(None) };
-            let bytes = buf.get(a as usize..a as usize + n as usize)?;
+            let bytes = from.get(a as usize..a as usize + n as usize)?;
             std::str::from_utf8(bytes).ok().map(Some)
         };
         Some(Head {
@@ -602,6 +634,49 @@ mod tests {
             });
             proptest::prop_assert_eq!(may_complete(&b, from), walk);
         }
+    }
+
+    /// A head parsed ahead reads back as parsing here gives it, whether its strings travel as
+    /// a copy (up to HEAD_TEXT bytes together) or as positions in the payload (beyond).
+    #[test]
+    fn heads_parsed_ahead_read_back_whole_carried_or_not() {
+        let mut carried = [0; 2];
+        for n in [1, 40, 59, 60, 61, 62, 200, 3000] {
+            let path = format!("/{}", "p".repeat(n - 1));
+            let reason = "R".repeat(n);
+            for payload in [
+                format!("GET {path} HTTP/1.1\r\nHost: h\r\n\r\nbody"),
+                format!("HTTP/1.1 404 {reason}\r\nContent-Length: 4\r\n\r\nbody"),
+            ] {
+                let bytes = payload.as_bytes();
+                let kind = sniff(bytes).unwrap().unwrap();
+                let Parsed::Complete(want) = parse_head(bytes, kind) else {
+                    panic!("{payload}")
+                };
+                let Some(Prepared {
+                    outcome: Outcome::Complete(at),
+                    ..
+                }) = prepare(bytes)
+                else {
+                    panic!("{payload}")
+                };
+                let len = [want.method, want.uri, want.reason]
+                    .iter()
+                    .flatten()
+                    .map(|s| s.len())
+                    .sum::<usize>();
+                assert_eq!(at.text.is_some(), len <= HEAD_TEXT, "{payload}");
+                carried[at.text.is_some() as usize] += 1;
+                assert_eq!(at.head(bytes), Some(want.clone()), "{payload}");
+                // Carried strings need no payload at all; the others read it.
+                if at.text.is_some() {
+                    assert_eq!(at.head(b""), Some(want), "{payload}");
+                } else {
+                    assert_eq!(at.head(b""), None, "{payload}");
+                }
+            }
+        }
+        assert!(carried[0] > 0 && carried[1] > 0, "{carried:?}");
     }
 
     #[test]
