@@ -273,7 +273,7 @@ fn digit_count(v: u64) -> usize {
     // Digits of the largest power of two not above v, then one more if v reaches the next
     // power of ten: log10(2) ~ 1233/4096 is exact enough for every bit length up to 64.
     let bits = 64 - (v | 1).leading_zeros() as usize;
-    let guess = (bits * 1233) >> 12;
+    let guess = (bits * 1233) >> 12; // at most 19, for 64 bits
     const TENS: [u64; 20] = {
         let mut t = [1u64; 20];
         let mut i = 1;
@@ -284,13 +284,13 @@ fn digit_count(v: u64) -> usize {
         t
     };
     // `v | 1`: zero has one digit, like one (no even number is one below a power of ten).
-    guess + (guess < 20 && (v | 1) >= TENS[guess]) as usize
+    guess + ((v | 1) >= TENS[guess]) as usize
 }
 
-/// `v` in decimal, as itoa writes it, written straight into `b` two digits at a time. Not
-/// through a buffer of its own copied over after: that copy reads back, in one wide load, bytes
-/// just stored two at a time, and the processor cannot forward such stores to the load; the
-/// stall was most of what the numbers of a line cost (perf: 6% of a JSON-lines run).
+/// `v` in decimal, as itoa writes it, written straight into `b` two digits at a time rather
+/// than into itoa's own buffer and copied over: the copy read back, in one wide load, bytes just
+/// stored two at a time (a load the processor cannot serve from those stores). Measured: 587 M
+/// -> 572 M instructions on 100 k full-payload frames of JSON lines, about 1% of the time.
 #[inline(always)]
 fn put_digits(b: &mut Vec<u8>, mut v: u64) {
     let n = digit_count(v);
@@ -927,7 +927,6 @@ mod tests {
         }
     }
 
-    /// Every whole number of microseconds under a second (round-trip times), as zmij writes it.
     /// Every length's edges: powers of ten and one below, zero, the largest u64.
     #[test]
     fn digits_at_every_edge_write_as_itoa_does() {
@@ -949,6 +948,7 @@ mod tests {
         }
     }
 
+    /// Every whole number of microseconds under a second (round-trip times), as zmij writes it.
     #[test]
     fn sub_second_micros_write_as_zmij_does() {
         let mut want = zmij::Buffer::new();
