@@ -12,6 +12,9 @@
 //! `MADV_DONTNEED` (they stay in the page cache; only this process's mapping of them goes), so
 //! the resident size follows the read position, not the file size.
 //!
+//! Pages not in the page cache are asked for ahead of the read position ([`ReadAhead`]), so
+//! that reading waits for the disk as little as `read` with the kernel's read-ahead would.
+//!
 //! A map shows a file as it was at open; a file another process truncates while it is being read
 //! would fault, so only regular files at least [`MIN_MAPPED`] long are mapped (the work a map
 //! saves only matters there), and anything that cannot be mapped is read the usual way.
@@ -76,6 +79,42 @@ unsafe fn release_behind(map: &Mmap, released: &mut usize, pos: usize) {
     }
 }
 
+/// How far ahead of the read position the file is asked for, and in steps of how much.
+const AHEAD_LEAD: usize = 32 << 20;
+const AHEAD_STEP: usize = 8 << 20;
+
+/// Asks the kernel (`MADV_WILLNEED`) to start reading the pages ahead of the read position
+/// that are not in the page cache, [`AHEAD_STEP`] bytes at a time, to stay [`AHEAD_LEAD`]
+/// ahead. A map's own read-ahead reads only at a fault, and only when the fault is where the
+/// last read-ahead expected one: pages missing here and there (a page cache being trimmed, or
+/// a file read for the first time) each stalled the reading thread. Measured on a capture of
+/// 1 M frames (1.2 GB) dropped from the page cache: JSON lines 1.05-2.14 s -> 0.89-0.97 s; on
+/// the 12.7 GB bench capture, part of which the page cache here keeps dropping, 81-212 major
+/// faults a run -> 0-2. On a file wholly in the page cache the step costs a walk of its pages'
+/// cache entries: no change measured in 9 alternating runs.
+#[derive(Default)]
+struct ReadAhead {
+    /// Asked up to here.
+    asked: usize,
+}
+
+impl ReadAhead {
+    #[inline(always)]
+    fn at(&mut self, map: &Mmap, pos: usize) {
+        if pos + AHEAD_LEAD > self.asked && self.asked < map.len() {
+            self.ask(map);
+        }
+    }
+
+    #[cold]
+    fn ask(&mut self, map: &Mmap) {
+        let len = AHEAD_STEP.min(map.len() - self.asked);
+        // Advice only: a failure leaves reading as it was.
+        let _ = map.advise_range(Advice::WillNeed, self.asked, len);
+        self.asked += len;
+    }
+}
+
 /// A capture's map lent to the threads that read frames' payloads where they lie
 /// ([`super::FrameSource::lend_map`]), instead of copying them out: on the replay benchmark's
 /// full-payload capture the copy was the reading thread's largest cost, and most payload bytes
@@ -125,6 +164,7 @@ pub struct MappedPcap {
     pos: usize,
     /// Everything before this offset has been released.
     released: usize,
+    ahead: ReadAhead,
     frames: u64,
     done: bool,
 }
@@ -141,6 +181,7 @@ impl MappedPcap {
             head,
             pos: 24,
             released: 0,
+            ahead: ReadAhead::default(),
             frames: 0,
             done: false,
         })
@@ -168,6 +209,7 @@ impl FrameSource for MappedPcap {
             return Ok(None);
         }
         self.release_behind();
+        self.ahead.at(&self.map, self.pos);
         let h = self.head;
         let start = self.pos;
         let rest = &self.map[start..];
@@ -232,6 +274,7 @@ pub struct MappedNg {
     pos: usize,
     /// Everything before this offset has been released.
     released: usize,
+    ahead: ReadAhead,
     /// Byte order of the current section (each section header says its own).
     big_endian: bool,
 }
@@ -243,6 +286,7 @@ impl MappedNg {
             lent: Arc::new(AtomicBool::new(false)),
             pos: 0,
             released: 0,
+            ahead: ReadAhead::default(),
             big_endian: false,
         }
     }
@@ -332,6 +376,7 @@ impl PcapReaderIterator for MappedNg {
 
     fn consume(&mut self, offset: usize) {
         self.pos = (self.pos + offset).min(self.map.len());
+        self.ahead.at(&self.map, self.pos);
         if self.lent.load(Ordering::Relaxed) {
             return;
         }
@@ -342,6 +387,7 @@ impl PcapReaderIterator for MappedNg {
 
     fn consume_noshift(&mut self, offset: usize) {
         self.pos = (self.pos + offset).min(self.map.len());
+        self.ahead.at(&self.map, self.pos);
     }
 
     fn consumed(&self) -> usize {
@@ -444,5 +490,38 @@ mod tests {
             });
             assert!(quick_epb(&bad, be).is_none());
         }
+    }
+
+    /// Read-ahead keeps its lead over the read position, one step per frame read at most,
+    /// and never asks past the end of the file (a file that is not a whole number of steps).
+    #[test]
+    fn read_ahead_keeps_its_lead_and_stops_at_the_end() {
+        let file = tempfile::tempfile().unwrap();
+        let len = 3 * AHEAD_LEAD + AHEAD_STEP / 3;
+        file.set_len(len as u64).unwrap();
+        // SAFETY: a private temporary file nothing else writes.
+        let map = unsafe { Mmap::map(&file) }.unwrap();
+        let mut ahead = ReadAhead::default();
+        let mut pos = 0;
+        while pos < len {
+            // The frames read at each position, as many as it takes to catch up.
+            for _ in 0..AHEAD_LEAD / AHEAD_STEP + 1 {
+                let before = ahead.asked;
+                ahead.at(&map, pos);
+                assert!(ahead.asked - before <= AHEAD_STEP, "one step per frame");
+            }
+            assert!(
+                ahead.asked <= len,
+                "asked {} past the end {len}",
+                ahead.asked
+            );
+            assert!(
+                ahead.asked >= (pos + AHEAD_LEAD).min(len),
+                "at {pos} asked only up to {}",
+                ahead.asked
+            );
+            pos += AHEAD_STEP / 2 + 4096;
+        }
+        assert_eq!(ahead.asked, len);
     }
 }
