@@ -477,13 +477,14 @@ fn write_endpoints(b: &mut Vec<u8>, p: &PacketRec) -> io::Result<()> {
 
 /// An endpoint as a string, as [`Addr::text`] writes it, without making a `String` for IPv4.
 fn put_addr(b: &mut Vec<u8>, a: Addr) -> io::Result<()> {
-    b.push(b'"');
-    if a.push_v4_text(b) {
-        b.push(b'"');
-        Ok(())
-    } else {
-        b.pop();
-        put_str(b, &a.text())
+    match a.v4_text() {
+        Some(t) => {
+            b.push(b'"');
+            put_bytes(b, t.as_bytes());
+            b.push(b'"');
+            Ok(())
+        }
+        None => put_str(b, &a.text()),
     }
 }
 
