@@ -10,14 +10,17 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// libmimalloc-sys 0.1.49; `tests/replay.rs` checks it through MIMALLOC_VERBOSE).
 const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 /// How long freed pages stay with the process before going back to the kernel.
-const PURGE_DELAY_MS: std::ffi::c_long = 100;
+const PURGE_DELAY_MS: std::ffi::c_long = 300;
 
 fn main() -> ExitCode {
     // Replay frees whole pages of finished connections while opening new ones. A 10 ms purge
     // (mimalloc v2's default) hands those pages back to the kernel only to fault them in again
-    // (half of replay's system time); 1 s (what v3 reports as its default) was no faster than
-    // 100 ms and let freed pages pile up: bench capture peak RSS, summary 64-92 MiB against
-    // 60 MiB, JSON lines 78-96 against 76-78. MIMALLOC_PURGE_DELAY in the environment wins.
+    // (half of replay's system time). On the 10 M-frame full-payload capture (JSON lines),
+    // the tracking thread still faulted 95 k pages back in with 100 ms, 38 k with 300 ms,
+    // 29 k with 500 ms, 20 k with 1 s: its system time 0.71 -> 0.44 -> 0.36 s. Peak RSS
+    // over 4 runs each: 44, 48, 57 MiB, and 63 MiB with 1 s, too near the 64 MiB the replay
+    // issue allows (earlier, with larger batches, 1 s had also let freed pages pile up).
+    // MIMALLOC_PURGE_DELAY in the environment wins.
     if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
         // SAFETY: sets a plain integer option; called before any other thread exists.
         unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, PURGE_DELAY_MS) };
