@@ -12,8 +12,9 @@
 //! `MADV_DONTNEED` (they stay in the page cache; only this process's mapping of them goes), so
 //! the resident size follows the read position, not the file size.
 //!
-//! Pages not in the page cache are asked for ahead of the read position ([`ReadAhead`]), so
-//! that reading waits for the disk as little as `read` with the kernel's read-ahead would.
+//! Once reading has had to wait for the disk, pages ahead of the read position are asked for
+//! before they are needed ([`ReadAhead`]), so that reading waits for the disk as little as
+//! `read` with the kernel's read-ahead would.
 //!
 //! A map shows a file as it was at open; a file another process truncates while it is being read
 //! would fault, so only regular files at least [`MIN_MAPPED`] long are mapped (the work a map
@@ -85,34 +86,68 @@ const AHEAD_STEP: usize = 8 << 20;
 
 /// Asks the kernel (`MADV_WILLNEED`) to start reading the pages ahead of the read position
 /// that are not in the page cache, [`AHEAD_STEP`] bytes at a time, to stay [`AHEAD_LEAD`]
-/// ahead. A map's own read-ahead reads only at a fault, and only when the fault is where the
-/// last read-ahead expected one: pages missing here and there (a page cache being trimmed, or
-/// a file read for the first time) each stalled the reading thread. Measured on a capture of
-/// 1 M frames (1.2 GB) dropped from the page cache: JSON lines 1.05-2.14 s -> 0.89-0.97 s; on
-/// the 12.7 GB bench capture, part of which the page cache here keeps dropping, 81-212 major
-/// faults a run -> 0-2. On a file wholly in the page cache the step costs a walk of its pages'
-/// cache entries: no change measured in 9 alternating runs.
+/// ahead, once the reading thread has waited for the disk (a major fault). A map's own
+/// read-ahead reads only at a fault, and only where the last read-ahead expected one: pages
+/// missing here and there (a page cache being trimmed, or a file read for the first time) each
+/// stalled the reading thread. Measured on a capture of 1 M frames (1.2 GB) dropped from the
+/// page cache: JSON lines 1.05-2.14 s -> 0.89-0.97 s; on the 12.7 GB bench capture, part of
+/// which the page cache here keeps dropping, 81-403 major faults a run -> 0-4 and JSON lines
+/// 6.52 -> 6.07 s (medians of 5 alternating runs). Asking costs a walk of the step's page
+/// cache entries even when all are there (~0.3 ms a step, 0.1-0.2 s of CPU over 12.7 GB), so
+/// a file that has needed no disk so far is not asked for: one `getrusage` a step looks.
 #[derive(Default)]
 struct ReadAhead {
-    /// Asked up to here.
+    /// Considered up to here.
     asked: usize,
+    /// A major fault has been seen: ask from now on.
+    on: bool,
+    /// The reading thread's major faults when last looked at (0 before: a thread starts
+    /// with none, so a fault before the first look counts).
+    faults: u64,
 }
 
 impl ReadAhead {
     #[inline(always)]
     fn at(&mut self, map: &Mmap, pos: usize) {
         if pos + AHEAD_LEAD > self.asked && self.asked < map.len() {
-            self.ask(map);
+            self.step(map, major_faults);
         }
     }
 
+    /// The next step: asked for if the disk has been needed (`faults` counts the thread's
+    /// major faults so far), passed over otherwise.
     #[cold]
-    fn ask(&mut self, map: &Mmap) {
+    fn step(&mut self, map: &Mmap, faults: impl Fn() -> u64) {
         let len = AHEAD_STEP.min(map.len() - self.asked);
-        // Advice only: a failure leaves reading as it was.
-        let _ = map.advise_range(Advice::WillNeed, self.asked, len);
+        if !self.on {
+            let now = faults();
+            self.on = now > self.faults;
+            self.faults = now;
+        }
+        if self.on {
+            // Advice only: a failure leaves reading as it was.
+            let _ = map.advise_range(Advice::WillNeed, self.asked, len);
+        }
         self.asked += len;
     }
+}
+
+/// Major faults of the calling thread so far.
+#[cfg(target_os = "linux")]
+fn major_faults() -> u64 {
+    // SAFETY: getrusage fills the struct it is given.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut u) } != 0 {
+        return 0;
+    }
+    u.ru_majflt as u64
+}
+
+/// Elsewhere: no per-thread count; read ahead always.
+#[cfg(not(target_os = "linux"))]
+fn major_faults() -> u64 {
+    static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    CALLS.fetch_add(1, Ordering::Relaxed)
 }
 
 /// A capture's map lent to the threads that read frames' payloads where they lie
@@ -523,5 +558,29 @@ mod tests {
             pos += AHEAD_STEP / 2 + 4096;
         }
         assert_eq!(ahead.asked, len);
+    }
+
+    /// Nothing is asked for while the reading thread has not waited for the disk; from its
+    /// first major fault on, every step is.
+    #[test]
+    fn read_ahead_starts_at_the_first_major_fault() {
+        let file = tempfile::tempfile().unwrap();
+        file.set_len(8 * AHEAD_STEP as u64).unwrap();
+        // SAFETY: a private temporary file nothing else writes.
+        let map = unsafe { Mmap::map(&file) }.unwrap();
+        let mut ahead = ReadAhead::default();
+        // The reading thread's count: none yet.
+        let faults = std::cell::Cell::new(0u64);
+        let count = || faults.get();
+        for _ in 0..3 {
+            ahead.step(&map, count);
+        }
+        assert!(!ahead.on, "no fault yet, nothing asked");
+        faults.set(1);
+        ahead.step(&map, count);
+        assert!(ahead.on, "a fault since the last look turns asking on");
+        ahead.step(&map, count);
+        assert!(ahead.on, "and it stays on");
+        assert_eq!(ahead.asked, 5 * AHEAD_STEP);
     }
 }
