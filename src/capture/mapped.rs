@@ -90,11 +90,12 @@ const AHEAD_STEP: usize = 8 << 20;
 /// read-ahead reads only at a fault, and only where the last read-ahead expected one: pages
 /// missing here and there (a page cache being trimmed, or a file read for the first time) each
 /// stalled the reading thread. Measured on a capture of 1 M frames (1.2 GB) dropped from the
-/// page cache: JSON lines 1.05-2.14 s -> 0.89-0.97 s; on the 12.7 GB bench capture, part of
-/// which the page cache here keeps dropping, 81-403 major faults a run -> 0-4 and JSON lines
-/// 6.52 -> 6.07 s (medians of 5 alternating runs). Asking costs a walk of the step's page
-/// cache entries even when all are there (~0.3 ms a step, 0.1-0.2 s of CPU over 12.7 GB), so
-/// a file that has needed no disk so far is not asked for: one `getrusage` a step looks.
+/// page cache: JSON lines 1.05-2.14 s -> 0.89-0.97 s. On the 12.7 GB bench capture, part of
+/// which the page cache here keeps dropping, 81-826 major faults a run -> 0-12; JSON lines
+/// kept their median but lost their slow runs (4 alternating runs: 5.90-7.20 s -> 6.03-6.17
+/// s). Asking costs a walk of the step's page cache entries even when all are there (~0.3 ms
+/// a step, 0.1-0.2 s of CPU over 12.7 GB), so a file that has needed no disk so far is not
+/// asked for: one `getrusage` a step looks.
 #[derive(Default)]
 struct ReadAhead {
     /// Considered up to here.
