@@ -42,6 +42,14 @@ pub struct TrackerConfig {
     pub index_shard: (u64, u64),
 }
 
+impl TrackerConfig {
+    /// Whether connection `index` keeps its state changes for its record (only where its
+    /// packet records are wanted too).
+    fn keeps_transitions(&self, index: u64) -> bool {
+        self.keep_transitions && self.emit_packets.wants(index)
+    }
+}
+
 impl Default for TrackerConfig {
     fn default() -> Self {
         TrackerConfig {
@@ -230,7 +238,7 @@ impl<U: Default> Conn<U> {
             // A whole handshake and close is nine or ten steps: room for them at once rather
             // than growing 4 -> 8 -> 16 (three allocations a connection, 1% of a JSON-lines
             // run), and `settle` then has little or nothing to give back.
-            transitions: if cfg.keep_transitions && cfg.emit_packets.wants(index) {
+            transitions: if cfg.keeps_transitions(index) {
                 Vec::with_capacity(TYPICAL_STEPS)
             } else {
                 Vec::new()
@@ -489,7 +497,7 @@ impl<U: Default> Conn<U> {
             rst,
         };
         let reading = read_segment(&self.ep[f].view, &self.ep[r].view, &facts);
-        let keep = cfg.keep_transitions && cfg.emit_packets.wants(self.index);
+        let keep = cfg.keeps_transitions(self.index);
         let here = Placed {
             frame,
             keep,
