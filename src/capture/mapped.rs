@@ -35,8 +35,12 @@ use std::sync::Arc;
 
 /// Files shorter than this are read with `read`: the saving is negligible there.
 pub const MIN_MAPPED: u64 = 16 << 20;
-/// Bytes read between releases of the pages behind the read position.
-const RELEASE_STEP: usize = 2 << 20;
+/// Bytes read between releases of the pages behind the read position. Each release is a
+/// `madvise` whose TLB shootdown interrupts the run's other threads: released batch by batch
+/// (1 MiB), `madvise` was 7% of a JSON-lines run's samples on the bench capture's first 1 M
+/// frames (perf), mostly TLB flushes; in 4 MiB steps CPU went 1.05 -> 1.00 s (medians of 7)
+/// for ~2 MiB more peak RSS (8 MiB: no faster, +5 MiB).
+pub const RELEASE_STEP: usize = 4 << 20;
 
 /// Map `file` (named `name` in errors) and read it from the map if it is a pcap or pcapng
 /// file: `Ok(None)` when it is neither or cannot be mapped, so the caller reads it the usual way
@@ -84,24 +88,32 @@ unsafe fn release_behind(map: &Mmap, released: &mut usize, pos: usize) {
 const AHEAD_LEAD: usize = 32 << 20;
 const AHEAD_STEP: usize = 8 << 20;
 
+/// Steps asked for after the reading thread's last major fault: 128 MiB.
+const AHEAD_AFTER_FAULT: u32 = 16;
+
 /// Asks the kernel (`MADV_WILLNEED`) to start reading the pages ahead of the read position
 /// that are not in the page cache, [`AHEAD_STEP`] bytes at a time, to stay [`AHEAD_LEAD`]
-/// ahead, once the reading thread has waited for the disk (a major fault). A map's own
-/// read-ahead reads only at a fault, and only where the last read-ahead expected one: pages
-/// missing here and there (a page cache being trimmed, or a file read for the first time) each
-/// stalled the reading thread. Measured on a capture of 1 M frames (1.2 GB) dropped from the
-/// page cache: JSON lines 1.05-2.14 s -> 0.89-0.97 s. On the 12.7 GB bench capture, part of
-/// which the page cache here keeps dropping, 81-826 major faults a run -> 0-12; JSON lines
-/// kept their median but lost their slow runs (4 alternating runs: 5.90-7.20 s -> 6.03-6.17
-/// s). Asking costs a walk of the step's page cache entries even when all are there (~0.3 ms
-/// a step, 0.1-0.2 s of CPU over 12.7 GB), so a file that has needed no disk so far is not
-/// asked for: one `getrusage` a step looks.
+/// ahead, while the reading thread has waited for the disk lately (a major fault in the last
+/// [`AHEAD_AFTER_FAULT`] steps). A map's own read-ahead reads only at a fault, and only where
+/// the last read-ahead expected one: pages missing here and there (a page cache being trimmed,
+/// or a file read for the first time) each stalled the reading thread. Measured on a capture
+/// of 1 M frames (1.2 GB) dropped from the page cache: JSON lines 1.05-2.14 s -> 0.89-0.97 s.
+///
+/// Asking walks the step's page cache entries even when all are there (~0.13 ms a step here,
+/// 2% of a JSON-lines run's CPU), so a file that has needed no disk lately is not asked for:
+/// one `getrusage` a step looks. On the 12.7 GB bench capture, whose page cache here loses
+/// scattered pages in half of its 8 MiB steps (`cachestat`), asking always after the first
+/// fault kept major faults to 0-12 a run; asking only after recent ones leaves ~100 (each
+/// waited for while tracking works through the batches queued), for 0.2 s less CPU.
+/// Looking a few pages up first (`mincore`, one per MiB) found too few of those holes to
+/// matter.
 #[derive(Default)]
 struct ReadAhead {
     /// Considered up to here.
     asked: usize,
-    /// A major fault has been seen: ask from now on.
-    on: bool,
+    /// Steps since the last major fault seen, up to [`AHEAD_AFTER_FAULT`]; 0 (on) from a
+    /// fault on. `None` before any.
+    quiet: Option<u32>,
     /// The reading thread's major faults when last looked at (0 before: a thread starts
     /// with none, so a fault before the first look counts).
     faults: u64,
@@ -115,21 +127,30 @@ impl ReadAhead {
         }
     }
 
-    /// The next step: asked for if the disk has been needed (`faults` counts the thread's
-    /// major faults so far), passed over otherwise.
+    /// Whether a major fault was seen in the last [`AHEAD_AFTER_FAULT`] steps.
+    fn after_fault(&self) -> bool {
+        self.quiet.is_some_and(|q| q < AHEAD_AFTER_FAULT)
+    }
+
+    /// The next step: asked for if the disk has been needed lately (`faults` counts the
+    /// thread's major faults so far), passed over otherwise. Whether it was asked for.
     #[cold]
-    fn step(&mut self, map: &Mmap, faults: impl Fn() -> u64) {
+    fn step(&mut self, map: &Mmap, faults: impl Fn() -> u64) -> bool {
         let len = AHEAD_STEP.min(map.len() - self.asked);
-        if !self.on {
-            let now = faults();
-            self.on = now > self.faults;
-            self.faults = now;
-        }
-        if self.on {
+        let now = faults();
+        self.quiet = if now > self.faults {
+            Some(0)
+        } else {
+            self.quiet.map(|q| (q + 1).min(AHEAD_AFTER_FAULT))
+        };
+        self.faults = now;
+        let ask = self.after_fault();
+        if ask {
             // Advice only: a failure leaves reading as it was.
             let _ = map.advise_range(Advice::WillNeed, self.asked, len);
         }
         self.asked += len;
+        ask
     }
 }
 
@@ -171,6 +192,15 @@ impl Lent {
     /// The bytes at `r` (a range [`Lent::range_of`] gave).
     pub fn get(&self, r: Range<usize>) -> &[u8] {
         &self.0[r]
+    }
+
+    /// Done with everything before `to`, of which the pages from `from` on are still mapped:
+    /// give those back once they are [`RELEASE_STEP`] bytes or more, and move `from` to `to`.
+    pub fn release_upto(&self, from: &mut usize, to: usize) {
+        if to >= *from + RELEASE_STEP {
+            self.release(*from..to);
+            *from = to;
+        }
     }
 
     /// Drop this process's mapping of the pages from the one holding `r.start` up to the one
@@ -561,27 +591,87 @@ mod tests {
         assert_eq!(ahead.asked, len);
     }
 
-    /// Nothing is asked for while the reading thread has not waited for the disk; from its
-    /// first major fault on, every step is.
+    /// Whether each page of `bytes` is mapped in this process (`/proc/self/pagemap`'s
+    /// present bit).
+    #[cfg(target_os = "linux")]
+    fn mapped_pages(bytes: &[u8]) -> Vec<bool> {
+        use std::io::{Read, Seek, SeekFrom};
+        let first = bytes.as_ptr() as u64 / 4096;
+        let mut f = File::open("/proc/self/pagemap").unwrap();
+        f.seek(SeekFrom::Start(first * 8)).unwrap();
+        let mut raw = vec![0u8; bytes.len().div_ceil(4096) * 8];
+        f.read_exact(&mut raw).unwrap();
+        raw.chunks(8)
+            .map(|e| u64::from_le_bytes(e.try_into().unwrap()) >> 63 == 1)
+            .collect()
+    }
+
+    /// Pages are given back in steps of [`RELEASE_STEP`], never one that is still to be read:
+    /// after each call everything before `from` is unmapped and everything after stays.
+    #[cfg(target_os = "linux")]
     #[test]
-    fn read_ahead_starts_at_the_first_major_fault() {
+    fn lent_pages_go_back_in_steps() {
         let file = tempfile::tempfile().unwrap();
-        file.set_len(8 * AHEAD_STEP as u64).unwrap();
+        let len = 3 * RELEASE_STEP + RELEASE_STEP / 2;
+        file.set_len(len as u64).unwrap();
+        // SAFETY: a private temporary file nothing else writes.
+        let map = unsafe { Mmap::map(&file) }.unwrap();
+        let touched: u64 = map.iter().step_by(4096).map(|&b| b as u64).sum();
+        assert_eq!(touched, 0);
+        let lent = Lent(Arc::new(map));
+        let (mut from, mut calls) = (0, 0);
+        let mut to = 0;
+        while to < len {
+            to = (to + (1 << 20) + 12_345).min(len);
+            let before = from;
+            lent.release_upto(&mut from, to);
+            calls += usize::from(from != before);
+            let pages = mapped_pages(&lent.0);
+            let (gone, kept) = pages.split_at(from / 4096);
+            assert!(gone.iter().all(|m| !m), "a page before {from} still mapped");
+            assert!(
+                kept.iter().all(|&m| m),
+                "a page after {from} unmapped (read up to {to})"
+            );
+            assert!(
+                from == before || from - before >= RELEASE_STEP,
+                "a step under RELEASE_STEP"
+            );
+        }
+        assert_eq!(calls, 3, "one release per RELEASE_STEP read");
+    }
+
+    /// Nothing is asked for while the reading thread has not waited for the disk; from a
+    /// major fault on, the next [`AHEAD_AFTER_FAULT`] steps are, and again after the next fault.
+    #[test]
+    fn read_ahead_follows_major_faults() {
+        let file = tempfile::tempfile().unwrap();
+        let steps = 3 * AHEAD_AFTER_FAULT as usize;
+        file.set_len((steps * AHEAD_STEP) as u64).unwrap();
         // SAFETY: a private temporary file nothing else writes.
         let map = unsafe { Mmap::map(&file) }.unwrap();
         let mut ahead = ReadAhead::default();
         // The reading thread's count: none yet.
         let faults = std::cell::Cell::new(0u64);
         let count = || faults.get();
+        let mut asked = Vec::new();
         for _ in 0..3 {
-            ahead.step(&map, count);
+            asked.push(ahead.step(&map, count));
         }
-        assert!(!ahead.on, "no fault yet, nothing asked");
         faults.set(1);
-        ahead.step(&map, count);
-        assert!(ahead.on, "a fault since the last look turns asking on");
-        ahead.step(&map, count);
-        assert!(ahead.on, "and it stays on");
-        assert_eq!(ahead.asked, 5 * AHEAD_STEP);
+        for _ in 0..AHEAD_AFTER_FAULT + 2 {
+            asked.push(ahead.step(&map, count));
+        }
+        faults.set(3);
+        asked.push(ahead.step(&map, count));
+        let n = AHEAD_AFTER_FAULT as usize;
+        let mut want = vec![false; 3];
+        want.extend(std::iter::repeat_n(true, n));
+        want.extend([false, false, true]);
+        assert_eq!(
+            asked, want,
+            "off until a fault, on for the steps after it, on at the next"
+        );
+        assert_eq!(ahead.asked, (6 + n) * AHEAD_STEP);
     }
 }
