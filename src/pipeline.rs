@@ -865,7 +865,8 @@ mod tests {
     use std::io::Write;
     use std::sync::{Arc, Mutex};
 
-    /// Collects what is written; holds the first write until `open` receives.
+    /// Collects what is written; holds the printing thread's first write until `open`
+    /// receives (a sender printing for it is not held: it would wait for itself).
     struct Gated {
         open: Option<Receiver<()>>,
         out: Arc<Mutex<Vec<u8>>>,
@@ -873,8 +874,10 @@ mod tests {
 
     impl Write for Gated {
         fn write(&mut self, b: &[u8]) -> io::Result<usize> {
-            if let Some(open) = self.open.take() {
-                let _ = open.recv();
+            if std::thread::current().name() == Some("statescope-print") {
+                if let Some(open) = self.open.take() {
+                    let _ = open.recv();
+                }
             }
             self.out.lock().unwrap().extend_from_slice(b);
             Ok(b.len())
