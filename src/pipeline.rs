@@ -1,7 +1,8 @@
 //! Replay on several cores: a reader thread reads and decodes frames while the calling thread
 //! tracks connections and prints; with [`PrintThread`], a third thread prints, the calling
-//! thread formats for it whenever it falls behind, and the reader prints for it while tracking
-//! has input enough.
+//! thread formats for it whenever it falls behind (and prints rather than wait for it), and the
+//! reader prints for it while tracking has input enough. The printing thread never takes the
+//! tracking thread's CPU when woken ([`yield_on_wake`]).
 //!
 //! Reading a capture (system calls, record headers), decoding link, IP and TCP headers, and
 //! working out each segment's connection key ([`FlowKey`]) need no connection state, so they
