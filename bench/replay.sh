@@ -78,11 +78,14 @@ FR=$n RUNS=2 MORE=1 run jsonl-head "$bin" replay -q --format jsonl "$tmp/head.$f
 ratios() {
   local kind=$1
   c() { cat "$tmp/$1.$kind"; }
-  python3 - "$kind" "$(c tcpdump)" "$(c summary)" "$(c summary-no-http)" "$(c tracking-only)" "$(c jsonl)" "$(c jsonl-no-http)" "$(c tshark-fields-head)" "$(c jsonl-head)" "$frames" "$n" <<'PY'
+  python3 - "$kind" "$(c tcpdump)" "$(c summary)" "$(c summary-no-http)" "$(c tracking-only)" "$(c jsonl)" "$(c jsonl-no-http)" "$(c tshark-fields-head)" "$(c jsonl-head)" "$frames" "$n" "$tmp" <<'PY'
 import sys
 kind = sys.argv[1]
 tcpd, summ, summ_nh, track, jsonl, jsonl_nh, tsh, jh = map(float, sys.argv[2:10])
-frames, n = int(sys.argv[10]), int(sys.argv[11])
+frames, n, tmp = int(sys.argv[10]), int(sys.argv[11]), sys.argv[12]
+def runs(name):
+    rows = [list(map(float, l.split())) for l in open(f"{tmp}/{name}.all") if l.strip()]
+    return [max(r[0] if kind == "wall" else r[1] + r[2], 0.001) for r in rows]
 tsh_rate = n / tsh
 print()
 print(f"ratios of packets/s on {kind} time:")
@@ -90,6 +93,9 @@ print(f"  summary (table) vs tcpdump -nr -w /dev/null:   {tcpd / summ:.2f}x  (no
 print(f"  jsonl, every packet record vs tshark -T fields: {frames / jsonl / tsh_rate:.1f}x whole capture, {tsh / jh:.1f}x same head  (no HTTP: {frames / jsonl_nh / tsh_rate:.1f}x; target >= 100x)")
 print(f"  analysis over tracking alone:                   {summ_nh / track:.2f}x")
 print(f"  HTTP/WebSocket parsing over replay without:     {summ / summ_nh:.2f}x")
+# Each statescope run against the other program's median: how far the machine's noise moves them.
+span = lambda xs: f"{min(xs):.2f}-{max(xs):.2f}x" if max(xs) < 10 else f"{min(xs):.1f}-{max(xs):.1f}x"
+print(f"  ranges over runs: summary {span([tcpd / t for t in runs('summary')])} tcpdump; jsonl {span([frames / t / tsh_rate for t in runs('jsonl')])} tshark whole, {span([tsh / t for t in runs('jsonl-head')])} same head")
 PY
 }
 ratios wall
