@@ -139,7 +139,7 @@ impl Batch {
     }
 
     /// Done with this batch and every one before it, whose pages from `from` on are still
-    /// mapped: give them back once they are [`crate::capture::mapped::RELEASE_STEP`] bytes or more, moving `from`.
+    /// mapped: give them back in steps ([`Lent::release_upto`]), moving `from`.
     fn release_from(&self, from: &mut usize) {
         if let Some(l) = &self.lent {
             l.release_upto(from, self.span.end);

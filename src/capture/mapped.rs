@@ -195,12 +195,12 @@ impl Lent {
     }
 
     /// Done with everything before `to`, of which the pages from `from` on are still mapped:
-    /// give those back once they are [`RELEASE_STEP`] bytes or more, and move `from` to `to`.
+    /// give those back once they are [`RELEASE_STEP`] bytes or more, as the source itself
+    /// does when nothing borrows its map ([`release_behind`]), moving `from`.
     pub fn release_upto(&self, from: &mut usize, to: usize) {
-        if to >= *from + RELEASE_STEP {
-            self.release(*from..to);
-            *from = to;
-        }
+        // SAFETY: as for `release`: pages of a private read-only file mapping touched again
+        // after this refill from the file, so a late reader would only fault them in.
+        unsafe { release_behind(&self.0, from, to) }
     }
 
     /// Drop this process's mapping of the pages from the one holding `r.start` up to the one
