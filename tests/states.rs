@@ -161,3 +161,77 @@ fn states_do_not_depend_on_the_analysis() {
         assert_eq!(a, b, "{}", cap.display());
     }
 }
+
+/// A legacy pcap with its first `skip` records left out: the same traffic, picked up later.
+fn without_first_records(cap: &Path, skip: usize) -> tempfile::NamedTempFile {
+    let bytes = std::fs::read(cap).unwrap();
+    assert_eq!(
+        &bytes[..4],
+        &[0xd4, 0xc3, 0xb2, 0xa1],
+        "a little-endian microsecond pcap"
+    );
+    let mut at = 24;
+    for _ in 0..skip {
+        let caplen = u32::from_le_bytes(bytes[at + 8..at + 12].try_into().unwrap()) as usize;
+        at += 16 + caplen;
+    }
+    let mut out = bytes[..24].to_vec();
+    out.extend_from_slice(&bytes[at..]);
+    let f = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(f.path(), out).unwrap();
+    f
+}
+
+/// Each endpoint's (state, inferred) changes of connection 0.
+fn first_conn_changes(recs: &[Record]) -> Vec<(String, String, Option<String>)> {
+    recs.iter()
+        .find_map(|r| match r {
+            Record::Conn(c) if c.conn == 0 => Some(c),
+            _ => None,
+        })
+        .expect("a conn record for connection 0")
+        .transitions
+        .iter()
+        .map(|t| {
+            let inferred = t.inferred.as_ref().map(|w| w.to_string());
+            (t.endpoint.to_string(), t.state.to_string(), inferred)
+        })
+        .collect()
+}
+
+/// Picked up without its handshake, a connection's ESTABLISHED is shown, not seen: the record
+/// says so. Control: from the start of the same capture, no ESTABLISHED is marked inferred.
+#[test]
+fn a_connection_picked_up_midway_is_established_by_inference() {
+    let cap = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/http-keepalive.pcap");
+    let established = |changes: &[(String, String, Option<String>)], who: &str| {
+        changes
+            .iter()
+            .find(|c| c.0 == who && c.1 == "ESTABLISHED")
+            .unwrap_or_else(|| panic!("{who} never ESTABLISHED: {changes:?}"))
+            .2
+            .clone()
+    };
+    let whole = first_conn_changes(&replay(&cap, &[]));
+    for who in ["client", "server"] {
+        assert_eq!(established(&whole, who), None, "{whole:?}");
+    }
+    // Two ARP frames, then SYN, SYN-ACK and the third ACK, left out.
+    let tail = without_first_records(&cap, 5);
+    let picked_up = first_conn_changes(&replay(tail.path(), &[]));
+    for who in ["client", "server"] {
+        let why = established(&picked_up, who);
+        assert!(
+            why.as_deref()
+                .is_some_and(|w| w.contains("no handshake captured")),
+            "{who}: {picked_up:?}"
+        );
+    }
+    // What happens in view (the close) stays seen.
+    assert!(
+        picked_up
+            .iter()
+            .any(|c| c.1 != "ESTABLISHED" && c.2.is_none()),
+        "{picked_up:?}"
+    );
+}

@@ -107,6 +107,12 @@ enum Inferred {
     FinAcked,
     FinBySeq,
     BySynAck,
+    /// No handshake in view: the endpoint was synchronized before the capture began, and the
+    /// frame only shows it.
+    Midstream,
+    /// The same, in a record that continues one evicted for idleness (the handshake is in
+    /// that earlier record).
+    Resumed,
 }
 
 const _: () = assert!(std::mem::size_of::<Step>() == 16);
@@ -117,6 +123,12 @@ impl Inferred {
             Inferred::FinAcked => "FIN not captured: acknowledged by the peer",
             Inferred::FinBySeq => "FIN not captured: shown by the next sequence number",
             Inferred::BySynAck => "shown by the SYN-ACK",
+            Inferred::Midstream => {
+                "no handshake captured: its ACKs show it synchronized before the capture began"
+            }
+            Inferred::Resumed => {
+                "continued after an idle eviction: its ACKs show it still synchronized"
+            }
         }
     }
 }
@@ -319,6 +331,21 @@ impl<U: Default> Conn<U> {
                 if to == State::Established && matches!(ev, Event::RecvSynAck { .. }) {
                     self.ep[who].view.quiet_since_synack = true;
                 }
+                // An ACK from or to an endpoint nothing had decided shows it synchronized, not
+                // when it became so: that was before anything in view (a FIN, an RST, a SYN or
+                // a SYN-ACK, by contrast, is a change at its own frame).
+                let at = match (from, ev) {
+                    (State::Unknown, Event::SentAck | Event::RecvAck { .. })
+                        if at.inferred.is_none() =>
+                    {
+                        at.inferred(if self.resumed {
+                            Inferred::Resumed
+                        } else {
+                            Inferred::Midstream
+                        })
+                    }
+                    _ => at,
+                };
                 self.enter(who, to, at);
             }
             Change::Withdraw => self.withdraw(who, at),
@@ -1036,6 +1063,63 @@ mod observer {
             for who in ["client", "server"] {
                 assert_eq!(d.states(who), ["SYN_SENT", "SYN_RECEIVED", "ESTABLISHED"]);
             }
+        }
+    }
+
+    /// Picked up without a handshake: the states an endpoint's ACKs show are marked as shown,
+    /// not seen entered; what happens in view is not.
+    mod midstream {
+        use super::*;
+
+        #[test]
+        fn acks_show_both_ends_synchronized_as_inferred() {
+            let mut d = Drive::new();
+            assert_eq!(
+                d.seg(true, ACK, CI + 1, SI + 1, 100),
+                (Established, Established)
+            );
+            assert_eq!(d.changes("client"), [(1, "ESTABLISHED", true)]);
+            assert_eq!(d.changes("server"), [(1, "ESTABLISHED", true)]);
+            let why = d.conn.summary().transitions[0].inferred.clone().unwrap();
+            assert!(why.contains("no handshake captured"), "{why}");
+        }
+
+        #[test]
+        fn a_fin_in_view_is_seen_though_the_handshake_was_not() {
+            let mut d = Drive::new();
+            d.c(ACK, CI + 1, SI + 1);
+            assert_eq!(d.s(FIN, SI + 1, CI + 1), (CloseWait, FinWait1));
+            assert_eq!(
+                d.changes("server"),
+                [(1, "ESTABLISHED", true), (2, "FIN_WAIT_1", false)]
+            );
+            assert_eq!(
+                d.changes("client"),
+                [(1, "ESTABLISHED", true), (2, "CLOSE_WAIT", false)]
+            );
+        }
+
+        #[test]
+        fn a_first_fin_from_an_unknown_end_is_seen() {
+            let mut d = Drive::new();
+            assert_eq!(d.c(FIN, CI + 1, SI + 1), (FinWait1, CloseWait));
+            assert_eq!(d.changes("client"), [(1, "FIN_WAIT_1", false)]);
+            assert_eq!(d.changes("server"), [(1, "CLOSE_WAIT", false)]);
+        }
+
+        /// Control: with the handshake in view, ESTABLISHED is seen (only the passive open,
+        /// placed at the SYN, is shown by the SYN-ACK).
+        #[test]
+        fn a_captured_handshake_is_seen() {
+            let d = Drive::open();
+            assert_eq!(
+                d.changes("client"),
+                [(1, "SYN_SENT", false), (2, "ESTABLISHED", false)]
+            );
+            assert_eq!(
+                d.changes("server"),
+                [(1, "SYN_RECEIVED", true), (3, "ESTABLISHED", false)]
+            );
         }
     }
 

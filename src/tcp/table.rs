@@ -693,6 +693,49 @@ mod tests {
         assert_eq!(timed(&new_syn), ["0 false Some(\"idle\")", "1 false None"]);
     }
 
+    /// The record that continues an idle-evicted connection shows its ESTABLISHED as shown by
+    /// its ACKs, not entered there, and says why; a midstream connection says it had no
+    /// handshake in view (the other reason, so a wrong choice between them fails).
+    #[test]
+    fn a_resumed_record_says_its_states_continue() {
+        let run = |segs: &[(i64, Segment<'_>)]| {
+            let mut t = Tracker::new(TrackerConfig::default());
+            let mut ev = Finished::default();
+            for (i, (ms, s)) in segs.iter().enumerate() {
+                t.on_segment(s, i as u64 + 1, Timestamp(ms * 1_000_000), &mut ev);
+            }
+            t.finish(&mut ev);
+            ev.0
+        };
+        let reasons = |c: &ConnRec| -> Vec<String> {
+            c.transitions
+                .iter()
+                .filter(|t| t.state == "ESTABLISHED")
+                .map(|t| t.inferred.as_deref().unwrap_or("seen").to_string())
+                .collect()
+        };
+        let later = seg("10.0.0.1:80", "10.0.0.2:40000", ACK, 501, 101);
+        let recs = run(&[
+            (0, seg("10.0.0.2:40000", "10.0.0.1:80", SYN, 100, 0)),
+            (1, seg("10.0.0.1:80", "10.0.0.2:40000", SYN_ACK, 500, 101)),
+            (2, seg("10.0.0.2:40000", "10.0.0.1:80", ACK, 101, 501)),
+            (3_600_000, later),
+        ]);
+        assert_eq!(reasons(&recs[0]), ["seen", "seen"]);
+        let resumed = reasons(&recs[1]);
+        assert_eq!(resumed.len(), 2);
+        assert!(
+            resumed.iter().all(|r| r.contains("idle eviction")),
+            "{resumed:?}"
+        );
+        let midstream = reasons(&run(&[(0, later)])[0]);
+        assert_eq!(midstream.len(), 2);
+        assert!(
+            midstream.iter().all(|r| r.contains("no handshake")),
+            "{midstream:?}"
+        );
+    }
+
     /// A run under a memory budget: the connections evicted for memory while the segments
     /// were fed (before the end of input), and what the budget gave up.
     struct Budgeted {
