@@ -350,6 +350,13 @@ impl TableSink {
             c.packets_c2s + c.packets_s2c,
             c.last_ts - c.first_ts
         );
+        if roles_guessed(c) {
+            let _ = writeln!(
+                s,
+                "  roles guessed: no handshake captured, so the client is whoever sent the first \
+                 segment seen (HTTP requests, if any, show who really asked)"
+            );
+        }
         if !pc.rows.is_empty() {
             let _ = writeln!(
                 s,
@@ -410,6 +417,12 @@ impl TableSink {
         }
         Ok(())
     }
+}
+
+/// No SYN or SYN-ACK in view (Zeek's history has none), and not the continuation of a record
+/// that had one: which end is the client is only the order of the first segments seen.
+fn roles_guessed(c: &ConnRec) -> bool {
+    !c.resumed && !c.history.contains(['S', 's', 'H', 'h'])
 }
 
 /// One summary row. Written field by field: `format!` with widths costs more than tracking
@@ -666,6 +679,39 @@ mod tests {
         let short = keep_alive(LIFETIME_EVENTS as u64, &OutputConfig::default());
         assert_eq!(told(&short), LIFETIME_EVENTS);
         assert!(!short.contains("more events"));
+    }
+
+    /// A connection without a handshake in view says its roles are a guess; one with a SYN,
+    /// or only a SYN-ACK, or continuing a record that had one, does not.
+    #[test]
+    fn roles_are_said_to_be_guessed_only_without_a_handshake() {
+        let block = |history: &str, resumed: bool| {
+            let out = Shared::default();
+            let mut t = TableSink::new(Box::new(out.clone()), &OutputConfig::default());
+            let req = HttpRec {
+                frame: 3,
+                method: Some(Cow::Borrowed("GET")),
+                version: Cow::Borrowed("HTTP/1.1"),
+                ..HttpRec::default()
+            };
+            t.record(&Record::Http(req)).unwrap();
+            let conn = ConnRec {
+                client: "10.0.0.1:80".into(),
+                server: "10.0.0.2:40000".into(),
+                history: history.into(),
+                resumed,
+                ..ConnRec::default()
+            };
+            t.record(&Record::Conn(conn)).unwrap();
+            t.finish().unwrap();
+            let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+            text.contains("roles guessed")
+        };
+        assert!(block("Dd", false));
+        assert!(block("DadAF", false));
+        assert!(!block("ShADadFf", false));
+        assert!(!block("hADadFf", false));
+        assert!(!block("Dd", true));
     }
 
     #[test]
