@@ -514,3 +514,54 @@ fn a_view_redrawn_only_on_packets_fails_the_same_check() {
     };
     println!("caught, as it should be: {e}");
 }
+
+/// A connection already open when `live` starts (its handshake never captured) is marked `*`
+/// on the view, with the footnote saying its roles and ESTABLISHED are guessed; one opened
+/// while capturing, on the same screen, is not (the control).
+#[test]
+fn a_connection_open_before_the_capture_is_marked_on_the_view() {
+    if !can_run() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    server(listener);
+    let mut before = open(port);
+    let before_name = before.local_addr().unwrap().to_string();
+    let cmd = format!("{BIN} live -i lo --port {port}; echo '[exited]'; sleep 120");
+    let tmux = Tmux::start("midway", dir.path(), &cmd);
+    tmux.wait_for("0 frames, 0 connections", Duration::from_secs(20));
+    before.write_all(b"again\n").unwrap();
+    let mut buf = [0u8; 3];
+    before.read_exact(&mut buf).unwrap();
+    let after = open(port);
+    let after_name = after.local_addr().unwrap().to_string();
+    // Each connection's row as drawn, once both are on view.
+    let start = Instant::now();
+    let (screen, rows) = loop {
+        let screen = tmux.screen();
+        let rows: BTreeMap<String, String> = screen
+            .lines()
+            .filter_map(|l| parse_row(l).map(|r| (r.1, l.trim_start().to_string())))
+            .collect();
+        if rows.contains_key(&before_name) && rows.contains_key(&after_name) {
+            break (screen, rows);
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "both connections on view:\n{screen}"
+        );
+        thread::sleep(Duration::from_millis(100));
+    };
+    let marked = |name: &str| {
+        let line = &rows[name];
+        let first = line.split_whitespace().next().unwrap();
+        first.ends_with('*')
+    };
+    assert!(marked(&before_name), "{screen}");
+    assert!(!marked(&after_name), "{screen}");
+    assert!(screen.contains("* no handshake seen"), "{screen}");
+    close(before);
+    close(after);
+}

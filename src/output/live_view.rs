@@ -24,6 +24,9 @@ pub const FADE: Duration = Duration::from_secs(3);
 pub const PERIOD: Duration = Duration::from_millis(200);
 /// Rows shown at most (fewer on a short terminal).
 const ROWS: usize = 20;
+/// The footnote to rows marked `*`: connections already open when the capture began.
+const GUESSED: &str = "* no handshake seen (open before the capture began): the client is \
+                       whoever sent first, and ESTABLISHED is what the ACKs show";
 
 /// A connection the view knows: as last seen, and since when it is done.
 struct Row {
@@ -98,7 +101,9 @@ impl LiveView {
         let shown = self.visible(now);
         let open = shown.iter().filter(|c| !c.closed()).count();
         // Two heading lines, a line for "more", and one spare for the cursor.
-        let room = ROWS.min(height.saturating_sub(4)).max(1);
+        // The footnote to rows marked `*` takes a line too.
+        let guessed = shown.iter().any(|c| c.no_handshake);
+        let room = ROWS.min(height.saturating_sub(4 + guessed as usize)).max(1);
         let mut lines = vec![
             format!(
                 "{frames} frames, {conns} connection{}, {open} open (most recent first; \
@@ -113,8 +118,9 @@ impl LiveView {
         for c in shown.iter().take(room) {
             let addr =
                 |a: Option<std::net::SocketAddr>| a.map(|a| a.to_string()).unwrap_or_default();
+            let mark = if c.no_handshake { "*" } else { "" };
             lines.push(row_text(
-                &c.conn.to_string(),
+                &format!("{}{mark}", c.conn),
                 &addr(c.client),
                 &addr(c.server),
                 &c.packets.to_string(),
@@ -125,6 +131,9 @@ impl LiveView {
         }
         if shown.len() > room {
             lines.push(format!("... {} more", shown.len() - room));
+        }
+        if guessed {
+            lines.push(GUESSED.to_string());
         }
         for l in &mut lines {
             // A wrapped line would throw off the count of lines to redraw over.
@@ -164,7 +173,7 @@ pub fn parse_row(line: &str) -> Option<(u64, String, String, State, State)> {
         return None;
     }
     Some((
-        f[0].parse().ok()?,
+        f[0].trim_end_matches('*').parse().ok()?,
         f[1].to_string(),
         f[2].to_string(),
         State::from_name(f[5])?,
@@ -292,6 +301,7 @@ mod tests {
             client_state: c,
             server_state: s,
             last_ts: Timestamp(ts),
+            no_handshake: false,
         }
     }
 
@@ -355,5 +365,44 @@ mod tests {
         let small = v.render(now, 90, 30, (40, 10));
         assert_eq!(small.len(), 2 + 6 + 1);
         assert!(small.iter().all(|l| l.chars().count() <= 40));
+    }
+
+    /// A connection already open when the capture began is marked, with a footnote saying its
+    /// roles and ESTABLISHED are guessed from what was seen; one with its handshake in view is
+    /// not. The marked row still reads back, and the view still fits the terminal.
+    #[test]
+    fn connections_open_before_the_capture_are_marked() {
+        let now = Instant::now();
+        let mut v = LiveView::new();
+        let midway = OpenConn {
+            no_handshake: true,
+            ..conn(1, Established, Established, 2)
+        };
+        v.update(now, &[conn(0, Established, Established, 1), midway]);
+        let lines = v.render(now, 9, 2, (200, 50));
+        let rows: Vec<&String> = lines.iter().filter(|l| parse_row(l).is_some()).collect();
+        assert_eq!(rows.len(), 2, "{lines:?}");
+        assert!(rows[0].trim_start().starts_with("1* "), "{lines:?}");
+        assert!(rows[1].trim_start().starts_with("0 "), "{lines:?}");
+        assert_eq!(parse_row(rows[0]).unwrap().0, 1);
+        assert_eq!(lines.last().unwrap(), GUESSED);
+        // Without such a connection, no footnote.
+        let mut seen = LiveView::new();
+        seen.update(now, &[conn(0, Established, Established, 1)]);
+        assert!(!seen
+            .render(now, 9, 1, (200, 50))
+            .iter()
+            .any(|l| l == GUESSED));
+        // On a short terminal the footnote costs a row, not the fit.
+        let many: Vec<OpenConn> = (0..30)
+            .map(|n| OpenConn {
+                no_handshake: true,
+                ..conn(n, Established, Established, n as i64)
+            })
+            .collect();
+        let mut full = LiveView::new();
+        full.update(now, &many);
+        let small = full.render(now, 90, 30, (300, 10));
+        assert_eq!(small.len(), 2 + 5 + 1 + 1, "{small:?}");
     }
 }

@@ -148,6 +148,9 @@ pub struct OpenConn {
     pub server_state: State,
     /// Capture time of its latest segment.
     pub last_ts: Timestamp,
+    /// No SYN or SYN-ACK seen (and not continuing a connection that had one): the client is
+    /// only the sender of the first segment seen, and ESTABLISHED only what ACKs show.
+    pub no_handshake: bool,
 }
 
 impl OpenConn {
@@ -786,6 +789,7 @@ impl<U: Default> Conn<U> {
             client_state: c.view.state,
             server_state: s.view.state,
             last_ts: self.last_ts,
+            no_handshake: !self.resumed && c.view.iss.is_none() && s.view.iss.is_none(),
         }
     }
 
@@ -1082,6 +1086,7 @@ mod observer {
             assert_eq!(d.changes("server"), [(1, "ESTABLISHED", true)]);
             let why = d.conn.summary().transitions[0].inferred.clone().unwrap();
             assert!(why.contains("no handshake captured"), "{why}");
+            assert!(d.conn.now().no_handshake, "the live view marks it");
         }
 
         #[test]
@@ -1112,6 +1117,11 @@ mod observer {
         #[test]
         fn a_captured_handshake_is_seen() {
             let d = Drive::open();
+            assert!(!d.conn.now().no_handshake);
+            // A SYN-ACK alone names the server too.
+            let mut synack_only = Drive::new();
+            synack_only.s(SYN | ACK, SI, CI + 1);
+            assert!(!synack_only.conn.now().no_handshake);
             assert_eq!(
                 d.changes("client"),
                 [(1, "SYN_SENT", false), (2, "ESTABLISHED", false)]
