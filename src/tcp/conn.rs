@@ -113,6 +113,9 @@ enum Inferred {
     /// The same, in a record that continues one evicted for idleness (the handshake is in
     /// that earlier record).
     Resumed,
+    /// A SYN was seen but not the rest of the handshake: the ACKs show the endpoint
+    /// synchronized, not when it became so.
+    PartHandshake,
 }
 
 const _: () = assert!(std::mem::size_of::<Step>() == 16);
@@ -128,6 +131,9 @@ impl Inferred {
             }
             Inferred::Resumed => {
                 "continued after an idle eviction: its ACKs show it still synchronized"
+            }
+            Inferred::PartHandshake => {
+                "handshake only partly captured: the ACKs show it synchronized"
             }
         }
     }
@@ -343,6 +349,8 @@ impl<U: Default> Conn<U> {
                     {
                         at.inferred(if self.resumed {
                             Inferred::Resumed
+                        } else if self.ep.iter().any(|e| e.view.iss.is_some()) {
+                            Inferred::PartHandshake
                         } else {
                             Inferred::Midstream
                         })
@@ -1102,6 +1110,21 @@ mod observer {
                 d.changes("client"),
                 [(1, "ESTABLISHED", true), (2, "CLOSE_WAIT", false)]
             );
+        }
+
+        /// A SYN seen but not its SYN-ACK: the server's ESTABLISHED, shown by the client's
+        /// ACK, is inferred, and says the handshake was only partly captured.
+        #[test]
+        fn a_missing_syn_ack_leaves_the_server_established_by_inference() {
+            let mut d = Drive::new();
+            d.c(SYN, CI, 0);
+            assert_eq!(d.c(ACK, CI + 1, SI + 1), (Established, Established));
+            assert_eq!(d.changes("server"), [(2, "ESTABLISHED", true)]);
+            let why = d.conn.summary().transitions;
+            let why = why.iter().find(|t| t.endpoint == "server").unwrap();
+            let why = why.inferred.as_deref().unwrap();
+            assert!(why.contains("partly captured"), "{why}");
+            assert!(!d.conn.now().no_handshake);
         }
 
         #[test]
