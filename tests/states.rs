@@ -9,6 +9,8 @@
 //! Controls: the same comparison must fail on a copy of statescope's records with FIN-WAIT-1 and
 //! CLOSE-WAIT swapped, and on one with every change two frames late.
 
+use statescope::capture::pcap_file;
+use statescope::capture::pcap_writer::PcapWriter;
 use statescope::kernel::{self, Endpoint};
 use statescope::record::Record;
 use std::path::{Path, PathBuf};
@@ -162,23 +164,22 @@ fn states_do_not_depend_on_the_analysis() {
     }
 }
 
-/// A legacy pcap with its first `skip` records left out: the same traffic, picked up later.
-fn without_first_records(cap: &Path, skip: usize) -> tempfile::NamedTempFile {
-    let bytes = std::fs::read(cap).unwrap();
-    assert_eq!(
-        &bytes[..4],
-        &[0xd4, 0xc3, 0xb2, 0xa1],
-        "a little-endian microsecond pcap"
-    );
-    let mut at = 24;
-    for _ in 0..skip {
-        let caplen = u32::from_le_bytes(bytes[at + 8..at + 12].try_into().unwrap()) as usize;
-        at += 16 + caplen;
-    }
-    let mut out = bytes[..24].to_vec();
-    out.extend_from_slice(&bytes[at..]);
+/// `cap` with its first `skip` frames left out (read and written by the project's own pcap
+/// reader and writer): the same traffic, picked up later.
+fn without_first_frames(cap: &Path, skip: usize) -> tempfile::NamedTempFile {
     let f = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(f.path(), out).unwrap();
+    let mut src = pcap_file::open(cap).unwrap();
+    let mut w: Option<PcapWriter<std::fs::File>> = None;
+    let mut n = 0;
+    while let Some(frame) = src.next_frame().unwrap() {
+        n += 1;
+        if n > skip {
+            w.get_or_insert_with(|| PcapWriter::create(f.path(), frame.linktype, 262144).unwrap())
+                .write_frame(&frame)
+                .unwrap();
+        }
+    }
+    w.expect("frames after the skipped ones").flush().unwrap();
     f
 }
 
@@ -217,7 +218,7 @@ fn a_connection_picked_up_midway_is_established_by_inference() {
         assert_eq!(established(&whole, who), None, "{whole:?}");
     }
     // Two ARP frames, then SYN, SYN-ACK and the third ACK, left out.
-    let tail = without_first_records(&cap, 5);
+    let tail = without_first_frames(&cap, 5);
     let picked_up = first_conn_changes(&replay(tail.path(), &[]));
     for who in ["client", "server"] {
         let why = established(&picked_up, who);

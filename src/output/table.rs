@@ -622,8 +622,8 @@ mod tests {
         }
     }
 
-    /// One keep-alive connection carrying `n` requests, printed with `args`.
-    fn keep_alive(n: u64, args: &OutputConfig) -> String {
+    /// `n` requests on connection 0, then its `conn` record, printed with `args`.
+    fn printed(n: u64, conn: ConnRec, args: &OutputConfig) -> String {
         let out = Shared::default();
         let mut t = TableSink::new(Box::new(out.clone()), args);
         for i in 0..n {
@@ -637,15 +637,20 @@ mod tests {
             };
             t.record(&Record::Http(req)).unwrap();
         }
+        t.record(&Record::Conn(conn)).unwrap();
+        t.finish().unwrap();
+        let text = out.0.lock().unwrap().clone();
+        String::from_utf8(text).unwrap()
+    }
+
+    /// One keep-alive connection carrying `n` requests, printed with `args`.
+    fn keep_alive(n: u64, args: &OutputConfig) -> String {
         let conn = ConnRec {
             client: "10.0.0.1:1000".into(),
             server: "10.0.0.2:80".into(),
             ..ConnRec::default()
         };
-        t.record(&Record::Conn(conn)).unwrap();
-        t.finish().unwrap();
-        let text = out.0.lock().unwrap().clone();
-        String::from_utf8(text).unwrap()
+        printed(n, conn, args)
     }
 
     fn told(text: &str) -> usize {
@@ -686,15 +691,6 @@ mod tests {
     #[test]
     fn roles_are_said_to_be_guessed_only_without_a_handshake() {
         let block = |history: &str, resumed: bool| {
-            let out = Shared::default();
-            let mut t = TableSink::new(Box::new(out.clone()), &OutputConfig::default());
-            let req = HttpRec {
-                frame: 3,
-                method: Some(Cow::Borrowed("GET")),
-                version: Cow::Borrowed("HTTP/1.1"),
-                ..HttpRec::default()
-            };
-            t.record(&Record::Http(req)).unwrap();
             let conn = ConnRec {
                 client: "10.0.0.1:80".into(),
                 server: "10.0.0.2:40000".into(),
@@ -702,10 +698,7 @@ mod tests {
                 resumed,
                 ..ConnRec::default()
             };
-            t.record(&Record::Conn(conn)).unwrap();
-            t.finish().unwrap();
-            let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
-            text.contains("roles guessed")
+            printed(1, conn, &OutputConfig::default()).contains("roles guessed")
         };
         assert!(block("Dd", false));
         assert!(block("DadAF", false));

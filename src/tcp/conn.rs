@@ -349,7 +349,7 @@ impl<U: Default> Conn<U> {
                     {
                         at.inferred(if self.resumed {
                             Inferred::Resumed
-                        } else if self.ep.iter().any(|e| e.view.iss.is_some()) {
+                        } else if self.syn_seen() {
                             Inferred::PartHandshake
                         } else {
                             Inferred::Midstream
@@ -785,6 +785,12 @@ impl<U: Default> Conn<U> {
             .map_or_else(|| Arc::from(""), |a| Addr(a).shared_text())
     }
 
+    /// A SYN or SYN-ACK of this record was seen (either side's initial sequence number is
+    /// known): its roles come from the handshake, not from who sent first.
+    fn syn_seen(&self) -> bool {
+        self.ep.iter().any(|e| e.view.iss.is_some())
+    }
+
     /// What a live display shows of the connection now (no allocation; nothing changes).
     pub fn now(&self) -> OpenConn {
         let [c, s] = &self.ep;
@@ -797,7 +803,7 @@ impl<U: Default> Conn<U> {
             client_state: c.view.state,
             server_state: s.view.state,
             last_ts: self.last_ts,
-            no_handshake: !self.resumed && c.view.iss.is_none() && s.view.iss.is_none(),
+            no_handshake: !self.resumed && !self.syn_seen(),
         }
     }
 
