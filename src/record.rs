@@ -200,7 +200,9 @@ impl<'de> Deserialize<'de> for Addr {
 pub enum Record {
     Packet(PacketRec),
     Conn(ConnRec),
-    Http(HttpRec),
+    /// Boxed: the HTTP layer builds each message's record in its box when the head arrives and
+    /// hands the box over when the message ends, rather than moving 280 bytes twice.
+    Http(Box<HttpRec>),
     Ws(WsRec),
     Lab(LabRec),
     Tls(TlsRec),

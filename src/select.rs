@@ -460,12 +460,12 @@ mod tests {
     }
 
     fn http(conn: u64, method: Option<&'static str>, status: Option<u16>) -> Record {
-        Record::Http(HttpRec {
+        Record::Http(Box::new(HttpRec {
             conn,
             method: method.map(Cow::Borrowed),
             status,
             ..HttpRec::default()
-        })
+        }))
     }
 
     fn conn(n: u64, client: &str, server: &str, state: &'static str, zeek: &'static str) -> Record {

@@ -198,7 +198,7 @@ fn our_msgs(recs: &[Record]) -> Vec<MsgKey> {
 
 fn h2_http(recs: &[Record]) -> impl Iterator<Item = &HttpRec> {
     recs.iter().filter_map(|r| match r {
-        Record::Http(h) if h.version == "2" => Some(h),
+        Record::Http(h) if h.version == "2" => Some(&**h),
         _ => None,
     })
 }
@@ -318,7 +318,7 @@ fn bodies_windows_and_the_upgrade() {
     let http1: Vec<&HttpRec> = recs
         .iter()
         .filter_map(|r| match r {
-            Record::Http(h) if h.version != "2" => Some(h),
+            Record::Http(h) if h.version != "2" => Some(&**h),
             _ => None,
         })
         .collect();

@@ -245,7 +245,7 @@ fn ours(recs: &[Record]) -> BTreeMap<u64, Seen> {
 fn http_recs(recs: &[Record]) -> Vec<&HttpRec> {
     recs.iter()
         .filter_map(|r| match r {
-            Record::Http(h) => Some(h),
+            Record::Http(h) => Some(&**h),
             _ => None,
         })
         .collect()

@@ -60,7 +60,7 @@ impl Run {
         self.records
             .iter()
             .filter_map(|r| match r {
-                Record::Http(h) => Some(h),
+                Record::Http(h) => Some(&**h),
                 _ => None,
             })
             .collect()

@@ -223,7 +223,7 @@ fn unwritable_paths_are_clear_errors() {
 /// `replay_writes_the_report_with_http_and_websocket_marked`.
 fn websocket_with_messages() -> Vec<Record> {
     let mut recs = fixture("websocket");
-    recs.push(Record::Http(HttpRec {
+    recs.push(Record::Http(Box::new(HttpRec {
         conn: 0,
         dir: Dir::C2s,
         frame: 6,
@@ -233,8 +233,8 @@ fn websocket_with_messages() -> Vec<Record> {
         upgrade: Some("websocket".into()),
         carries: vec!["Host".into()].into(),
         ..HttpRec::default()
-    }));
-    recs.push(Record::Http(HttpRec {
+    })));
+    recs.push(Record::Http(Box::new(HttpRec {
         conn: 0,
         dir: Dir::S2c,
         frame: 8,
@@ -244,7 +244,7 @@ fn websocket_with_messages() -> Vec<Record> {
         upgrade: Some("websocket".into()),
         request_frame: Some(6),
         ..HttpRec::default()
-    }));
+    })));
     for (frame, dir, len) in [(10, Dir::C2s, 15), (11, Dir::S2c, 15)] {
         recs.push(Record::Ws(WsRec {
             conn: 0,

@@ -99,7 +99,7 @@ fn decrypted_http_agrees_with_tshark_on_every_capture() {
         let http: Vec<_> = recs
             .iter()
             .filter_map(|r| match r {
-                Record::Http(h) => Some(h),
+                Record::Http(h) => Some(&**h),
                 _ => None,
             })
             .collect();

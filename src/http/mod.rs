@@ -907,7 +907,7 @@ impl HttpConn {
             if let Some(mut rec) = msg.rec {
                 rec.end_frame = end_frame;
                 rec.body_len = msg.body_len;
-                out.push(Record::Http(*rec));
+                out.push(Record::Http(rec));
             }
         }
     }

@@ -208,7 +208,7 @@ fn pipelining_past_the_queue_stops_pairing_and_never_shifts() {
     let http: Vec<&HttpRec> = out
         .iter()
         .filter_map(|r| match r {
-            Record::Http(h) => Some(h),
+            Record::Http(h) => Some(&**h),
             _ => None,
         })
         .collect();
@@ -713,7 +713,7 @@ fn h2c_upgrade_hands_over_or_not() {
     let http: Vec<&HttpRec> = recs
         .iter()
         .filter_map(|r| match r {
-            Record::Http(h) => Some(h),
+            Record::Http(h) => Some(&**h),
             _ => None,
         })
         .collect();

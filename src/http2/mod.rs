@@ -774,7 +774,7 @@ impl H2Conn {
         if !self.records {
             return;
         }
-        out.push(Record::Http(HttpRec {
+        out.push(Record::Http(Box::new(HttpRec {
             conn: self.conn,
             dir: if m.promised { Dir::S2c } else { dir },
             frame: m.frame,
@@ -797,7 +797,7 @@ impl H2Conn {
                 if m.request { m.carries } else { [false; 3] },
             )),
             ..HttpRec::default()
-        }));
+        })));
     }
 
     /// The stream `sid`, made idle when first named.

@@ -57,7 +57,7 @@ fn h2(recs: &[Record]) -> Vec<&H2Rec> {
 fn http(recs: &[Record]) -> Vec<&HttpRec> {
     recs.iter()
         .filter_map(|r| match r {
-            Record::Http(h) => Some(h),
+            Record::Http(h) => Some(&**h),
             _ => None,
         })
         .collect()

@@ -356,7 +356,7 @@ impl Records {
     }
     pub fn http(&self) -> impl Iterator<Item = &HttpRec> {
         self.0.iter().filter_map(|r| match r {
-            Record::Http(h) => Some(h),
+            Record::Http(h) => Some(&**h),
             _ => None,
         })
     }

@@ -635,7 +635,7 @@ mod tests {
                 version: Cow::Borrowed("HTTP/1.1"),
                 ..HttpRec::default()
             };
-            t.record(&Record::Http(req)).unwrap();
+            t.record(&Record::Http(Box::new(req))).unwrap();
         }
         t.record(&Record::Conn(conn)).unwrap();
         t.finish().unwrap();

@@ -598,7 +598,7 @@ mod tests {
         if let Record::Packet(p) = &mut recs[500] {
             p.analysis.push("retransmission".into());
         }
-        recs.push(Record::Http(HttpRec {
+        recs.push(Record::Http(Box::new(HttpRec {
             conn: 7,
             dir: Dir::C2s,
             frame: 300,
@@ -606,7 +606,7 @@ mod tests {
             uri: Some("/".into()),
             version: "HTTP/1.1".into(),
             ..HttpRec::default()
-        }));
+        })));
         let views = group(&recs);
         let v = &views[0];
         let rows = v.rows();
