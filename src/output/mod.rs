@@ -25,10 +25,10 @@ pub trait Sink {
     /// Several records, handed over: `recs` is left empty. Printers on another thread take
     /// them without copying.
     fn take(&mut self, recs: &mut Vec<Record>) -> io::Result<()> {
-        for rec in recs.drain(..) {
-            self.record(&rec)?;
-        }
-        Ok(())
+        // Each record read where it lies: draining moved each (368 bytes) out first.
+        let printed = recs.iter().try_for_each(|rec| self.record(rec));
+        recs.clear();
+        printed
     }
     /// End of input: print whatever was held back (tables), flush.
     fn finish(&mut self) -> io::Result<()>;
