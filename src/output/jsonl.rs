@@ -102,8 +102,13 @@ impl Sink for JsonlSink {
 impl JsonlSink {
     /// Print lines that a [`Lines`] made elsewhere, in their place among the records.
     pub fn write_formatted(&mut self, text: &[u8]) -> io::Result<()> {
-        if self.block.is_empty() && text.len() >= BLOCK {
-            // A whole batch's lines: straight out, without a copy into the block.
+        if text.len() >= BLOCK {
+            // A whole batch's lines: straight out, without a copy into the block, after what
+            // the block holds (copying the batch behind it was 1% of a JSON-lines run's
+            // instructions on the full-payload capture's `Connection: close` phase).
+            if !self.block.is_empty() {
+                self.write_block()?;
+            }
             self.out.write_all(text)?;
             if self.flush_each {
                 self.out.flush()?;
@@ -1104,6 +1109,59 @@ mod tests {
                 "record {i}"
             );
         }
+    }
+
+    /// Lines made elsewhere come out in their place among the records printed here, whether
+    /// the block holds lines before them or not, and whether they are a whole batch (written
+    /// straight out) or a few (gathered in the block).
+    #[test]
+    fn formatted_lines_keep_their_place() {
+        #[derive(Clone, Default)]
+        struct Shared(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+        impl Write for Shared {
+            fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let packet = |frame: u64| {
+            Record::Packet(PacketRec {
+                frame,
+                ..PacketRec::default()
+            })
+        };
+        let out = Shared::default();
+        let mut sink = JsonlSink::new(Box::new(out.clone()));
+        let mut lines = Lines::default();
+        let mut want = Vec::new();
+        let mut frame = 0;
+        // Here, a whole batch elsewhere, here, a few elsewhere, a whole batch on an empty block.
+        for (elsewhere, n) in [(false, 3), (true, 600), (false, 2), (true, 2), (true, 600)] {
+            let mut text = Vec::new();
+            for _ in 0..n {
+                frame += 1;
+                let rec = packet(frame);
+                lines.format(&rec, &mut want).unwrap();
+                if elsewhere {
+                    lines.format(&rec, &mut text).unwrap();
+                } else {
+                    sink.record(&rec).unwrap();
+                }
+            }
+            if elsewhere {
+                assert_eq!(text.len() >= BLOCK, n == 600, "batch sizes as meant");
+                sink.write_formatted(&text).unwrap();
+            }
+        }
+        sink.finish().unwrap();
+        let got = out.0.lock().unwrap().clone();
+        assert_eq!(
+            String::from_utf8(got).unwrap(),
+            String::from_utf8(want).unwrap()
+        );
     }
 
     /// The last time's text, and carried lists rendered once, follow the records: packet and
