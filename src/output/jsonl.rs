@@ -1116,24 +1116,13 @@ mod tests {
     /// straight out) or a few (gathered in the block).
     #[test]
     fn formatted_lines_keep_their_place() {
-        #[derive(Clone, Default)]
-        struct Shared(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-        impl Write for Shared {
-            fn write(&mut self, b: &[u8]) -> io::Result<usize> {
-                self.0.lock().unwrap().extend_from_slice(b);
-                Ok(b.len())
-            }
-            fn flush(&mut self) -> io::Result<()> {
-                Ok(())
-            }
-        }
         let packet = |frame: u64| {
             Record::Packet(PacketRec {
                 frame,
                 ..PacketRec::default()
             })
         };
-        let out = Shared::default();
+        let out = super::super::SharedOut::default();
         let mut sink = JsonlSink::new(Box::new(out.clone()));
         let mut lines = Lines::default();
         let mut want = Vec::new();

@@ -608,19 +608,8 @@ mod tests {
     use super::*;
     use crate::record::HttpRec;
     use std::borrow::Cow;
-    use std::sync::{Arc, Mutex};
 
-    #[derive(Clone, Default)]
-    struct Shared(Arc<Mutex<Vec<u8>>>);
-    impl Write for Shared {
-        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(b);
-            Ok(b.len())
-        }
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
+    use crate::output::SharedOut as Shared;
 
     /// `n` requests on connection 0, then its `conn` record, printed with `args`.
     fn printed(n: u64, conn: ConnRec, args: &OutputConfig) -> String {
