@@ -291,7 +291,13 @@ fn digit_count(v: u64) -> usize {
 fn eight_digits(x: u32) -> u64 {
     let v = (x / 10_000) as u64 | ((x % 10_000) as u64) << 32;
     let hundreds = ((v * 5243) >> 19) & 0x0000_007f_0000_007f;
-    let v = hundreds | (v - hundreds * 100) << 16;
+    pair_digits(hundreds | (v - hundreds * 100) << 16)
+}
+
+/// Two-digit numbers in the 16-bit lanes of `v` as their digits, tens in the lower byte of
+/// each lane: the last step of [`eight_digits`], and all of it a four-digit number needs.
+#[inline(always)]
+fn pair_digits(v: u64) -> u64 {
     let tens = ((v * 103) >> 10) & 0x000f_000f_000f_000f;
     tens | (v - tens * 10) << 8
 }
@@ -327,11 +333,11 @@ fn put_digits(b: &mut Vec<u8>, v: u64) {
     unsafe {
         let p = b.as_mut_ptr().add(at);
         if n <= 4 {
-            // Lengths, windows, connection numbers: the second half of [`eight_digits`] only.
+            // Lengths, windows, connection numbers: the last step of [`eight_digits`] only,
+            // in the upper half, where `store_last` takes the last digits from.
             let x = v as u32;
-            let v = (x / 100) as u64 | ((x % 100) as u64) << 16;
-            let tens = ((v * 103) >> 10) & 0x000f_000f;
-            store_last(p, (tens | (v - tens * 10) << 8) << 32, n);
+            let pairs = (x / 100) as u64 | ((x % 100) as u64) << 16;
+            store_last(p, pair_digits(pairs) << 32, n);
         } else if n <= 8 {
             store_last(p, eight_digits(v as u32), n);
         } else if n <= 16 {
@@ -458,10 +464,7 @@ fn write_packet(
     b.extend_from_slice(b",\"ts\":");
     statics.ts(b, p.ts);
     endpoints.put(b, p)?;
-    match &p.flags {
-        Cow::Borrowed(names) => statics.list(b, b",\"flags\":", names)?,
-        Cow::Owned(names) => put_names(b, b",\"flags\":", names)?,
-    }
+    statics.names(b, b",\"flags\":", &p.flags)?;
     put_uint(b, b",\"seq\":", p.seq as u64);
     if let Some(a) = p.ack {
         put_uint(b, b",\"ack\":", a as u64);
@@ -533,6 +536,7 @@ fn put_addr(b: &mut Vec<u8>, a: Addr) -> io::Result<()> {
 /// The text of names and lists of names that live for the whole run (flags, states: borrowed
 /// from tables the engine makes once), rendered once with their key: the same place holds the
 /// same text for good, so its address names it. Direct-mapped; a collision renders again.
+/// It also keeps the last time written ([`Statics::ts`]).
 struct Statics {
     slots: Vec<Memo>,
     /// The last time written and its text: a message's `http` line has the time of the
@@ -596,6 +600,23 @@ impl Statics {
             *bits = v.to_bits();
         }
         put_bytes(b, text);
+    }
+
+    /// `key` and a list of names: from the memo when borrowed for the whole run (a table
+    /// made once), written out when owned.
+    #[inline(always)]
+    // The `Cow` itself, not its slice: whether it is borrowed for the whole run decides.
+    #[allow(clippy::ptr_arg)]
+    fn names(
+        &mut self,
+        b: &mut Vec<u8>,
+        key: &'static [u8],
+        names: &Cow<'static, [Name]>,
+    ) -> io::Result<()> {
+        match names {
+            Cow::Borrowed(names) => self.list(b, key, names),
+            Cow::Owned(names) => put_names(b, key, names),
+        }
     }
 
     /// `key` and a list of names that is never freed nor changed.
@@ -717,11 +738,8 @@ fn write_http(b: &mut Vec<u8>, h: &HttpRec, statics: &mut Statics) -> io::Result
     if let Some(v) = h.request_frame {
         put_uint(b, b",\"request_frame\":", v);
     }
-    match &h.carries {
-        Cow::Borrowed([]) => {}
-        Cow::Borrowed(names) => statics.list(b, b",\"carries\":", names)?,
-        Cow::Owned(names) if names.is_empty() => {}
-        Cow::Owned(names) => put_names(b, b",\"carries\":", names)?,
+    if !h.carries.is_empty() {
+        statics.names(b, b",\"carries\":", &h.carries)?;
     }
     if let Some(v) = h.end_frame {
         put_uint(b, b",\"end_frame\":", v);
@@ -1016,12 +1034,8 @@ mod tests {
     /// gives every digit where it belongs.
     #[test]
     fn eight_digits_split_exactly() {
-        for q in 0..10_000u64 {
-            assert_eq!((q * 5243) >> 19, q / 100, "{q}");
-        }
-        for q in 0..100u64 {
-            assert_eq!((q * 103) >> 10, q / 10, "{q}");
-        }
+        assert!(divides_exactly(5243, 19, 100, 10_000));
+        assert!(divides_exactly(103, 10, 10, 100));
         let text = |x: u32| (eight_digits(x) | ZEROS).to_le_bytes();
         for i in 0..10_000u32 {
             for x in [
@@ -1035,11 +1049,16 @@ mod tests {
         }
     }
 
-    /// Control: a divisor constant one off for /100 goes wrong inside a lane's range, so the
-    /// sweep above can fail.
+    /// Whether `q * mul >> shift` is `q / div` for every `q` below `below`.
+    fn divides_exactly(mul: u64, shift: u32, div: u64, below: u64) -> bool {
+        (0..below).all(|q| (q * mul) >> shift == q / div)
+    }
+
+    /// Control: the check above fails for a constant one off, for /100 and for /10.
     #[test]
-    fn control_a_wrong_hundreds_constant_is_caught() {
-        assert!((0..10_000u64).any(|q| (q * 5242) >> 19 != q / 100));
+    fn control_a_wrong_divisor_constant_is_caught() {
+        assert!(!divides_exactly(5242, 19, 100, 10_000));
+        assert!(!divides_exactly(102, 10, 10, 100));
     }
 
     /// Every whole number of microseconds under a second (round-trip times), as zmij writes it.

@@ -606,14 +606,13 @@ fn event_color(event: &str) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::output::SharedOut;
     use crate::record::HttpRec;
     use std::borrow::Cow;
 
-    use crate::output::SharedOut as Shared;
-
     /// `n` requests on connection 0, then its `conn` record, printed with `args`.
     fn printed(n: u64, conn: ConnRec, args: &OutputConfig) -> String {
-        let out = Shared::default();
+        let out = SharedOut::default();
         let mut t = TableSink::new(Box::new(out.clone()), args);
         for i in 0..n {
             let req = HttpRec {

@@ -51,11 +51,22 @@ pub mod ev {
         "lost_segment",
         "ack_lost_segment",
     ];
+    /// Indices of the set bits, lowest first: only the events that fired are visited (most
+    /// segments have none; a pass over all fourteen cost ~80 instructions a segment).
+    pub fn set(bits: u16) -> impl Iterator<Item = usize> {
+        let mut left = bits;
+        std::iter::from_fn(move || {
+            (left != 0).then(|| {
+                let i = left.trailing_zeros() as usize;
+                left &= left - 1;
+                i
+            })
+        })
+    }
+
     /// Names of the set bits, in the contract's order.
     pub fn names(bits: u16) -> impl Iterator<Item = &'static str> {
-        (0..14)
-            .filter(move |i| bits & (1 << i) != 0)
-            .map(|i| NAMES[i])
+        set(bits).filter_map(|i| NAMES.get(i).copied())
     }
 }
 

@@ -510,14 +510,10 @@ impl<U: Default> Conn<U> {
             };
             analysis::analyze(fw, rv, &view, &cx)
         };
-        // Only the events that fired: most segments have none, and a pass over every count
-        // cost ~80 instructions a segment.
-        let mut bits = a.bits;
-        while bits != 0 {
-            if let Some(c) = self.counts.get_mut(bits.trailing_zeros() as usize) {
+        for i in ev::set(a.bits) {
+            if let Some(c) = self.counts.get_mut(i) {
                 *c += 1;
             }
-            bits &= bits - 1;
         }
 
         // Zeek history.
