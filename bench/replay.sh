@@ -10,7 +10,17 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 cap=${1:-$here/bench/out/big.pcap}
-if [ ! -f "$cap" ]; then "$here/bench/make-capture.sh" "$here/bench/out" 6; fi
+# Only the default capture is made when missing; a named one must exist.
+if [ ! -f "$cap" ]; then
+  [ $# -eq 0 ] || { echo "bench: no capture file at $cap (give an existing pcap, or none to make bench/out/big.pcap)" >&2; exit 1; }
+  "$here/bench/make-capture.sh" "$here/bench/out" 6
+fi
+# Absolute, so that the head's symbolic link (a capture shorter than the head) resolves.
+cap=$(realpath "$cap")
+case ${CACHE:-reread} in
+  reread | asis) ;;
+  *) echo "bench: CACHE must be reread or asis, not '$CACHE'" >&2; exit 1 ;;
+esac
 (cd "$here" && cargo build --release -q)
 bin=$here/target/release/statescope
 frames=$(capinfos -Mc "$cap" 2>/dev/null | awk '/Number of packets/ {print $NF}')
